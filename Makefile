@@ -1,0 +1,36 @@
+# dendriteseg: two commands do everything on a fresh machine.
+#   make demo   set up .venv and run the main job on built-in defaults
+#   make test   set up .venv and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+DEMO_DIR ?= demo_out
+# A CPU build of torch lies on this machine's disk; pin it so pip never pulls a CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: install demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_PIN)"
+	$(PY) -m pip install --quiet -e ".[dev,torch]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m dendriteseg.demo $(DEMO_DIR)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: install
+	$(PY) benchmarks/lazy_read_memory.py
+	$(PY) benchmarks/metrics_speed.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

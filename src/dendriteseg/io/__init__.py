@@ -1,0 +1,24 @@
+"""Volume input/output by suffix: TIFF/BigTIFF, TIFF folders, Zarr, HDF5, NumPy.
+
+``open_volume`` gives a lazy :class:`Volume` that reads z-slabs on demand;
+``read_volume`` loads everything; ``write_volume`` and ``VolumeWriter``
+write atomically (temporary name, then rename).
+"""
+
+from dendriteseg.io.location import DEFAULT_HDF5_DATASET, FORMATS, Location, parse_location
+from dendriteseg.io.readers import ArrayVolume, Volume, open_volume, read_metadata, read_volume
+from dendriteseg.io.writers import VolumeWriter, write_volume
+
+__all__ = [
+    "DEFAULT_HDF5_DATASET",
+    "FORMATS",
+    "ArrayVolume",
+    "Location",
+    "Volume",
+    "VolumeWriter",
+    "open_volume",
+    "parse_location",
+    "read_metadata",
+    "read_volume",
+    "write_volume",
+]

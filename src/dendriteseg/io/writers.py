@@ -1,0 +1,368 @@
+"""Atomic volume writers: everything goes to a temporary name beside the
+target and is renamed into place only when complete.
+
+``VolumeWriter`` takes z-slabs one at a time, so a job can stream a volume
+larger than memory to disk; ``write_volume`` writes an array in one call.
+An interrupted write leaves the target as it was (absent or the old file).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dendriteseg.errors import FormatError, InputError
+from dendriteseg.io.location import Location, parse_location
+
+SLAB_BYTES = 64 * 2**20  # how much write_volume hands over per call
+
+
+def _temp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _swap_into_place(temp: Path, final: Path) -> None:
+    """Rename ``temp`` to ``final``; an existing folder target is replaced too."""
+    if final.is_dir() and not final.is_symlink():
+        old = _temp_sibling(final)
+        os.rename(final, old)
+        try:
+            os.rename(temp, final)
+        except OSError:
+            os.rename(old, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temp, final)
+
+
+class VolumeWriter:
+    """Write a (z, y, x) volume slab by slab, atomically.
+
+    Parameters
+    ----------
+    spec : str, Path or Location
+        Target; the format follows the suffix (see ``parse_location``).
+    shape : tuple of int
+        Full ``(z, y, x)`` shape.
+    dtype : numpy dtype
+    voxel_size : tuple of float, optional
+        ``(z, y, x)`` in micrometres, stored where the format allows.
+    compression : str, optional
+        ``"zlib"``/``"zstd"`` for TIFF, HDF5 (``gzip``) and Zarr; Zarr
+        compresses with its default codec when None.
+
+    Notes
+    -----
+    TIFF and TIFF folders must be written in increasing z order; Zarr,
+    HDF5 and ``.npy`` accept slabs in any order. Use as a context manager:
+    the target appears on a clean exit and is left untouched on an error.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "out.tif")
+    >>> with VolumeWriter(path, (4, 8, 8), np.uint8) as out:
+    ...     out.write(np.ones((2, 8, 8), np.uint8), 0)
+    ...     out.write(np.zeros((2, 8, 8), np.uint8), 2)
+    """
+
+    def __init__(
+        self,
+        spec: str | Path | Location,
+        shape: tuple[int, ...],
+        dtype: Any,
+        *,
+        voxel_size: tuple[float, float, float] | None = None,
+        compression: str | None = None,
+    ):
+        self.location = (
+            spec if isinstance(spec, Location) else parse_location(spec, for_writing=True)
+        )
+        if len(shape) != 3 or min(shape) < 1:
+            raise InputError(f"{self.location}: can only write a 3D (z, y, x) volume, got {shape}")
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.voxel_size = tuple(float(v) for v in voxel_size) if voxel_size else None
+        self.compression = compression
+        self.final = self.location.path
+        parent = self.final.parent
+        if not parent.is_dir():
+            raise InputError(f"{self.final}: folder {parent} does not exist")
+        self.temp = _temp_sibling(self.final)
+        self._next_z = 0
+        self._closed = False
+        self._handle: Any = None
+        self._open()
+
+    # -- per format ----------------------------------------------------------
+    def _open(self) -> None:
+        fmt = self.location.format
+        try:
+            if fmt == "tiff":
+                import tifffile
+
+                bigtiff = self.shape[0] * self.shape[1] * self.shape[2] * self.dtype.itemsize > 2**31
+                self._handle = tifffile.TiffWriter(self.temp, bigtiff=bigtiff)
+            elif fmt == "tiff-dir":
+                self.temp.mkdir()
+            elif fmt == "npy":
+                self._open_npy()
+            elif fmt == "hdf5":
+                self._open_hdf5()
+            else:
+                self._open_zarr()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open_npy(self) -> None:
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": self.shape,
+        }
+        with open(self.temp, "wb") as fh:
+            np.lib.format.write_array_header_2_0(fh, header)
+            self._offset = fh.tell()
+            fh.truncate(self._offset + int(np.prod(self.shape)) * self.dtype.itemsize)
+        self._handle = os.open(self.temp, os.O_WRONLY)
+
+    def _open_hdf5(self) -> None:
+        import h5py
+
+        if self.final.exists():  # keep the file's other datasets
+            shutil.copy2(self.final, self.temp)
+        try:
+            self._handle = h5py.File(self.temp, "a")
+        except OSError as exc:
+            raise FormatError(f"{self.final}: cannot open as HDF5 for writing ({exc})") from None
+        key = self.location.key or "/exchange/data"
+        if key in self._handle:
+            del self._handle[key]
+        chunks = (1, min(self.shape[1], 512), min(self.shape[2], 512))
+        dataset = self._handle.create_dataset(
+            key,
+            shape=self.shape,
+            dtype=self.dtype,
+            chunks=chunks,
+            compression="gzip" if self.compression else None,
+        )
+        if self.voxel_size:
+            dataset.attrs["voxel_size_um"] = self.voxel_size
+        self._dataset = dataset
+
+    def _open_zarr(self) -> None:
+        import zarr
+
+        key = (self.location.key or "").strip("/")
+        chunks = (min(self.shape[0], 8), min(self.shape[1], 256), min(self.shape[2], 256))
+        kwargs: dict[str, Any] = {"shape": self.shape, "dtype": self.dtype, "chunks": chunks}
+        if self.compression is None:
+            pass
+        elif self.compression in ("zstd", "zlib", "gzip"):
+            from zarr.codecs import GzipCodec, ZstdCodec
+
+            kwargs["compressors"] = ZstdCodec() if self.compression == "zstd" else GzipCodec()
+        else:
+            raise InputError(f"{self.final}: unknown compression {self.compression!r}")
+        if key:
+            # Write the array under a temporary name inside the (new or existing) group.
+            if self.final.exists():
+                try:
+                    group = zarr.open_group(str(self.final), mode="r+")
+                except Exception:  # zarr raises several types here
+                    raise InputError(
+                        f"{self.final}: exists and is not a Zarr group; cannot add {key!r} to it"
+                    ) from None
+                self._group_root = self.final
+            else:
+                group = zarr.open_group(str(self.temp), mode="w", zarr_format=3)
+                self._group_root = self.temp
+            self._member = key
+            self._member_temp = f"{key}.partial-{uuid.uuid4().hex[:8]}"
+            array = group.create_array(self._member_temp, **kwargs)
+        else:
+            self._member = None
+            array = zarr.create_array(str(self.temp), zarr_format=3, **kwargs)
+        if self.voxel_size:
+            array.attrs["voxel_size_um"] = list(self.voxel_size)
+        self._handle = array
+
+    # -- public --------------------------------------------------------------
+    def write(self, slab: np.ndarray, z0: int | None = None) -> None:
+        """Write ``slab`` (shape ``(n, y, x)``) at slices ``z0 : z0 + n``.
+
+        ``z0`` defaults to the slice after the previous slab.
+        """
+        if self._closed:
+            raise RuntimeError(f"{self.final}: writer is closed")
+        slab = np.asarray(slab)
+        if slab.ndim == 2:
+            slab = slab[None]
+        z0 = self._next_z if z0 is None else int(z0)
+        z1 = z0 + slab.shape[0]
+        if slab.shape[1:] != self.shape[1:] or not 0 <= z0 < z1 <= self.shape[0]:
+            raise InputError(
+                f"{self.final}: slab of shape {slab.shape} at z={z0} does not fit volume {self.shape}"
+            )
+        slab = slab.astype(self.dtype, copy=False)
+        fmt = self.location.format
+        if fmt in ("tiff", "tiff-dir") and z0 != self._next_z:
+            raise InputError(f"{self.final}: TIFF slabs must be written in order (expected z={self._next_z})")
+        if fmt == "tiff":
+            self._write_tiff(slab)
+        elif fmt == "tiff-dir":
+            import tifffile
+
+            width = max(5, len(str(self.shape[0] - 1)))
+            for i, page in enumerate(slab):
+                tifffile.imwrite(
+                    self.temp / f"slice_{z0 + i:0{width}d}.tif",
+                    page,
+                    photometric="minisblack",
+                    metadata=self._tiff_metadata("YX"),
+                    compression=self.compression,
+                )
+        elif fmt == "npy":
+            plane = self.shape[1] * self.shape[2] * self.dtype.itemsize
+            data = np.ascontiguousarray(slab).tobytes()
+            os.pwrite(self._handle, data, self._offset + z0 * plane)
+        elif fmt == "hdf5":
+            self._dataset[z0:z1] = slab
+        else:
+            self._handle[z0:z1] = slab
+        self._next_z = max(self._next_z, z1)
+
+    def _tiff_metadata(self, axes: str = "ZYX") -> dict[str, Any]:
+        meta: dict[str, Any] = {"axes": axes}
+        if self.voxel_size:
+            meta["voxel_size_um"] = list(self.voxel_size)
+        return meta
+
+    def _write_tiff(self, slab: np.ndarray) -> None:
+        for page in slab:
+            kwargs: dict[str, Any] = {}
+            if self._next_z == 0:
+                kwargs["metadata"] = self._tiff_metadata()
+                if self.voxel_size:
+                    # pixels per centimetre, so that ImageJ and others show the scale
+                    kwargs["resolution"] = (1e4 / self.voxel_size[2], 1e4 / self.voxel_size[1])
+                    kwargs["resolutionunit"] = "CENTIMETER"
+            self._handle.write(
+                page,
+                contiguous=True,
+                photometric="minisblack",
+                compression=self.compression,
+                **kwargs,
+            )
+            self._next_z += 1
+
+    def commit(self) -> None:
+        """Finish the file and rename it into place."""
+        if self._closed:
+            return
+        fmt = self.location.format
+        if fmt in ("tiff", "tiff-dir") and self._next_z != self.shape[0]:
+            self.abort()
+            raise InputError(
+                f"{self.final}: only {self._next_z} of {self.shape[0]} slices were written"
+            )
+        try:
+            self._close_handle()
+            if fmt == "zarr" and self._member is not None:
+                self._commit_zarr_member()
+            else:
+                _swap_into_place(self.temp, self.final)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+
+    def _commit_zarr_member(self) -> None:
+        root = self._group_root
+        member_dir = root / self._member
+        temp_dir = root / self._member_temp
+        member_dir.parent.mkdir(parents=True, exist_ok=True)
+        _swap_into_place(temp_dir, member_dir)
+        if root == self.temp:
+            _swap_into_place(self.temp, self.final)
+
+    def _close_handle(self) -> None:
+        handle, self._handle = self._handle, None
+        fmt = self.location.format
+        if handle is None:
+            return
+        if fmt == "tiff" or fmt == "hdf5":
+            handle.close()
+        elif fmt == "npy":
+            os.close(handle)
+
+    def abort(self) -> None:
+        """Drop everything written; the target is left as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._close_handle()
+        except Exception:  # noqa: BLE001 - best effort while cleaning up
+            pass
+        _remove(self.temp)
+        if self.location.format == "zarr" and getattr(self, "_member", None):
+            _remove(self._group_root / self._member_temp)
+
+    def __enter__(self) -> VolumeWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_volume(
+    spec: str | Path | Location,
+    array: Any,
+    *,
+    voxel_size: tuple[float, float, float] | None = None,
+    compression: str | None = None,
+) -> None:
+    """Write a whole array atomically; the format follows the suffix.
+
+    Parameters
+    ----------
+    spec : str, Path or Location
+        ``out.tif``, ``out_slices/``, ``out.zarr``, ``out.h5:/exchange/data``,
+        ``out.npy``. An existing HDF5 file keeps its other datasets.
+    array : array-like
+        ``(z, y, x)``; a 2D image is written as one slice.
+    voxel_size : tuple of float, optional
+        ``(z, y, x)`` micrometres.
+    compression : str, optional
+        See :class:`VolumeWriter`.
+    """
+    data = np.asarray(array)
+    if data.ndim == 2:
+        data = data[None]
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    if data.dtype.kind not in "iuf":
+        raise InputError(f"{spec}: cannot write voxel type {data.dtype}")
+    plane = max(1, data[0].nbytes) if data.size else 1
+    step = max(1, SLAB_BYTES // plane)
+    with VolumeWriter(spec, data.shape, data.dtype, voxel_size=voxel_size, compression=compression) as out:
+        for z0 in range(0, data.shape[0], step):
+            out.write(data[z0 : z0 + step], z0)
