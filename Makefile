@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m dendriteseg.demo $(DEMO_DIR)
+	$(VENV)/bin/dendriteseg demo $(DEMO_DIR)
 
 test: install
 	$(PY) -m pytest

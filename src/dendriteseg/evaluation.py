@@ -75,17 +75,13 @@ def evaluate(
         raise InputError(f"tolerance must be > 0, got {tolerance}")
     with as_volume(pred, "pred") as pv, as_volume(gt, "gt") as gv:
         if pv.shape != gv.shape:
-            raise InputError(
-                f"{pv.source}: shape {pv.shape} differs from {gv.source} shape {gv.shape}"
-            )
+            raise InputError(f"{pv.source}: shape {pv.shape} differs from {gv.source} shape {gv.shape}")
         if mode == "3d":
             if pv.ndim != 3:
                 raise InputError(f"{pv.source}: 3D mode needs a (z, y, x) volume")
             p = as_binary_labels(pv.read(), pv.source)
             g = as_binary_labels(gv.read(), gv.source)
-            return score_volume_3d(
-                p, g, tolerance=tolerance, spacing=spacing or gv.voxel_size or None
-            )
+            return score_volume_3d(p, g, tolerance=tolerance, spacing=spacing or gv.voxel_size or None)
         scores: list[SliceScores] = []
         if pv.ndim == 2:
             p = as_binary_labels(pv.read(), pv.source)[None]
@@ -129,10 +125,7 @@ def write_per_slice_csv(result: Evaluation, path: str | Path) -> None:
     writer.writeheader()
     for row in result.per_slice:
         writer.writerow(
-            {
-                k: ("" if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in asdict(row).items()
-            }
+            {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(row).items()}
         )
     _atomic_text(path, buffer.getvalue())
 

@@ -331,9 +331,7 @@ def summarize(scores: list[SliceScores], *, tolerance: float = 4.0) -> Evaluatio
         "slices": len(scores),
         "iou_skipped": sum(math.isnan(s.iou) for s in scores),
         "bf1_skipped": sum(math.isnan(s.bf1) for s in scores),
-        "bf1_one_empty": sum(
-            (s.boundary_pred == 0) != (s.boundary_gt == 0) for s in scores
-        ),
+        "bf1_one_empty": sum((s.boundary_pred == 0) != (s.boundary_gt == 0) for s in scores),
         "bde_skipped": sum(math.isnan(s.bde) for s in scores),
     }
     counts["bf1_used"] = counts["slices"] - counts["bf1_skipped"]
@@ -350,9 +348,7 @@ def summarize(scores: list[SliceScores], *, tolerance: float = 4.0) -> Evaluatio
     )
 
 
-def score_volume_3d(
-    pred: Any, gt: Any, *, tolerance: float = 4.0, spacing: Any = None
-) -> Evaluation:
+def score_volume_3d(pred: Any, gt: Any, *, tolerance: float = 4.0, spacing: Any = None) -> Evaluation:
     """3D scores: 6-neighbour boundaries and distances with voxel ``spacing``.
 
     Parameters

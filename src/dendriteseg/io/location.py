@@ -51,9 +51,7 @@ class Location:
 
 
 def _is_zarr_dir(path: Path) -> bool:
-    return path.is_dir() and any(
-        (path / marker).exists() for marker in ("zarr.json", ".zarray", ".zgroup")
-    )
+    return path.is_dir() and any((path / marker).exists() for marker in ("zarr.json", ".zarray", ".zgroup"))
 
 
 def parse_location(spec: str | Path, *, for_writing: bool = False) -> Location:

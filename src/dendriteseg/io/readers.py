@@ -38,9 +38,7 @@ def _squeeze_shape(shape: tuple[int, ...], source: str) -> tuple[int, ...]:
     while len(shape) > 3 and shape[0] == 1:
         shape = shape[1:]
     if len(shape) > 3 or len(shape) < 2:
-        raise FormatError(
-            f"{source}: expected a 2D image or a 3D volume (z, y, x), got shape {shape}"
-        )
+        raise FormatError(f"{source}: expected a 2D image or a 3D volume (z, y, x), got shape {shape}")
     return shape
 
 
@@ -236,9 +234,7 @@ class TiffVolume(Volume):
         self._series = series
         page_shape = tuple(series.keyframe.shape)
         self._by_page = (
-            len(self.shape) == 3
-            and len(series) == self.shape[0]
-            and page_shape == tuple(self.shape[1:])
+            len(self.shape) == 3 and len(series) == self.shape[0] and page_shape == tuple(self.shape[1:])
         )
         self._zarr = None
         if not self._by_page and len(self.shape) == 3:
@@ -296,11 +292,7 @@ class TiffFolderVolume(Volume):
                 self.dtype = _check_dtype(series.dtype, str(first))
                 metas = tif.shaped_metadata or ()
                 self.voxel_size = next(
-                    (
-                        v
-                        for v in (_voxel_size(m.get("voxel_size_um")) for m in metas)
-                        if v is not None
-                    ),
+                    (v for v in (_voxel_size(m.get("voxel_size_um")) for m in metas) if v is not None),
                     None,
                 )
         except (tifffile.TiffFileError, OSError, IndexError) as exc:

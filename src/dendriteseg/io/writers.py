@@ -88,9 +88,7 @@ class VolumeWriter:
         voxel_size: tuple[float, float, float] | None = None,
         compression: str | None = None,
     ):
-        self.location = (
-            spec if isinstance(spec, Location) else parse_location(spec, for_writing=True)
-        )
+        self.location = spec if isinstance(spec, Location) else parse_location(spec, for_writing=True)
         if len(shape) != 3 or min(shape) < 1:
             raise InputError(f"{self.location}: can only write a 3D (z, y, x) volume, got {shape}")
         self.shape = tuple(int(s) for s in shape)
@@ -277,9 +275,7 @@ class VolumeWriter:
         fmt = self.location.format
         if fmt in ("tiff", "tiff-dir") and self._next_z != self.shape[0]:
             self.abort()
-            raise InputError(
-                f"{self.final}: only {self._next_z} of {self.shape[0]} slices were written"
-            )
+            raise InputError(f"{self.final}: only {self._next_z} of {self.shape[0]} slices were written")
         try:
             self._close_handle()
             if fmt == "zarr" and self._member is not None:

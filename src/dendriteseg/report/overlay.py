@@ -89,13 +89,19 @@ def _xz_sections(volume: Any, y_list: list[int], slab: int = 32) -> np.ndarray:
     """``volume[:, y]`` for each y, as (len(y_list), z, x), reading z-slabs once."""
     if not isinstance(volume, Volume):
         return np.moveaxis(np.asarray(volume)[:, y_list], 1, 0)
-    parts = [volume.read(z0, min(z0 + slab, volume.shape[0]))[:, y_list]
-             for z0 in range(0, volume.shape[0], slab)]
+    parts = [
+        volume.read(z0, min(z0 + slab, volume.shape[0]))[:, y_list] for z0 in range(0, volume.shape[0], slab)
+    ]
     return np.moveaxis(np.concatenate(parts, 0), 1, 0)
 
 
-def _save_figure(path: Path, panels: list[tuple[str, np.ndarray]], title: str, aspect: float,
-                 legend: list[tuple[str, tuple[int, int, int]]]) -> None:
+def _save_figure(
+    path: Path,
+    panels: list[tuple[str, np.ndarray]],
+    title: str,
+    aspect: float,
+    legend: list[tuple[str, tuple[int, int, int]]],
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -107,9 +113,15 @@ def _save_figure(path: Path, panels: list[tuple[str, np.ndarray]], title: str, a
     fig_w = max(4.0, len(panels) * w * scale + 0.4)
     fig_h = max(2.5, h * aspect * scale + 1.1)
     fig, axes = plt.subplots(1, len(panels), figsize=(fig_w, fig_h), squeeze=False)
-    for ax, (name, image) in zip(axes[0], panels):
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255,
-                  interpolation="nearest", aspect=aspect)
+    for ax, (name, image) in zip(axes[0], panels, strict=False):
+        ax.imshow(
+            image,
+            cmap="gray" if image.ndim == 2 else None,
+            vmin=0,
+            vmax=255,
+            interpolation="nearest",
+            aspect=aspect,
+        )
         ax.set_title(name, fontsize=9)
         ax.set_axis_off()
     if legend:
@@ -163,7 +175,8 @@ def write_overlays(
     image_name, pred_name, gt_name = names
     if image.shape != pred.shape or (gt is not None and gt.shape != image.shape):
         shapes = ", ".join(
-            f"{n} {v.shape}" for n, v in ((image_name, image), (pred_name, pred), (gt_name, gt))
+            f"{n} {v.shape}"
+            for n, v in ((image_name, image), (pred_name, pred), (gt_name, gt))
             if v is not None
         )
         raise InputError(f"{pred_name}: shapes differ: {shapes}")
@@ -192,13 +205,19 @@ def write_overlays(
         if g is not None:
             g = as_binary_labels(g, gt_name)
             s = score_slice(p, g)
-            bits = [f"IoU {100 * s.iou:.2f}%" if not math.isnan(s.iou) else "IoU n/a",
-                    f"BF1 {100 * s.bf1:.2f}%" if not math.isnan(s.bf1) else "BF1 n/a",
-                    f"BDE {s.bde:.2f} px" if not math.isnan(s.bde) else "BDE n/a"]
+            bits = [
+                f"IoU {100 * s.iou:.2f}%" if not math.isnan(s.iou) else "IoU n/a",
+                f"BF1 {100 * s.bf1:.2f}%" if not math.isnan(s.bf1) else "BF1 n/a",
+                f"BDE {s.bde:.2f} px" if not math.isnan(s.bde) else "BDE n/a",
+            ]
             title = f"{tag}: " + ", ".join(bits)
             panels = [("CT image", grey), ("prediction vs truth", confusion_rgb(p, g))]
-            legend = [("true positive", TP), ("true negative", TN),
-                      ("false positive", FP), ("false negative", FN)]
+            legend = [
+                ("true positive", TP),
+                ("true negative", TN),
+                ("false positive", FP),
+                ("false negative", FN),
+            ]
         else:
             title = f"{tag}: dendrite fraction {100 * p.mean():.1f}%"
             panels = [("CT image", grey), ("label outline", outline_rgb(grey, p))]
@@ -208,13 +227,17 @@ def write_overlays(
         written.append(path)
 
     for zi in z_list:
-        draw(f"z{zi:04d}", np.asarray(image[zi]), np.asarray(pred[zi]),
-             None if gt is None else np.asarray(gt[zi]), 1.0)
+        draw(
+            f"z{zi:04d}",
+            np.asarray(image[zi]),
+            np.asarray(pred[zi]),
+            None if gt is None else np.asarray(gt[zi]),
+            1.0,
+        )
     if y_list:
         # x-z sections need every slice: read the volumes once, slab by slab
         img_rows, pred_rows = _xz_sections(image, y_list), _xz_sections(pred, y_list)
         gt_rows = None if gt is None else _xz_sections(gt, y_list)
         for k, yi in enumerate(y_list):
-            draw(f"xz_y{yi:04d}", img_rows[k], pred_rows[k],
-                 None if gt_rows is None else gt_rows[k], aspect)
+            draw(f"xz_y{yi:04d}", img_rows[k], pred_rows[k], None if gt_rows is None else gt_rows[k], aspect)
     return written

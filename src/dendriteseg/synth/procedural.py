@@ -157,8 +157,9 @@ def procedural_dendrites(
     branch_spacing = branch_spacing or max(3.0 * arm_radius, 0.08 * size)
     capsules: list[Capsule] = []
     for _ in range(n_seeds):
-        centre = np.array([gen.uniform(0, shape[0]), gen.uniform(0.15, 0.85) * shape[1],
-                           gen.uniform(0.15, 0.85) * shape[2]])
+        centre = np.array(
+            [gen.uniform(0, shape[0]), gen.uniform(0.15, 0.85) * shape[1], gen.uniform(0.15, 0.85) * shape[2]]
+        )
         capsules += dendrite_capsules(
             centre,
             random_rotation(gen),

@@ -1,0 +1,284 @@
+"""``dendriteseg`` command line: parse, call one library function, print.
+
+Every user error ends as one line ``error: <file>: <problem>`` on stderr
+and exit code 2; nothing here holds logic that notebooks could not reach
+through the Python API.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dendriteseg import __version__
+from dendriteseg.errors import DendritesegError
+
+app = typer.Typer(
+    name="dendriteseg",
+    help="Segment dendrites in 3D/4D x-ray CT, train the networks, score the results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn library and OS errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except DendritesegError as exc:
+            _fail(str(exc))
+        except KeyError as exc:
+            _fail(str(exc.args[0]) if exc.args else "unknown key")
+        except (OSError, ValueError) as exc:
+            name = getattr(exc, "filename", None)
+            reason = getattr(exc, "strerror", None) or str(exc)
+            _fail(f"{name}: {reason}" if name else reason)
+        except MemoryError:
+            _fail("out of memory; use a lazy format (Zarr, HDF5, TIFF) and smaller slabs")
+        except KeyboardInterrupt:
+            _fail("interrupted; no partial output was left", code=130)
+        except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+            if os.environ.get("DENDRITESEG_DEBUG"):
+                raise
+            _fail(
+                f"internal error ({type(exc).__name__}: {exc}); set DENDRITESEG_DEBUG=1 for a traceback",
+                code=1,
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _int_list(text: str | None, name: str) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        _fail(f"--{name}: expected integers separated by commas, got {text!r}")
+    return None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"dendriteseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    pred: Annotated[str, typer.Argument(help="Predicted labels (0/1), any supported format.")],
+    gt: Annotated[str, typer.Argument(help="True labels (0/1) of the same shape.")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write all scores as JSON.")] = None,
+    tolerance: Annotated[float, typer.Option(help="BF1 tolerance in pixels (strict <).")] = 4.0,
+    per_slice: Annotated[Path | None, typer.Option("--per-slice", help="Write per-slice CSV.")] = None,
+    mode: Annotated[str, typer.Option(help="2d: per z-slice then mean (paper); 3d: volume.")] = "2d",
+    spacing: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option(help="Voxel size Z Y X for --mode 3d (default: the GT file's, else 1)."),
+    ] = None,
+) -> None:
+    """Score a segmentation: accuracy, IoU, boundary F1 and boundary displacement error."""
+    from dendriteseg.evaluation import evaluate as run
+    from dendriteseg.evaluation import format_table, write_json, write_per_slice_csv
+
+    result = run(pred, gt, tolerance=tolerance, mode=mode, spacing=spacing)
+    table = Table(title=f"{pred} vs {gt}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in format_table(result):
+        table.add_row(name, value)
+    out_console.print(table)
+    if json_path:
+        write_json(result, json_path, pred=str(pred), gt=str(gt))
+    if per_slice:
+        if mode != "2d":
+            _fail("--per-slice needs --mode 2d")
+        write_per_slice_csv(result, per_slice)
+
+
+@app.command()
+@friendly_errors
+def overlay(
+    image: Annotated[str, typer.Argument(help="CT image volume.")],
+    pred: Annotated[str, typer.Argument(help="Predicted labels (0/1).")],
+    gt: Annotated[str | None, typer.Argument(help="True labels (0/1), optional.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG files.")] = Path("overlays"),
+    z: Annotated[str | None, typer.Option(help="z-slices, e.g. 10,50,90 (default: 3 evenly spaced).")] = None,
+    y: Annotated[str | None, typer.Option(help="y rows for x-z sections (default: the middle).")] = None,
+    window: Annotated[
+        tuple[float, float] | None, typer.Option(help="Grey window LOW HIGH (default: percentiles).")
+    ] = None,
+) -> None:
+    """Draw PNG overlays: TP white, TN black, FP green, FN pink (or the outline without GT)."""
+    from dendriteseg.io import open_volume
+    from dendriteseg.report import write_overlays
+
+    with open_volume(image) as img, open_volume(pred) as prd:
+        gtv = open_volume(gt) if gt else None
+        try:
+            written = write_overlays(
+                img,
+                prd,
+                gtv,
+                out,
+                z=_int_list(z, "z"),
+                y=_int_list(y, "y"),
+                window=window,
+                voxel_size=img.voxel_size,
+                names=(image, pred, gt or "gt"),
+            )
+        finally:
+            if gtv is not None:
+                gtv.close()
+    for path in written:
+        out_console.print(str(path), markup=False, highlight=False)
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(f"--option: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    return options
+
+
+@app.command()
+@friendly_errors
+def baseline(
+    method: Annotated[str, typer.Argument(help="otsu, kmeans, emmpm or forest.")],
+    input: Annotated[str, typer.Argument(help="CT image volume.")],
+    output: Annotated[str, typer.Option("--out", "-o", help="Where to write the 0/1 labels.")],
+    train_image: Annotated[str | None, typer.Option(help="forest: labelled training image.")] = None,
+    train_label: Annotated[str | None, typer.Option(help="forest: its labels (0/1).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (kmeans, emmpm, forest).")] = 0,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Method option KEY=VALUE, repeatable.")
+    ] = None,
+) -> None:
+    """Segment with a classical method (the paper's Figure 1 comparison)."""
+    from rich.progress import Progress
+
+    from dendriteseg.baselines import segment_with_baseline
+    from dendriteseg.io import parse_location
+
+    parse_location(output, for_writing=True)  # fail on a bad suffix before any work
+    options = _parse_options(option)
+    if not err_console.is_terminal:
+        segment_with_baseline(
+            method, input, output, train_image=train_image, train_label=train_label, rng=seed, **options
+        )
+    else:
+        with Progress(console=err_console, transient=True) as bar:
+            task = bar.add_task(f"{method}", total=None)
+            segment_with_baseline(
+                method,
+                input,
+                output,
+                train_image=train_image,
+                train_label=train_label,
+                rng=seed,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                **options,
+            )
+    out_console.print(f"wrote {output}", markup=False, highlight=False)
+
+
+@app.command()
+@friendly_errors
+def info(path: Annotated[str, typer.Argument(help="A volume in any supported format.")]) -> None:
+    """Print a volume's shape, type and voxel size without reading its voxels."""
+    from dendriteseg.io import read_metadata
+
+    meta = read_metadata(path)
+    out_console.print_json(json.dumps(meta))
+
+
+@app.command()
+@friendly_errors
+def convert(
+    source: Annotated[str, typer.Argument(help="Input volume.")],
+    target: Annotated[str, typer.Argument(help="Output volume; the format follows the suffix.")],
+    compression: Annotated[str | None, typer.Option(help="zlib or zstd.")] = None,
+    slab: Annotated[int, typer.Option(help="Slices per read/write.")] = 16,
+) -> None:
+    """Convert between TIFF, TIFF folders, Zarr, HDF5 and .npy, slab by slab."""
+    from dendriteseg.io import VolumeWriter, open_volume
+
+    with open_volume(source) as vol:
+        if vol.ndim != 3:
+            _fail(f"{source}: convert needs a (z, y, x) volume, got shape {vol.shape}")
+        with VolumeWriter(
+            target, vol.shape, vol.dtype, voxel_size=vol.voxel_size, compression=compression
+        ) as out:
+            for z0, _, data in vol.iter_slabs(slab):
+                out.write(data, z0)
+    out_console.print(f"wrote {target}", markup=False, highlight=False)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out: Annotated[Path, typer.Argument(help="Folder for the demo's outputs.")] = Path("demo_out"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Run the built-in demo on a synthetic scan: segment, evaluate, draw overlays."""
+    from dendriteseg.demo import run_demo
+
+    run_demo(out, seed=seed, on_step=lambda m: err_console.print(f"- {m}", markup=False))
+    out_console.print((out / "metrics.md").read_text(), markup=False, highlight=False)
+    out_console.print(f"outputs in {out}/", markup=False, highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - during typer's own parsing
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
