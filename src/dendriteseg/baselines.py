@@ -60,8 +60,8 @@ def sample_mask(volume: Any, *, margin: int = 2, max_slices: int = 16) -> np.nda
     (darkest everywhere) from the sample (melt and solid average out).
     Dark regions touching the image border are air; the rest, holes
     filled, is the sample, shrunk by ``margin`` pixels to drop the blurred
-    rim. If there is no air (the sample fills the field of view), the
-    whole slice is returned.
+    rim. If there is no air (the sample fills the field of view: the dark
+    part is not much darker than the rest), the whole slice is returned.
     """
     from skimage.filters import threshold_otsu
 
@@ -74,7 +74,11 @@ def sample_mask(volume: Any, *, margin: int = 2, max_slices: int = 16) -> np.nda
     labels, _ = ndimage.label(dark)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     air = np.isin(labels, border[border > 0])
-    if air.mean() < 0.02:
+    if air.mean() < 0.02 or air.all():
+        return np.ones(proj.shape, bool)
+    # Real air is far darker than the sample; a split of mere noise is not.
+    spread = np.sqrt((proj[air].var() + proj[~air].var()) / 2) + 1e-12
+    if (proj[~air].mean() - proj[air].mean()) / spread < 6.0:
         return np.ones(proj.shape, bool)
     sample = ndimage.binary_fill_holes(~air)
     labels, n = ndimage.label(sample)
