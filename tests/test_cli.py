@@ -28,8 +28,15 @@ def pair(tmp_path, phantom):
 
 
 def test_evaluate_table_json_and_csv(pair):
-    code, out, _ = run("evaluate", pair / "pred.zarr", pair / "gt.tif", "--json", pair / "m.json",
-                       "--per-slice", pair / "s.csv")
+    code, out, _ = run(
+        "evaluate",
+        pair / "pred.zarr",
+        pair / "gt.tif",
+        "--json",
+        pair / "m.json",
+        "--per-slice",
+        pair / "s.csv",
+    )
     assert code == 0
     assert "IoU %" in out and "BF1 %" in out and "BDE px" in out
     data = json.loads((pair / "m.json").read_text())
@@ -42,8 +49,19 @@ def test_evaluate_table_json_and_csv(pair):
 
 
 def test_evaluate_3d_mode(pair):
-    code, out, _ = run("evaluate", pair / "pred.zarr", pair / "gt.tif", "--mode", "3d",
-                       "--spacing", 2, 1, 1, "--json", pair / "m.json")
+    code, out, _ = run(
+        "evaluate",
+        pair / "pred.zarr",
+        pair / "gt.tif",
+        "--mode",
+        "3d",
+        "--spacing",
+        2,
+        1,
+        1,
+        "--json",
+        pair / "m.json",
+    )
     assert code == 0
     assert json.loads((pair / "m.json").read_text())["mode"] == "3d"
 
@@ -97,8 +115,18 @@ def test_evaluate_accepts_0_255_masks(pair, phantom):
 
 
 def test_overlay_with_and_without_gt(pair):
-    code, out, _ = run("overlay", pair / "image.tif", pair / "pred.zarr", pair / "gt.tif",
-                       "-o", pair / "ov", "--z", "2,6", "--y", "40")
+    code, out, _ = run(
+        "overlay",
+        pair / "image.tif",
+        pair / "pred.zarr",
+        pair / "gt.tif",
+        "-o",
+        pair / "ov",
+        "--z",
+        "2,6",
+        "--y",
+        "40",
+    )
     assert code == 0
     assert sorted(p.name for p in (pair / "ov").iterdir()) == ["xz_y0040.png", "z0002.png", "z0006.png"]
     code, _, _ = run("overlay", pair / "image.tif", pair / "pred.zarr", "-o", pair / "ov2")
@@ -116,8 +144,7 @@ def test_baseline_cli_and_errors(pair):
     _assert_one_line_error(code, err, "magic", "otsu")
     code, _, err = run("baseline", "forest", pair / "image.tif", "-o", pair / "f.tif")
     _assert_one_line_error(code, err, "--train-image")
-    code, _, err = run("baseline", "emmpm", pair / "image.tif", "-o", pair / "e.tif",
-                       "--option", "wobble=3")
+    code, _, err = run("baseline", "emmpm", pair / "image.tif", "-o", pair / "e.tif", "--option", "wobble=3")
     _assert_one_line_error(code, err, "wobble")
     assert not (pair / "m.tif").exists() and not (pair / "f.tif").exists()
 

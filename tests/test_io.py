@@ -36,8 +36,15 @@ def test_lazy_indexing_matches_numpy(tmp_path, odd_volume, name):
     write_volume(target, odd_volume)
     with open_volume(target) as vol:
         assert vol.shape == odd_volume.shape
-        for key in [np.s_[3:9], np.s_[5], np.s_[-1], np.s_[::4], np.s_[2:30:7, 3:5, -4:],
-                    np.s_[[1, 4, 2]], np.s_[0:0]]:
+        for key in [
+            np.s_[3:9],
+            np.s_[5],
+            np.s_[-1],
+            np.s_[::4],
+            np.s_[2:30:7, 3:5, -4:],
+            np.s_[[1, 4, 2]],
+            np.s_[0:0],
+        ]:
             np.testing.assert_array_equal(vol[key], odd_volume[key])
         slabs = list(vol.iter_slabs(10, halo=2))
         assert [(a, b) for a, b, _ in slabs] == [(0, 10), (10, 20), (20, 30), (30, 33)]
@@ -65,8 +72,13 @@ def test_tiff_folder_mismatched_slice(tmp_path):
 
 def test_reads_imagej_tiff_voxel_size(tmp_path):
     data = np.zeros((3, 4, 5), np.uint16)
-    tifffile.imwrite(tmp_path / "ij.tif", data[:, None], imagej=True, resolution=(2.0, 2.0),
-                     metadata={"spacing": 1.5, "unit": "um", "axes": "ZCYX"})
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        data[:, None],
+        imagej=True,
+        resolution=(2.0, 2.0),
+        metadata={"spacing": 1.5, "unit": "um", "axes": "ZCYX"},
+    )
     vol, voxel = read_volume(tmp_path / "ij.tif", return_voxel_size=True)
     assert vol.shape == (3, 4, 5)
     assert voxel == pytest.approx((1.5, 0.5, 0.5))
@@ -89,8 +101,13 @@ def test_reads_single_page_3d_tiff_through_zarr(tmp_path, odd_volume):
 
 
 def test_reads_zarr_v2(tmp_path, odd_volume):
-    array = zarr.create_array(str(tmp_path / "v2.zarr"), shape=odd_volume.shape,
-                              dtype=odd_volume.dtype, chunks=(8, 16, 16), zarr_format=2)
+    array = zarr.create_array(
+        str(tmp_path / "v2.zarr"),
+        shape=odd_volume.shape,
+        dtype=odd_volume.dtype,
+        chunks=(8, 16, 16),
+        zarr_format=2,
+    )
     array[:] = odd_volume
     np.testing.assert_array_equal(read_volume(tmp_path / "v2.zarr"), odd_volume)
 
@@ -111,10 +128,13 @@ def test_missing_hdf5_dataset_lists_datasets(tmp_path, odd_volume):
         open_volume(tmp_path / "scan.h5")
 
 
-@pytest.mark.parametrize("name,message", [
-    ("missing.tif", "no such file"),
-    ("file.xyz", "unsupported format"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("missing.tif", "no such file"),
+        ("file.xyz", "unsupported format"),
+    ],
+)
 def test_bad_locations(tmp_path, name, message):
     path = tmp_path / name
     if name.endswith(".xyz"):

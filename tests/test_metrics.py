@@ -118,8 +118,13 @@ def test_counts_and_nanmean():
     # slices 2, 3: both empty: everything but accuracy skipped
     result = summarize(score_slices(pred, gt))
     assert result.counts == {
-        "slices": 4, "iou_skipped": 2, "bf1_skipped": 2, "bf1_one_empty": 1,
-        "bde_skipped": 3, "bf1_used": 2, "bde_used": 1,
+        "slices": 4,
+        "iou_skipped": 2,
+        "bf1_skipped": 2,
+        "bf1_one_empty": 1,
+        "bde_skipped": 3,
+        "bf1_used": 2,
+        "bde_used": 1,
     }
     assert result.bf1 == pytest.approx(0.5)
     assert result.bde == 0.0
@@ -169,10 +174,14 @@ def test_against_monai_average_surface_distance_3d(rng):
     p, r = np.mean(d_pred < 1.5), np.mean(d_gt < 1.5)
     assert ours.bf1 == pytest.approx(2 * p * r / (p + r), abs=1e-12)
     # MONAI's symmetric ASD pools both directions: a different average of the same distances
-    pooled = float(compute_average_surface_distance(
-        torch.as_tensor(pred[None, None]), torch.as_tensor(gt[None, None]), symmetric=True,
-        spacing=spacing,
-    ).item())
+    pooled = float(
+        compute_average_surface_distance(
+            torch.as_tensor(pred[None, None]),
+            torch.as_tensor(gt[None, None]),
+            symmetric=True,
+            spacing=spacing,
+        ).item()
+    )
     assert pooled == pytest.approx(np.concatenate([d_pred, d_gt]).mean(), rel=1e-5)
 
 
