@@ -23,27 +23,20 @@ import numpy as np
 from scipy import ndimage
 
 from dendriteseg.errors import InputError
-from dendriteseg.io import ArrayVolume, Volume, VolumeWriter, open_volume
+from dendriteseg.io import Volume, VolumeWriter, as_volume
 from dendriteseg.io.labels import as_binary_labels
+from dendriteseg.rng import Rng
+from dendriteseg.rng import as_generator as _rng
 
 log = logging.getLogger(__name__)
 
-Rng = int | np.random.Generator | None
-
-
-def _rng(rng: Rng) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
 
 def _as_volume(data: Any, name: str = "array") -> Volume:
-    if isinstance(data, Volume):
-        return data
-    if isinstance(data, (str, Path)):
-        return open_volume(data)
-    array = np.asarray(data)
-    if array.ndim == 2:
-        array = array[None]
-    return ArrayVolume(array, source=name)
+    """Like ``as_volume``, with a single 2D image taken as one slice."""
+    if not isinstance(data, (Volume, str, Path)):
+        data = np.asarray(data)
+        data = data[None] if data.ndim == 2 else data
+    return as_volume(data, name)
 
 
 def _sample_slices(volume: Volume, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 from dendriteseg.baselines import segment_with_baseline
 from dendriteseg.errors import InputError
 from dendriteseg.evaluation import evaluate, format_table
-from dendriteseg.io import write_volume
+from dendriteseg.io import write_text_atomic, write_volume
 from dendriteseg.report import write_overlays
 from dendriteseg.synth import procedural_dendrites, quick_scan
 
@@ -92,11 +91,6 @@ def run_demo(
         cells = [value for _, value in format_table(scores)[:4]]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {results[method]['seconds']:.2f} |")
     lines += ["", f"Overlays of `{best}` in `overlays/` (white TP, black TN, green FP, pink FN)."]
-    for name, text in (
-        ("metrics.md", "\n".join(lines) + "\n"),
-        ("metrics.json", json.dumps(results, indent=2) + "\n"),
-    ):
-        temp = out / f".{name}.partial"
-        temp.write_text(text)
-        os.replace(temp, out / name)
+    write_text_atomic(out / "metrics.md", "\n".join(lines) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(results, indent=2) + "\n")
     return results

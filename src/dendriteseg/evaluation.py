@@ -9,28 +9,16 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dendriteseg.errors import InputError
-from dendriteseg.io import ArrayVolume, Volume, open_volume
+from dendriteseg.io import as_volume, write_text_atomic
 from dendriteseg.io.labels import as_binary_labels
 from dendriteseg.metrics import Evaluation, SliceScores, score_slices, score_volume_3d, summarize
 
 SLAB_DEPTH = 32
-
-
-def as_volume(data: Any, name: str) -> Volume:
-    """A path, Volume or array as a :class:`Volume` (arrays are wrapped)."""
-    if isinstance(data, Volume):
-        return data
-    if isinstance(data, (str, os.PathLike)):
-        return open_volume(data)
-    return ArrayVolume(np.asarray(data), source=name)
 
 
 def evaluate(
@@ -96,23 +84,10 @@ def evaluate(
         return summarize(scores, tolerance=tolerance)
 
 
-def _atomic_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
-    temp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        temp.write_text(text)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
-
-
 def write_json(result: Evaluation, path: str | Path, **extra: Any) -> None:
     """Write the evaluation as JSON (fractions; BDE in pixels; NaN as null)."""
     payload = {**result.to_dict(), **extra}
-    _atomic_text(path, json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 def write_per_slice_csv(result: Evaluation, path: str | Path) -> None:
@@ -127,7 +102,7 @@ def write_per_slice_csv(result: Evaluation, path: str | Path) -> None:
         writer.writerow(
             {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(row).items()}
         )
-    _atomic_text(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue())
 
 
 def format_table(result: Evaluation) -> list[tuple[str, str]]:

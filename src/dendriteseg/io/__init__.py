@@ -6,8 +6,15 @@ write atomically (temporary name, then rename).
 """
 
 from dendriteseg.io.location import DEFAULT_HDF5_DATASET, FORMATS, Location, parse_location
-from dendriteseg.io.readers import ArrayVolume, Volume, open_volume, read_metadata, read_volume
-from dendriteseg.io.writers import VolumeWriter, write_volume
+from dendriteseg.io.readers import (
+    ArrayVolume,
+    Volume,
+    as_volume,
+    open_volume,
+    read_metadata,
+    read_volume,
+)
+from dendriteseg.io.writers import VolumeWriter, write_text_atomic, write_volume
 
 __all__ = [
     "DEFAULT_HDF5_DATASET",
@@ -16,9 +23,11 @@ __all__ = [
     "Location",
     "Volume",
     "VolumeWriter",
+    "as_volume",
     "open_volume",
     "parse_location",
     "read_metadata",
     "read_volume",
+    "write_text_atomic",
     "write_volume",
 ]

@@ -463,6 +463,15 @@ def open_volume(spec: str | Path | Location) -> Volume:
     return ZarrVolume(path, location.key)
 
 
+def as_volume(data: Any, name: str = "array") -> Volume:
+    """A path, :class:`Volume` or array-like as a :class:`Volume` (arrays are wrapped)."""
+    if isinstance(data, Volume):
+        return data
+    if isinstance(data, (str, os.PathLike, Location)):
+        return open_volume(data)
+    return ArrayVolume(np.asarray(data), source=name)
+
+
 def read_volume(spec: str | Path | Location, *, return_voxel_size: bool = False) -> Any:
     """Read a whole volume into memory.
 
@@ -493,4 +502,4 @@ def read_metadata(spec: str | Path | Location) -> dict[str, Any]:
         }
 
 
-__all__ = ["Volume", "ArrayVolume", "open_volume", "read_volume", "read_metadata"]
+__all__ = ["Volume", "ArrayVolume", "as_volume", "open_volume", "read_volume", "read_metadata"]

@@ -48,6 +48,20 @@ def _swap_into_place(temp: Path, final: Path) -> None:
         os.replace(temp, final)
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a text file under a temporary name, then rename it into place."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: folder {path.parent} does not exist")
+    temp = _temp_sibling(path)
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
 class VolumeWriter:
     """Write a (z, y, x) volume slab by slab, atomically.
 

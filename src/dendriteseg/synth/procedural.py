@@ -14,11 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Rng = int | np.random.Generator | None
-
-
-def _rng(rng: Rng) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+from dendriteseg.rng import Rng
+from dendriteseg.rng import as_generator as _rng
 
 
 def random_rotation(rng: Rng = None) -> np.ndarray:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from dendriteseg.synth.procedural import Rng, _rng
+from dendriteseg.rng import Rng
+from dendriteseg.rng import as_generator as _rng
 
 
 def cylinder_mask(shape_yx: tuple[int, int], radius_fraction: float = 0.46) -> np.ndarray:
