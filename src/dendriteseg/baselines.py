@@ -39,11 +39,15 @@ def _as_volume(data: Any, name: str = "array") -> Volume:
     return as_volume(data, name)
 
 
-def _sample_slices(volume: Volume, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``count`` evenly spaced z-slices as float32, and their indices."""
-    nz = volume.shape[0]
-    idx = np.unique(np.linspace(0, nz - 1, min(count, nz)).round().astype(int))
-    return np.stack([volume.read(int(i), int(i) + 1)[0] for i in idx]).astype(np.float32), idx
+def _slice_indices(depth: int, count: int) -> np.ndarray:
+    """Up to ``count`` evenly spaced z indices of a volume ``depth`` slices deep."""
+    return np.unique(np.linspace(0, depth - 1, min(count, depth)).round().astype(int))
+
+
+def _sample_slices(volume: Volume, count: int) -> np.ndarray:
+    """Up to ``count`` evenly spaced z-slices as float32."""
+    idx = _slice_indices(volume.shape[0], count)
+    return np.stack([volume.read(int(i), int(i) + 1)[0] for i in idx]).astype(np.float32)
 
 
 def sample_mask(volume: Any, *, margin: int = 2, max_slices: int = 16) -> np.ndarray:
@@ -56,10 +60,14 @@ def sample_mask(volume: Any, *, margin: int = 2, max_slices: int = 16) -> np.nda
     rim. If there is no air (the sample fills the field of view: the dark
     part is not much darker than the rest), the whole slice is returned.
     """
+
+    return _mask_from_slices(_sample_slices(_as_volume(volume), max_slices), margin=margin)
+
+
+def _mask_from_slices(slices: np.ndarray, *, margin: int = 2) -> np.ndarray:
+    """``sample_mask`` on slices already read."""
     from skimage.filters import threshold_otsu
 
-    vol = _as_volume(volume)
-    slices, _ = _sample_slices(vol, max_slices)
     proj = ndimage.gaussian_filter(slices.mean(0), 2.0)
     if not np.ptp(proj) > 0:
         return np.ones(proj.shape, bool)
@@ -102,9 +110,8 @@ class Otsu:
     def fit(self, volume: Any) -> Otsu:
         from skimage.filters import threshold_otsu
 
-        vol = _as_volume(volume)
-        self.mask = sample_mask(vol)
-        slices, _ = _sample_slices(vol, self.max_slices)
+        slices = _sample_slices(_as_volume(volume), self.max_slices)
+        self.mask = _mask_from_slices(slices)
         self.threshold = float(threshold_otsu(slices[:, self.mask]))
         return self
 
@@ -128,10 +135,9 @@ class KMeans:
 
         if self.n_clusters < 2:
             raise InputError(f"kmeans needs at least 2 clusters, got {self.n_clusters}")
-        vol = _as_volume(volume)
         gen = _rng(self.rng)
-        self.mask = sample_mask(vol)
-        slices, _ = _sample_slices(vol, self.max_slices)
+        slices = _sample_slices(_as_volume(volume), self.max_slices)
+        self.mask = _mask_from_slices(slices)
         values = _inside(slices, self.mask, self.max_samples, gen)
         model = SkKMeans(self.n_clusters, n_init=4, random_state=int(gen.integers(2**31)))
         model.fit(values[:, None])
@@ -213,9 +219,8 @@ class EMMPM:
     def fit(self, volume: Any) -> EMMPM:
         from skimage.filters import threshold_otsu
 
-        vol = _as_volume(volume)
-        self.mask = sample_mask(vol)
-        y, _ = _sample_slices(vol, self.max_slices)
+        y = _sample_slices(_as_volume(volume), self.max_slices)
+        self.mask = _mask_from_slices(y)
         inside = y[:, self.mask]
         t = threshold_otsu(inside)
         dark, bright = inside[inside < t], inside[inside >= t]
@@ -280,10 +285,12 @@ class PixelClassifier:
         ).astype(np.float32)
 
     @staticmethod
-    def _window(vol: Volume, mask: np.ndarray) -> tuple[float, float]:
-        slices, _ = _sample_slices(vol, 16)
+    def _mask_and_window(vol: Volume) -> tuple[np.ndarray, tuple[float, float]]:
+        """Sample mask and robust intensity window from one read of 16 slices."""
+        slices = _sample_slices(vol, 16)
+        mask = _mask_from_slices(slices)
         lo, hi = np.percentile(slices[:, mask], (1, 99))
-        return float(lo), float(max(hi, lo + 1e-6))
+        return mask, (float(lo), float(max(hi, lo + 1e-6)))
 
     def fit_labelled(self, image: Any, labels: Any) -> PixelClassifier:
         """Train on a labelled volume (image and 0/1 labels of one shape)."""
@@ -293,9 +300,8 @@ class PixelClassifier:
         img, lab = _as_volume(image, "train image"), _as_volume(labels, "train labels")
         if img.shape != lab.shape:
             raise InputError(f"{lab.source}: shape {lab.shape} differs from {img.source} {img.shape}")
-        mask = sample_mask(img)
-        window = self._window(img, mask)
-        _, idx = _sample_slices(img, self.max_slices)
+        mask, window = self._mask_and_window(img)
+        idx = _slice_indices(img.shape[0], self.max_slices)
         per_slice = max(1, self.max_samples // len(idx))
         xs, ys = [], []
         for z in idx:
@@ -324,8 +330,7 @@ class PixelClassifier:
         if self.forest is None:
             raise InputError("forest: train it first with fit_labelled (--train-image/--train-label)")
         vol = _as_volume(volume)
-        self.mask = sample_mask(vol)
-        self._target_window = self._window(vol, self.mask)
+        self.mask, self._target_window = self._mask_and_window(vol)
         return self
 
     def predict(self, slab: np.ndarray) -> np.ndarray:

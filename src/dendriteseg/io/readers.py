@@ -54,6 +54,15 @@ def _voxel_size(value: Any) -> VoxelSize | None:
     return values  # type: ignore[return-value]
 
 
+def _shaped_voxel_size(tif: Any) -> VoxelSize | None:
+    """The voxel size our writer stores in a TIFF's shaped (JSON) description."""
+    for meta in tif.shaped_metadata or ():
+        size = _voxel_size(meta.get("voxel_size_um"))
+        if size:
+            return size
+    return None
+
+
 class Volume:
     """A volume on disk that reads z-slabs on demand.
 
@@ -245,10 +254,9 @@ class TiffVolume(Volume):
 
     def _read_voxel_size(self) -> VoxelSize | None:
         tif = self._tif
-        for meta in tif.shaped_metadata or ():
-            size = _voxel_size(meta.get("voxel_size_um"))
-            if size:
-                return size
+        size = _shaped_voxel_size(tif)
+        if size:
+            return size
         ij = tif.imagej_metadata
         if ij and "spacing" in ij:
             try:
@@ -290,11 +298,7 @@ class TiffFolderVolume(Volume):
                 series = tif.series[0]
                 shape = tuple(series.shape)
                 self.dtype = _check_dtype(series.dtype, str(first))
-                metas = tif.shaped_metadata or ()
-                self.voxel_size = next(
-                    (v for v in (_voxel_size(m.get("voxel_size_um")) for m in metas) if v is not None),
-                    None,
-                )
+                self.voxel_size = _shaped_voxel_size(tif)
         except (tifffile.TiffFileError, OSError, IndexError) as exc:
             raise FormatError(f"{first}: not a readable TIFF file ({exc})") from None
         if len(shape) != 2:

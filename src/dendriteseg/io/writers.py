@@ -182,13 +182,11 @@ class VolumeWriter:
         key = (self.location.key or "").strip("/")
         chunks = (min(self.shape[0], 8), min(self.shape[1], 256), min(self.shape[2], 256))
         kwargs: dict[str, Any] = {"shape": self.shape, "dtype": self.dtype, "chunks": chunks}
-        if self.compression is None:
-            pass
-        elif self.compression in ("zstd", "zlib", "gzip"):
+        if self.compression in ("zstd", "zlib", "gzip"):
             from zarr.codecs import GzipCodec, ZstdCodec
 
             kwargs["compressors"] = ZstdCodec() if self.compression == "zstd" else GzipCodec()
-        else:
+        elif self.compression is not None:
             raise InputError(f"{self.final}: unknown compression {self.compression!r}")
         if key:
             # Write the array under a temporary name inside the (new or existing) group.
