@@ -1,0 +1,310 @@
+"""A CT forward model: from a solid-fraction field to a reconstructed XCT scan.
+
+Per z-slice (parallel beam, as at a synchrotron):
+
+1. attenuation map: a cylindrical sample in air; solid below melt (ratio
+   about 1 : 1.5, varied per scan), a diffuse interface, a solute halo in
+   the melt around the solid, and distractors (pores, oxide particles)
+   that are not dendrite;
+2. projections at ``n_views`` angles taken in interlaced order; if the
+   structure grows during the scan, each view sees the state at its own
+   acquisition time;
+3. detector physics: beam hardening (cupping), phase-contrast edge fringes,
+   detector blur, per-pixel gain errors and dead pixels (rings), Poisson
+   photon noise;
+4. filtered back-projection (or SIRT), then blur along z and an intensity
+   drift between scans.
+
+Projectors: astra-toolbox's CPU 2D projector when installed, else
+scikit-image's ``radon``/``iradon``. The label is the structure at the
+middle of the scan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from dendriteseg.rng import Rng, as_generator
+
+
+@dataclass(frozen=True)
+class ScanParams:
+    """Every knob of the simulated scan (attenuation in units of the melt's)."""
+
+    n_views: int = 360
+    interlace: int = 4
+    photons: float = 8.0e3
+    mu_melt: float = 1.0
+    solid_ratio: float = 0.67
+    solid_ratio_spread: float = 0.05
+    transmission: float = 0.15
+    halo: float = 0.06
+    halo_width: float = 2.0
+    interface_blur: float = 0.6
+    radius_fraction: float = 0.45
+    ring_strength: float = 0.004
+    dead_pixels: int = 2
+    beam_hardening: float = 0.05
+    phase_contrast: float = 0.0
+    detector_blur: float = 0.8
+    z_blur: float = 0.6
+    drift: float = 0.04
+    pores: int = 3
+    particles: int = 6
+    reconstruction: str = "fbp"
+    sirt_iterations: int = 50
+    projector: str = "auto"
+
+    def replace(self, **changes: Any) -> ScanParams:
+        return replace(self, **changes)
+
+
+def _astra_available() -> bool:
+    try:
+        import astra  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Projector:
+    """Forward and back projection of one (n, n) slice at given angles."""
+
+    def __init__(self, n: int, angles: np.ndarray, backend: str):
+        self.n, self.angles = n, angles
+        self.n_det = int(math.ceil(n * math.sqrt(2))) + 2
+        self.backend = backend
+        if backend == "astra":
+            import astra
+
+            self._astra = astra
+            self.vol_geom = astra.create_vol_geom(n, n)
+            self.proj_geom = astra.create_proj_geom("parallel", 1.0, self.n_det, angles)
+            self.pid = astra.create_projector("linear", self.proj_geom, self.vol_geom)
+
+    def forward(self, image: np.ndarray) -> np.ndarray:
+        if self.backend == "astra":
+            sid, sino = self._astra.create_sino(image.astype(np.float32), self.pid)
+            self._astra.data2d.delete(sid)
+            return sino.astype(np.float64)
+        from skimage.transform import radon
+
+        pad = (self.n_det - self.n) // 2
+        padded = np.pad(image, pad + 1)
+        sino = radon(padded, np.degrees(self.angles), circle=False).T
+        start = (sino.shape[1] - self.n_det) // 2
+        return sino[:, start : start + self.n_det]
+
+    def reconstruct(self, sino: np.ndarray, method: str, iterations: int) -> np.ndarray:
+        if self.backend == "astra":
+            astra = self._astra
+            rid = astra.data2d.create("-vol", self.vol_geom)
+            sid = astra.data2d.create("-sino", self.proj_geom, sino.astype(np.float32))
+            cfg = astra.astra_dict("FBP" if method == "fbp" else "SIRT")
+            cfg.update(ReconstructionDataId=rid, ProjectionDataId=sid, ProjectorId=self.pid)
+            aid = astra.algorithm.create(cfg)
+            astra.algorithm.run(aid, 1 if method == "fbp" else iterations)
+            out = astra.data2d.get(rid)
+            astra.algorithm.delete(aid)
+            astra.data2d.delete([rid, sid])
+            return out
+        from skimage.transform import iradon, iradon_sart
+
+        if method == "fbp":
+            image = iradon(sino.T, np.degrees(self.angles), output_size=self.n_det, circle=False)
+        else:
+            image = None
+            for _ in range(max(1, iterations // 10)):
+                image = iradon_sart(sino.T, np.degrees(self.angles), image=image)
+        start = (image.shape[0] - self.n) // 2
+        return image[start : start + self.n, start : start + self.n]
+
+    def close(self) -> None:
+        if self.backend == "astra":
+            self._astra.projector.delete(self.pid)
+
+
+def acquisition_times(n_views: int, interlace: int) -> tuple[np.ndarray, np.ndarray]:
+    """Angles (radians, sorted) and the time (0..1) at which each was taken.
+
+    Interlaced acquisition: ``interlace`` sub-scans each sweep 0..180 deg,
+    sub-scan ``s`` offset by ``s / interlace`` of the angular step, so the
+    angles are evenly spaced in the end but neighbours are taken far apart
+    in time (the TIMBIR scheme of the paper's beamline).
+    """
+    interlace = max(1, min(interlace, n_views))
+    per = n_views // interlace
+    angles, times = [], []
+    order = 0
+    for s in range(interlace):
+        count = per + (1 if s < n_views - per * interlace else 0)
+        for v in range(count):
+            angles.append((v + s / interlace) * math.pi / count)
+            times.append(order / max(n_views - 1, 1))
+            order += 1
+    angles, times = np.asarray(angles), np.asarray(times)
+    sort = np.argsort(angles)
+    return angles[sort], times[sort]
+
+
+def _distractors(
+    shape: tuple[int, int, int], params: ScanParams, sample: np.ndarray, gen: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of pores (air) and oxide particles (bright), inside the sample."""
+    pores = np.zeros(shape, bool)
+    particles = np.zeros(shape, bool)
+    ys, xs = np.nonzero(sample)
+    if ys.size == 0:
+        return pores, particles
+    zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    size = min(shape[1:])
+    for target, count, (rmin, rmax) in (
+        (pores, params.pores, (0.02 * size, 0.05 * size)),
+        (particles, params.particles, (0.006 * size, 0.015 * size)),
+    ):
+        for _ in range(count):
+            k = gen.integers(ys.size)
+            cz = gen.uniform(0, shape[0])
+            r = max(gen.uniform(rmin, rmax), 1.0)
+            target |= (zz - cz) ** 2 + (yy - ys[k]) ** 2 + (xx - xs[k]) ** 2 <= r * r
+    return pores & sample[None], particles & sample[None]
+
+
+def attenuation(
+    phase: np.ndarray,
+    sample: np.ndarray,
+    params: ScanParams,
+    solid_ratio: float,
+    pores: np.ndarray,
+    particles: np.ndarray,
+) -> np.ndarray:
+    """Attenuation map of one slice (units of the melt's attenuation)."""
+    melt = params.mu_melt
+    solid = melt * solid_ratio
+    phi = (
+        ndimage.gaussian_filter(phase.astype(np.float64), params.interface_blur)
+        if params.interface_blur > 0
+        else phase.astype(np.float64)
+    )
+    mu = melt + (solid - melt) * phi
+    if params.halo > 0:
+        # solute rejected by the growing solid enriches the melt next to it
+        spread = ndimage.gaussian_filter(phase.astype(np.float64), params.halo_width)
+        mu += params.halo * melt * np.clip(spread - phi, 0, None) * (1 - phi)
+    mu[particles] = 1.8 * melt
+    mu[pores] = 0.02 * melt
+    mu[~sample] = 0.0
+    return mu
+
+
+def simulate_scan(
+    phase: np.ndarray,
+    *,
+    phase_end: np.ndarray | None = None,
+    params: ScanParams = ScanParams(),
+    rng: Rng = None,
+) -> dict[str, Any]:
+    """Simulate an XCT scan of a structure.
+
+    Parameters
+    ----------
+    phase : float array (z, y, x) in [0, 1]
+        Solid fraction at the start of the scan (y and x must be equal).
+    phase_end : float array, optional
+        The structure at the end of the scan; views in between see a blend
+        weighted by their acquisition time (growth during the scan).
+    params : ScanParams
+    rng : int or numpy.random.Generator
+
+    Returns
+    -------
+    dict
+        ``image`` (float32, z, y, x), ``label`` (uint8, 1 = dendrite, the
+        structure at mid-scan, minus pores and particles), ``phase`` (float32
+        mid-scan solid fraction), ``sample`` (bool, y, x) and ``meta`` (every
+        parameter, the drawn random values and the measured contrast-to-noise
+        ratio).
+    """
+    gen = as_generator(rng)
+    phase = np.asarray(phase, np.float32)
+    nz, ny, nx = phase.shape
+    if ny != nx:
+        raise ValueError(f"slices must be square for the CT geometry, got {ny} x {nx}")
+    if phase_end is not None and phase_end.shape != phase.shape:
+        raise ValueError("phase_end must have the shape of phase")
+    if params.reconstruction not in ("fbp", "sirt"):
+        raise ValueError(f"reconstruction must be 'fbp' or 'sirt', got {params.reconstruction!r}")
+    backend = params.projector
+    if backend == "auto":
+        backend = "astra" if _astra_available() else "skimage"
+    yy, xx = np.ogrid[:ny, :nx]
+    radius = params.radius_fraction * nx
+    sample = (yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2 <= radius**2
+    solid_ratio = float(params.solid_ratio * (1 + params.solid_ratio_spread * gen.standard_normal()))
+    pores, particles = _distractors(phase.shape, params, sample, gen)
+    angles, times = acquisition_times(params.n_views, params.interlace)
+    projector = _Projector(nx, angles, backend)
+    n_det = projector.n_det
+    # detector: per-pixel gain errors (rings) and dead pixels, fixed for the whole scan
+    gain = 1.0 + params.ring_strength * gen.standard_normal(n_det)
+    dead = gen.choice(n_det, min(params.dead_pixels, n_det), replace=False)
+    gain[dead] = gen.uniform(0.8, 0.95, dead.size)  # weak pixels: half rings after FBP
+    scale = -math.log(params.transmission) / (params.mu_melt * 2 * radius)
+    image = np.empty(phase.shape, np.float32)
+    w = times[:, None]
+    try:
+        for z in range(nz):
+            sino = projector.forward(
+                attenuation(phase[z], sample, params, solid_ratio, pores[z], particles[z])
+            )
+            if phase_end is not None:
+                end = projector.forward(
+                    attenuation(phase_end[z], sample, params, solid_ratio, pores[z], particles[z])
+                )
+                sino = (1 - w) * sino + w * end
+            p = sino * scale
+            if params.beam_hardening:
+                p = p - params.beam_hardening * p**2
+            if params.phase_contrast:
+                # propagation-based phase contrast: bright/dark fringes at edges
+                p = p - params.phase_contrast * ndimage.convolve1d(p, [1.0, -2.0, 1.0], axis=1)
+            if params.detector_blur > 0:
+                p = ndimage.gaussian_filter1d(p, params.detector_blur, axis=1)
+            counts = gen.poisson(params.photons * gain[None] * np.exp(-p))
+            measured = -np.log(np.maximum(counts, 1) / params.photons) / scale
+            image[z] = projector.reconstruct(measured, params.reconstruction, params.sirt_iterations)
+    finally:
+        projector.close()
+    if params.z_blur > 0 and nz > 1:
+        image = ndimage.gaussian_filter1d(image, params.z_blur, axis=0)
+    gain_drift = float(1 + params.drift * gen.standard_normal())
+    offset_drift = float(params.drift * 0.5 * gen.standard_normal())
+    image = (image * gain_drift + offset_drift).astype(np.float32)
+    mid = phase if phase_end is None else 0.5 * (phase + phase_end)
+    label = ((mid > 0.5) & sample[None] & ~pores & ~particles).astype(np.uint8)
+    meta = {
+        "scan": asdict(params),
+        "projector": backend,
+        "solid_ratio": solid_ratio,
+        "gain_drift": gain_drift,
+        "offset_drift": offset_drift,
+        "dead_pixels": sorted(int(d) for d in dead),
+        "growth_during_scan": phase_end is not None,
+        "cnr": contrast_to_noise(image, label, sample),
+    }
+    return {"image": image, "label": label, "phase": mid.astype(np.float32), "sample": sample, "meta": meta}
+
+
+def contrast_to_noise(image: np.ndarray, label: np.ndarray, sample: np.ndarray) -> float:
+    """(melt mean - solid mean) / melt standard deviation, away from interfaces."""
+    inside = np.broadcast_to(sample, label.shape)
+    solid = ndimage.binary_erosion(label == 1, iterations=2) & inside
+    melt = ndimage.binary_erosion((label == 0) & inside, iterations=3)
+    if solid.sum() < 10 or melt.sum() < 10:
+        return float("nan")
+    return float((image[melt].mean() - image[solid].mean()) / (image[melt].std() + 1e-12))
