@@ -1,0 +1,210 @@
+"""Datasets like the paper's: many noisy labels, few exact ones, and a manifest.
+
+* noisy set: whole scans whose labels are corrupted like an older CNN's
+  (:mod:`dendriteseg.synth.label_noise`), split 70/20/10 by volume;
+* exact set: 14 groups of 8 consecutive slices, each group from its own
+  scan, with exact labels: 6 groups train, 4 validation, 4 test.
+
+Every scan draws its difficulty (easy/realistic/hard, with jittered knobs),
+its structure (procedural or phase field) and its placement at random, so
+models trained on it meet many scanners and samples. Each entry has its own
+seed (spawned from the dataset seed), so a killed run resumes where it
+stopped and produces the same files. ``manifest.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dendriteseg.errors import InputError
+from dendriteseg.io import write_text_atomic, write_volume
+from dendriteseg.synth.label_noise import LabelNoise, corrupt_labels, label_agreement
+from dendriteseg.synth.scan import make_scan
+
+MANIFEST_FORMAT = "dendriteseg-dataset/1"
+EXACT_GROUPS = {"train": 6, "val": 4, "test": 4}
+GROUP_DEPTH = 8
+DIFFICULTY_MIX = {"easy": 0.2, "realistic": 0.6, "hard": 0.2}
+
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    """Sizes of a dataset preset."""
+
+    noisy_volumes: int
+    noisy_shape: tuple[int, int, int]
+    exact_size: int
+    phasefield_share: float
+
+
+DATASET_PRESETS = {
+    "tiny": DatasetPreset(4, (8, 48, 48), 48, 0.0),
+    "small": DatasetPreset(12, (32, 128, 128), 128, 0.25),
+    "paper": DatasetPreset(28, (64, 320, 320), 320, 0.4),
+}
+
+
+def write_scan(
+    out_dir: str | Path,
+    scan: dict[str, Any],
+    *,
+    fmt: str = "tif",
+    with_phase: bool = False,
+    extra: dict[str, np.ndarray] | None = None,
+) -> dict[str, str]:
+    """Write a scan as ``image.<fmt>``, ``label.<fmt>`` (and more) plus ``meta.json``.
+
+    ``meta.json`` is written last, so its presence marks a complete scan.
+    Returns the written file names.
+    """
+    out = Path(out_dir)
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: folder {out.parent} does not exist")
+    if fmt not in ("tif", "zarr", "h5", "npy"):
+        raise InputError(f"{out}: unknown format {fmt!r}; use tif, zarr, h5 or npy")
+    out.mkdir(exist_ok=True)
+    arrays = {"image": scan["image"], "label": scan["label"]}
+    if with_phase:
+        arrays["phase"] = scan["phase"]
+    arrays.update(extra or {})
+    names = {}
+    for name, array in arrays.items():
+        names[name] = f"{name}.{fmt}"
+        write_volume(out / names[name], array)
+    write_text_atomic(out / "meta.json", json.dumps(scan["meta"], indent=2, default=_json) + "\n")
+    return names
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _splits(n: int) -> list[str]:
+    """70/20/10 by volume, at least one validation and test volume when n >= 3."""
+    n_val = max(1 if n >= 3 else 0, int(round(0.2 * n)))
+    n_test = max(1 if n >= 3 else 0, int(round(0.1 * n)))
+    return ["train"] * (n - n_val - n_test) + ["val"] * n_val + ["test"] * n_test
+
+
+def build_dataset(
+    out_dir: str | Path,
+    *,
+    preset: str = "tiny",
+    seed: int = 0,
+    noise: LabelNoise | None = None,
+    on_entry: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    """Generate a dataset and its manifest; returns the manifest's path.
+
+    Parameters
+    ----------
+    out_dir : path
+        Created if missing; entries already complete there are kept.
+    preset : {"tiny", "small", "paper"}
+    seed : int
+    noise : LabelNoise, optional
+        How wrong the noisy labels are (default ``LabelNoise()``).
+    on_entry : callable(name, done, total), optional
+        Progress callback.
+    """
+    if preset not in DATASET_PRESETS:
+        raise KeyError(f"unknown dataset preset {preset!r}; choose one of {', '.join(DATASET_PRESETS)}")
+    spec = DATASET_PRESETS[preset]
+    noise = noise or LabelNoise()
+    out = Path(out_dir)
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: folder {out.parent} does not exist")
+    out.mkdir(exist_ok=True)
+    n_exact = sum(EXACT_GROUPS.values())
+    total = spec.noisy_volumes + n_exact
+    children = np.random.SeedSequence(seed).spawn(total)
+    plan: list[dict[str, Any]] = []
+    for i, split in enumerate(_splits(spec.noisy_volumes)):
+        plan.append(
+            {
+                "name": f"noisy_{i:03d}",
+                "quality": "noisy",
+                "split": split,
+                "group": None,
+                "shape": spec.noisy_shape,
+            }
+        )
+    group = 0
+    for split, count in EXACT_GROUPS.items():
+        for _ in range(count):
+            plan.append(
+                {
+                    "name": f"exact_{group:02d}",
+                    "quality": "exact",
+                    "split": split,
+                    "group": group,
+                    "shape": (GROUP_DEPTH, spec.exact_size, spec.exact_size),
+                }
+            )
+            group += 1
+    entries = []
+    for done, (item, child) in enumerate(zip(plan, children, strict=True)):
+        folder = out / item["name"]
+        gen = np.random.default_rng(child)
+        difficulty = str(gen.choice(list(DIFFICULTY_MIX), p=list(DIFFICULTY_MIX.values())))
+        structure = "phasefield" if gen.random() < spec.phasefield_share else "procedural"
+        entry = {k: item[k] for k in ("name", "quality", "split", "group")}
+        entry.update(
+            image=f"{item['name']}/image.tif",
+            label=f"{item['name']}/label.tif",
+            meta=f"{item['name']}/meta.json",
+            difficulty=difficulty,
+            structure=structure,
+        )
+        if item["quality"] == "noisy":
+            entry["exact_label"] = f"{item['name']}/label_exact.tif"
+        if not (folder / "meta.json").exists():
+            scan = make_scan(item["shape"], preset=difficulty, structure=structure, vary=True, rng=gen)
+            extra = {}
+            if item["quality"] == "noisy":
+                exact = scan["label"]
+                noisy = corrupt_labels(exact, noise=noise, rng=gen)
+                scan["meta"]["label_noise"] = {"settings": asdict(noise), **label_agreement(noisy, exact)}
+                extra["label_exact"] = exact
+                scan = {**scan, "label": noisy}
+            write_scan(folder, scan, extra=extra)
+        entries.append(entry)
+        if on_entry:
+            on_entry(item["name"], done + 1, total)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "preset": preset,
+        "seed": seed,
+        "label_convention": "uint8, 1 = dendrite",
+        "exact_groups": dict(EXACT_GROUPS),
+        "entries": entries,
+    }
+    path = out / "manifest.json"
+    write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """Load a dataset manifest, with paths resolved against its folder."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a readable manifest ({exc})") from None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"{path}: not a {MANIFEST_FORMAT} manifest")
+    for entry in manifest["entries"]:
+        for key in ("image", "label", "exact_label", "meta"):
+            if key in entry:
+                entry[key] = str(path.parent / entry[key])
+    return manifest
