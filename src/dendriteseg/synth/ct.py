@@ -303,8 +303,9 @@ def simulate_scan(
 def contrast_to_noise(image: np.ndarray, label: np.ndarray, sample: np.ndarray) -> float:
     """(melt mean - solid mean) / melt standard deviation, away from interfaces."""
     inside = np.broadcast_to(sample, label.shape)
-    solid = ndimage.binary_erosion(label == 1, iterations=2) & inside
-    melt = ndimage.binary_erosion((label == 0) & inside, iterations=3)
-    if solid.sum() < 10 or melt.sum() < 10:
-        return float("nan")
-    return float((image[melt].mean() - image[solid].mean()) / (image[melt].std() + 1e-12))
+    for depth in (2, 1, 0):  # stay away from interfaces where the structure allows
+        solid = (ndimage.binary_erosion(label == 1, iterations=depth) if depth else label == 1) & inside
+        melt = ndimage.binary_erosion((label == 0) & inside, iterations=depth + 1)
+        if solid.sum() >= 10 and melt.sum() >= 10:
+            return float((image[melt].mean() - image[solid].mean()) / (image[melt].std() + 1e-12))
+    return float("nan")

@@ -86,7 +86,8 @@ def corrupt_labels(label: np.ndarray, *, noise: LabelNoise | None = None, rng: R
                 ys, xs = gen.integers(0, shape[0], n), gen.integers(0, shape[1], n)
                 seeds = np.zeros(shape, bool)
                 seeds[ys, xs] = True
-                blobs = ndimage.binary_dilation(seeds, iterations=int(gen.integers(0, 2)))
+                # 1-pixel or cross-shaped specks (iterations=0 would mean "until stable")
+                blobs = ndimage.binary_dilation(seeds) if gen.random() < 0.5 else seeds
                 cur = cur ^ blobs
         out[z] = cur
     return out[0] if squeeze else out

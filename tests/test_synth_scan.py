@@ -1,0 +1,187 @@
+"""CT forward model, placement, presets, label noise and datasets."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from typer.testing import CliRunner
+
+from dendriteseg.cli import app
+from dendriteseg.io import read_volume
+from dendriteseg.metrics import iou
+from dendriteseg.synth import procedural_dendrites
+from dendriteseg.synth.ct import ScanParams, acquisition_times, simulate_scan
+from dendriteseg.synth.dataset import EXACT_GROUPS, build_dataset, read_manifest
+from dendriteseg.synth.label_noise import corrupt_labels
+from dendriteseg.synth.scan import PRESETS, make_scan, make_series
+from dendriteseg.synth.structure import grow_phase, place_structure
+
+SMALL = (6, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return make_scan(SMALL, preset="realistic", rng=5)
+
+
+def test_deterministic_for_a_seed(scan):
+    again = make_scan(SMALL, preset="realistic", rng=5)
+    np.testing.assert_array_equal(scan["image"], again["image"])
+    np.testing.assert_array_equal(scan["label"], again["label"])
+    other = make_scan(SMALL, preset="realistic", rng=6)
+    assert not np.array_equal(scan["label"], other["label"])
+
+
+def test_label_and_image_are_aligned(scan):
+    image, label, sample = scan["image"], scan["label"], scan["sample"]
+    inside = np.broadcast_to(sample, label.shape)
+    solid = ndimage.binary_erosion(label == 1, iterations=1) & inside
+    melt = ndimage.binary_erosion((label == 0) & inside, iterations=2)
+    air = ~np.broadcast_to(ndimage.binary_dilation(sample, iterations=3), label.shape)
+    assert image[air].mean() < image[solid].mean() < image[melt].mean()
+    # shifting the label away from the image makes the agreement worse
+    shifted = np.roll(label, 4, axis=2)
+    contrast = image[melt].mean() - image[solid].mean()
+    assert image[(shifted == 1) & inside].mean() > image[solid].mean() + 0.2 * contrast
+
+
+def test_label_is_mid_scan_phase_without_distractors(scan):
+    label, phase = scan["label"], scan["phase"]
+    assert not (label.astype(bool) & ~(phase > 0.5)).any()
+    assert set(np.unique(label)) <= {0, 1} and label.dtype == np.uint8
+
+
+def test_metadata_complete(scan):
+    meta = scan["meta"]
+    for key in (
+        "scan",
+        "preset",
+        "structure",
+        "zoom",
+        "cnr",
+        "solid_ratio",
+        "placement_seed",
+        "projector",
+        "dendrite_fraction",
+        "growth_voxels",
+        "gain_drift",
+    ):
+        assert key in meta, key
+    for knob in ("photons", "n_views", "ring_strength", "interlace", "beam_hardening"):
+        assert knob in meta["scan"]
+    assert meta["cnr"] > 0
+    json.dumps(meta)  # serialisable
+
+
+def test_presets_order_difficulty():
+    label, phase = procedural_dendrites((4, 64, 64), n_seeds=10, rng=1)
+    cnr = {}
+    for name in PRESETS:
+        out = simulate_scan(phase, params=ScanParams(**PRESETS[name]["scan"]), rng=0)
+        cnr[name] = out["meta"]["cnr"]
+    assert cnr["easy"] > cnr["realistic"] > cnr["hard"]
+
+
+def test_interlaced_acquisition_times():
+    angles, times = acquisition_times(12, 4)
+    assert np.all(np.diff(angles) > 0) and angles[-1] < np.pi
+    assert sorted(times.tolist()) == pytest.approx(np.linspace(0, 1, 12).tolist())
+    assert np.abs(np.diff(times)).min() > 0.2  # neighbours were taken far apart in time
+    _, sequential = acquisition_times(12, 1)
+    assert np.all(np.diff(sequential) > 0)
+
+
+def test_growth_during_scan_changes_the_image():
+    _, phase = procedural_dendrites((3, 64, 64), n_seeds=10, rng=2)
+    still = simulate_scan(phase, params=ScanParams(photons=1e9), rng=0)
+    moving = simulate_scan(phase, phase_end=grow_phase(phase, 2.0), params=ScanParams(photons=1e9), rng=0)
+    assert moving["label"].sum() > still["label"].sum()
+    assert np.abs(moving["image"] - still["image"]).mean() > 1e-3
+
+
+def test_skimage_projector_fallback_matches_astra():
+    _, phase = procedural_dendrites((3, 64, 64), n_seeds=12, rng=3)
+    clean = dict(n_views=90, photons=1e9, ring_strength=0.0, dead_pixels=0)
+    out = simulate_scan(phase, params=ScanParams(projector="skimage", **clean), rng=0)
+    assert out["meta"]["projector"] == "skimage" and out["image"].shape == (3, 64, 64)
+    assert out["meta"]["cnr"] > 1
+    pytest.importorskip("astra")
+    ref = simulate_scan(phase, params=ScanParams(projector="astra", **clean), rng=0)
+    assert np.abs(out["image"] - ref["image"]).mean() < 0.05
+
+
+def test_place_structure_keeps_labels_exact_and_rotates():
+    _, phase = procedural_dendrites((20, 20, 20), n_seeds=2, rng=4)
+    same = place_structure(phase, (20, 20, 20), zoom=1.0, rotate=False, flip=False, rng=0)
+    np.testing.assert_allclose(same, phase, atol=1e-5)
+    big = place_structure(phase, (40, 40, 40), zoom=2.0, rotate=False, flip=False, rng=0)
+    assert abs((big > 0.5).mean() - (phase > 0.5).mean()) < 0.02
+    turned = place_structure(phase, (20, 20, 20), zoom=1.0, elastic=2.0, rng=1)
+    assert not np.allclose(turned, phase)
+
+
+def test_grow_phase_moves_interface_outwards():
+    _, phase = procedural_dendrites((8, 40, 40), n_seeds=3, rng=5)
+    fractions = [(grow_phase(phase, d) > 0.5).mean() for d in (0.0, 1.0, 2.0)]
+    assert fractions[0] == pytest.approx((phase > 0.5).mean(), abs=1e-3)
+    assert fractions[0] < fractions[1] < fractions[2]
+
+
+def test_label_noise(scan):
+    exact = scan["label"]
+    noisy = corrupt_labels(exact, rng=0)
+    assert 0.4 < iou(noisy, exact) < 0.99
+    np.testing.assert_array_equal(noisy, corrupt_labels(exact, rng=0))
+
+
+def test_series_grows():
+    series = make_series((4, 48, 48), n_scans=3, phasefield_steps=240, rng=0)
+    fractions = [s["meta"]["dendrite_fraction"] for s in series]
+    assert len(series) == 3 and fractions[0] <= fractions[1] <= fractions[2]
+    assert fractions[-1] > fractions[0]
+
+
+def test_dataset_manifest_and_resume(tmp_path):
+    path = build_dataset(tmp_path / "ds", preset="tiny", seed=1)
+    manifest = read_manifest(path)
+    entries = manifest["entries"]
+    noisy = [e for e in entries if e["quality"] == "noisy"]
+    exact = [e for e in entries if e["quality"] == "exact"]
+    assert len(noisy) == 4 and len(exact) == sum(EXACT_GROUPS.values()) == 14
+    assert [e["split"] for e in exact].count("train") == 6
+    assert {e["split"] for e in noisy} == {"train", "val", "test"}
+    assert read_volume(exact[0]["image"]).shape == (8, 48, 48)
+    noisy_label = read_volume(noisy[0]["label"])
+    assert not np.array_equal(noisy_label, read_volume(noisy[0]["exact_label"]))
+    stamp = os.path.getmtime(exact[3]["image"])
+    build_dataset(tmp_path / "ds", preset="tiny", seed=1)  # resumes: nothing rewritten
+    assert os.path.getmtime(exact[3]["image"]) == stamp
+
+
+def test_cli_synth_volume(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "volume",
+            str(tmp_path / "v"),
+            "--shape",
+            "4",
+            "48",
+            "48",
+            "--format",
+            "zarr",
+            "--seed",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert read_volume(tmp_path / "v" / "label.zarr").shape == (4, 48, 48)
+    assert json.loads((tmp_path / "v" / "meta.json").read_text())["preset"] == "realistic"
+    bad = runner.invoke(
+        app, ["synth", "volume", str(tmp_path / "w"), "--preset", "wild", "--shape", "4", "48", "48"]
+    )
+    assert bad.exit_code == 2 and "unknown preset" in bad.stderr
