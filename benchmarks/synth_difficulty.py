@@ -91,7 +91,7 @@ def main() -> None:
     test = [make_scan(shape, preset=args.preset, rng=200 + i) for i in range(2)]
     print(
         f"{args.preset} scans {shape}: 4 train, 2 test, made in {time.perf_counter() - start:.0f} s; "
-        f"test CNR {', '.join(f'{s['meta']['cnr']:.2f}' for s in test)}"
+        f"test CNR {', '.join('%.2f' % s['meta']['cnr'] for s in test)}"
     )
     rows: dict[str, list] = {}
     for method in ("otsu", "kmeans", "emmpm", "forest"):
