@@ -89,10 +89,9 @@ def main() -> None:
     start = time.perf_counter()
     train = [make_scan(shape, preset=args.preset, rng=100 + i) for i in range(4)]
     test = [make_scan(shape, preset=args.preset, rng=200 + i) for i in range(2)]
-    print(
-        f"{args.preset} scans {shape}: 4 train, 2 test, made in {time.perf_counter() - start:.0f} s; "
-        f"test CNR {', '.join('%.2f' % s['meta']['cnr'] for s in test)}"
-    )
+    cnr = ", ".join(f"{s['meta']['cnr']:.2f}" for s in test)
+    made = time.perf_counter() - start
+    print(f"{args.preset} scans {shape}: 4 train, 2 test, made in {made:.0f} s; test CNR {cnr}")
     rows: dict[str, list] = {}
     for method in ("otsu", "kmeans", "emmpm", "forest"):
         extra = (
