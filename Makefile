@@ -31,6 +31,8 @@ lint: install
 bench: install
 	$(PY) benchmarks/lazy_read_memory.py
 	$(PY) benchmarks/metrics_speed.py
+	$(PY) benchmarks/synth_cost.py
+	$(PY) benchmarks/synth_difficulty.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

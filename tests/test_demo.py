@@ -4,7 +4,7 @@ from dendriteseg.demo import run_demo
 
 
 def test_demo_writes_everything(tmp_path):
-    results = run_demo(tmp_path / "demo", shape=(6, 64, 65), methods=("otsu", "emmpm"))
+    results = run_demo(tmp_path / "demo", shape=(6, 64, 64), methods=("otsu", "emmpm"))
     out = tmp_path / "demo"
     for name in ("image.tif", "label.tif", "pred_otsu.tif", "pred_emmpm.tif", "metrics.md", "metrics.json"):
         assert (out / name).exists(), name

@@ -1,8 +1,9 @@
 """The built-in demo: a synthetic scan, segmented, scored and drawn.
 
-``run_demo(out_dir)`` makes a procedural dendrite phantom with a CT-like
-image, segments it with the classical baselines (the random forest trained
-on a second, independent phantom), evaluates each against the exact label
+``run_demo(out_dir)`` simulates a realistic XCT scan of dendrites (the
+CT forward model of :mod:`dendriteseg.synth`), segments it with the
+classical baselines (the random forest trained on a second, independent
+scan), evaluates each against the exact label
 and writes overlays of the best one, a metrics table (Markdown and JSON)
 and the volumes themselves.
 """
@@ -21,7 +22,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.evaluation import evaluate, format_table
 from dendriteseg.io import write_text_atomic, write_volume
 from dendriteseg.report import write_overlays
-from dendriteseg.synth import procedural_dendrites, quick_scan
+from dendriteseg.synth.scan import make_scan
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,9 @@ DEMO_SHAPE = (40, 192, 192)
 DEMO_METHODS = ("otsu", "kmeans", "emmpm", "forest")
 
 
-def _phantom(shape: tuple[int, int, int], seed: int) -> tuple[Any, Any]:
-    label, phase = procedural_dendrites(shape, n_seeds=6, rng=seed)
-    image, _ = quick_scan(phase, rng=seed + 1000, noise=0.1, rings=0.04)
-    return image, label
+def _scan(shape: tuple[int, int, int], seed: int) -> tuple[Any, Any]:
+    scan = make_scan(shape, preset="realistic", rng=seed)
+    return scan["image"], scan["label"]
 
 
 def run_demo(
@@ -54,8 +54,8 @@ def run_demo(
         raise InputError(f"{out}: folder {out.parent} does not exist")
     out.mkdir(exist_ok=True)
     step(f"making a {shape[0]} x {shape[1]} x {shape[2]} synthetic scan")
-    image, label = _phantom(shape, seed)
-    train_image, train_label = _phantom(shape, seed + 1)
+    image, label = _scan(shape, seed)
+    train_image, train_label = _scan(shape, seed + 1)
     write_volume(out / "image.tif", image)
     write_volume(out / "label.tif", label)
     results: dict[str, Any] = {}
