@@ -106,7 +106,7 @@ def _structure(
     if kind == "procedural":
         cube = max(src_shape)
         src_shape = (cube, cube, cube)  # any rotation keeps the view filled
-        n_seeds = int(gen.integers(10, 24))
+        n_seeds = int(gen.integers(12, 40))  # solid fractions from a few to ~25 %
         _, start = procedural_dendrites(src_shape, n_seeds=n_seeds, rng=gen)
         end = grow_phase(start, growth / zoom) if growth > 0 else start
         return start, end, {"kind": kind, "source_shape": list(src_shape), "n_seeds": n_seeds}
