@@ -56,6 +56,7 @@ def test_label_is_mid_scan_phase_without_distractors(scan):
 def test_metadata_complete(scan):
     meta = scan["meta"]
     for key in (
+        "seed",
         "scan",
         "preset",
         "structure",
@@ -72,6 +73,7 @@ def test_metadata_complete(scan):
     for knob in ("photons", "n_views", "ring_strength", "interlace", "beam_hardening"):
         assert knob in meta["scan"]
     assert meta["cnr"] > 0
+    assert meta["seed"] == 5
     json.dumps(meta)  # serialisable
 
 

@@ -188,6 +188,7 @@ def make_scan(
     moving = growth > 0 and not np.array_equal(start, end)
     out = simulate_scan(placed[0], phase_end=placed[1] if moving else None, params=params, rng=gen)
     out["meta"].update(
+        seed=rng if isinstance(rng, (int, np.integer)) else None,
         preset=preset,
         structure=smeta,
         zoom=zoom,
@@ -244,6 +245,7 @@ def make_series(
         )
         out = simulate_scan(start, phase_end=end, params=params, rng=gen)
         out["meta"].update(
+            seed=rng if isinstance(rng, (int, np.integer)) else None,
             preset=preset,
             time_index=t,
             zoom=zoom,
