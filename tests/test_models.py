@@ -5,12 +5,20 @@ torch = pytest.importorskip("torch")
 from dendriteseg.models import MODELS, build_model, count_parameters  # noqa: E402
 
 
-@pytest.mark.parametrize(
-    "name,shape", [("unet2d", (2, 1, 33, 35)), ("unet3d", (1, 1, 4, 33, 34)), ("unet3d", (1, 1, 7, 31, 30))]
-)
+ODD_INPUTS = [
+    ("unet2d", (2, 1, 33, 35)),
+    ("unet3d", (1, 1, 4, 33, 34)),
+    ("unet3d", (1, 1, 7, 31, 30)),
+    ("fcdense2d", (2, 1, 33, 35)),
+    ("fcdense3d", (2, 1, 4, 33, 34)),
+]
+
+
+@pytest.mark.parametrize("name,shape", ODD_INPUTS)
 def test_models_on_odd_sizes(name, shape):
     torch.manual_seed(0)
-    model = build_model(name, base=4, depth=3)
+    small = {"depth": 3} if name.startswith("unet") else {"growth": 4, "layers": (2, 2, 2)}
+    model = build_model(name, base=4, **small)
     x = torch.randn(shape)
     y = model(x)
     assert y.shape == (shape[0], 2, *shape[2:])
@@ -26,10 +34,45 @@ def test_3d_pools_z_only_in_first_levels():
 
 
 def test_registry():
-    assert set(MODELS) >= {"unet2d", "unet3d"}
+    assert set(MODELS) == {"unet2d", "unet3d", "fcdense2d", "fcdense3d"}
     with pytest.raises(KeyError, match="unet2d"):
         build_model("segnet")
     assert count_parameters(build_model("unet2d", base=4, depth=2)) > 0
     assert count_parameters(build_model("unet3d", base=4, depth=2)) > count_parameters(
         build_model("unet3d", base=4, depth=2, residual=False)
     )
+
+
+def test_model_file_round_trip(tmp_path):
+    from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model
+
+    torch.manual_seed(1)
+    model = build_model("fcdense3d", base=4, growth=4, layers=(2, 2), bottleneck=2).eval()
+    info = ModelInfo(
+        "fcdense3d",
+        {"base": 4, "growth": 4, "layers": [2, 2], "bottleneck": 2},
+        {"kind": "percentile", "low": 1, "high": 99},
+        {"trained_on": "test"},
+    )
+    save_model(tmp_path / "m.safetensors", model, info)
+    assert read_model_info(tmp_path / "m.safetensors") == info
+    loaded, got = load_model(tmp_path / "m.safetensors")
+    x = torch.randn(1, 1, 4, 17, 19)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_model_file_errors(tmp_path):
+    from safetensors.torch import save_file
+
+    from dendriteseg.errors import InputError
+    from dendriteseg.models.files import load_model
+
+    (tmp_path / "junk.safetensors").write_bytes(b"not a model at all")
+    with pytest.raises(InputError, match="not a safetensors file"):
+        load_model(tmp_path / "junk.safetensors")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(InputError, match="not a dendriteseg model"):
+        load_model(tmp_path / "other.safetensors")
+    with pytest.raises(InputError, match="no such model"):
+        load_model(tmp_path / "missing.safetensors")

@@ -7,9 +7,15 @@ from typing import Any
 
 from torch import nn
 
+from dendriteseg.models.fcdense import FCDense, fcdense2d, fcdense3d
 from dendriteseg.models.unet import UNet, unet2d, unet3d
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"unet2d": unet2d, "unet3d": unet3d}
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "unet2d": unet2d,
+    "unet3d": unet3d,
+    "fcdense2d": fcdense2d,
+    "fcdense3d": fcdense3d,
+}
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -25,4 +31,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "UNet", "build_model", "count_parameters", "unet2d", "unet3d"]
+__all__ = [
+    "MODELS",
+    "FCDense",
+    "UNet",
+    "build_model",
+    "count_parameters",
+    "fcdense2d",
+    "fcdense3d",
+    "unet2d",
+    "unet3d",
+]

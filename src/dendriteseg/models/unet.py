@@ -11,11 +11,11 @@ whose size does not divide are padded (reflect) and the output cropped.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dendriteseg.models.padding import crop_to, pad_to_multiple
 
 
 class ConvBlock(nn.Module):
@@ -106,14 +106,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = x.shape[2:]
-        multiple = self.size_multiple()
-        pads = [math.ceil(s / m) * m - s for s, m in zip(spatial, multiple, strict=True)]
-        if any(pads):
-            flat = []
-            for p in reversed(pads):
-                flat += [0, p]
-            mode = "reflect" if all(p < s for p, s in zip(pads, spatial, strict=True)) else "replicate"
-            x = F.pad(x, flat, mode=mode)
+        x = pad_to_multiple(x, self.size_multiple())
         skips = []
         pool = F.max_pool2d if self.dims == 2 else F.max_pool3d
         for level, block in enumerate(self.down):
@@ -124,9 +117,7 @@ class UNet(nn.Module):
         for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
             x = merge(torch.cat([up(x), skip], dim=1))
         x = self.head(x)
-        if any(pads):
-            x = x[(slice(None), slice(None), *(slice(0, s) for s in spatial))]
-        return x
+        return crop_to(x, spatial)
 
 
 def unet2d(**kwargs) -> UNet:

@@ -1,0 +1,94 @@
+"""Model files: one ``.safetensors`` file with the weights, and in its header
+the architecture, its arguments, the input normalisation and the training
+provenance. Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dendriteseg.errors import InputError
+
+FORMAT = "dendriteseg-model/1"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says about itself."""
+
+    architecture: str
+    arguments: dict[str, Any]
+    normalisation: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def save_model(path: str | Path, model: Any, info: ModelInfo) -> None:
+    """Write weights and ``info`` to ``path`` (atomically)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise InputError(f"{path}: model files end in .safetensors")
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: folder {path.parent} does not exist")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "dendriteseg": json.dumps(asdict(info))}
+    temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        save_file(tensors, str(temp), metadata=metadata)
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+def read_model_info(path: str | Path) -> ModelInfo:
+    """Read only the header of a model file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise InputError(f"{path}: not a safetensors file ({exc})") from None
+    if metadata.get("format") != FORMAT or "dendriteseg" not in metadata:
+        raise InputError(f"{path}: not a dendriteseg model (no {FORMAT} metadata)")
+    try:
+        return ModelInfo(**json.loads(metadata["dendriteseg"]))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: damaged model metadata ({exc})") from None
+
+
+def load_model(path: str | Path, *, device: str = "cpu") -> tuple[Any, ModelInfo]:
+    """Build the model a file describes and load its weights (no pickle).
+
+    Returns
+    -------
+    (torch.nn.Module in eval mode, ModelInfo)
+    """
+    from safetensors.torch import load_file
+
+    from dendriteseg.models import MODELS, build_model
+
+    info = read_model_info(path)
+    if info.architecture not in MODELS:
+        raise InputError(f"{path}: unknown architecture {info.architecture!r}")
+    try:
+        model = build_model(info.architecture, **info.arguments)
+    except TypeError as exc:
+        raise InputError(f"{path}: arguments do not fit {info.architecture} ({exc})") from None
+    state = load_file(str(path), device=device)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise InputError(f"{path}: weights do not match {info.architecture} ({first})") from None
+    return model.to(device).eval(), info
