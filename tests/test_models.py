@@ -4,7 +4,6 @@ torch = pytest.importorskip("torch")
 
 from dendriteseg.models import MODELS, build_model, count_parameters  # noqa: E402
 
-
 ODD_INPUTS = [
     ("unet2d", (2, 1, 33, 35)),
     ("unet3d", (1, 1, 4, 33, 34)),

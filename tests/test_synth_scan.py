@@ -13,7 +13,8 @@ from dendriteseg.io import read_volume
 from dendriteseg.metrics import iou
 from dendriteseg.synth import procedural_dendrites
 from dendriteseg.synth.ct import ScanParams, acquisition_times, simulate_scan
-from dendriteseg.synth.dataset import EXACT_GROUPS, build_dataset, read_manifest
+from dendriteseg.data import read_manifest
+from dendriteseg.synth.dataset import EXACT_GROUPS, build_dataset
 from dendriteseg.synth.label_noise import corrupt_labels
 from dendriteseg.synth.scan import PRESETS, make_scan, make_series
 from dendriteseg.synth.structure import grow_phase, place_structure
@@ -147,19 +148,19 @@ def test_series_grows():
 
 def test_dataset_manifest_and_resume(tmp_path):
     path = build_dataset(tmp_path / "ds", preset="tiny", seed=1)
-    manifest = read_manifest(path)
-    entries = manifest["entries"]
-    noisy = [e for e in entries if e["quality"] == "noisy"]
-    exact = [e for e in entries if e["quality"] == "exact"]
+    entries = read_manifest(path)
+    noisy = [e for e in entries if e.quality == "noisy"]
+    exact = [e for e in entries if e.quality == "exact"]
     assert len(noisy) == 4 and len(exact) == sum(EXACT_GROUPS.values()) == 14
-    assert [e["split"] for e in exact].count("train") == 6
-    assert {e["split"] for e in noisy} == {"train", "val", "test"}
-    assert read_volume(exact[0]["image"]).shape == (8, 48, 48)
-    noisy_label = read_volume(noisy[0]["label"])
-    assert not np.array_equal(noisy_label, read_volume(noisy[0]["exact_label"]))
-    stamp = os.path.getmtime(exact[3]["image"])
+    assert [e.split for e in exact].count("train") == 6
+    assert {e.split for e in noisy} == {"train", "val", "test"}
+    assert read_volume(exact[0].image).shape == (8, 48, 48)
+    raw = json.loads(path.read_text())["entries"][0]
+    noisy_label = read_volume(noisy[0].label)
+    assert not np.array_equal(noisy_label, read_volume(path.parent / raw["exact_label"]))
+    stamp = os.path.getmtime(exact[3].image)
     build_dataset(tmp_path / "ds", preset="tiny", seed=1)  # resumes: nothing rewritten
-    assert os.path.getmtime(exact[3]["image"]) == stamp
+    assert os.path.getmtime(exact[3].image) == stamp
 
 
 def test_cli_synth_volume(tmp_path):

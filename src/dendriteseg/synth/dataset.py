@@ -9,7 +9,8 @@ Every scan draws its difficulty (easy/realistic/hard, with jittered knobs),
 its structure (procedural or phase field) and its placement at random, so
 models trained on it meet many scanners and samples. Each entry has its own
 seed (spawned from the dataset seed), so a killed run resumes where it
-stopped and produces the same files. ``manifest.json`` is written last.
+stopped and produces the same files. ``manifest.json`` is written last; read it with
+:func:`dendriteseg.data.read_manifest`.
 """
 
 from __future__ import annotations
@@ -192,19 +193,3 @@ def build_dataset(
     path = out / "manifest.json"
     write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
     return path
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Load a dataset manifest, with paths resolved against its folder."""
-    path = Path(path)
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable manifest ({exc})") from None
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise InputError(f"{path}: not a {MANIFEST_FORMAT} manifest")
-    for entry in manifest["entries"]:
-        for key in ("image", "label", "exact_label", "meta"):
-            if key in entry:
-                entry[key] = str(path.parent / entry[key])
-    return manifest

@@ -1,0 +1,143 @@
+"""Augmentations of image and label together, batched in torch on any device.
+
+Geometry (applied to image and label alike): flips in x, y and z, an
+in-plane rotation and shear (the same for every slice of a patch, since
+the z axis is the scan's). Intensity (image only): brightness, contrast,
+and the XCT artefacts a model must ignore: noise, blur, ring artefacts
+around a random centre, streaks, and an intensity drift along z.
+
+Input ``x`` is ``(B, 1, Z, H, W)`` (2D patches use Z = 1), ``y`` is
+``(B, Z, H, W)`` of 0/1. Randomness comes from a ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges and probabilities (0 turns a transform off)."""
+
+    flip: bool = True
+    rotate_deg: float = 45.0
+    shear_deg: float = 30.0
+    p_affine: float = 0.7
+    brightness: float = 0.1
+    contrast: float = 0.25
+    noise: float = 0.08
+    p_blur: float = 0.2
+    rings: float = 0.05
+    p_rings: float = 0.3
+    streaks: float = 0.05
+    p_streaks: float = 0.2
+    drift: float = 0.1
+    image_interpolation: str = "bilinear"
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device="cpu").to(device) * (high - low) + low
+
+
+def _chance(n: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
+    return (torch.rand(n, generator=gen, device="cpu") < p).to(device)
+
+
+def geometric(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: AugmentConfig,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flips, rotation and shear, identical for image and label."""
+    b, _, z, h, w = x.shape
+    dev = x.device
+    if cfg.flip:
+        for dim_x, dim_y in ((2, 1), (3, 2), (4, 3)):  # z, y, x
+            if dim_x == 2 and z == 1:
+                continue
+            mask = _chance(b, 0.5, gen, dev)
+            if mask.any():
+                x = torch.where(mask.view(b, 1, 1, 1, 1), x.flip(dim_x), x)
+                y = torch.where(mask.view(b, 1, 1, 1), y.flip(dim_y), y)
+    if cfg.p_affine <= 0 or (cfg.rotate_deg <= 0 and cfg.shear_deg <= 0):
+        return x, y
+    use = _chance(b, cfg.p_affine, gen, dev)
+    angle = torch.deg2rad(_uniform(b, -cfg.rotate_deg, cfg.rotate_deg, gen, dev)) * use
+    shear = torch.tan(torch.deg2rad(_uniform(b, -cfg.shear_deg, cfg.shear_deg, gen, dev))) * use
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # rotation @ shear, in normalised (x, y) coordinates of grid_sample
+    theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
+    theta[:, 0, 0] = cos
+    theta[:, 0, 1] = cos * shear - sin
+    theta[:, 1, 0] = sin
+    theta[:, 1, 1] = sin * shear + cos
+    theta = theta.repeat_interleave(z, 0)
+    grid = F.affine_grid(theta, (b * z, 1, h, w), align_corners=False)
+    xs = x.permute(0, 2, 1, 3, 4).reshape(b * z, 1, h, w)
+    ys = y.reshape(b * z, 1, h, w).to(x.dtype)
+    xs = F.grid_sample(xs, grid, mode=cfg.image_interpolation, padding_mode="reflection", align_corners=False)
+    ys = F.grid_sample(ys, grid, mode="nearest", padding_mode="reflection", align_corners=False)
+    x = xs.reshape(b, z, 1, h, w).permute(0, 2, 1, 3, 4)
+    y = ys.reshape(b, z, h, w).round().to(y.dtype)
+    return x.contiguous(), y.contiguous()
+
+
+def intensity(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast and XCT artefacts (image only)."""
+    b, _, z, h, w = x.shape
+    dev, dt = x.device, x.dtype
+    shape5 = (b, 1, 1, 1, 1)
+    if cfg.contrast > 0:
+        mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+        factor = _uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, gen, dev).view(shape5).to(dt)
+        x = (x - mean) * factor + mean
+    if cfg.brightness > 0:
+        x = x + _uniform(b, -cfg.brightness, cfg.brightness, gen, dev).view(shape5).to(dt)
+    if cfg.drift > 0 and z > 1:
+        slope = _uniform(b, -cfg.drift, cfg.drift, gen, dev).view(shape5).to(dt)
+        ramp = torch.linspace(-0.5, 0.5, z, device=dev, dtype=dt).view(1, 1, z, 1, 1)
+        x = x * (1 + slope * ramp)
+    yy = torch.arange(h, device=dev, dtype=dt).view(1, 1, 1, h, 1)
+    xx = torch.arange(w, device=dev, dtype=dt).view(1, 1, 1, 1, w)
+    if cfg.rings > 0 and cfg.p_rings > 0:
+        use = _chance(b, cfg.p_rings, gen, dev).view(shape5).to(dt)
+        cy = _uniform(b, 0, h, gen, dev).view(shape5).to(dt)
+        cx = _uniform(b, 0, w, gen, dev).view(shape5).to(dt)
+        radius = torch.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+        freq = _uniform(b, 0.3, 1.5, gen, dev).view(shape5).to(dt)
+        phase = _uniform(b, 0, 2 * math.pi, gen, dev).view(shape5).to(dt)
+        x = x + use * cfg.rings * torch.sin(radius * freq + phase) * torch.exp(-radius / max(h, w))
+    if cfg.streaks > 0 and cfg.p_streaks > 0:
+        use = _chance(b, cfg.p_streaks, gen, dev).view(shape5).to(dt)
+        angle = _uniform(b, 0, math.pi, gen, dev).view(shape5).to(dt)
+        offset = _uniform(b, -0.5, 0.5, gen, dev).view(shape5).to(dt) * max(h, w)
+        dist = (yy - h / 2) * torch.cos(angle) - (xx - w / 2) * torch.sin(angle) - offset
+        x = x + use * cfg.streaks * torch.exp(-(dist**2) / 8.0)
+    if cfg.p_blur > 0:
+        use = _chance(b, cfg.p_blur, gen, dev).view(shape5).to(dt)
+        kernel = torch.tensor([0.25, 0.5, 0.25], device=dev, dtype=dt)
+        flat = x.reshape(b * z, 1, h, w)
+        blurred = F.conv2d(F.pad(flat, (1, 1, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 3))
+        blurred = F.conv2d(F.pad(blurred, (0, 0, 1, 1), mode="replicate"), kernel.view(1, 1, 3, 1))
+        x = use * blurred.reshape(x.shape) + (1 - use) * x
+    if cfg.noise > 0:
+        sigma = _uniform(b, 0, cfg.noise, gen, dev).view(shape5).to(dt)
+        noise = torch.randn(x.shape, generator=gen, device="cpu", dtype=torch.float32).to(dev, dt)
+        x = x + sigma * noise
+    return x
+
+
+def augment(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: AugmentConfig,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Geometry on both, then intensity on the image."""
+    x, y = geometric(x, y, cfg, gen)
+    return intensity(x, cfg, gen), y

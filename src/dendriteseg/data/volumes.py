@@ -1,0 +1,130 @@
+"""Labelled volumes in memory, robustly normalised, and patches drawn from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dendriteseg.data.manifest import Entry
+from dendriteseg.errors import InputError
+from dendriteseg.io import open_volume
+from dendriteseg.io.labels import as_binary_labels
+from dendriteseg.rng import Rng, as_generator
+
+NORMALISATION = {"kind": "percentile", "low": 1.0, "high": 99.0}
+
+
+def normalisation_window(
+    image: Any, *, low: float = 1.0, high: float = 99.0, max_slices: int = 16
+) -> tuple[float, float]:
+    """Intensities at the ``low``/``high`` percentiles of up to 16 evenly spaced slices.
+
+    Mapping them to 0 and 1 makes models indifferent to a scanner's gain and
+    offset (and to the intensity drift between scans).
+    """
+    nz = image.shape[0]
+    idx = np.unique(np.linspace(0, nz - 1, min(max_slices, nz)).round().astype(int))
+    sample = np.stack([np.asarray(image[int(i)], np.float32) for i in idx]).ravel()
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(sample, (low, high))
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def normalise(data: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    lo, hi = window
+    return ((np.asarray(data, np.float32) - lo) / (hi - lo)).astype(np.float32)
+
+
+@dataclass
+class LabelledVolume:
+    """A normalised image with its 0/1 label, both (z, y, x)."""
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray
+    quality: str = "exact"
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> LabelledVolume:
+        with open_volume(entry.image) as img, open_volume(entry.label) as lab:
+            if img.shape != lab.shape:
+                raise InputError(f"{entry.label}: shape {lab.shape} differs from {entry.image} {img.shape}")
+            if img.ndim != 3:
+                raise InputError(f"{entry.image}: expected a (z, y, x) volume, got {img.shape}")
+            z0, z1 = entry.slices or (0, img.shape[0])
+            if not 0 <= z0 < z1 <= img.shape[0]:
+                raise InputError(f"{entry.image}: slices {z0}:{z1} outside 0:{img.shape[0]}")
+            window = normalisation_window(img)
+            image = normalise(img.read(z0, z1), window)
+            label = as_binary_labels(lab.read(z0, z1), entry.label).astype(np.uint8)
+        return cls(entry.name, image, label, entry.quality)
+
+
+def _pad_to(array: np.ndarray, shape: tuple[int, ...], mode: str) -> np.ndarray:
+    pads = [(0, max(0, s - a)) for a, s in zip(array.shape, shape, strict=True)]
+    if not any(p for _, p in pads):
+        return array
+    return np.pad(array, pads, mode=mode)
+
+
+class PatchSampler:
+    """Random (Z, W, W) patches that do not starve on rare dendrite voxels.
+
+    With probability ``foreground`` a patch is centred near a random dendrite
+    voxel; otherwise anywhere. Volumes are drawn in proportion to their size.
+    """
+
+    def __init__(
+        self,
+        volumes: list[LabelledVolume],
+        patch: tuple[int, int, int],
+        *,
+        foreground: float = 0.5,
+        rng: Rng = None,
+    ):
+        if not volumes:
+            raise InputError("no training volumes")
+        self.volumes = volumes
+        self.patch = tuple(int(p) for p in patch)
+        self.foreground = foreground
+        self.gen = as_generator(rng)
+        sizes = np.array([v.image.size for v in volumes], float)
+        self.weights = sizes / sizes.sum()
+        self._fg = []
+        for v in volumes:
+            coords = np.argwhere(v.label > 0)
+            if len(coords) > 20000:
+                coords = coords[self.gen.choice(len(coords), 20000, replace=False)]
+            self._fg.append(coords)
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        k = int(self.gen.choice(len(self.volumes), p=self.weights))
+        vol = self.volumes[k]
+        shape = vol.image.shape
+        fg = self._fg[k]
+        starts = []
+        if len(fg) and self.gen.random() < self.foreground:
+            centre = fg[self.gen.integers(len(fg))]
+            for c, p, s in zip(centre, self.patch, shape, strict=True):
+                lo = int(c) - p // 2 + int(self.gen.integers(-(p // 4), p // 4 + 1))
+                starts.append(int(np.clip(lo, 0, max(s - p, 0))))
+        else:
+            starts = [
+                int(self.gen.integers(0, max(s - p, 0) + 1)) for p, s in zip(self.patch, shape, strict=True)
+            ]
+        box = tuple(slice(s, s + p) for s, p in zip(starts, self.patch, strict=True))
+        image = _pad_to(vol.image[box], self.patch, "reflect")
+        label = _pad_to(vol.label[box], self.patch, "reflect")
+        return image, label
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(size, 1, Z, W, W)`` float32 images and ``(size, Z, W, W)`` uint8 labels."""
+        pairs = [self.sample() for _ in range(size)]
+        return (
+            np.stack([p[0] for p in pairs])[:, None].astype(np.float32),
+            np.stack([p[1] for p in pairs]).astype(np.uint8),
+        )
