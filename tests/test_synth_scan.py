@@ -9,11 +9,11 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from dendriteseg.cli import app
+from dendriteseg.data import read_manifest
 from dendriteseg.io import read_volume
 from dendriteseg.metrics import iou
 from dendriteseg.synth import procedural_dendrites
 from dendriteseg.synth.ct import ScanParams, acquisition_times, simulate_scan
-from dendriteseg.data import read_manifest
 from dendriteseg.synth.dataset import EXACT_GROUPS, build_dataset
 from dendriteseg.synth.label_noise import corrupt_labels
 from dendriteseg.synth.scan import PRESETS, make_scan, make_series
