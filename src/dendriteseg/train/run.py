@@ -1,0 +1,81 @@
+"""The composition root: from a config (and optionally a parent model) to a trained model file."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dendriteseg import __version__
+from dendriteseg.data import LabelledVolume, PatchSampler, read_manifest, select
+from dendriteseg.data.volumes import NORMALISATION
+from dendriteseg.errors import InputError
+from dendriteseg.models import build_model
+from dendriteseg.models.files import ModelInfo, load_model
+from dendriteseg.train.config import TrainConfig
+from dendriteseg.train.fit import fit
+
+log = logging.getLogger(__name__)
+
+
+def _volumes(entries: list, what: str, manifest: str) -> list[LabelledVolume]:
+    if not entries:
+        raise InputError(f"{manifest}: no {what} entries")
+    return [LabelledVolume.from_entry(e) for e in entries]
+
+
+def train(
+    config: TrainConfig,
+    *,
+    parent: str | Path | None = None,
+    resume: bool = True,
+    on_step: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+) -> Path:
+    """Train (or, with ``parent``, fine-tune) a model; returns ``<out>/best.safetensors``.
+
+    Training uses the manifest's ``train`` entries of ``config.train_quality``;
+    validation its exact ``val`` entries (or, if none, the ``val`` entries of
+    that quality). With ``parent`` the architecture and weights come from that
+    model file and its provenance is recorded as the new model's parent.
+    """
+    if not config.data:
+        raise InputError("config: 'data' (a dataset manifest) is required")
+    entries = read_manifest(config.data)
+    train_entries = select(entries, quality=config.train_quality, split="train")
+    val_entries = select(entries, quality="exact", split="val") or select(
+        entries, quality=config.train_quality, split="val"
+    )
+    train_volumes = _volumes(train_entries, f"{config.train_quality} train", config.data)
+    val_volumes = [LabelledVolume.from_entry(e) for e in val_entries]
+    provenance: dict[str, Any] = {
+        "dendriteseg": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data": str(config.data),
+        "train_quality": config.train_quality,
+        "train_entries": [e.name for e in train_entries],
+        "val_entries": [e.name for e in val_entries],
+    }
+    if parent is not None:
+        model, parent_info = load_model(parent)
+        architecture, arguments = parent_info.architecture, parent_info.arguments
+        provenance["parent"] = {
+            "file": str(parent),
+            "provenance": {k: v for k, v in parent_info.provenance.items() if k != "history"},
+        }
+    else:
+        architecture, arguments = config.model, dict(config.model_args)
+        if architecture.endswith("3d"):
+            arguments.setdefault("z_levels", max(0, int(config.patch[0]).bit_length() - 1))
+        try:
+            model = build_model(architecture, **arguments)
+        except TypeError as exc:
+            raise InputError(f"model_args do not fit {architecture}: {exc}") from None
+    if architecture.endswith("2d") and config.patch[0] != 1:
+        config = config.replace(patch=(1, *config.patch[1:]))
+    sampler = PatchSampler(train_volumes, config.patch, foreground=config.foreground, rng=config.seed)
+    info = ModelInfo(architecture, arguments, dict(NORMALISATION), provenance)
+    fit(model, sampler, val_volumes, config, info=info, resume=resume, on_step=on_step, on_epoch=on_epoch)
+    return Path(config.out) / "best.safetensors"

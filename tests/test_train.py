@@ -1,0 +1,100 @@
+"""Two-step training (pretrain on noisy, fine-tune on exact), reload, resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dendriteseg.data import LabelledVolume, read_manifest, select  # noqa: E402
+from dendriteseg.errors import InputError  # noqa: E402
+from dendriteseg.models.files import load_model, read_model_info  # noqa: E402
+from dendriteseg.synth.dataset import build_dataset  # noqa: E402
+from dendriteseg.train import load_config, predict_labels, segmentation_loss, train  # noqa: E402
+from dendriteseg.train.config import config_from_dict  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return build_dataset(tmp_path_factory.mktemp("data") / "ds", preset="tiny", seed=3)
+
+
+def tiny(manifest, out, **extra):
+    settings = {
+        "data": str(manifest),
+        "out": str(out),
+        "model": "unet3d",
+        "model_args": {"base": 4, "depth": 2},
+        "patch": [4, 32, 32],
+        "batch": 2,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "lr": 3e-3,
+        "amp": "none",
+        **extra,
+    }
+    return config_from_dict(settings)
+
+
+def test_pretrain_finetune_reload(manifest, tmp_path):
+    best = train(tiny(manifest, tmp_path / "pre"))
+    assert best.exists()
+    log = [json.loads(line) for line in (tmp_path / "pre" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2] and all("iou" in r["val"] for r in log)
+    assert (tmp_path / "pre" / "curve.png").exists()
+    fine = train(tiny(manifest, tmp_path / "ft", train_quality="exact", lr=1e-4, epochs=1), parent=best)
+    info = read_model_info(fine)
+    assert info.architecture == "unet3d" and info.provenance["parent"]["file"] == str(best)
+    assert info.provenance["train_quality"] == "exact"
+    model, _ = load_model(fine)
+    vol = LabelledVolume.from_entry(select(read_manifest(manifest), quality="exact")[0])
+    pred = predict_labels(model, vol.image, depth=4, amp="none")
+    assert pred.shape == vol.label.shape and set(np.unique(pred)) <= {0, 1}
+
+
+def test_resume_continues_where_it_stopped(manifest, tmp_path):
+    config = tiny(manifest, tmp_path / "run", epochs=1)
+    train(config)
+    history = (
+        train(config.replace(epochs=2))
+        and json.loads((tmp_path / "run" / "state.json").read_text())["history"]
+    )
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_deterministic_on_cpu(manifest, tmp_path):
+    a = train(tiny(manifest, tmp_path / "a", epochs=1))
+    b = train(tiny(manifest, tmp_path / "b", epochs=1))
+    wa, _ = load_model(a)
+    wb, _ = load_model(b)
+    for (_, pa), (_, pb) in zip(wa.state_dict().items(), wb.state_dict().items(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_2d_model_trains_on_single_slices(manifest, tmp_path):
+    best = train(tiny(manifest, tmp_path / "u2", model="unet2d", epochs=1, patch=[4, 32, 32]))
+    assert read_model_info(best).architecture == "unet2d"
+
+
+def test_losses():
+    logits = torch.randn(2, 2, 4, 8, 8, requires_grad=True)
+    target = (torch.rand(2, 4, 8, 8) > 0.5).long()
+    plain = segmentation_loss(logits, target)
+    weighted = segmentation_loss(logits, target, boundary_weight=2.0)
+    assert weighted > plain - 1.0 and torch.isfinite(weighted)
+    weighted.backward()
+    perfect = torch.stack([1 - target, target], 1).float() * 20
+    assert segmentation_loss(perfect, target) < 0.01
+
+
+def test_config_overrides_and_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: d.json\nlr: 0.01\naugment:\n  rotate_deg: 10\n")
+    config = load_config(path, ["lr=1e-4", "augment.shear_deg=5", "patch=4,64,64"])
+    assert config.lr == 1e-4 and config.augment.rotate_deg == 10 and config.augment.shear_deg == 5
+    assert config.patch == (4, 64, 64) and config.data == str(tmp_path / "d.json")
+    with pytest.raises(InputError, match="unknown setting 'lrr'"):
+        load_config(path, ["lrr=1"])
+    with pytest.raises(InputError, match="expected float"):
+        load_config(path, ["lr=fast"])
