@@ -272,6 +272,92 @@ def demo(
     out_console.print(f"outputs in {out}/", markup=False, highlight=False)
 
 
+def _run_training(config_path: Path | None, overrides: list[str] | None, parent: Path | None) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from dendriteseg.train import load_config, save_config, train
+
+    config = load_config(config_path, overrides or [])
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    columns = (
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("train", total=config.steps_per_epoch, epoch=1, rate="")
+
+        def on_step(step: int, total: int, rate: float) -> None:
+            bar.update(task, completed=step, rate=f"{rate:.1f} patches/s")
+
+        def on_epoch(epoch: int, record: dict) -> None:
+            v = record["val"]
+            err_console.print(
+                f"epoch {epoch}: loss {record['train_loss']:.4f}, val IoU {v['iou']:.4f}, "
+                f"BF1 {v['bf1']:.4f}, BDE {v['bde']:.3f}{' (best)' if record.get('best') else ''}",
+                markup=False,
+                highlight=False,
+            )
+            bar.update(task, completed=0, epoch=epoch + 1)
+
+        best = train(config, parent=parent, on_step=on_step, on_epoch=on_epoch)
+    out_console.print(f"best model: {best}", markup=False, highlight=False)
+
+
+@app.command("train")
+@friendly_errors
+def train_command(
+    config: Annotated[Path | None, typer.Argument(help="YAML config (defaults if omitted).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override KEY=VALUE (dotted keys).")] = None,
+) -> None:
+    """Train a model on a dataset manifest (resumes if the run folder has a state)."""
+    _run_training(config, set_, None)
+
+
+@app.command()
+@friendly_errors
+def finetune(
+    config: Annotated[Path | None, typer.Argument(help="YAML config (defaults if omitted).")] = None,
+    parent: Annotated[Path, typer.Option("--from", help="Model file to start from.")] = Path(),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override KEY=VALUE (dotted keys).")] = None,
+) -> None:
+    """Fine-tune a trained model on the exact labels (train_quality=exact by default)."""
+    if parent == Path():
+        _fail("finetune needs --from MODEL.safetensors")
+    _run_training(config, ["train_quality=exact", *(set_ or [])], parent)
+
+
+@app.command()
+@friendly_errors
+def models(
+    files: Annotated[list[Path] | None, typer.Argument(help="Model files to describe.")] = None,
+) -> None:
+    """List the built-in architectures (parameter counts) and describe model files."""
+    from dendriteseg.models import MODELS, build_model, count_parameters
+    from dendriteseg.models.files import read_model_info
+
+    table = Table(title="architectures (default arguments)")
+    table.add_column("name")
+    table.add_column("parameters", justify="right")
+    for name in MODELS:
+        table.add_row(name, f"{count_parameters(build_model(name)):,}")
+    out_console.print(table)
+    for path in files or []:
+        info = read_model_info(path)
+        history = info.provenance.get("history") or [{}]
+        last = history[-1].get("val", {})
+        out_console.print(
+            f"{path}: {info.architecture} {info.arguments}, trained on "
+            f"{info.provenance.get('train_quality', '?')} labels of {info.provenance.get('data', '?')}, "
+            f"{len(history)} epochs, last val IoU {last.get('iou', float('nan')):.4f}",
+            markup=False,
+            highlight=False,
+        )
+
+
 synth_app = typer.Typer(
     help="Make synthetic XCT scans with exact labels, series and datasets.", no_args_is_help=True
 )
