@@ -98,3 +98,59 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(path, ["lrr=1"])
     with pytest.raises(InputError, match="expected float"):
         load_config(path, ["lr=fast"])
+
+
+def test_cli_train_finetune_models(manifest, tmp_path):
+    from typer.testing import CliRunner
+
+    from dendriteseg.cli import app
+
+    runner = CliRunner()
+    sets = [
+        "--set",
+        f"data={manifest}",
+        "--set",
+        f"out={tmp_path / 'cli'}",
+        "--set",
+        "model_args={base: 4, depth: 2}",
+        "--set",
+        "patch=4,32,32",
+        "--set",
+        "batch=2",
+        "--set",
+        "epochs=1",
+        "--set",
+        "steps_per_epoch=2",
+        "--set",
+        "amp=none",
+    ]
+    result = runner.invoke(app, ["train", *sets])
+    assert result.exit_code == 0, result.output
+    best = tmp_path / "cli" / "best.safetensors"
+    assert best.exists() and (tmp_path / "cli" / "config.yaml").exists()
+    result = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--from",
+            str(best),
+            *sets[:-8],
+            "--set",
+            f"out={tmp_path / 'cli_ft'}",
+            "--set",
+            "patch=4,32,32",
+            "--set",
+            "epochs=1",
+            "--set",
+            "steps_per_epoch=2",
+            "--set",
+            "amp=none",
+            "--set",
+            "batch=2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["models", str(tmp_path / "cli_ft" / "best.safetensors")])
+    assert result.exit_code == 0 and "unet3d" in result.stdout and "exact" in result.stdout
+    bad = runner.invoke(app, ["models", str(manifest)])
+    assert bad.exit_code == 2 and "not a safetensors file" in bad.stderr
