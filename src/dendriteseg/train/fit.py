@@ -44,16 +44,22 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def autocast_for(device: torch.device, amp: str):
-    """The autocast context a config asks for ("auto": bf16 on CPU and modern GPUs)."""
-    if amp == "none":
+    """The autocast context (and grad scaler) a config asks for.
+
+    "auto": bf16 on GPUs that support it (else fp16 with a scaler); fp32 on
+    the CPU, where bf16 *training* of 3D convolutions measured 50x slower
+    here (74.5 s vs 1.35 s per step of a base-16 3D U-Net, batch 8 x 4 x 96^2).
+    "bf16" forces bf16 autocast on either; "none" is fp32.
+    """
+    if amp not in ("auto", "bf16", "none"):
+        raise ValueError(f"amp must be auto, bf16 or none, got {amp!r}")
+    if amp == "none" or (amp == "auto" and device.type == "cpu"):
         return nullcontext(), None
     if device.type == "cuda":
-        if amp in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+        if amp == "bf16" or torch.cuda.is_bf16_supported():
             return torch.autocast("cuda", dtype=torch.bfloat16), None
         return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
-    if amp in ("auto", "bf16"):
-        return torch.autocast("cpu", dtype=torch.bfloat16), None
-    raise ValueError(f"amp must be auto, bf16 or none, got {amp!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16), None
 
 
 def is_2d(model: torch.nn.Module) -> bool:
@@ -231,6 +237,9 @@ def fit(
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     model.to(device)
+    channels_last = not is_2d(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last_3d)
     if config.freeze_encoder and hasattr(model, "down"):
         for p in model.down.parameters():
             p.requires_grad_(False)
@@ -264,6 +273,8 @@ def fit(
             x, y = augment(x, y, config.augment, gen)
             if two_d:
                 x, y = x[:, :, 0], y[:, 0]
+            elif channels_last:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
             with ctx:
                 logits = model(x)
             loss = segmentation_loss(
