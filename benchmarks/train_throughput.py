@@ -53,12 +53,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--models", nargs="+", default=["unet2d", "unet3d", "fcdense2d", "fcdense3d"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     args = parser.parse_args()
     print(f"threads {torch.get_num_threads()}, batch {args.batch}, {args.size}^2 in-plane")
     print(f"{'model':10s} {'fp32 vox/s':>12s} {'bf16 vox/s':>12s} {'ratio':>6s}")
     for name in args.models:
-        fp32 = measure(name, bf16=False, steps=args.steps, batch=args.batch, size=args.size)
-        bf16 = measure(name, bf16=True, steps=args.steps, batch=args.batch, size=args.size)
+        rate = {
+            p: measure(name, bf16=p == "bf16", steps=args.steps, batch=args.batch, size=args.size)
+            for p in args.precisions
+        }
+        fp32, bf16 = rate.get("fp32", float("nan")), rate.get("bf16", float("nan"))
         print(f"{name:10s} {fp32:12,.0f} {bf16:12,.0f} {bf16 / fp32:6.2f}")
 
 

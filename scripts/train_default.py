@@ -43,8 +43,15 @@ def time_one_step(settings: dict, manifest: Path, work: Path) -> float:
     """Seconds per training step, without the per-epoch validation and saving."""
     times = []
     for steps in (2, 6):
-        probe = config_from_dict({**settings, "data": str(manifest), "out": str(work / f"probe{steps}"),
-                                  "epochs": 1, "steps_per_epoch": steps})
+        probe = config_from_dict(
+            {
+                **settings,
+                "data": str(manifest),
+                "out": str(work / f"probe{steps}"),
+                "epochs": 1,
+                "steps_per_epoch": steps,
+            }
+        )
         start = time.perf_counter()
         train(probe, resume=False)
         times.append(time.perf_counter() - start)

@@ -41,6 +41,9 @@ def save_model(path: str | Path, model: Any, info: ModelInfo) -> None:
     temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         save_file(tensors, str(temp), metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # as a plainly created file would be
         os.replace(temp, path)
     finally:
         if temp.exists():
