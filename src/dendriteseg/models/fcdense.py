@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dendriteseg.models.padding import crop_to, pad_to_multiple
+from dendriteseg.models.padding import AnisotropicPooling, crop_to, pad_to_multiple
 
 
 class _DenseLayer(nn.Sequential):
@@ -47,7 +47,7 @@ class DenseBlock(nn.Module):
         return torch.cat(new, 1)
 
 
-class FCDense(nn.Module):
+class FCDense(AnisotropicPooling, nn.Module):
     """FC-DenseNet with configurable blocks.
 
     Parameters
@@ -116,16 +116,6 @@ class FCDense(nn.Module):
             self.up_blocks.append(DenseBlock(dims, c_in, growth, n, dropout))
             new = n * growth
         self.head = conv(c_in + new, out_channels, 1)
-
-    def _factor(self, level: int) -> tuple[int, ...]:
-        if self.dims == 2:
-            return (2, 2)
-        return (2 if level < self.z_levels else 1, 2, 2)
-
-    def size_multiple(self) -> tuple[int, ...]:
-        if self.dims == 2:
-            return (2**self.depth,) * 2
-        return (2**self.z_levels, 2**self.depth, 2**self.depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = x.shape[2:]

@@ -1,4 +1,4 @@
-"""Pad inputs to the sizes a network can pool, and crop its output back."""
+"""The pooling schedule of our networks, padding inputs to sizes it can pool, and cropping back."""
 
 from __future__ import annotations
 
@@ -30,3 +30,25 @@ def crop_to(x: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
     if tuple(x.shape[2:]) == tuple(spatial):
         return x
     return x[(slice(None), slice(None), *(slice(0, s) for s in spatial))]
+
+
+class AnisotropicPooling:
+    """Mixin: 2x pooling in-plane at every level, along z only in the first ``z_levels``.
+
+    The class sets ``dims``, ``depth`` and ``z_levels``.
+    """
+
+    dims: int
+    depth: int
+    z_levels: int
+
+    def _factor(self, level: int) -> tuple[int, ...]:
+        if self.dims == 2:
+            return (2, 2)
+        return (2 if level < self.z_levels else 1, 2, 2)
+
+    def size_multiple(self) -> tuple[int, ...]:
+        """Input sizes must be multiples of these (others are padded)."""
+        if self.dims == 2:
+            return (2**self.depth,) * 2
+        return (2**self.z_levels, 2**self.depth, 2**self.depth)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dendriteseg.models.padding import crop_to, pad_to_multiple
+from dendriteseg.models.padding import AnisotropicPooling, crop_to, pad_to_multiple
 
 
 class ConvBlock(nn.Module):
@@ -41,7 +41,7 @@ class ConvBlock(nn.Module):
         return F.relu(y)
 
 
-class UNet(nn.Module):
+class UNet(AnisotropicPooling, nn.Module):
     """U-Net with configurable depth and width, 2D or 3D.
 
     Parameters
@@ -92,17 +92,6 @@ class UNet(nn.Module):
             self.merge.append(ConvBlock(dims, 2 * widths[level], widths[level], residual=residual))
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
         self.head = conv(widths[0], out_channels, 1)
-
-    def _factor(self, level: int) -> tuple[int, ...]:
-        if self.dims == 2:
-            return (2, 2)
-        return (2 if level < self.z_levels else 1, 2, 2)
-
-    def size_multiple(self) -> tuple[int, ...]:
-        """Input sizes must be multiples of these (others are padded)."""
-        if self.dims == 2:
-            return (2**self.depth,) * 2
-        return (2**self.z_levels, 2**self.depth, 2**self.depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = x.shape[2:]
