@@ -65,12 +65,18 @@ def main() -> None:
     parser.add_argument("--model", default="unet3d", choices=["unet3d", "unet2d", "fcdense3d"])
     parser.add_argument("--preset", default="small")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--base", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=3, help="poolings (3 = a 4-level U-Net)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     manifest = build_dataset(args.work / "data", preset=args.preset, seed=0)
-    model_args = {"base": 16, "depth": 4} if args.model != "fcdense3d" else {"base": 16, "growth": 8}
+    model_args = (
+        {"base": args.base, "depth": args.depth}
+        if args.model != "fcdense3d"
+        else {"base": args.base, "growth": 8}
+    )
     patch = [4, 96, 96] if args.model != "unet2d" else [1, 96, 96]
     batch = 8 if args.model != "unet2d" else 16
     common = {

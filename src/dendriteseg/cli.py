@@ -330,6 +330,165 @@ def finetune(
     _run_training(config, ["train_quality=exact", *(set_ or [])], parent)
 
 
+def _segment_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
+    import time
+
+    state = {"start": time.perf_counter(), "base": 0}
+
+    def update(done: int, total: int) -> None:
+        if done < state["base"]:  # a new volume started
+            state.update(start=time.perf_counter(), base=0)
+        state["base"] = done
+        rate = done / max(time.perf_counter() - state["start"], 1e-9)
+        bar.update(task, completed=done, total=total, rate=f"{rate / 1e6:.2f} Mvox/s")
+
+    return update
+
+
+@app.command()
+@friendly_errors
+def segment(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Volume(s): file, folder of TIFF slices, file.h5:/dataset; globs allowed."),
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--out", "-o", help="Output volume; with several inputs (or a folder ending in /) a folder."
+        ),
+    ],
+    model: Annotated[
+        str | None, typer.Option(help="Model file (.safetensors) or shipped name; default: shipped model.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    tile: Annotated[str | None, typer.Option(help="Tile size Y,X or Z,Y,X (default: see docs).")] = None,
+    overlap: Annotated[float, typer.Option(help="In-plane overlap of tiles, fraction of a tile.")] = 0.25,
+    overlap_z: Annotated[float | None, typer.Option(help="Overlap of tiles along z (default 0).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 1,
+    tta: Annotated[bool, typer.Option(help="Average over four in-plane flips (4x slower).")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network first.")] = False,
+    probabilities: Annotated[
+        str | None,
+        typer.Option(help="Also write float16 probabilities here (a folder, with several inputs)."),
+    ] = None,
+    format: Annotated[
+        str, typer.Option(help="Output format for several inputs: tif, zarr, h5, npy.")
+    ] = "tif",
+    summary: Annotated[str, typer.Option(help="Summary CSV name inside the output folder.")] = "summary.csv",
+    dask: Annotated[
+        str | None, typer.Option(help="Run on Dask: a scheduler address or local:N (output must be .zarr).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch threads (per Dask worker with --dask).")] = None,
+) -> None:
+    """Segment whole volumes with a network: tiled, blended, streamed to disk with bounded memory."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from dendriteseg.infer import segment as run_segment
+    from dendriteseg.infer import segment_series
+    from dendriteseg.infer.series import expand_inputs
+    from dendriteseg.io import parse_location
+
+    if batch_size < 1:
+        _fail(f"--batch-size: must be >= 1, got {batch_size}")
+    if not 0 <= overlap < 1 or (overlap_z is not None and not 0 <= overlap_z < 1):
+        _fail("--overlap: must be in [0, 1)")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    tile_size = _int_list(tile, "tile")
+    options: dict[str, Any] = {
+        "tile": tuple(tile_size) if tile_size else None,
+        "overlap": overlap,
+        "overlap_z": overlap_z,
+        "batch_size": batch_size,
+    }
+    predictor_options = {"device": device, "precision": precision, "tta": tta}
+    expanded = expand_inputs(inputs)
+    as_folder = output.endswith(("/", os.sep)) or (
+        Path(output).is_dir() and parse_location(output, for_writing=True).format == "tiff-dir"
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    if len(expanded) > 1 or as_folder or any(s != e for s, e in zip(inputs, expanded, strict=False)):
+        if dask:
+            _fail("--dask takes one input volume at a time")
+        with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
+            volumes = bar.add_task("volumes", total=len(expanded), rate="")
+            voxels = bar.add_task("voxels", total=None, rate="")
+
+            def on_volume(index: int, count: int, spec: str, status: str) -> None:
+                bar.update(volumes, completed=index, description=f"volume {index + 1}/{count}")
+                if status == "skipped":
+                    err_console.print(f"skip {spec} (already done)", markup=False, highlight=False)
+
+            rows = segment_series(
+                expanded,
+                output,
+                model,
+                fmt=format,
+                probabilities=probabilities,
+                summary=summary,
+                on_volume=on_volume,
+                progress=_segment_progress(bar, voxels),
+                compile=compile,
+                **predictor_options,
+                **options,
+            )
+            bar.update(volumes, completed=len(expanded))
+        done = sum(r["status"] == "done" for r in rows)
+        out_console.print(
+            f"{done} segmented, {len(rows) - done} already done; summary {Path(output) / summary}",
+            markup=False,
+            highlight=False,
+        )
+        return
+    parse_location(output, for_writing=True)  # fail on a bad suffix before any work
+    if probabilities:
+        parse_location(probabilities, for_writing=True)
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("segment", total=None, rate="")
+        if dask:
+            from dendriteseg.infer.distributed import segment_dask
+
+            if probabilities:
+                _fail("--probabilities is not available with --dask")
+            result = segment_dask(
+                expanded[0],
+                output,
+                model,
+                scheduler=dask,
+                threads=threads,
+                progress=_segment_progress(bar, task),
+                **predictor_options,
+                **options,
+            )
+        else:
+            result = run_segment(
+                expanded[0],
+                model,
+                output=output,
+                probabilities=probabilities,
+                compile=compile,
+                progress=_segment_progress(bar, task),
+                **predictor_options,
+                **options,
+            )
+    shape = "x".join(str(s) for s in result.shape)
+    out_console.print(
+        f"wrote {output}: {shape}, dendrite {100 * result.dendrite_fraction:.2f} %, "
+        f"{result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} Mvoxels/s)",
+        markup=False,
+        highlight=False,
+    )
+
+
 @app.command()
 @friendly_errors
 def models(

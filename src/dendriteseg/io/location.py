@@ -28,6 +28,13 @@ _KEYED = re.compile(
 )
 
 
+def split_key(spec: str | Path) -> tuple[str, str | None]:
+    """Split ``file.h5:/group/data`` into ``("file.h5", "/group/data")`` (key None if absent)."""
+    text = str(spec)
+    match = _KEYED.match(text)
+    return (match.group("path"), match.group("key")) if match else (text, None)
+
+
 @dataclass(frozen=True)
 class Location:
     """A parsed volume location.

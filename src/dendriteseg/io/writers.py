@@ -280,6 +280,21 @@ class VolumeWriter:
             )
             self._next_z += 1
 
+    @property
+    def zarr_chunks(self) -> tuple[int, ...]:
+        """Chunk shape of a Zarr target (other processes may write whole chunks in parallel)."""
+        if self.location.format != "zarr":
+            raise InputError(f"{self.final}: not a Zarr target")
+        return tuple(self._handle.chunks)
+
+    def zarr_temp(self) -> tuple[str, str | None]:
+        """(store path, member path or None) of the temporary Zarr array being written."""
+        if self.location.format != "zarr":
+            raise InputError(f"{self.final}: not a Zarr target")
+        if self._member is None:
+            return str(self.temp), None
+        return str(self._group_root), self._member_temp
+
     def commit(self) -> None:
         """Finish the file and rename it into place."""
         if self._closed:

@@ -1,0 +1,215 @@
+"""Predictors: callables that map a batch of normalised tiles to dendrite logits.
+
+``segment`` accepts any callable ``f(batch) -> logits`` where ``batch`` is a
+float32 array ``(B, Z, Y, X)`` of normalised intensities (the model file's
+percentile window mapped to 0..1) and ``logits`` has the same shape: the
+log-odds that each voxel is dendrite (> 0 means dendrite). An optional
+``tile_depth`` attribute says how many slices a tile must have (3D models:
+their training depth); without it slices are treated as independent (2D).
+
+:class:`TorchPredictor` wraps a dendriteseg network and picks the fastest
+path measured for the device (see :mod:`dendriteseg.infer.cpu`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from dendriteseg.errors import InputError
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_MODEL = "unet3d_default"
+
+
+class Predictor(Protocol):
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def default_model_path() -> Path:
+    """The shipped default model file."""
+    path = WEIGHTS / f"{DEFAULT_MODEL}.safetensors"
+    if not path.is_file():
+        raise InputError(f"{path}: the default model is missing from this installation; pass --model")
+    return path
+
+
+def resolve_model_path(name: str | Path | None) -> Path:
+    """A model file from a path or the name of a shipped model (``unet3d_default``)."""
+    if name is None:
+        return default_model_path()
+    path = Path(name)
+    if path.suffix != ".safetensors":
+        shipped = WEIGHTS / f"{name}.safetensors"
+        if shipped.is_file():
+            return shipped
+        raise InputError(f"{name}: not a .safetensors model file or a shipped model name")
+    return path
+
+
+def resolve_device(device: str) -> Any:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise InputError(f"device: expected auto, cpu or cuda, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device}: CUDA is not available on this machine")
+    return torch.device(device)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN reports native bf16 arithmetic (AVX-512 BF16 or AMX) on this CPU."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: Any) -> str:
+    """ "auto": bf16 on GPUs that have it (else fp16), bf16 on CPUs with bf16 units, else fp32.
+
+    On a CPU without bf16 units (such as the AVX2 development machine), bf16
+    autocast emulates the arithmetic and measured far slower than fp32.
+    """
+    import torch
+
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise InputError(f"precision: expected auto, fp32, bf16 or fp16, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+class TorchPredictor:
+    """A dendriteseg network as a :class:`Predictor`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A network from :mod:`dendriteseg.models` (2 output channels).
+    device : "auto", "cpu", "cuda" or "cuda:N"
+    precision : "auto", "fp32", "bf16" or "fp16"
+        See :func:`resolve_precision`.
+    tta : bool
+        Average the logits over the four in-plane flips (4x the work).
+    compile : bool
+        Run the network through ``torch.compile`` (with weight freezing on
+        the CPU); the first batch pays the compile time.
+    tile_depth : int, optional
+        Slices per tile for 3D models; default: the model's training depth
+        (``2 ** z_levels``, 4 for the shipped model).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        tta: bool = False,
+        compile: bool = False,
+        tile_depth: int | None = None,
+        normalisation: dict[str, Any] | None = None,
+        name: str = "model",
+    ):
+        import torch
+
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.precision = resolve_precision(precision, self.device)
+        self.dims = getattr(model, "dims", 3)
+        self.tta = tta
+        self.name = name
+        self.normalisation = dict(normalisation or {})
+        if self.dims == 3:
+            z_levels = getattr(model, "z_levels", 0)
+            self.tile_depth: int | None = int(tile_depth or max(4, 2**z_levels))
+        else:
+            self.tile_depth = None
+        multiple = getattr(model, "size_multiple", None)
+        self.size_multiple = tuple(multiple()) if callable(multiple) else (1,) * self.dims
+        model = model.eval()
+        if self.device.type == "cpu" and self.precision == "fp32" and self.dims == 3:
+            from dendriteseg.infer.cpu import optimise_for_cpu
+
+            model = optimise_for_cpu(model)
+        model = model.to(self.device)
+        if self.dims == 3 and self.device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last_3d)
+        self.memory_format = torch.channels_last_3d if self.dims == 3 else torch.contiguous_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.model = model
+        self._forward = model
+        if compile:
+            self._forward = self._compiled(model)
+
+    def _compiled(self, model: Any) -> Any:
+        import torch
+
+        if self.device.type == "cpu":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True
+        return torch.compile(model, dynamic=False)
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _logits(self, x: Any) -> Any:
+        out = self._forward(x).float()
+        return out[:, 1] - out[:, 0]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        b, z, y, x = batch.shape
+        tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        if self.dims == 2:
+            tensor = tensor.reshape(b * z, 1, y, x)
+        else:
+            tensor = tensor[:, None].contiguous(memory_format=self.memory_format)
+        flips = [(), (-1,), (-2,), (-1, -2)] if self.tta else [()]
+        with torch.inference_mode(), self._autocast():
+            total = None
+            for dims in flips:
+                inp = tensor.flip(dims) if dims else tensor
+                out = self._logits(inp)
+                out = out.flip(dims) if dims else out
+                total = out if total is None else total + out
+            logits = total / len(flips)
+        return logits.reshape(b, z, y, x).cpu().numpy()
+
+    def __repr__(self) -> str:
+        return f"TorchPredictor({self.name}, device={self.device}, precision={self.precision})"
+
+
+def load_predictor(model: Any = None, **kwargs: Any) -> TorchPredictor:
+    """A predictor from a model file, a shipped model name, or None (the default model).
+
+    Loading reads safetensors only; nothing is unpickled.
+    """
+    from dendriteseg.models.files import load_model
+
+    path = resolve_model_path(model)
+    net, info = load_model(path)
+    kwargs.setdefault("normalisation", info.normalisation)
+    return TorchPredictor(net, name=path.stem, **kwargs)

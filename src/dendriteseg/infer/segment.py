@@ -1,0 +1,327 @@
+"""Whole-volume segmentation by blended tiles, streamed slab by slab.
+
+Data flow (one way): lazy volume -> z-rows of tiles (read and normalised in
+a background thread) -> predictor in batches -> Gaussian-weighted sum into
+a rolling accumulator one tile deep -> finished slices divided by the weight
+sum -> labels (and probabilities) written slab by slab. Memory holds one
+z-row of input, one of accumulated logits and one batch of network
+activations, whatever the depth of the volume.
+
+Tiles: 3D models see tiles as deep as their training patches (4 slices for
+the shipped model; deeper tiles feed its z-pooled layers context they never
+saw in training), consecutive in z without overlap by default; 2D models see
+slabs of whole slices. In-plane, a slice up to ``MAX_PLANE`` voxels a side is
+one tile (no in-plane seams and no repeated work); larger slices are cut into
+``TILE_PLANE`` tiles overlapping by ``overlap``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dendriteseg.data.volumes import normalisation_window
+from dendriteseg.errors import InputError
+from dendriteseg.infer.predictor import TorchPredictor, load_predictor
+from dendriteseg.infer.tiling import Tiling
+from dendriteseg.io import Location, Volume, VolumeWriter, as_volume
+
+MAX_PLANE = 1024  # slices up to this size a side are one in-plane tile
+TILE_PLANE = 512  # in-plane tile size for larger slices
+SLAB_2D = 8  # slices per z-row for 2D models
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SegmentResult:
+    """What :func:`segment` did."""
+
+    shape: tuple[int, int, int]
+    seconds: float
+    dendrite_fraction: float
+    tile: tuple[int, int, int]
+    work_ratio: float
+    window: tuple[float, float]
+    labels: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    output: Path | None = None
+    probabilities_output: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def voxels_per_second(self) -> float:
+        return float(np.prod(self.shape)) / max(self.seconds, 1e-9)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+def choose_tile(
+    shape: tuple[int, int, int], predictor: Any, tile: tuple[int, ...] | None = None
+) -> tuple[int, int, int]:
+    """The (z, y, x) tile size for a volume; see the module notes for the defaults.
+
+    ``tile`` may give (y, x) or (z, y, x); a 3D model's z is its tile depth
+    unless given.
+    """
+    nz, ny, nx = shape
+    depth = getattr(predictor, "tile_depth", None)
+    tz = depth if depth else SLAB_2D
+    if tile is not None:
+        tile = tuple(int(t) for t in tile)
+        if len(tile) == 3:
+            tz, ty, tx = tile
+        elif len(tile) == 2:
+            ty, tx = tile
+        else:
+            raise InputError(f"tile: give Y,X or Z,Y,X, got {tile}")
+        if min(tz, ty, tx) < 1:
+            raise InputError(f"tile: sizes must be >= 1, got {tile}")
+    else:
+        multiple = getattr(predictor, "size_multiple", (1, 1, 1))[-1]
+        ty = ny if ny <= MAX_PLANE else TILE_PLANE
+        tx = nx if nx <= MAX_PLANE else TILE_PLANE
+        ty, tx = (
+            min(_round_up(ty, multiple), _round_up(ny, multiple)),
+            min(_round_up(tx, multiple), _round_up(nx, multiple)),
+        )
+    return min(tz, nz), min(ty, ny), min(tx, nx)
+
+
+def _z_overlap(predictor: Any, overlap_z: float | None) -> float:
+    if overlap_z is not None:
+        return overlap_z
+    return 0.0  # 3D: consecutive training-depth tiles (measured: see benchmarks/inference.py)
+
+
+def iter_logits(
+    volume: Volume,
+    predictor: Callable[[np.ndarray], np.ndarray],
+    tiling: Tiling,
+    window: tuple[float, float],
+    *,
+    batch_size: int = 1,
+    z_range: tuple[int, int] | None = None,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(z0, z1, logits)`` for consecutive finished slabs of the volume.
+
+    ``logits`` are the blended dendrite log-odds of slices ``z0:z1``. With
+    ``z_range`` only the slabs inside that range are computed and yielded,
+    bit-identical to the same slices of a run over the whole volume (the
+    same tiles, batches and summation order), which is what lets blocks be
+    computed on different machines.
+    """
+    nz, ny, nx = volume.shape
+    tz, ty, tx = tiling.tile
+    c0, c1 = z_range if z_range else (0, nz)
+    rows = [s for s in tiling.z.starts if s < c1 and s + tz > c0]
+    if not rows:
+        return
+    weights = tiling.tile_weights()
+    plane_total = tiling.plane_total()
+    plane_starts = tiling.plane_starts()
+    lo, hi = window
+    scale = 1.0 / (hi - lo)
+
+    def read_row(z: int) -> np.ndarray:
+        data = np.asarray(volume.read(z, z + tz), np.float32)
+        data = (data - lo) * scale
+        return np.nan_to_num(data, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+
+    acc = np.zeros((tz, ny, nx), np.float32)
+    base = rows[0]  # slice index of acc[0]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dendriteseg-read") as pool:
+        pending = pool.submit(read_row, rows[0])
+        for i, zs in enumerate(rows):
+            slab = pending.result()
+            if i + 1 < len(rows):
+                pending = pool.submit(read_row, rows[i + 1])
+            off = zs - base
+            for b0 in range(0, len(plane_starts), batch_size):
+                group = plane_starts[b0 : b0 + batch_size]
+                batch = np.stack([slab[:, y : y + ty, x : x + tx] for y, x in group])
+                out = np.asarray(predictor(batch), np.float32)
+                if out.shape != batch.shape:
+                    raise InputError(f"predictor returned shape {out.shape} for a batch of {batch.shape}")
+                for (y, x), logits in zip(group, out, strict=True):
+                    acc[off : off + tz, y : y + ty, x : x + tx] += logits * weights
+            done = rows[i + 1] if i + 1 < len(rows) else zs + tz
+            k = done - base
+            finished = acc[:k] / (tiling.z.total[base:done, None, None] * plane_total[None])
+            e0, e1 = max(base, c0), min(done, c1)
+            if e1 > e0:
+                yield e0, e1, finished[e0 - base : e1 - base]
+            acc[: tz - k] = acc[k:]
+            acc[tz - k :] = 0.0
+            base = done
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)
+
+
+def _as_predictor(model: Any, **kwargs: Any) -> Any:
+    """A predictor from a model file or name (None: the default), a torch module, or a callable."""
+    if model is None or isinstance(model, (str, Path)):
+        return load_predictor(model, **kwargs)
+    if _is_module(model):
+        return TorchPredictor(model, **kwargs)
+    if callable(model):
+        return model
+    kind = type(model).__name__
+    raise InputError(f"model: expected a model file, a torch module or a callable, got {kind}")
+
+
+def check_volume(volume: Volume) -> None:
+    if volume.ndim != 3:
+        raise InputError(f"{volume.source}: expected a 3D (z, y, x) volume, got shape {volume.shape}")
+    if volume.dtype.kind not in "uif":
+        raise InputError(f"{volume.source}: cannot segment voxels of type {volume.dtype}")
+
+
+def segment(
+    volume: Any,
+    model: Any = None,
+    *,
+    output: str | Path | Location | None = None,
+    probabilities: str | Path | Location | bool | None = None,
+    tile: tuple[int, ...] | None = None,
+    overlap: float = 0.25,
+    overlap_z: float | None = None,
+    batch_size: int = 1,
+    tta: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+    compile: bool = False,
+    window: tuple[float, float] | None = None,
+    compression: str | None = None,
+    progress: Progress | None = None,
+) -> SegmentResult:
+    """Segment a whole volume with a network, tile by tile, streaming to disk.
+
+    Parameters
+    ----------
+    volume : path, Location, Volume or array-like
+        A (z, y, x) volume; files are read lazily, slab by slab.
+    model : None, path, shipped model name, torch.nn.Module or callable
+        None: the shipped default model. A callable gets float32 batches
+        ``(B, Z, Y, X)`` of normalised intensities and returns dendrite
+        logits of the same shape (see :mod:`dendriteseg.infer.predictor`).
+    output : path, optional
+        Where to write the uint8 labels (1 = dendrite), in any format
+        ``write_volume`` supports, written slab by slab and renamed into
+        place when complete. Without it the labels are returned in memory.
+    probabilities : path or True, optional
+        Also write (or, with True, return) float16 dendrite probabilities.
+    tile : (y, x) or (z, y, x), optional
+        Tile size; see :func:`choose_tile` for the default.
+    overlap : float
+        In-plane overlap of neighbouring tiles, as a fraction of the tile.
+    overlap_z : float, optional
+        Overlap along z; default 0 (tiles follow one another).
+    batch_size : int
+        Tiles per network call.
+    tta : bool
+        Test-time augmentation (four in-plane flips), torch models only.
+    device, precision, compile
+        See :class:`~dendriteseg.infer.predictor.TorchPredictor`.
+    window : (low, high), optional
+        Intensities mapped to 0 and 1; default: the model's percentile
+        window measured on this volume.
+    progress : callable(done_voxels, total_voxels), optional
+
+    Returns
+    -------
+    SegmentResult
+    """
+    started = time.perf_counter()
+    owned = not isinstance(volume, Volume)
+    vol = as_volume(volume)
+    try:
+        check_volume(vol)
+        predictor = _as_predictor(model, device=device, precision=precision, tta=tta, compile=compile)
+        shape = tuple(int(s) for s in vol.shape)
+        tile_size = choose_tile(shape, predictor, tile)
+        tiling = Tiling.build(shape, tile_size, (_z_overlap(predictor, overlap_z), overlap, overlap))
+        window = window or _window_for(vol, predictor)
+        labels_out = probs_out = None
+        labels_mem = probs_mem = None
+        writers: list[VolumeWriter] = []
+        if output is not None:
+            labels_out = VolumeWriter(
+                output, shape, np.uint8, voxel_size=vol.voxel_size, compression=compression
+            )
+            writers.append(labels_out)
+        else:
+            labels_mem = np.zeros(shape, np.uint8)
+        if probabilities is True:
+            probs_mem = np.zeros(shape, np.float16)
+        elif probabilities:
+            probs_out = VolumeWriter(
+                probabilities, shape, np.float16, voxel_size=vol.voxel_size, compression=compression
+            )
+            writers.append(probs_out)
+        total = int(np.prod(shape))
+        done = dendrite = 0
+        try:
+            for z0, z1, logits in iter_logits(vol, predictor, tiling, window, batch_size=batch_size):
+                labels = (logits > 0).astype(np.uint8)
+                dendrite += int(labels.sum(dtype=np.int64))
+                if labels_out is not None:
+                    labels_out.write(labels, z0)
+                else:
+                    labels_mem[z0:z1] = labels
+                if probs_out is not None or probs_mem is not None:
+                    probs = sigmoid(logits).astype(np.float16)
+                    if probs_out is not None:
+                        probs_out.write(probs, z0)
+                    else:
+                        probs_mem[z0:z1] = probs
+                done += labels.size
+                if progress:
+                    progress(done, total)
+            for writer in writers:
+                writer.commit()
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+        return SegmentResult(
+            shape=shape,
+            seconds=time.perf_counter() - started,
+            dendrite_fraction=dendrite / total,
+            tile=tiling.tile,
+            work_ratio=tiling.work_ratio(),
+            window=tuple(float(w) for w in window),
+            labels=labels_mem,
+            probabilities=probs_mem,
+            output=labels_out.final if labels_out else None,
+            probabilities_output=probs_out.final if probs_out else None,
+        )
+    finally:
+        if owned:
+            vol.close()
+
+
+def _is_module(model: Any) -> bool:
+    try:
+        from torch import nn
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, nn.Module)
+
+
+def _window_for(volume: Volume, predictor: Any) -> tuple[float, float]:
+    norm = getattr(predictor, "normalisation", None) or {}
+    if norm.get("kind", "percentile") != "percentile":
+        raise InputError(f"model normalisation {norm.get('kind')!r} is not supported")
+    return normalisation_window(volume, low=float(norm.get("low", 1.0)), high=float(norm.get("high", 99.0)))

@@ -1,0 +1,196 @@
+"""Many volumes (a 4D experiment, a folder of scans) into one output folder.
+
+Each input ``scans/t012.h5:/exchange/data`` becomes ``OUT/t012.<format>``.
+An output that exists is finished (outputs are written under a temporary
+name and renamed when complete), so a rerun skips it: kill a run at any
+moment, start it again, and it picks up where it stopped, after removing
+the half-written temporary file of the volume it was on. A summary CSV
+(time per volume, voxels/s, dendrite fraction) is rewritten atomically
+after every volume.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dendriteseg.errors import InputError
+from dendriteseg.io import parse_location, write_text_atomic
+from dendriteseg.io.location import split_key
+
+OUTPUT_FORMATS = {"tif": ".tif", "zarr": ".zarr", "h5": ".h5", "npy": ".npy"}
+SUMMARY_FIELDS = [
+    "input",
+    "output",
+    "status",
+    "shape",
+    "seconds",
+    "voxels_per_second",
+    "dendrite_fraction",
+]
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def expand_inputs(specs: list[str]) -> list[str]:
+    """Expand glob patterns in the file part of each spec (``scans/*.h5:/exchange/data``).
+
+    Specs without wildcards are kept as given; each pattern must match something.
+    """
+    expanded: list[str] = []
+    for spec in specs:
+        text, key = split_key(spec)
+        if glob.has_magic(text):
+            paths = sorted(glob.glob(text), key=_natural_key)
+            if not paths:
+                raise InputError(f"{spec}: no files match")
+            expanded += [f"{p}:{key}" if key else p for p in paths]
+        else:
+            expanded.append(str(spec))
+    return expanded
+
+
+def output_for(spec: str, out_dir: Path, fmt: str) -> Path:
+    """``OUT/<input name without suffix>.<fmt>``."""
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(f"format: expected one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    path = parse_location(spec).path
+    name = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return out_dir / f"{name}{OUTPUT_FORMATS[fmt]}"
+
+
+def remove_stale_partials(target: Path) -> None:
+    """Delete temporary files a killed run left beside ``target``."""
+    for stale in target.parent.glob(f".{target.name}.partial-*"):
+        if stale.is_dir():
+            import shutil
+
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def read_summary(path: Path) -> dict[str, dict[str, str]]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        return {row["output"]: row for row in csv.DictReader(fh) if "output" in row}
+
+
+def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+@dataclass
+class SeriesPlan:
+    """Inputs and the output each one gets."""
+
+    inputs: list[str]
+    outputs: list[Path]
+
+
+def plan_series(specs: list[str], out_dir: str | Path, fmt: str = "tif") -> SeriesPlan:
+    out_dir = Path(out_dir)
+    inputs = expand_inputs(specs)
+    if not inputs:
+        raise InputError("no input volumes given")
+    outputs = [output_for(spec, out_dir, fmt) for spec in inputs]
+    seen: dict[Path, str] = {}
+    for spec, out in zip(inputs, outputs, strict=True):
+        if out in seen:
+            raise InputError(f"{spec}: would write {out}, as {seen[out]} does; rename one of them")
+        seen[out] = spec
+    return SeriesPlan(inputs, outputs)
+
+
+def segment_series(
+    specs: list[str],
+    out_dir: str | Path,
+    model: Any = None,
+    *,
+    fmt: str = "tif",
+    probabilities: str | Path | None = None,
+    summary: str = "summary.csv",
+    on_volume: Callable[[int, int, str, str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Segment every input into ``out_dir``, skipping finished ones; return the summary rows.
+
+    With ``probabilities`` (a folder) each volume's float16 probabilities
+    go there under the same name as its labels.
+    ``on_volume(index, count, input, status)`` is called as each volume
+    starts (status "run") or is skipped ("skipped"); ``progress`` as in
+    :func:`~dendriteseg.infer.segment`. Other options go to ``segment``.
+    The model is loaded once for all volumes.
+    """
+    from dendriteseg.infer.segment import _as_predictor, segment
+
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        if out_dir.exists():
+            raise InputError(f"{out_dir}: is a file; with several inputs -o must be a folder")
+        out_dir.mkdir(parents=True)
+    plan = plan_series(specs, out_dir, fmt)
+    prob_dir = Path(probabilities) if probabilities else None
+    if prob_dir is not None:
+        if prob_dir.resolve() == out_dir.resolve():
+            raise InputError(f"{prob_dir}: probabilities need a folder of their own, not the labels' folder")
+        prob_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / summary
+    previous = read_summary(summary_path)
+    predictor = None
+    predictor_options = {k: options.pop(k) for k in ("device", "precision", "tta", "compile") if k in options}
+    rows: list[dict[str, Any]] = []
+    count = len(plan.inputs)
+    for index, (spec, target) in enumerate(zip(plan.inputs, plan.outputs, strict=True)):
+        prob_target = prob_dir / target.name if prob_dir is not None else None
+        finished = target.exists() and (prob_target is None or prob_target.exists())
+        if finished:
+            row = dict(previous.get(str(target), {}))
+            row.update(input=spec, output=str(target), status="skipped")
+            rows.append(row)
+            if on_volume:
+                on_volume(index, count, spec, "skipped")
+            continue
+        for path in (target, prob_target):
+            if path is not None:
+                remove_stale_partials(path)
+        if on_volume:
+            on_volume(index, count, spec, "run")
+        if predictor is None:
+            predictor = _as_predictor(model, **predictor_options)
+        result = segment(
+            spec, predictor, output=target, probabilities=prob_target, progress=progress, **options
+        )
+        rows.append(
+            {
+                "input": spec,
+                "output": str(target),
+                "status": "done",
+                "shape": "x".join(str(s) for s in result.shape),
+                "seconds": f"{result.seconds:.3f}",
+                "voxels_per_second": f"{result.voxels_per_second:.0f}",
+                "dendrite_fraction": f"{result.dendrite_fraction:.6f}",
+            }
+        )
+        write_summary(summary_path, rows + _rest(plan, index, previous))
+    write_summary(summary_path, rows)
+    return rows
+
+
+def _rest(plan: SeriesPlan, index: int, previous: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """Rows of earlier runs for volumes this run has not reached yet (kept in the summary)."""
+    return [previous[str(out)] for out in plan.outputs[index + 1 :] if str(out) in previous]
