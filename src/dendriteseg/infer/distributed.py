@@ -13,6 +13,7 @@ the single-process run, its labels are identical to that run's.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from dendriteseg.infer.segment import (
     SegmentResult,
     _as_predictor,
     _window_for,
+    alignment,
     check_volume,
     choose_tile,
     iter_logits,
@@ -152,9 +154,8 @@ def segment_dask(
         check_volume(vol)
         shape = tuple(int(s) for s in vol.shape)
         voxel_size = vol.voxel_size
-        tiling = Tiling.build(
-            shape, choose_tile(shape, predictor, tile), (overlap_z or 0.0, overlap, overlap)
-        )
+        overlaps = (overlap_z or 0.0, overlap, overlap)
+        tiling = Tiling.build(shape, choose_tile(shape, predictor, tile), overlaps, alignment(predictor))
         window = window or _window_for(vol, predictor)
     writer = VolumeWriter(output, shape, np.uint8, voxel_size=voxel_size)
     try:
@@ -163,8 +164,10 @@ def segment_dask(
         store, member = writer.zarr_temp()
         blocks = [(z, min(z + block, shape[0])) for z in range(0, shape[0], block)]
         kind, target = parse_scheduler(scheduler)
+        # distributed logs at INFO by default; follow the application's level instead
+        logging.getLogger("distributed").setLevel(max(logging.getLogger().getEffectiveLevel(), logging.INFO))
         cluster = (
-            LocalCluster(n_workers=target, threads_per_worker=1, processes=True, dashboard_address=None)
+            LocalCluster(n_workers=target, threads_per_worker=1, processes=True, dashboard_address=":0")
             if kind == "local"
             else None
         )

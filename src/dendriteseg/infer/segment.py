@@ -65,13 +65,24 @@ def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
+def alignment(predictor: Any) -> tuple[int, int, int]:
+    """The (z, y, x) multiples a predictor's tiles should start at and measure."""
+    multiple = tuple(int(m) for m in getattr(predictor, "size_multiple", ()) or ())
+    if len(multiple) == 3:
+        return multiple  # type: ignore[return-value]
+    if len(multiple) == 2:
+        return (1, *multiple)  # type: ignore[return-value]
+    return (1, 1, 1)
+
+
 def choose_tile(
     shape: tuple[int, int, int], predictor: Any, tile: tuple[int, ...] | None = None
 ) -> tuple[int, int, int]:
     """The (z, y, x) tile size for a volume; see the module notes for the defaults.
 
     ``tile`` may give (y, x) or (z, y, x); a 3D model's z is its tile depth
-    unless given.
+    unless given. Sizes are rounded up to the network's alignment and
+    capped at the volume (rounded up the same way).
     """
     nz, ny, nx = shape
     depth = getattr(predictor, "tile_depth", None)
@@ -87,20 +98,21 @@ def choose_tile(
         if min(tz, ty, tx) < 1:
             raise InputError(f"tile: sizes must be >= 1, got {tile}")
     else:
-        multiple = getattr(predictor, "size_multiple", (1, 1, 1))[-1]
         ty = ny if ny <= MAX_PLANE else TILE_PLANE
         tx = nx if nx <= MAX_PLANE else TILE_PLANE
-        ty, tx = (
-            min(_round_up(ty, multiple), _round_up(ny, multiple)),
-            min(_round_up(tx, multiple), _round_up(nx, multiple)),
-        )
-    return min(tz, nz), min(ty, ny), min(tx, nx)
+    size = []
+    for t, n, m in zip((tz, ty, tx), shape, alignment(predictor), strict=True):
+        size.append(min(_round_up(t, m), _round_up(n, m)))
+    return tuple(size)  # type: ignore[return-value]
 
 
-def _z_overlap(predictor: Any, overlap_z: float | None) -> float:
-    if overlap_z is not None:
-        return overlap_z
-    return 0.0  # 3D: consecutive training-depth tiles (measured: see benchmarks/inference.py)
+def _pad_to(block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Pad a tile cut at the volume's end to full size (reflect, like the networks' own padding)."""
+    pads = [(0, t - b) for b, t in zip(block.shape, shape, strict=True)]
+    if not any(p for _, p in pads):
+        return block
+    mode = "reflect" if all(p < b for (_, p), b in zip(pads, block.shape, strict=True)) else "edge"
+    return np.pad(block, pads, mode=mode)
 
 
 def iter_logits(
@@ -133,7 +145,7 @@ def iter_logits(
     scale = 1.0 / (hi - lo)
 
     def read_row(z: int) -> np.ndarray:
-        data = np.asarray(volume.read(z, z + tz), np.float32)
+        data = np.asarray(volume.read(z, min(z + tz, nz)), np.float32)
         data = (data - lo) * scale
         return np.nan_to_num(data, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
 
@@ -148,13 +160,14 @@ def iter_logits(
             off = zs - base
             for b0 in range(0, len(plane_starts), batch_size):
                 group = plane_starts[b0 : b0 + batch_size]
-                batch = np.stack([slab[:, y : y + ty, x : x + tx] for y, x in group])
+                batch = np.stack([_pad_to(slab[:, y : y + ty, x : x + tx], (tz, ty, tx)) for y, x in group])
                 out = np.asarray(predictor(batch), np.float32)
                 if out.shape != batch.shape:
                     raise InputError(f"predictor returned shape {out.shape} for a batch of {batch.shape}")
                 for (y, x), logits in zip(group, out, strict=True):
-                    acc[off : off + tz, y : y + ty, x : x + tx] += logits * weights
-            done = rows[i + 1] if i + 1 < len(rows) else zs + tz
+                    dz, dy, dx = min(tz, nz - zs), min(ty, ny - y), min(tx, nx - x)
+                    acc[off : off + dz, y : y + dy, x : x + dx] += (logits * weights)[:dz, :dy, :dx]
+            done = rows[i + 1] if i + 1 < len(rows) else min(zs + tz, nz)
             k = done - base
             finished = acc[:k] / (tiling.z.total[base:done, None, None] * plane_total[None])
             e0, e1 = max(base, c0), min(done, c1)
@@ -251,7 +264,8 @@ def segment(
         predictor = _as_predictor(model, device=device, precision=precision, tta=tta, compile=compile)
         shape = tuple(int(s) for s in vol.shape)
         tile_size = choose_tile(shape, predictor, tile)
-        tiling = Tiling.build(shape, tile_size, (_z_overlap(predictor, overlap_z), overlap, overlap))
+        overlaps = (overlap_z or 0.0, overlap, overlap)
+        tiling = Tiling.build(shape, tile_size, overlaps, alignment(predictor))
         window = window or _window_for(vol, predictor)
         labels_out = probs_out = None
         labels_mem = probs_mem = None

@@ -19,26 +19,35 @@ import numpy as np
 WEIGHT_FLOOR = 0.01  # relative weight at a tile's edge, per axis; keeps every weight sum > 0
 
 
-def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+def tile_starts(length: int, tile: int, overlap: float, multiple: int = 1) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``0:length``.
 
-    Neighbouring tiles overlap by at least ``overlap`` x ``tile`` voxels.
-    A tile as large as the axis (or larger) gives one start, 0.
+    Neighbouring tiles overlap by about ``overlap`` x ``tile`` voxels (at
+    least that where the alignment allows). Starts are multiples of
+    ``multiple``: a network that pools by 2 ``k`` times is only
+    shift-equivariant for shifts by multiples of 2**k, so aligned tiles see
+    the same pooling grid as a whole-volume pass. The last tile may reach
+    past the end by less than ``multiple`` (its input is padded there).
 
     >>> tile_starts(10, 4, 0.0)
     [0, 3, 6]
-    >>> tile_starts(852, 256, 0.25)
-    [0, 149, 298, 447, 596]
+    >>> tile_starts(852, 256, 0.25, multiple=8)
+    [0, 152, 304, 448, 600]
     """
-    if length < 1 or tile < 1:
-        raise ValueError(f"length and tile must be >= 1, got {length}, {tile}")
+    if length < 1 or tile < 1 or multiple < 1:
+        raise ValueError(f"length, tile and multiple must be >= 1, got {length}, {tile}, {multiple}")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     if tile >= length:
         return [0]
+    end = math.ceil((length - tile) / multiple) * multiple  # start of the last tile
     stride = max(1.0, tile * (1.0 - overlap))
-    count = math.ceil((length - tile) / stride) + 1
-    return [int(round(s)) for s in np.linspace(0, length - tile, count)]
+    count = math.ceil(end / stride) + 1
+    while True:
+        starts = sorted({int(round(s / multiple)) * multiple for s in np.linspace(0, end, count)})
+        if all(b - a <= min(tile, stride + multiple) for a, b in zip(starts, starts[1:], strict=False)):
+            return starts
+        count += 1
 
 
 def gaussian_window(size: int, sigma_scale: float = 0.125) -> np.ndarray:
@@ -60,16 +69,16 @@ class AxisTiling:
     total: np.ndarray  # (length,) sum of the windows of all tiles at each voxel
 
     @classmethod
-    def build(cls, length: int, size: int, overlap: float) -> AxisTiling:
-        size = min(size, length)
-        starts = tile_starts(length, size, overlap)
+    def build(cls, length: int, size: int, overlap: float, multiple: int = 1) -> AxisTiling:
+        size = min(size, math.ceil(length / multiple) * multiple)
+        starts = tile_starts(length, size, overlap, multiple)
         if len(starts) > 1 and any(b - a < size for a, b in zip(starts, starts[1:], strict=False)):
             window = gaussian_window(size)
         else:  # tiles do not overlap: nothing to blend along this axis
             window = np.ones(size, np.float32)
         total = np.zeros(length, np.float32)
         for s in starts:
-            total[s : s + size] += window
+            total[s : s + size] += window[: length - s]
         return cls(length, size, tuple(starts), window, total)
 
 
@@ -82,10 +91,18 @@ class Tiling:
     x: AxisTiling
 
     @classmethod
-    def build(cls, shape: tuple[int, int, int], tile: tuple[int, int, int], overlap) -> Tiling:
-        """``overlap``: one fraction for every axis, or a (z, y, x) triple."""
+    def build(
+        cls,
+        shape: tuple[int, int, int],
+        tile: tuple[int, int, int],
+        overlap: float | tuple[float, float, float],
+        multiple: tuple[int, int, int] = (1, 1, 1),
+    ) -> Tiling:
+        """``overlap``: one fraction for every axis, or a (z, y, x) triple;
+        ``multiple``: the network's alignment per axis (see :func:`tile_starts`)."""
         overlaps = tuple(overlap) if isinstance(overlap, (tuple, list)) else (overlap,) * 3
-        return cls(*(AxisTiling.build(n, t, o) for n, t, o in zip(shape, tile, overlaps, strict=True)))
+        axes = zip(shape, tile, overlaps, multiple, strict=True)
+        return cls(*(AxisTiling.build(n, t, o, m) for n, t, o, m in axes))
 
     @property
     def tile(self) -> tuple[int, int, int]:
@@ -106,6 +123,10 @@ class Tiling:
     def plane_total(self) -> np.ndarray:
         """(y, x) in-plane part of the weight sum."""
         return self.y.total[:, None] * self.x.total[None, :]
+
+    def padded(self) -> bool:
+        """Whether some tile reaches past the end of the volume."""
+        return any(a.starts[-1] + a.size > a.length for a in (self.z, self.y, self.x))
 
     def work_ratio(self) -> float:
         """Voxels the network computes per voxel of the volume (1.0 = no overlap)."""

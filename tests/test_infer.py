@@ -1,0 +1,375 @@
+"""Whole-volume inference: blending, seams, streaming, fast CPU path, series resume, Dask, CLI errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from dendriteseg.cli import app  # noqa: E402
+from dendriteseg.data.volumes import NORMALISATION, normalisation_window  # noqa: E402
+from dendriteseg.infer import Tiling, TorchPredictor, choose_tile, iter_logits, segment, tile_starts  # noqa: E402
+from dendriteseg.infer.cpu import optimise_for_cpu  # noqa: E402
+from dendriteseg.infer.series import segment_series  # noqa: E402
+from dendriteseg.io import ArrayVolume, read_volume, write_volume  # noqa: E402
+from dendriteseg.models import build_model  # noqa: E402
+from dendriteseg.models.files import ModelInfo, save_model  # noqa: E402
+
+SHAPE = (33, 34, 35)
+DEPTH = 2
+
+
+def pointwise(batch):
+    """A predictor without spatial context: tiling must not change its output at all."""
+    return (batch - 0.5) * 4.0
+
+
+def tiny_unet(seed=0):
+    """A random residual 3D U-Net with decisive logits, about half dendrite on smooth noise."""
+    torch.manual_seed(seed)
+    model = build_model("unet3d", base=4, depth=DEPTH, z_levels=2).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    x = torch.from_numpy(smooth_noise((8, 32, 32), seed)[None, None] * 0.25 + 0.5)
+    with torch.no_grad():
+        out = model(x)
+        diff = out[:, 1] - out[:, 0]
+        model.head.bias[1] -= float(diff.median())
+        scale = 4.0 / float(diff.std())
+        model.head.weight *= scale
+        model.head.bias *= scale
+    return model
+
+
+def smooth_noise(shape, seed=5):
+    from scipy import ndimage
+
+    noise = np.random.default_rng(seed).standard_normal(shape)
+    field = ndimage.gaussian_filter(noise, 2.5)
+    return (field / field.std()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(
+        path, tiny_unet(), ModelInfo("unet3d", {"base": 4, "depth": 2, "z_levels": 2}, dict(NORMALISATION))
+    )
+    return path
+
+
+@pytest.fixture
+def volume():
+    return smooth_noise(SHAPE) * 300 + 1000
+
+
+# -- tiling ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(35, 16, 0.25), (34, 34, 0.5), (33, 4, 0.0), (7, 16, 0.25)])
+def test_tiles_cover_every_voxel_and_blending_weights_sum_to_one(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    size = min(tile, length)
+    assert starts[0] == 0 and starts[-1] + size == length
+    assert all(b > a for a, b in zip(starts, starts[1:], strict=False))
+    tiling = Tiling.build((length, length, length), (size, size, size), overlap)
+    # explicit sum over tiles of each tile's normalised weight
+    total = np.zeros((length,) * 3)
+    weights = tiling.tile_weights()
+    for z in tiling.z.starts:
+        for y in tiling.y.starts:
+            for x in tiling.x.starts:
+                total[z : z + size, y : y + size, x : x + size] += weights
+    expected = tiling.z.total[:, None, None] * tiling.plane_total()[None]
+    np.testing.assert_allclose(total, expected, rtol=1e-5)
+    normalised = total / expected
+    np.testing.assert_allclose(normalised, 1.0, rtol=1e-6)
+
+
+def test_default_tiles_whole_planes_up_to_1024():
+    class Deep:
+        tile_depth = 4
+        size_multiple = (4, 8, 8)
+
+    assert choose_tile((250, 852, 852), Deep()) == (4, 856, 856)  # rounded up to the pooling grid
+    assert choose_tile((250, 2000, 1500), Deep()) == (4, 512, 512)
+    assert choose_tile((3, 20, 20), Deep()) == (4, 24, 24)
+    assert choose_tile((250, 852, 852), Deep(), (60, 64)) == (4, 64, 64)
+
+
+def test_tile_starts_follow_the_pooling_grid():
+    starts = tile_starts(852, 256, 0.25, multiple=8)
+    assert all(s % 8 == 0 for s in starts) and starts[-1] + 256 >= 852
+    assert all(b - a <= 256 - 0.2 * 256 for a, b in zip(starts, starts[1:], strict=False))
+    tiling = Tiling.build((33, 34, 35), (4, 16, 16), 0.25, (4, 8, 8))
+    assert all(axis.total.min() > 0 for axis in (tiling.z, tiling.y, tiling.x))
+    assert tiling.padded()
+
+
+# -- no seams -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tile,overlap,overlap_z", [((5, 16, 16), 0.3, 0.4), ((4, 9, 40), 0.0, 0.0)])
+def test_tiled_pointwise_prediction_equals_direct(volume, tile, overlap, overlap_z):
+    result = segment(volume, pointwise, tile=tile, overlap=overlap, overlap_z=overlap_z, probabilities=True)
+    lo, hi = normalisation_window(volume)
+    logits = pointwise((volume - lo) / (hi - lo))
+    probs = 1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(result.probabilities.astype(np.float32), probs, atol=1e-3)
+    decided = np.abs(logits) > 1e-4
+    assert np.array_equal(result.labels[decided], (logits > 0)[decided])
+    assert result.labels.dtype == np.uint8 and result.labels.shape == SHAPE
+
+
+def test_tiled_network_agrees_with_whole_volume(volume):
+    model = tiny_unet()
+    whole = segment(volume, model, tile=(4, 64, 64), device="cpu", probabilities=True)
+    tiled = segment(volume, model, tile=(4, 20, 20), overlap=0.5, device="cpu", probabilities=True)
+    assert 0.2 < whole.dendrite_fraction < 0.8
+    assert (whole.labels == tiled.labels).mean() >= 0.99
+    assert np.abs(whole.probabilities.astype(float) - tiled.probabilities).mean() < 0.01
+
+
+def test_z_range_blocks_are_bit_identical_to_the_whole_run(volume):
+    tiling = Tiling.build(SHAPE, (5, 16, 16), (0.4, 0.25, 0.25))
+    vol = ArrayVolume(volume)
+    window = normalisation_window(volume)
+    full = np.concatenate([s for _, _, s in iter_logits(vol, pointwise, tiling, window, batch_size=3)])
+    pieces = []
+    for c0 in range(0, SHAPE[0], 8):
+        for z0, z1, slab in iter_logits(vol, pointwise, tiling, window, batch_size=3, z_range=(c0, c0 + 8)):
+            assert c0 <= z0 < z1 <= c0 + 8
+            pieces.append(slab)
+    assert np.array_equal(np.concatenate(pieces), full)
+
+
+# -- fast CPU path --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,kwargs", [("unet3d", {"base": 4, "depth": 2}), ("fcdense3d", {})])
+def test_cpu_path_matches_model_and_avoids_slow_conv3d(name, kwargs):
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(1)
+    model = build_model(name, **kwargs).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 1, 4, 33, 34)
+    fast = optimise_for_cpu(model)
+    with torch.inference_mode():
+        np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), atol=1e-4)
+    predictor = TorchPredictor(model, device="cpu", precision="fp32")
+    batch = np.random.default_rng(0).random((1, 4, 33, 34), dtype=np.float32)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = predictor(batch)
+    kernels = {event.key for event in prof.key_averages()}
+    assert "aten::slow_conv3d_forward" not in kernels
+    assert "aten::mkldnn_convolution" in kernels
+    assert out.shape == batch.shape and np.isfinite(out).all()
+
+
+def test_tta_keeps_shape_and_is_close(volume):
+    model = tiny_unet()
+    plain = segment(volume, model, device="cpu", probabilities=True)
+    tta = segment(volume, model, device="cpu", probabilities=True, tta=True)
+    assert tta.labels.shape == SHAPE
+    assert np.abs(plain.probabilities.astype(float) - tta.probabilities).mean() < 0.2
+
+
+# -- streaming to files ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["tif", "zarr", "h5", "npy"])
+def test_streamed_output_equals_in_memory(tmp_path, volume, model_file, suffix):
+    write_volume(tmp_path / "in.tif", volume.astype(np.uint16))
+    memory = segment(tmp_path / "in.tif", model_file, device="cpu")
+    result = segment(
+        tmp_path / "in.tif",
+        model_file,
+        output=tmp_path / f"out.{suffix}",
+        probabilities=tmp_path / f"p.{suffix}",
+        device="cpu",
+    )
+    labels = read_volume(tmp_path / f"out.{suffix}")
+    assert labels.dtype == np.uint8 and np.array_equal(labels, memory.labels)
+    probs = read_volume(tmp_path / f"p.{suffix}")
+    decided = np.abs(probs.astype(np.float32) - 0.5) > 1e-3  # float16 rounds near 0.5
+    assert probs.dtype == np.float16 and np.array_equal((probs > 0.5)[decided], labels.astype(bool)[decided])
+    assert result.labels is None and result.dendrite_fraction == pytest.approx(labels.mean())
+    assert not [p for p in os.listdir(tmp_path) if ".partial-" in p]
+
+
+def test_failed_run_leaves_no_output(tmp_path, volume):
+    calls = []
+
+    def failing(batch):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("boom")
+        return pointwise(batch)
+
+    with pytest.raises(RuntimeError):
+        segment(volume, failing, output=tmp_path / "out.tif", tile=(4, 34, 35))
+    assert os.listdir(tmp_path) == []
+
+
+# -- many volumes ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def scans(tmp_path):
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for t in range(3):
+        write_volume(folder / f"t{t:03d}.h5", (rng.random((9, 24, 25)) * 3000).astype(np.uint16))
+    return folder
+
+
+def test_series_skips_finished_and_summarises(scans, tmp_path, model_file):
+    out = tmp_path / "out"
+    statuses = []
+    rows = segment_series(
+        [f"{scans}/t*.h5:/exchange/data"],
+        out,
+        model_file,
+        device="cpu",
+        on_volume=lambda i, n, spec, status: statuses.append(status),
+    )
+    assert statuses == ["run"] * 3 and [r["status"] for r in rows] == ["done"] * 3
+    assert sorted(os.listdir(out)) == ["summary.csv", "t000.tif", "t001.tif", "t002.tif"]
+    (out / "t001.tif").unlink()
+    (out / ".t001.tif.partial-deadbeef").write_bytes(b"half")  # as a killed run leaves it
+    statuses.clear()
+    rows = segment_series(
+        [f"{scans}/t*.h5"], out, model_file, device="cpu", on_volume=lambda *a: statuses.append(a[3])
+    )
+    assert statuses == ["skipped", "run", "skipped"]
+    assert sorted(os.listdir(out)) == ["summary.csv", "t000.tif", "t001.tif", "t002.tif"]
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("input,output,status,shape,seconds") and len(summary) == 4
+    assert all(float(line.split(",")[-1]) >= 0 for line in summary[1:])
+
+
+def test_killed_series_resumes_without_redoing_volumes(scans, tmp_path, model_file):
+    out = tmp_path / "out"
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time
+            import numpy as np
+            from dendriteseg.infer.series import segment_series
+            from dendriteseg.infer.segment import _as_predictor
+            net = _as_predictor({str(model_file)!r}, device="cpu")
+            def slow(batch):
+                time.sleep(0.3)
+                return net(batch)
+            segment_series([{str(scans)!r} + "/t*.h5"], {str(out)!r}, slow,
+                           on_volume=lambda i, n, s, st: print(st, s, flush=True))
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "t000.tif").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.4)  # inside the second volume
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "t000.tif").exists() and not (out / "t002.tif").exists()
+    first = read_volume(out / "t000.tif")
+    statuses = []
+    segment_series(
+        [f"{scans}/t*.h5"], out, model_file, device="cpu", on_volume=lambda i, n, s, st: statuses.append(st)
+    )
+    assert statuses[0] == "skipped" and statuses[2] == "run"
+    assert sorted(os.listdir(out)) == ["summary.csv", "t000.tif", "t001.tif", "t002.tif"]
+    assert np.array_equal(read_volume(out / "t000.tif"), first)
+    for name in ("t001.tif", "t002.tif"):
+        assert read_volume(out / name).shape == (9, 24, 25)
+
+
+# -- Dask -----------------------------------------------------------------------------
+
+
+def test_dask_local_cluster_matches_single_process(tmp_path, volume, model_file):
+    pytest.importorskip("distributed")
+    from dendriteseg.infer.distributed import segment_dask
+
+    write_volume(tmp_path / "in.tif", volume.astype(np.uint16))
+    single = segment(tmp_path / "in.tif", model_file, output=tmp_path / "one.zarr", device="cpu")
+    result = segment_dask(
+        tmp_path / "in.tif",
+        tmp_path / "many.zarr",
+        model_file,
+        scheduler="local:2",
+        block_depth=8,
+        device="cpu",
+    )
+    assert result.extra["blocks"] == 5
+    assert np.array_equal(read_volume(tmp_path / "many.zarr"), read_volume(tmp_path / "one.zarr"))
+    assert result.dendrite_fraction == pytest.approx(single.dendrite_fraction)
+
+
+# -- command line ---------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_segments_one_volume(tmp_path, volume, model_file):
+    write_volume(tmp_path / "in.h5", volume.astype(np.uint16))
+    code, out, err = run("segment", tmp_path / "in.h5", "-o", tmp_path / "seg.tif", "--model", model_file)
+    assert code == 0, err
+    assert "wrote" in out and read_volume(tmp_path / "seg.tif").shape == SHAPE
+
+
+def test_cli_series_folder(scans, tmp_path, model_file):
+    code, out, err = run(
+        "segment", f"{scans}/*.h5:/exchange/data", "-o", tmp_path / "o", "--model", model_file
+    )
+    assert code == 0, err
+    assert "3 segmented" in out and (tmp_path / "o" / "summary.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["unreadable", "2d", "dataset", "model", "suffix"])
+def test_cli_bad_input_one_line_exit_2_no_output(tmp_path, volume, model_file, case):
+    write_volume(tmp_path / "in.h5", volume.astype(np.uint16))
+    args = [tmp_path / "in.h5", "--model", model_file]
+    if case == "unreadable":
+        (tmp_path / "bad.tif").write_bytes(b"not a tiff at all")
+        args = [tmp_path / "bad.tif", "--model", model_file]
+    elif case == "2d":
+        import tifffile
+
+        tifffile.imwrite(tmp_path / "flat.tif", np.zeros((20, 21), np.uint16))
+        args = [tmp_path / "flat.tif", "--model", model_file]
+    elif case == "dataset":
+        args = [f"{tmp_path / 'in.h5'}:/no/such", "--model", model_file]
+    elif case == "model":
+        (tmp_path / "other.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+        args = [tmp_path / "in.h5", "--model", tmp_path / "other.safetensors"]
+    out_name = "seg.xyz" if case == "suffix" else "seg.tif"
+    before = set(os.listdir(tmp_path))
+    code, _, err = run("segment", *args, "-o", tmp_path / out_name)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+    assert set(os.listdir(tmp_path)) == before
