@@ -1,0 +1,225 @@
+"""Whole-volume inference: speed against MONAI and against the CPU's floor, and peak memory.
+
+All in one run, on this machine, with the shipped default model (or --model):
+
+(a) ``segment`` vs MONAI ``sliding_window_inference`` called as a user
+    would (fp32, overlap 0.25, Gaussian, the same model and tile), on a
+    synthetic scan; throughput ratio and the fraction of voxels that agree.
+(b) ``segment`` vs the model's own forward pass on one whole-plane tile
+    (what tiling, blending, reading and writing cost).
+(c) peak RSS of ``dendriteseg segment`` on a 250 x 852 x 852 float32 volume
+    and on one twice as deep (each in a fresh process, streaming to Zarr).
+(d) the measured time for 852 x 852 x 250 against its floor: the model's
+    FLOPs per voxel x voxels / the measured matmul peak of this CPU.
+(e) fp32 vs bf16 agreement of the trained model's labels (bf16 on a small
+    crop when the CPU has no bf16 units, where it is emulated and slow).
+
+    python benchmarks/inference.py [--model M] [--depth 250] [--skip-big]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 4096, reps: int = 5) -> float:
+    """GFLOP/s of a large square matmul at the current thread count."""
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    torch.matmul(a, b)
+    start = time.perf_counter()
+    for _ in range(reps):
+        torch.matmul(a, b)
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_voxel(model: torch.nn.Module, tile: tuple[int, int, int]) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 1, *tile)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / x.numel()
+
+
+def test_scan(shape: tuple[int, int, int], seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    from dendriteseg.synth.scan import make_scan
+
+    scan = make_scan(shape, preset="realistic", rng=seed)
+    return scan["image"], scan["label"]
+
+
+def run_monai(model: torch.nn.Module, image: np.ndarray, tile: tuple[int, int, int], window) -> tuple:
+    from monai.inferers import sliding_window_inference
+
+    lo, hi = window
+    x = torch.from_numpy(((image.astype(np.float32) - lo) / (hi - lo))[None, None])
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = sliding_window_inference(x, tile, 1, model, overlap=0.25, mode="gaussian")
+    seconds = time.perf_counter() - start
+    labels = (out[0, 1] > out[0, 0]).numpy().astype(np.uint8)
+    return labels, seconds
+
+
+def child_peak_rss(args: list[str]) -> tuple[float, float]:
+    """Run a command; return (seconds, its peak RSS in MB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(args, check=True)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(after, before) / 1024
+
+
+def make_big_volume(path: Path, depth: int, plane: int, seed: int = 0) -> None:
+    """A float32 .npy volume written slab by slab: a smooth phantom plus noise (content matters little)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    base = ndimage.gaussian_filter(rng.standard_normal((16, plane, plane)).astype(np.float32), (1, 6, 6))
+    base = (base > 0).astype(np.float32) * 0.3 + 0.5
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(depth, plane, plane))
+    for z in range(0, depth, 16):
+        n = min(16, depth - z)
+        out[z : z + n] = base[:n] + rng.normal(0, 0.05, (n, plane, plane)).astype(np.float32)
+    out.flush()
+    del out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    parser.add_argument("--depth", type=int, default=250, help="slices of the big volume")
+    parser.add_argument("--plane", type=int, default=852)
+    parser.add_argument("--scan", default="32,256,256", help="shape of the MONAI comparison scan")
+    parser.add_argument("--skip-big", action="store_true", help="skip (c) and (d)")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
+    args = parser.parse_args()
+
+    from dendriteseg.data.volumes import normalisation_window
+    from dendriteseg.infer import load_predictor, segment
+    from dendriteseg.infer.predictor import cpu_has_bf16, resolve_model_path
+    from dendriteseg.models.files import load_model
+
+    threads = torch.get_num_threads()
+    model_path = resolve_model_path(args.model)
+    model, info = load_model(model_path)
+    print(
+        f"model {model_path.name}: {info.architecture} {info.arguments}; torch {torch.__version__}, "
+        f"{threads} threads, CPU bf16 units: {cpu_has_bf16()}"
+    )
+    results: dict = {"model": model_path.name, "threads": threads}
+
+    # (a) segment vs MONAI ------------------------------------------------------------
+    shape = tuple(int(s) for s in args.scan.split(","))
+    image, label = test_scan(shape)
+    window = normalisation_window(image)
+    ours = segment(image, model_path, device="cpu")
+    ours = segment(image, model_path, device="cpu")  # second run: warm caches, as in a series
+    tile = ours.tile
+    monai_labels, monai_s = run_monai(model, image, tile, window)
+    agree = float((monai_labels == ours.labels).mean())
+    ratio = monai_s / ours.seconds
+    print(
+        f"(a) {shape} scan, tile {tile}: segment {ours.seconds:.2f} s ({ours.voxels_per_second / 1e6:.3f} "
+        f"Mvox/s), MONAI sliding_window_inference {monai_s:.2f} s -> {ratio:.1f}x; voxels agreeing "
+        f"{100 * agree:.3f} %"
+    )
+    results["a"] = {"segment_s": ours.seconds, "monai_s": monai_s, "ratio": ratio, "agree": agree}
+
+    # (b) tiling overhead vs the bare forward pass on one tile ------------------------------
+    predictor = load_predictor(model_path, device="cpu")
+    tile_in = np.random.default_rng(0).random((1, *tile), dtype=np.float32)
+    predictor(tile_in)
+    start = time.perf_counter()
+    reps = 3
+    for _ in range(reps):
+        predictor(tile_in)
+    forward_vps = tile_in.size * reps / (time.perf_counter() - start)
+    print(
+        f"(b) forward pass alone on one {tile} tile: {forward_vps / 1e6:.3f} Mvox/s; segment achieved "
+        f"{ours.voxels_per_second / 1e6:.3f} Mvox/s = {ours.voxels_per_second / forward_vps:.2f} of it "
+        f"(tile work ratio {ours.work_ratio:.3f})"
+    )
+    results["b"] = {"forward_vps": forward_vps, "segment_vps": ours.voxels_per_second}
+
+    # (e) fp32 vs bf16 on the trained model ------------------------------------------------
+    crop = image if cpu_has_bf16() else image[: 2 * tile[0], :128, :128]
+    fp32 = segment(crop, model_path, device="cpu", precision="fp32", window=window)
+    start = time.perf_counter()
+    bf16 = segment(crop, model_path, device="cpu", precision="bf16", window=window)
+    bf16_s = time.perf_counter() - start
+    bf_agree = float((fp32.labels == bf16.labels).mean())
+    print(
+        f"(e) bf16 vs fp32 on {crop.shape}: {100 * bf_agree:.3f} % of voxels agree; bf16 "
+        f"{crop.size / bf16_s / 1e6:.4f} Mvox/s vs fp32 {fp32.voxels_per_second / 1e6:.3f} Mvox/s"
+    )
+    results["e"] = {"agree": bf_agree, "bf16_vps": crop.size / bf16_s, "fp32_vps": fp32.voxels_per_second}
+
+    # (c, d) big volumes: peak RSS and full-volume time --------------------------------------
+    if not args.skip_big:
+        peak32 = matmul_peak(torch.float32)
+        fpv = flops_per_voxel(predictor.model, (tile[0], 256, 256))
+        work = Path(args.work or tempfile.mkdtemp(prefix="dseg-bench-"))
+        work.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for depth in (args.depth, 2 * args.depth):
+            src = work / f"vol_{depth}.npy"
+            if not src.exists():
+                make_big_volume(src, depth, args.plane)
+            out = work / f"seg_{depth}.zarr"
+            cmd = [
+                sys.executable,
+                "-m",
+                "dendriteseg.cli",
+                "segment",
+                str(src),
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+            if args.model:
+                cmd += ["--model", str(model_path)]
+            seconds, rss = child_peak_rss(cmd)
+            voxels = depth * args.plane**2
+            rows.append((depth, seconds, rss, voxels))
+            print(
+                f"(c) {depth} x {args.plane} x {args.plane} float32 ({voxels * 4 / 2**30:.2f} GiB): "
+                f"{seconds:.1f} s, peak RSS {rss:.0f} MB",
+                flush=True,
+            )
+        growth = rows[1][2] / rows[0][2] - 1
+        print(f"(c) peak RSS grows {100 * growth:.1f} % for twice the depth")
+        depth, seconds, rss, voxels = rows[0]
+        floor = fpv * voxels / (peak32 * 1e9)
+        print(
+            f"(d) {args.plane} x {args.plane} x {depth}: {seconds:.1f} s end to end (process start, "
+            f"model load, reading, writing); floor {floor:.1f} s = {fpv / 1e3:.1f} kFLOP/voxel x "
+            f"{voxels / 1e6:.0f} M voxels / {peak32:.0f} GFLOP/s fp32 matmul peak; "
+            f"ratio {seconds / floor:.2f}"
+        )
+        results["c"] = [{"depth": d, "seconds": s, "peak_rss_mb": r} for d, s, r, _ in rows]
+        results["d"] = {
+            "seconds": seconds,
+            "floor_s": floor,
+            "ratio": seconds / floor,
+            "kflop_per_voxel": fpv / 1e3,
+            "fp32_peak_gflops": peak32,
+        }
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
