@@ -67,6 +67,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--base", type=int, default=16)
     parser.add_argument("--depth", type=int, default=3, help="poolings (3 = a 4-level U-Net)")
+    parser.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="skip pretraining: fine-tune this model (e.g. WORK/unet3d_pre/best.safetensors)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,7 +110,10 @@ def main() -> None:
             "steps_per_epoch": math.ceil(pre_steps / epochs_pre),
         }
     )
-    best_pre = train(pre, on_epoch=lambda e, r: print(f"pretrain {e}: {r['val']}", flush=True))
+    if args.pretrained is None:
+        best_pre = train(pre, on_epoch=lambda e, r: print(f"pretrain {e}: {r['val']}", flush=True))
+    else:
+        best_pre = args.pretrained
     ft = config_from_dict(
         {
             **common,
