@@ -373,3 +373,37 @@ def test_cli_bad_input_one_line_exit_2_no_output(tmp_path, volume, model_file, c
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
     assert set(os.listdir(tmp_path)) == before
+
+
+# -- torch.compile --------------------------------------------------------------------
+
+
+def test_compiled_predictor_matches_eager(volume):
+    model = tiny_unet()
+    eager = segment(volume, model, device="cpu", compile=False, probabilities=True)
+    compiled = segment(volume, model, device="cpu", compile=True, batch_size=2, probabilities=True)
+    assert (eager.labels == compiled.labels).mean() > 0.999
+    assert np.abs(eager.probabilities.astype(float) - compiled.probabilities).max() < 0.01
+
+
+def test_compile_failure_falls_back_to_eager(volume, monkeypatch, caplog):
+    def broken(module, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = tiny_unet()
+    eager = segment(volume, model, device="cpu", compile=False)
+    fallback = segment(volume, model, device="cpu", compile=True)
+    assert np.array_equal(eager.labels, fallback.labels)
+    assert "torch.compile failed" in caplog.text
+
+
+def test_compile_auto_only_for_big_volumes():
+    predictor = TorchPredictor(tiny_unet(), device="cpu", compile="auto")
+    predictor.prepare(1000)
+    assert not predictor.compiled
+    predictor.prepare(10**9)
+    assert predictor.compiled

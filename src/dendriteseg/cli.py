@@ -368,7 +368,9 @@ def segment(
     overlap_z: Annotated[float | None, typer.Option(help="Overlap of tiles along z (default 0).")] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 1,
     tta: Annotated[bool, typer.Option(help="Average over four in-plane flips (4x slower).")] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network first.")] = False,
+    compile: Annotated[
+        str, typer.Option(help="torch.compile the network: auto (CPU, volumes >= 64 M voxels), on, off.")
+    ] = "auto",
     probabilities: Annotated[
         str | None,
         typer.Option(help="Also write float16 probabilities here (a folder, with several inputs)."),
@@ -399,6 +401,9 @@ def segment(
 
         torch.set_num_threads(threads)
     tile_size = _int_list(tile, "tile")
+    compile_modes = {"auto": "auto", "on": True, "off": False}
+    if compile not in compile_modes:
+        _fail(f"--compile: expected auto, on or off, got {compile!r}")
     options: dict[str, Any] = {
         "tile": tuple(tile_size) if tile_size else None,
         "overlap": overlap,
@@ -437,7 +442,7 @@ def segment(
                 summary=summary,
                 on_volume=on_volume,
                 progress=_segment_progress(bar, voxels),
-                compile=compile,
+                compile=compile_modes[compile],
                 **predictor_options,
                 **options,
             )
@@ -475,7 +480,7 @@ def segment(
                 model,
                 output=output,
                 probabilities=probabilities,
-                compile=compile,
+                compile=compile_modes[compile],
                 progress=_segment_progress(bar, task),
                 **predictor_options,
                 **options,

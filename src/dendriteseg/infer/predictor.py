@@ -24,6 +24,7 @@ from dendriteseg.errors import InputError
 log = logging.getLogger(__name__)
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+COMPILE_MIN_VOXELS = 64_000_000  # "auto" compiles for volumes this large (compile time ~20-35 s)
 DEFAULT_MODEL = "unet3d_default"
 
 
@@ -103,9 +104,13 @@ class TorchPredictor:
         See :func:`resolve_precision`.
     tta : bool
         Average the logits over the four in-plane flips (4x the work).
-    compile : bool
+    compile : bool or "auto"
         Run the network through ``torch.compile`` (with weight freezing on
-        the CPU); the first batch pays the compile time.
+        the CPU); the first batch pays the compile time (about 20-35 s for
+        the shipped model on 2 cores). "auto": only on the CPU, and only
+        once :meth:`prepare` is told of a volume of at least
+        ``COMPILE_MIN_VOXELS``. If compiling fails (no C++ compiler, an
+        unsupported platform), the eager path is used with a warning.
     tile_depth : int, optional
         Slices per tile for 3D models; default: the model's training depth
         (``2 ** z_levels``, 4 for the shipped model).
@@ -118,7 +123,7 @@ class TorchPredictor:
         device: str = "auto",
         precision: str = "auto",
         tta: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         tile_depth: int | None = None,
         normalisation: dict[str, Any] | None = None,
         name: str = "model",
@@ -139,29 +144,71 @@ class TorchPredictor:
         multiple = getattr(model, "size_multiple", None)
         self.size_multiple = tuple(multiple()) if callable(multiple) else (1,) * self.dims
         model = model.eval()
+        self.memory_format = torch.channels_last_3d if self.dims == 3 else torch.contiguous_format
+        source = model.to(self.device)
+        if self.dims == 3 and self.device.type == "cpu":
+            source = source.to(memory_format=torch.channels_last_3d)
         if self.device.type == "cpu" and self.precision == "fp32" and self.dims == 3:
             from dendriteseg.infer.cpu import optimise_for_cpu
 
-            model = optimise_for_cpu(model)
-        model = model.to(self.device)
-        if self.dims == 3 and self.device.type == "cpu":
-            model = model.to(memory_format=torch.channels_last_3d)
-        self.memory_format = torch.channels_last_3d if self.dims == 3 else torch.contiguous_format
+            model = optimise_for_cpu(source).to(memory_format=torch.channels_last_3d)
+        else:
+            model = source
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.model = model
-        self._forward = model
-        if compile:
-            self._forward = self._compiled(model)
+        self._source = source  # what torch.compile gets (inductor folds and fuses by itself)
+        self._forward = _logit_difference(model)
+        self._compiled_batch: int | None = None
+        if compile not in (True, False, "auto"):
+            raise InputError(f"compile: expected True, False or 'auto', got {compile!r}")
+        self.compile = compile
+        if compile is True:
+            self._use_compiled()
 
-    def _compiled(self, model: Any) -> Any:
+    def prepare(self, voxels: int) -> None:
+        """Called before a volume of ``voxels``: compiles when ``compile="auto"`` and it pays."""
+        if self.compile == "auto" and self.device.type == "cpu" and voxels >= COMPILE_MIN_VOXELS:
+            self._use_compiled()
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled_batch is not None or getattr(self, "_compile_pending", False)
+
+    def _use_compiled(self) -> None:
         import torch
 
+        if self.compiled:
+            return
         if self.device.type == "cpu":
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True
-        return torch.compile(model, dynamic=False)
+        self._eager = self._forward
+        self._forward = torch.compile(_logit_difference(self._source), dynamic=False)
+        self._compile_pending = True
+
+    def _run(self, x: Any) -> Any:
+        """The logit difference of a batch, through the compiled net when there is one."""
+        import torch.nn.functional as F
+
+        if not self.compiled:
+            return self._forward(x)
+        b = x.shape[0]
+        if self._compiled_batch is None:
+            self._compiled_batch = b
+        elif b < self._compiled_batch:  # keep one static shape: pad the last, smaller batch
+            pad = [0] * (2 * (x.dim() - 1)) + [0, self._compiled_batch - b]
+            return self._run(F.pad(x, pad).contiguous(memory_format=self.memory_format))[:b]
+        try:
+            out = self._forward(x)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back to eager
+            log.warning("torch.compile failed (%s: %s); running without it", type(exc).__name__, exc)
+            self._forward, self._compiled_batch, self._compile_pending = self._eager, None, False
+            self.compile = False
+            return self._forward(x)
+        self._compile_pending = False
+        return out
 
     def _autocast(self) -> Any:
         import contextlib
@@ -192,7 +239,7 @@ class TorchPredictor:
             total = None
             for dims in flips:
                 inp = tensor.flip(dims) if dims else tensor
-                out = self._logits(inp)
+                out = self._run(inp).float()
                 out = out.flip(dims) if dims else out
                 total = out if total is None else total + out
             logits = total / len(flips)
@@ -200,6 +247,26 @@ class TorchPredictor:
 
     def __repr__(self) -> str:
         return f"TorchPredictor({self.name}, device={self.device}, precision={self.precision})"
+
+
+def _logit_difference(model: Any) -> Any:
+    """Wrap a 2-class network so that it returns dendrite log-odds (logit 1 - logit 0).
+
+    (torch is imported here, not at module level, so that callables without
+    torch can use :func:`~dendriteseg.infer.segment`.)
+    """
+    import torch
+
+    class LogitDifference(torch.nn.Module):
+        def __init__(self, net: Any):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.net(x)
+            return out[:, 1] - out[:, 0]
+
+    return LogitDifference(model)
 
 
 def load_predictor(model: Any = None, **kwargs: Any) -> TorchPredictor:

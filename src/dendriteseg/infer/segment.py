@@ -214,7 +214,7 @@ def segment(
     tta: bool = False,
     device: str = "auto",
     precision: str = "auto",
-    compile: bool = False,
+    compile: bool | str = "auto",
     window: tuple[float, float] | None = None,
     compression: str | None = None,
     progress: Progress | None = None,
@@ -263,6 +263,8 @@ def segment(
         check_volume(vol)
         predictor = _as_predictor(model, device=device, precision=precision, tta=tta, compile=compile)
         shape = tuple(int(s) for s in vol.shape)
+        if hasattr(predictor, "prepare"):
+            predictor.prepare(int(np.prod(shape)))
         tile_size = choose_tile(shape, predictor, tile)
         overlaps = (overlap_z or 0.0, overlap, overlap)
         tiling = Tiling.build(shape, tile_size, overlaps, alignment(predictor))
