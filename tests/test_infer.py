@@ -96,13 +96,13 @@ def test_tiles_cover_every_voxel_and_blending_weights_sum_to_one(length, tile, o
     np.testing.assert_allclose(normalised, 1.0, rtol=1e-6)
 
 
-def test_default_tiles_whole_planes_up_to_1024():
+def test_default_tiles_whole_planes_up_to_896():
     class Deep:
         tile_depth = 4
         size_multiple = (4, 8, 8)
 
     assert choose_tile((250, 852, 852), Deep()) == (4, 856, 856)  # rounded up to the pooling grid
-    assert choose_tile((250, 2000, 1500), Deep()) == (4, 512, 512)
+    assert choose_tile((250, 2000, 1024), Deep()) == (4, 800, 592)  # 3 x 800 and 2 x 592 tiles
     assert choose_tile((3, 20, 20), Deep()) == (4, 24, 24)
     assert choose_tile((250, 852, 852), Deep(), (60, 64)) == (4, 64, 64)
 

@@ -74,7 +74,7 @@ class MatmulUpsample3d(nn.Module):
         y = torch.matmul(x.permute(0, 2, 3, 4, 1), self.weight)  # (n, d, h, w, c_out * k)
         y = y.view(n, d, h, w, self.c_out, kd, kh, kw)
         y = y.permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(n, self.c_out, d * kd, h * kh, w * kw)
-        return y + self.bias.view(1, -1, 1, 1, 1)
+        return y.add_(self.bias.view(1, -1, 1, 1, 1))
 
 
 def _fold_batchnorm(conv: nn.Conv3d, norm: nn.BatchNorm3d) -> nn.Conv3d:

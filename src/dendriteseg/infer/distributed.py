@@ -155,7 +155,9 @@ def segment_dask(
         shape = tuple(int(s) for s in vol.shape)
         voxel_size = vol.voxel_size
         overlaps = (overlap_z or 0.0, overlap, overlap)
-        tiling = Tiling.build(shape, choose_tile(shape, predictor, tile), overlaps, alignment(predictor))
+        tiling = Tiling.build(
+            shape, choose_tile(shape, predictor, tile, overlap), overlaps, alignment(predictor)
+        )
         window = window or _window_for(vol, predictor)
     writer = VolumeWriter(output, shape, np.uint8, voxel_size=voxel_size)
     try:

@@ -37,8 +37,8 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
         if self.skip is not None:
-            y = y + self.skip(x)
-        return F.relu(y)
+            y += self.skip(x)  # in place: full-plane inference tiles are hundreds of MB per map
+        return F.relu(y, inplace=True)
 
 
 class UNet(AnisotropicPooling, nn.Module):
@@ -103,8 +103,8 @@ class UNet(AnisotropicPooling, nn.Module):
             if level < self.depth:
                 skips.append(x)
                 x = pool(x, self._factor(level))
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
-            x = merge(torch.cat([up(x), skip], dim=1))
+        for up, merge in zip(self.up, self.merge, strict=True):
+            x = merge(torch.cat([up(x), skips.pop()], dim=1))  # pop: free each skip once used
         x = self.head(x)
         return crop_to(x, spatial)
 
