@@ -61,6 +61,22 @@ def test_model_file_round_trip(tmp_path):
         torch.testing.assert_close(loaded(x), model(x))
 
 
+def test_model_file_in_half_precision_loads_as_float32(tmp_path):
+    from dendriteseg.models.files import ModelInfo, load_model, save_model
+
+    torch.manual_seed(2)
+    model = build_model("unet3d", base=4, depth=2).eval()
+    save_model(tmp_path / "full.safetensors", model, ModelInfo("unet3d", {"base": 4, "depth": 2}))
+    save_model(tmp_path / "half.safetensors", model, ModelInfo("unet3d", {"base": 4, "depth": 2}), half=True)
+    full_size = (tmp_path / "full.safetensors").stat().st_size
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * full_size
+    loaded, _ = load_model(tmp_path / "half.safetensors")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(1, 1, 4, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), atol=5e-2, rtol=5e-2)
+
+
 def test_model_file_errors(tmp_path):
     from safetensors.torch import save_file
 

@@ -27,8 +27,12 @@ class ModelInfo:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def save_model(path: str | Path, model: Any, info: ModelInfo) -> None:
-    """Write weights and ``info`` to ``path`` (atomically)."""
+def save_model(path: str | Path, model: Any, info: ModelInfo, *, half: bool = False) -> None:
+    """Write weights and ``info`` to ``path`` (atomically).
+
+    ``half`` stores floating-point tensors as float16 (half the file size);
+    :func:`load_model` loads them back into the model's float32 parameters.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -37,6 +41,8 @@ def save_model(path: str | Path, model: Any, info: ModelInfo) -> None:
     if not path.parent.is_dir():
         raise InputError(f"{path}: folder {path.parent} does not exist")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {"format": FORMAT, "dendriteseg": json.dumps(asdict(info))}
     temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
