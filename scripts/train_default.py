@@ -27,9 +27,9 @@ import torch
 
 from dendriteseg.data import LabelledVolume, read_manifest, select
 from dendriteseg.metrics import score_slices, summarize
-from dendriteseg.models.files import ModelInfo, load_model, save_model
+from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model
 from dendriteseg.synth.dataset import build_dataset
-from dendriteseg.train import predict_labels, train
+from dendriteseg.train import train
 from dendriteseg.train.config import config_from_dict
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "dendriteseg" / "weights"
@@ -128,31 +128,58 @@ def main() -> None:
     best_ft = train(ft, parent=best_pre, on_epoch=lambda e, r: print(f"finetune {e}: {r['val']}", flush=True))
     model, info = load_model(best_ft)
     tests = select(read_manifest(manifest), quality="exact", split="test")
-    scores = []
-    for entry in tests:
-        vol = LabelledVolume.from_entry(entry)
-        pred = predict_labels(model, vol.image, depth=patch[0] if patch[0] > 1 else 4)
-        scores.append(summarize(score_slices(pred, vol.label)))
-    result = {
-        k: float(np.nanmean([getattr(s, k) for s in scores])) for k in ("accuracy", "iou", "bf1", "bde")
-    }
+    volumes = [LabelledVolume.from_entry(entry) for entry in tests]
+    result = score(best_ft, volumes)
+    parent = read_model_info(best_pre).provenance
     result.update(
         test_groups=len(tests),
         seconds_per_step=per_step,
-        pretrain_steps=pre_steps,
-        finetune_steps=ft_steps,
+        pretrain_steps=_steps_run(parent),
+        finetune_steps=_steps_run(info.provenance),
         minutes=args.minutes,
         preset=args.preset,
+        inference="dendriteseg.infer.segment, default tiles",
     )
     print("exact test groups:", json.dumps(result), flush=True)
     provenance = {**info.provenance, "test_scores": result, "script": "scripts/train_default.py"}
     name = f"{args.model}_default"
-    save_model(
-        WEIGHTS / f"{name}.safetensors",
-        model,
-        ModelInfo(info.architecture, info.arguments, info.normalisation, provenance),
-    )
+    target = WEIGHTS / f"{name}.safetensors"
+    final_info = ModelInfo(info.architecture, info.arguments, info.normalisation, provenance)
+    save_model(target, model, final_info, half=True)
+    half = score(target, volumes)
+    agree = _agreement(best_ft, target, volumes)
+    print(f"float16 file: IoU {half['iou']:.4f} (float32 {result['iou']:.4f}); labels agree {agree:.5f}")
+    if agree < 0.999:  # keep float32 if half precision storage changes the labels noticeably
+        save_model(target, model, final_info)
+    result["stored_as"] = "float16" if agree >= 0.999 else "float32"
+    result["float16_label_agreement"] = agree
     (WEIGHTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _steps_run(provenance: dict) -> int:
+    config = provenance.get("config", {})
+    return int(config.get("steps_per_epoch", 0)) * len(provenance.get("history", []))
+
+
+def _labels(model_file: Path, volumes: list) -> list:
+    from dendriteseg.infer import segment
+
+    # the images are already normalised (window 0..1), as in validation
+    return [
+        segment(v.image, model_file, window=(0.0, 1.0), device="cpu", compile=False).labels for v in volumes
+    ]
+
+
+def score(model_file: Path, volumes: list) -> dict:
+    predictions = _labels(model_file, volumes)
+    scores = [summarize(score_slices(p, v.label)) for p, v in zip(predictions, volumes, strict=True)]
+    return {k: float(np.nanmean([getattr(s, k) for s in scores])) for k in ("accuracy", "iou", "bf1", "bde")}
+
+
+def _agreement(a: Path, b: Path, volumes: list) -> float:
+    pairs = zip(_labels(a, volumes), _labels(b, volumes), strict=True)
+    same = sum(int((x == y).sum()) for x, y in pairs)
+    return same / sum(v.label.size for v in volumes)
 
 
 if __name__ == "__main__":
