@@ -407,3 +407,16 @@ def test_compile_auto_only_for_big_volumes():
     assert not predictor.compiled
     predictor.prepare(10**9)
     assert predictor.compiled
+
+
+def test_2d_model_segments_slice_by_slice(volume):
+    torch.manual_seed(3)
+    model = build_model("unet2d", base=4, depth=2).eval()
+    result = segment(volume, model, device="cpu", probabilities=True)
+    lo, hi = normalisation_window(volume)
+    x = torch.from_numpy((volume - lo) / (hi - lo))[:, None]
+    with torch.no_grad():
+        out = model(x)
+    direct = torch.sigmoid(out[:, 1] - out[:, 0]).numpy()
+    assert result.tile == (8, 36, 36)  # 8 slices a row; in-plane rounded up to the pooling grid (4)
+    np.testing.assert_allclose(result.probabilities.astype(np.float32), direct, atol=2e-3)
