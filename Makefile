@@ -33,6 +33,9 @@ bench: install
 	$(PY) benchmarks/metrics_speed.py
 	$(PY) benchmarks/synth_cost.py
 	$(PY) benchmarks/synth_difficulty.py
+	$(PY) benchmarks/train_throughput.py --precisions fp32
+	$(PY) benchmarks/tile_depth.py
+	$(PY) benchmarks/inference.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
