@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--base", type=int, default=16)
     parser.add_argument("--depth", type=int, default=3, help="poolings (3 = a 4-level U-Net)")
+    parser.add_argument("--finetune-steps", type=int, default=None, help="override the 20%% share")
     parser.add_argument(
         "--pretrained",
         type=Path,
@@ -97,6 +98,8 @@ def main() -> None:
     per_step = time_one_step(common, manifest, args.work)
     total = steps_for(args.minutes, per_step * 1.1)
     pre_steps, ft_steps = int(total * 0.8), max(1, int(total * 0.2))
+    if args.finetune_steps:
+        ft_steps = args.finetune_steps
     epochs_pre, epochs_ft = 8, 4
     print(f"{per_step:.2f} s/step -> pretrain {pre_steps} steps, fine-tune {ft_steps} steps", flush=True)
     pre = config_from_dict(
