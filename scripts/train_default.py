@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,12 +44,12 @@ def steps_for(minutes: float, seconds_per_step: float) -> int:
 def time_one_step(settings: dict, manifest: Path, work: Path) -> float:
     """Seconds per training step, without the per-epoch validation and saving."""
     times = []
-    for steps in (2, 6):
+    for steps in (3, 13):
         probe = config_from_dict(
             {
                 **settings,
                 "data": str(manifest),
-                "out": str(work / f"probe{steps}"),
+                "out": tempfile.mkdtemp(prefix="probe", dir=work),
                 "epochs": 1,
                 "steps_per_epoch": steps,
             }
@@ -55,7 +57,8 @@ def time_one_step(settings: dict, manifest: Path, work: Path) -> float:
         start = time.perf_counter()
         train(probe, resume=False)
         times.append(time.perf_counter() - start)
-    return max((times[1] - times[0]) / 4, 0.05)
+        shutil.rmtree(probe.out, ignore_errors=True)
+    return max((times[1] - times[0]) / 10, 0.05)
 
 
 def main() -> None:
@@ -136,7 +139,9 @@ def main() -> None:
     parent = read_model_info(best_pre).provenance
     result.update(
         test_groups=len(tests),
-        seconds_per_step=per_step,
+        seconds_per_step_probe=per_step,
+        seconds_per_step_pretrain=_seconds_per_step(parent),
+        seconds_per_step_finetune=_seconds_per_step(info.provenance),
         pretrain_steps=_steps_run(parent),
         finetune_steps=_steps_run(info.provenance),
         minutes=args.minutes,
@@ -162,6 +167,13 @@ def main() -> None:
 def _steps_run(provenance: dict) -> int:
     config = provenance.get("config", {})
     return int(config.get("steps_per_epoch", 0)) * len(provenance.get("history", []))
+
+
+def _seconds_per_step(provenance: dict) -> float:
+    """Measured training seconds per step (from the per-epoch patches/s in the history)."""
+    batch = int(provenance.get("config", {}).get("batch", 1))
+    rates = [h["patches_per_second"] for h in provenance.get("history", []) if h.get("patches_per_second")]
+    return float(np.mean([batch / r for r in rates])) if rates else float("nan")
 
 
 def _labels(model_file: Path, volumes: list) -> list:
