@@ -420,3 +420,21 @@ def test_2d_model_segments_slice_by_slice(volume):
     direct = torch.sigmoid(out[:, 1] - out[:, 0]).numpy()
     assert result.tile == (8, 36, 36)  # 8 slices a row; in-plane rounded up to the pooling grid (4)
     np.testing.assert_allclose(result.probabilities.astype(np.float32), direct, atol=2e-3)
+
+
+# -- the shipped default model --------------------------------------------------------
+
+
+def test_shipped_default_model_segments_a_fresh_scan():
+    from dendriteseg.infer.predictor import default_model_path
+    from dendriteseg.metrics import score_slices, summarize
+    from dendriteseg.models.files import read_model_info
+    from dendriteseg.synth.scan import make_scan
+
+    info = read_model_info(default_model_path())
+    assert info.architecture == "unet3d" and "test_scores" in info.provenance
+    assert default_model_path().stat().st_size < 8 * 2**20  # small enough to keep in the repository
+    scan = make_scan((8, 96, 96), preset="easy", rng=21)
+    result = segment(scan["image"], device="cpu")  # no model named: the shipped one
+    scores = summarize(score_slices(result.labels, scan["label"]))
+    assert scores.iou > 0.7 and scores.bf1 > 0.85
