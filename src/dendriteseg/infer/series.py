@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dendriteseg.errors import InputError
 from dendriteseg.io import parse_location, write_text_atomic
 from dendriteseg.io.location import split_key
@@ -172,6 +174,8 @@ def segment_series(
             on_volume(index, count, spec, "run")
         if predictor is None:
             predictor = _as_predictor(model, **predictor_options)
+            if hasattr(predictor, "prepare"):  # compile "auto" weighs the whole series, not one volume
+                predictor.prepare(_voxels(plan.inputs[index:]))
         result = segment(
             spec, predictor, output=target, probabilities=prob_target, progress=progress, **options
         )
@@ -189,6 +193,20 @@ def segment_series(
         write_summary(summary_path, rows + _rest(plan, index, previous))
     write_summary(summary_path, rows)
     return rows
+
+
+def _voxels(specs: list[str]) -> int:
+    """Total voxels of the volumes (unreadable ones count 0; they fail when their turn comes)."""
+    from dendriteseg.errors import DendritesegError
+    from dendriteseg.io import read_metadata
+
+    total = 0
+    for spec in specs:
+        try:
+            total += int(np.prod(read_metadata(spec)["shape"]))
+        except (DendritesegError, OSError, ValueError):
+            pass
+    return total
 
 
 def _rest(plan: SeriesPlan, index: int, previous: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
