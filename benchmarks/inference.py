@@ -182,7 +182,7 @@ def main() -> None:
     # (c, d) big volumes: peak RSS and full-volume time --------------------------------------
     if not args.skip_big:
         peak32 = matmul_peak(torch.float32)
-        fpv = flops_per_voxel(predictor.model, (tile[0], 256, 256))
+        fpv = flops_per_voxel(model, (tile[0], 256, 256))  # the network as trained (eager ops counted)
         work = Path(args.work or tempfile.mkdtemp(prefix="dseg-bench-"))
         work.mkdir(parents=True, exist_ok=True)
         rows = []
