@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -73,13 +73,14 @@ def run_monai(model: torch.nn.Module, image: np.ndarray, tile: tuple[int, int, i
 
 
 def child_peak_rss(args: list[str]) -> tuple[float, float]:
-    """Run a command; return (seconds, its peak RSS in MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run a command; return (seconds, its own peak RSS in MB, from wait4)."""
     start = time.perf_counter()
-    subprocess.run(args, check=True)
-    seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(after, before) / 1024
+    proc = subprocess.Popen(args)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, args)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
 def make_big_volume(path: Path, depth: int, plane: int, seed: int = 0) -> None:
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--plane", type=int, default=852)
     parser.add_argument("--scan", default="32,256,256", help="shape of the MONAI comparison scan")
     parser.add_argument("--skip-big", action="store_true", help="skip (c) and (d)")
+    parser.add_argument("--only-big", action="store_true", help="run only (c) and (d)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     args = parser.parse_args()
 
@@ -121,63 +123,71 @@ def main() -> None:
     )
     results: dict = {"model": model_path.name, "threads": threads}
 
-    # (a) segment vs MONAI ------------------------------------------------------------
-    shape = tuple(int(s) for s in args.scan.split(","))
-    image, label = test_scan(shape)
-    window = normalisation_window(image)
-    predictor = load_predictor(model_path, device="cpu", compile=False)  # loaded once, as in a series
-    ours = segment(image, predictor)
-    ours = segment(image, predictor)  # second run: warm caches
-    tile = ours.tile
-    monai_labels, monai_s = run_monai(model, image, tile, window)
-    agree = float((monai_labels == ours.labels).mean())
-    ratio = monai_s / ours.seconds
-    print(
-        f"(a) {shape} scan, tile {tile}: segment {ours.seconds:.2f} s ({ours.voxels_per_second / 1e6:.3f} "
-        f"Mvox/s), MONAI sliding_window_inference {monai_s:.2f} s -> {ratio:.1f}x; voxels agreeing "
-        f"{100 * agree:.3f} %"
-    )
-    results["a"] = {"segment_s": ours.seconds, "monai_s": monai_s, "ratio": ratio, "agree": agree}
-    compiled = load_predictor(model_path, device="cpu", compile=True)
-    start = time.perf_counter()
-    segment(image, compiled)  # the first volume pays the compile time
-    first_s = time.perf_counter() - start
-    warm = segment(image, compiled)
-    agree_c = float((warm.labels == ours.labels).mean())
-    print(
-        f"(a) the same with torch.compile (as in a series, or any volume >= 64 M voxels): first volume "
-        f"{first_s:.1f} s (compiling), then {warm.seconds:.2f} s ({warm.voxels_per_second / 1e6:.3f} Mvox/s) "
-        f"-> {monai_s / warm.seconds:.1f}x MONAI; agrees with eager on {100 * agree_c:.3f} %"
-    )
-    results["a_compiled"] = {"first_s": first_s, "segment_s": warm.seconds, "ratio": monai_s / warm.seconds}
+    tile = (load_predictor(model_path, device="cpu").tile_depth or 1, 256, 256)
+    if not args.only_big:
+        # (a) segment vs MONAI ------------------------------------------------------------
+        shape = tuple(int(s) for s in args.scan.split(","))
+        image, label = test_scan(shape)
+        window = normalisation_window(image)
+        predictor = load_predictor(model_path, device="cpu", compile=False)  # loaded once, as in a series
+        ours = segment(image, predictor)
+        ours = segment(image, predictor)  # second run: warm caches
+        tile = ours.tile
+        monai_labels, monai_s = run_monai(model, image, tile, window)
+        agree = float((monai_labels == ours.labels).mean())
+        ratio = monai_s / ours.seconds
+        print(
+            f"(a) {shape} scan, tile {tile}: segment {ours.seconds:.2f} s "
+            f"({ours.voxels_per_second / 1e6:.3f} Mvox/s), "
+            f"MONAI sliding_window_inference {monai_s:.2f} s -> {ratio:.1f}x; "
+            f"voxels agreeing {100 * agree:.3f} %"
+        )
+        results["a"] = {"segment_s": ours.seconds, "monai_s": monai_s, "ratio": ratio, "agree": agree}
+        compiled = load_predictor(model_path, device="cpu", compile=True)
+        start = time.perf_counter()
+        segment(image, compiled)  # the first volume pays the compile time
+        first_s = time.perf_counter() - start
+        warm = segment(image, compiled)
+        agree_c = float((warm.labels == ours.labels).mean())
+        print(
+            f"(a) the same with torch.compile (as in a series, or any volume >= 64 M voxels): first volume "
+            f"{first_s:.1f} s (compiling), then {warm.seconds:.2f} s "
+            f"({warm.voxels_per_second / 1e6:.3f} Mvox/s) "
+            f"-> {monai_s / warm.seconds:.1f}x MONAI; agrees with eager on {100 * agree_c:.3f} %"
+        )
+        results["a_compiled"] = {
+            "first_s": first_s,
+            "segment_s": warm.seconds,
+            "ratio": monai_s / warm.seconds,
+        }
 
-    # (b) tiling overhead vs the bare forward pass on one tile ------------------------------
-    tile_in = np.random.default_rng(0).random((1, *tile), dtype=np.float32)
-    predictor(tile_in)
-    start = time.perf_counter()
-    reps = 3
-    for _ in range(reps):
+        # (b) tiling overhead vs the bare forward pass on one tile ------------------------------
+        tile_in = np.random.default_rng(0).random((1, *tile), dtype=np.float32)
         predictor(tile_in)
-    forward_vps = tile_in.size * reps / (time.perf_counter() - start)
-    print(
-        f"(b) forward pass alone on one {tile} tile: {forward_vps / 1e6:.3f} Mvox/s; segment achieved "
-        f"{ours.voxels_per_second / 1e6:.3f} Mvox/s = {ours.voxels_per_second / forward_vps:.2f} of it "
-        f"(tile work ratio {ours.work_ratio:.3f})"
-    )
-    results["b"] = {"forward_vps": forward_vps, "segment_vps": ours.voxels_per_second}
+        start = time.perf_counter()
+        reps = 3
+        for _ in range(reps):
+            predictor(tile_in)
+        forward_vps = tile_in.size * reps / (time.perf_counter() - start)
+        print(
+            f"(b) forward pass alone on one {tile} tile: {forward_vps / 1e6:.3f} Mvox/s; segment achieved "
+            f"{ours.voxels_per_second / 1e6:.3f} Mvox/s = {ours.voxels_per_second / forward_vps:.2f} of it "
+            f"(tile work ratio {ours.work_ratio:.3f})"
+        )
+        results["b"] = {"forward_vps": forward_vps, "segment_vps": ours.voxels_per_second}
 
-    # (e) fp32 vs bf16 on the trained model ------------------------------------------------
-    crop = image if cpu_has_bf16() else image[: 2 * tile[0], :128, :128]
-    fp32 = segment(crop, model_path, device="cpu", precision="fp32", window=window)
-    start = time.perf_counter()
-    bf16 = segment(crop, model_path, device="cpu", precision="bf16", window=window)
-    bf16_s = time.perf_counter() - start
-    bf_agree = float((fp32.labels == bf16.labels).mean())
-    print(
-        f"(e) bf16 vs fp32 on {crop.shape}: {100 * bf_agree:.3f} % of voxels agree; bf16 "
-        f"{crop.size / bf16_s / 1e6:.4f} Mvox/s vs fp32 {fp32.voxels_per_second / 1e6:.3f} Mvox/s"
-    )
-    results["e"] = {"agree": bf_agree, "bf16_vps": crop.size / bf16_s, "fp32_vps": fp32.voxels_per_second}
+        # (e) fp32 vs bf16 on the trained model ------------------------------------------------
+        crop = image if cpu_has_bf16() else image[: 2 * tile[0], :128, :128]
+        fp32 = segment(crop, model_path, device="cpu", precision="fp32", window=window)
+        start = time.perf_counter()
+        bf16 = segment(crop, model_path, device="cpu", precision="bf16", window=window)
+        bf16_s = time.perf_counter() - start
+        bf_agree = float((fp32.labels == bf16.labels).mean())
+        print(
+            f"(e) bf16 vs fp32 on {crop.shape}: {100 * bf_agree:.3f} % of voxels agree; bf16 "
+            f"{crop.size / bf16_s / 1e6:.4f} Mvox/s vs fp32 {fp32.voxels_per_second / 1e6:.3f} Mvox/s"
+        )
+        results["e"] = {"agree": bf_agree, "bf16_vps": crop.size / bf16_s, "fp32_vps": fp32.voxels_per_second}
 
     # (c, d) big volumes: peak RSS and full-volume time --------------------------------------
     if not args.skip_big:
