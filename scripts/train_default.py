@@ -105,32 +105,26 @@ def main() -> None:
         ft_steps = args.finetune_steps
     epochs_pre, epochs_ft = 8, 4
     print(f"{per_step:.2f} s/step -> pretrain {pre_steps} steps, fine-tune {ft_steps} steps", flush=True)
-    pre = config_from_dict(
-        {
-            **common,
-            "data": str(manifest),
-            "out": str(args.work / f"{args.model}_pre"),
-            "train_quality": "noisy",
-            "lr": 2e-3,
-            "epochs": epochs_pre,
-            "steps_per_epoch": math.ceil(pre_steps / epochs_pre),
-        }
-    )
+
+    def stage(name: str, quality: str, lr: float, epochs: int, steps: int):
+        return config_from_dict(
+            {
+                **common,
+                "data": str(manifest),
+                "out": str(args.work / f"{args.model}_{name}"),
+                "train_quality": quality,
+                "lr": lr,
+                "epochs": epochs,
+                "steps_per_epoch": math.ceil(steps / epochs),
+            }
+        )
+
+    pre = stage("pre", "noisy", 2e-3, epochs_pre, pre_steps)
     if args.pretrained is None:
         best_pre = train(pre, on_epoch=lambda e, r: print(f"pretrain {e}: {r['val']}", flush=True))
     else:
         best_pre = args.pretrained
-    ft = config_from_dict(
-        {
-            **common,
-            "data": str(manifest),
-            "out": str(args.work / f"{args.model}_ft"),
-            "train_quality": "exact",
-            "lr": 3e-4,
-            "epochs": epochs_ft,
-            "steps_per_epoch": math.ceil(ft_steps / epochs_ft),
-        }
-    )
+    ft = stage("ft", "exact", 3e-4, epochs_ft, ft_steps)
     best_ft = train(ft, parent=best_pre, on_epoch=lambda e, r: print(f"finetune {e}: {r['val']}", flush=True))
     model, info = load_model(best_ft)
     tests = select(read_manifest(manifest), quality="exact", split="test")

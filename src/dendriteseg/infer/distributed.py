@@ -27,10 +27,9 @@ from dendriteseg.infer.segment import (
     SegmentResult,
     _as_predictor,
     _window_for,
-    alignment,
     check_volume,
-    choose_tile,
     iter_logits,
+    plan_tiling,
 )
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.io import VolumeWriter, open_volume, parse_location
@@ -81,12 +80,13 @@ def _segment_block(
     import zarr
 
     torch.set_num_threads(_worker_threads(threads))
-    key = (str(model), tuple(sorted(predictor_options.items())))
-    predictor = _PREDICTORS.get(key) if isinstance(model, (str, Path, type(None))) else None
-    if predictor is None:
+    if isinstance(model, (str, Path)):  # a model file: load once per worker process
+        key = (str(model), tuple(sorted(predictor_options.items())))
+        if key not in _PREDICTORS:
+            _PREDICTORS[key] = _as_predictor(model, **predictor_options)
+        predictor = _PREDICTORS[key]
+    else:
         predictor = _as_predictor(model, **predictor_options)
-        if isinstance(model, (str, Path, type(None))):
-            _PREDICTORS[key] = predictor
     array = zarr.open_array(store, path=member, mode="r+") if member else zarr.open_array(store, mode="r+")
     count = 0
     with open_volume(spec) as vol:
@@ -154,10 +154,7 @@ def segment_dask(
         check_volume(vol)
         shape = tuple(int(s) for s in vol.shape)
         voxel_size = vol.voxel_size
-        overlaps = (overlap_z or 0.0, overlap, overlap)
-        tiling = Tiling.build(
-            shape, choose_tile(shape, predictor, tile, overlap), overlaps, alignment(predictor)
-        )
+        tiling = plan_tiling(shape, predictor, tile, overlap, overlap_z)
         window = window or _window_for(vol, predictor)
     writer = VolumeWriter(output, shape, np.uint8, voxel_size=voxel_size)
     try:

@@ -160,6 +160,7 @@ class TorchPredictor:
         self._source = source  # what torch.compile gets (inductor folds and fuses by itself)
         self._forward = _logit_difference(model)
         self._compiled_batch: int | None = None
+        self._compile_pending = False
         if compile not in (True, False, "auto"):
             raise InputError(f"compile: expected True, False or 'auto', got {compile!r}")
         self.compile = compile
@@ -173,7 +174,7 @@ class TorchPredictor:
 
     @property
     def compiled(self) -> bool:
-        return self._compiled_batch is not None or getattr(self, "_compile_pending", False)
+        return self._compiled_batch is not None or self._compile_pending
 
     def _use_compiled(self) -> None:
         import torch

@@ -119,6 +119,18 @@ def choose_tile(
     return tuple(size)  # type: ignore[return-value]
 
 
+def plan_tiling(
+    shape: tuple[int, int, int],
+    predictor: Any,
+    tile: tuple[int, ...] | None,
+    overlap: float,
+    overlap_z: float | None,
+) -> Tiling:
+    """The tile grid :func:`segment` (and the Dask path) uses for a volume."""
+    overlaps = (overlap_z or 0.0, overlap, overlap)
+    return Tiling.build(shape, choose_tile(shape, predictor, tile, overlap), overlaps, alignment(predictor))
+
+
 def _pad_to(block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Pad a tile cut at the volume's end to full size (reflect, like the networks' own padding)."""
     pads = [(0, t - b) for b, t in zip(block.shape, shape, strict=True)]
@@ -278,9 +290,7 @@ def segment(
         shape = tuple(int(s) for s in vol.shape)
         if hasattr(predictor, "prepare"):
             predictor.prepare(int(np.prod(shape)))
-        tile_size = choose_tile(shape, predictor, tile, overlap)
-        overlaps = (overlap_z or 0.0, overlap, overlap)
-        tiling = Tiling.build(shape, tile_size, overlaps, alignment(predictor))
+        tiling = plan_tiling(shape, predictor, tile, overlap, overlap_z)
         window = window or _window_for(vol, predictor)
         labels_out = probs_out = None
         labels_mem = probs_mem = None

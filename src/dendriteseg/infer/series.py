@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.io import parse_location, write_text_atomic
 from dendriteseg.io.location import split_key
+from dendriteseg.io.readers import natural_key
 
 OUTPUT_FORMATS = {"tif": ".tif", "zarr": ".zarr", "h5": ".h5", "npy": ".npy"}
 SUMMARY_FIELDS = [
@@ -38,10 +38,6 @@ SUMMARY_FIELDS = [
 ]
 
 
-def _natural_key(text: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
-
-
 def expand_inputs(specs: list[str]) -> list[str]:
     """Expand glob patterns in the file part of each spec (``scans/*.h5:/exchange/data``).
 
@@ -51,7 +47,7 @@ def expand_inputs(specs: list[str]) -> list[str]:
     for spec in specs:
         text, key = split_key(spec)
         if glob.has_magic(text):
-            paths = sorted(glob.glob(text), key=_natural_key)
+            paths = sorted(glob.glob(text), key=natural_key)
             if not paths:
                 raise InputError(f"{spec}: no files match")
             expanded += [f"{p}:{key}" if key else p for p in paths]

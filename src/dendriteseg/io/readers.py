@@ -21,7 +21,7 @@ from dendriteseg.io.location import TIFF_SUFFIXES, Location, parse_location
 VoxelSize = tuple[float, float, float]
 
 
-def _natural_key(name: str) -> list[Any]:
+def natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
@@ -288,7 +288,7 @@ class TiffFolderVolume(Volume):
         self.source = str(path)
         self._files = sorted(
             (p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()),
-            key=lambda p: _natural_key(p.name),
+            key=lambda p: natural_key(p.name),
         )
         if not self._files:
             raise FormatError(f"{path}: folder holds no .tif/.tiff slices")
