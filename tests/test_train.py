@@ -63,6 +63,41 @@ def test_resume_continues_where_it_stopped(manifest, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
 
 
+def test_resumed_run_equals_uninterrupted_run(manifest, tmp_path):
+    config = tiny(manifest, tmp_path / "whole", epochs=2)
+    whole = train(config)
+    # the same run, killed after its first epoch
+    killed = config.replace(out=str(tmp_path / "killed"))
+
+    def kill(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(killed, on_epoch=kill)
+    state = json.loads((tmp_path / "killed" / "state.json").read_text())
+    assert state["epoch"] == 1
+    resumed = train(killed)  # the same config again: picks up at epoch 2
+    wa, _ = load_model(tmp_path / "whole" / "last.safetensors")
+    wb, _ = load_model(tmp_path / "killed" / "last.safetensors")
+    assert whole.exists() and resumed.exists()
+    for (_, pa), (_, pb) in zip(wa.state_dict().items(), wb.state_dict().items(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-6)
+
+
+def test_learning_rate_schedule(manifest):
+    from dendriteseg.train.fit import learning_rate
+
+    config = tiny(manifest, "x", lr=1e-3, epochs=2, steps_per_epoch=50, warmup_steps=10, min_lr=0.1)
+    rates = [learning_rate(config, s) for s in range(100)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False))  # decays after warm-up
+    assert rates[-1] == pytest.approx(1e-4, rel=0.01)  # ends at min_lr x lr
+    flat = config.replace(lr_schedule="constant", warmup_steps=0)
+    assert {learning_rate(flat, s) for s in range(100)} == {1e-3}
+    with pytest.raises(InputError, match="lr_schedule"):
+        tiny(manifest, "x", lr_schedule="step")
+
+
 def test_deterministic_on_cpu(manifest, tmp_path):
     a = train(tiny(manifest, tmp_path / "a", epochs=1))
     b = train(tiny(manifest, tmp_path / "b", epochs=1))

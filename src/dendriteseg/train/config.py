@@ -22,6 +22,9 @@ class TrainConfig:
     ``data`` is a manifest; ``train_quality`` picks its noisy (pretraining)
     or exact (fine-tuning) entries; validation uses the exact ``val`` split
     when there is one, else the ``val`` split of ``train_quality``.
+
+    ``lr_schedule`` is "cosine" (linear warm-up over ``warmup_steps``, then
+    cosine decay to ``min_lr`` x ``lr`` at the last step) or "constant".
     """
 
     data: str = ""
@@ -34,6 +37,9 @@ class TrainConfig:
     epochs: int = 4
     steps_per_epoch: int = 100
     lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr: float = 0.02
     weight_decay: float = 1e-4
     dice_weight: float = 1.0
     boundary_weight: float = 0.0
@@ -43,6 +49,10 @@ class TrainConfig:
     device: str = "auto"
     freeze_encoder: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise InputError(f"lr_schedule: expected cosine or constant, got {self.lr_schedule!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

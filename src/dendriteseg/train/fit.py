@@ -137,6 +137,20 @@ def validate(
     return {k: mean([getattr(s, k) for s in scores]) for k in ("accuracy", "iou", "bf1", "bde")}
 
 
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of global step ``step`` (0-based) under ``config``'s schedule."""
+    if config.lr_schedule not in ("cosine", "constant"):
+        raise ValueError(f"lr_schedule must be cosine or constant, got {config.lr_schedule!r}")
+    if config.warmup_steps > 0 and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return config.lr
+    total = max(1, config.epochs * config.steps_per_epoch - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / total)
+    floor = config.lr * config.min_lr
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def _better(new: dict[str, float], best: dict[str, float] | None) -> bool:
     if best is None:
         return True
@@ -267,6 +281,8 @@ def fit(
         t0 = time.perf_counter()
         losses = []
         for step in range(config.steps_per_epoch):
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(config, epoch * config.steps_per_epoch + step)
             x_np, y_np = sampler.batch(config.batch)
             x = torch.from_numpy(x_np).to(device)
             y = torch.from_numpy(y_np).to(device)
@@ -340,4 +356,4 @@ def fit(
     return history
 
 
-__all__ = ["NORMALISATION", "fit", "predict_labels", "segmentation_loss", "validate"]
+__all__ = ["NORMALISATION", "fit", "learning_rate", "predict_labels", "segmentation_loss", "validate"]

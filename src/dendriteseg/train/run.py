@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dendriteseg import __version__
 from dendriteseg.data import LabelledVolume, PatchSampler, read_manifest, select
 from dendriteseg.data.volumes import NORMALISATION
@@ -69,6 +71,7 @@ def train(
         architecture, arguments = config.model, dict(config.model_args)
         if architecture.endswith("3d"):
             arguments.setdefault("z_levels", max(0, int(config.patch[0]).bit_length() - 1))
+        torch.manual_seed(config.seed)  # the initial weights are part of a seeded run
         try:
             model = build_model(architecture, **arguments)
         except TypeError as exc:
