@@ -92,7 +92,8 @@ def merged_manifest(work: Path, seeds: list[int], preset: str) -> tuple[Path, Pa
 
 def _relative(entry: dict, folder: Path, work: Path) -> dict:
     prefix = folder.relative_to(work)
-    return {k: (str(prefix / v) if k in ("image", "label", "meta", "exact_label") else v) for k, v in entry.items()}
+    paths = ("image", "label", "meta", "exact_label")
+    return {k: (str(prefix / v) if k in paths else v) for k, v in entry.items()}
 
 
 def main() -> None:
