@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -112,6 +113,12 @@ def main() -> None:
         "--no-ship", action="store_true", help="write the model and scores to WORK only (comparisons)"
     )
     parser.add_argument(
+        "--ship-from",
+        type=Path,
+        default=None,
+        help="skip training: score and ship this fine-tuned model (e.g. WORK/unet2d_ft/best.safetensors)",
+    )
+    parser.add_argument(
         "--pretrained",
         type=Path,
         default=None,
@@ -138,6 +145,10 @@ def main() -> None:
         "boundary_weight": 1.0,
         "seed": 0,
     }
+    if args.ship_from is not None:
+        parent_file = read_model_info(args.ship_from).provenance.get("parent", {}).get("file")
+        finish(args, bench, args.ship_from, Path(parent_file) if parent_file else args.ship_from, math.nan)
+        return
     per_step = math.nan
     if args.pretrain_steps is None or args.finetune_steps is None:
         per_step = time_one_step(common, manifest, args.work)
@@ -169,6 +180,13 @@ def main() -> None:
         best_pre = args.pretrained
     ft = stage("ft", "exact", 5e-4, epochs_ft, ft_steps, warmup=min(50, ft_steps // 10))
     best_ft = train(ft, parent=best_pre, on_epoch=lambda e, r: print(f"finetune {e}: {r['val']}", flush=True))
+    finish(args, bench, best_ft, best_pre, per_step)
+
+
+def finish(args: argparse.Namespace, bench: Path, best_ft: Path, best_pre: Path, per_step: float) -> None:
+    """Score the benchmark's exact test groups; ship the model (float16 where labels agree)."""
+    from dendriteseg.io import write_text_atomic
+
     model, info = load_model(best_ft)
     tests = select(read_manifest(bench), quality="exact", split="test")
     volumes = [LabelledVolume.from_entry(entry) for entry in tests]
@@ -181,18 +199,21 @@ def main() -> None:
         seconds_per_step_finetune=_seconds_per_step(info.provenance),
         pretrain_steps=_steps_run(parent),
         finetune_steps=_steps_run(info.provenance),
-        minutes=args.minutes,
+        pretrain_best_epoch=_best_epoch(parent),
+        finetune_best_epoch=_best_epoch(info.provenance),
+        minutes=args.minutes if args.ship_from is None else None,
         preset=args.preset,
         extra_seeds=args.extra_seeds,
         threads=torch.get_num_threads(),
         inference="dendriteseg.infer.segment, default tiles",
+        command="python scripts/train_default.py " + " ".join(sys.argv[1:]),
     )
     print("exact test groups:", json.dumps(result), flush=True)
     if args.no_ship:
-        (args.work / f"{args.model}_result.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomic(args.work / f"{args.model}_result.json", json.dumps(result, indent=2) + "\n")
         return
     provenance = {**info.provenance, "test_scores": result, "script": "scripts/train_default.py"}
-    name = f"{args.model}_default"
+    name = f"{info.architecture}_default"
     target = WEIGHTS / f"{name}.safetensors"
     final_info = ModelInfo(info.architecture, info.arguments, info.normalisation, provenance)
     save_model(target, model, final_info, half=True)
@@ -203,12 +224,19 @@ def main() -> None:
         save_model(target, model, final_info)
     result["stored_as"] = "float16" if agree >= 0.999 else "float32"
     result["float16_label_agreement"] = agree
-    (WEIGHTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(WEIGHTS / f"{name}.json", json.dumps(result, indent=2) + "\n")
 
 
 def _steps_run(provenance: dict) -> int:
+    """Steps the whole stage ran (its log), not only those up to the kept checkpoint."""
     config = provenance.get("config", {})
-    return int(config.get("steps_per_epoch", 0)) * len(provenance.get("history", []))
+    log = Path(config.get("out", "")) / "log.jsonl"
+    epochs = len(log.read_text().splitlines()) if log.is_file() else len(provenance.get("history", []))
+    return int(config.get("steps_per_epoch", 0)) * epochs
+
+
+def _best_epoch(provenance: dict) -> int:
+    return len(provenance.get("history", []))
 
 
 def _seconds_per_step(provenance: dict) -> float:
