@@ -186,6 +186,7 @@ def test_cli_train_finetune_models(manifest, tmp_path):
     )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["models", str(tmp_path / "cli_ft" / "best.safetensors")])
+    assert "unet3d_default *" in result.output  # the shipped models, with their scores
     assert result.exit_code == 0 and "unet3d" in result.stdout and "exact" in result.stdout
     bad = runner.invoke(app, ["models", str(manifest)])
     assert bad.exit_code == 2 and "not a safetensors file" in bad.stderr

@@ -499,7 +499,8 @@ def segment(
 def models(
     files: Annotated[list[Path] | None, typer.Argument(help="Model files to describe.")] = None,
 ) -> None:
-    """List the built-in architectures (parameter counts) and describe model files."""
+    """List the built-in architectures, the shipped models (with their test scores) and model files."""
+    from dendriteseg.infer.predictor import DEFAULT_MODEL, WEIGHTS
     from dendriteseg.models import MODELS, build_model, count_parameters
     from dendriteseg.models.files import read_model_info
 
@@ -509,6 +510,23 @@ def models(
     for name in MODELS:
         table.add_row(name, f"{count_parameters(build_model(name)):,}")
     out_console.print(table)
+    shipped = Table(
+        title="shipped models (--model NAME)",
+        caption="* used when no --model is given; scores: exact test groups of the synthetic benchmark",
+    )
+    for column in ("name", "parameters", "MB", "IoU", "BF1", "BDE px"):
+        shipped.add_column(column, justify="left" if column == "name" else "right")
+    for path in sorted(WEIGHTS.glob("*.safetensors")):
+        info = read_model_info(path)
+        scores = info.provenance.get("test_scores", {})
+        params = count_parameters(build_model(info.architecture, **info.arguments))
+        shipped.add_row(
+            path.stem + (" *" if path.stem == DEFAULT_MODEL else ""),
+            f"{params:,}",
+            f"{path.stat().st_size / 1e6:.1f}",
+            *(f"{scores[k]:.3f}" if k in scores else "-" for k in ("iou", "bf1", "bde")),
+        )
+    out_console.print(shipped)
     for path in files or []:
         info = read_model_info(path)
         history = info.provenance.get("history") or [{}]
