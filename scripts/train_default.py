@@ -251,7 +251,8 @@ def _labels(model_file: Path, volumes: list) -> list:
 
     # the images are already normalised (window 0..1), as in validation
     return [
-        segment(v.image, model_file, window=(0.0, 1.0), device="cpu", compile=False).labels for v in volumes
+        segment(v.image, model_file, window=(0.0, 1.0), device="cpu", precision="fp32", compile=False).labels
+        for v in volumes
     ]
 
 
