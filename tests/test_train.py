@@ -190,3 +190,21 @@ def test_cli_train_finetune_models(manifest, tmp_path):
     assert result.exit_code == 0 and "unet3d" in result.stdout and "exact" in result.stdout
     bad = runner.invoke(app, ["models", str(manifest)])
     assert bad.exit_code == 2 and "not a safetensors file" in bad.stderr
+
+
+def test_auto_precision_on_cpu_follows_bf16_units(monkeypatch):
+    import dendriteseg.infer.predictor as predictor
+    from dendriteseg.train.fit import autocast_for
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(predictor, "cpu_has_bf16", lambda: False)
+    ctx, _ = autocast_for(cpu, "auto")
+    with ctx:
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(predictor, "cpu_has_bf16", lambda: True)
+    ctx, _ = autocast_for(cpu, "auto")
+    with ctx:
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    ctx, _ = autocast_for(cpu, "none")
+    with ctx:
+        assert not torch.is_autocast_enabled("cpu")
