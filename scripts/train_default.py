@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from dendriteseg.data import LabelledVolume, read_manifest, select
+from dendriteseg.io import write_text_atomic
 from dendriteseg.metrics import score_slices, summarize
 from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model
 from dendriteseg.synth.dataset import build_dataset
@@ -76,8 +77,6 @@ def merged_manifest(work: Path, seeds: list[int], preset: str) -> tuple[Path, Pa
     exact groups to the exact train split; the benchmark's exact val and
     test groups stay as they are, so scores stay comparable.
     """
-    from dendriteseg.io import write_text_atomic
-
     bench = build_dataset(work / "data", preset=preset, seed=0)
     entries = [_relative(e, bench.parent, work) for e in json.loads(bench.read_text())["entries"]]
     for seed in seeds:
@@ -129,6 +128,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     bench, manifest = merged_manifest(args.work, args.extra_seeds, args.preset)
+    if args.ship_from is not None:
+        parent_file = read_model_info(args.ship_from).provenance.get("parent", {}).get("file")
+        finish(args, bench, args.ship_from, Path(parent_file) if parent_file else args.ship_from, None)
+        return
     model_args = (
         {"base": args.base, "depth": args.depth}
         if args.model != "fcdense3d"
@@ -145,18 +148,15 @@ def main() -> None:
         "boundary_weight": 1.0,
         "seed": 0,
     }
-    if args.ship_from is not None:
-        parent_file = read_model_info(args.ship_from).provenance.get("parent", {}).get("file")
-        finish(args, bench, args.ship_from, Path(parent_file) if parent_file else args.ship_from, math.nan)
-        return
-    per_step = math.nan
+    per_step = None
     if args.pretrain_steps is None or args.finetune_steps is None:
         per_step = time_one_step(common, manifest, args.work)
-    total = steps_for(args.minutes, per_step * 1.1) if per_step == per_step else 0
+    total = steps_for(args.minutes, per_step * 1.1) if per_step else 0
     pre_steps = args.pretrain_steps or int(total * 0.8)
     ft_steps = args.finetune_steps or max(1, int(total * 0.2))
     epochs_pre, epochs_ft = 8, 4
-    print(f"{per_step:.2f} s/step -> pretrain {pre_steps} steps, fine-tune {ft_steps} steps", flush=True)
+    probe = f"{per_step:.2f} s/step -> " if per_step else ""
+    print(f"{probe}pretrain {pre_steps} steps, fine-tune {ft_steps} steps", flush=True)
 
     def stage(name: str, quality: str, lr: float, epochs: int, steps: int, warmup: int):
         return config_from_dict(
@@ -183,10 +183,10 @@ def main() -> None:
     finish(args, bench, best_ft, best_pre, per_step)
 
 
-def finish(args: argparse.Namespace, bench: Path, best_ft: Path, best_pre: Path, per_step: float) -> None:
+def finish(
+    args: argparse.Namespace, bench: Path, best_ft: Path, best_pre: Path, per_step: float | None
+) -> None:
     """Score the benchmark's exact test groups; ship the model (float16 where labels agree)."""
-    from dendriteseg.io import write_text_atomic
-
     model, info = load_model(best_ft)
     tests = select(read_manifest(bench), quality="exact", split="test")
     volumes = [LabelledVolume.from_entry(entry) for entry in tests]
@@ -194,7 +194,7 @@ def finish(args: argparse.Namespace, bench: Path, best_ft: Path, best_pre: Path,
     parent = read_model_info(best_pre).provenance
     result.update(
         test_groups=len(tests),
-        seconds_per_step_probe=per_step if per_step == per_step else None,
+        seconds_per_step_probe=per_step,
         seconds_per_step_pretrain=_seconds_per_step(parent),
         seconds_per_step_finetune=_seconds_per_step(info.provenance),
         pretrain_steps=_steps_run(parent),

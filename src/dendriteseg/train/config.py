@@ -14,6 +14,8 @@ from typing import Any
 from dendriteseg.data.augment import AugmentConfig
 from dendriteseg.errors import InputError
 
+LR_SCHEDULES = ("cosine", "constant")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -51,8 +53,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise InputError(f"lr_schedule: expected cosine or constant, got {self.lr_schedule!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule: expected {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -141,9 +141,8 @@ def validate(
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """The learning rate of global step ``step`` (0-based) under ``config``'s schedule."""
-    if config.lr_schedule not in ("cosine", "constant"):
-        raise ValueError(f"lr_schedule must be cosine or constant, got {config.lr_schedule!r}")
+    """The learning rate of global step ``step`` (0-based) under ``config``'s schedule
+    (a pure function of the step, so a resumed run follows the same curve)."""
     if config.warmup_steps > 0 and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.lr_schedule == "constant":
