@@ -85,3 +85,49 @@ def test_sampler_finds_rare_foreground(dataset):
     assert (y.reshape(32, -1).max(1) > 0).mean() > 0.6  # most patches hold dendrite
     big = PatchSampler([vol], (8, 48, 48), rng=0).batch(2)  # larger than the volume: padded
     assert big[0].shape == (2, 1, 8, 48, 48)
+
+
+def test_zoom_magnifies_image_and_label_alike():
+    image = torch.zeros(8, 1, 1, 41, 41)
+    image[..., 18:23, 18:23] = 1.0  # a 5 x 5 square in the middle
+    label = image[:, 0].to(torch.uint8)
+    cfg = AugmentConfig(
+        flip=False, rotate_deg=0, shear_deg=0, zoom_min=1.0, zoom_max=3.0, p_affine=1.0, image_interpolation="nearest"
+    )
+    x, y = geometric(image, label, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(y, (x[:, 0] > 0.5).to(torch.uint8))
+    areas = y.flatten(1).sum(1)
+    assert (areas >= 25).all() and (areas > 25).sum() >= 6  # grown by the zoom
+    assert (areas <= 16 * 16).all()  # at most 3 x 3 times (5 px -> 15 px, 16 with rounding)
+    with pytest.raises(InputError, match="zoom_min"):
+        AugmentConfig(zoom_min=1.5)
+    with pytest.raises(InputError, match="rewindow"):
+        AugmentConfig(rewindow=2)
+
+
+def test_crop_windows_show_a_scan_without_air():
+    from dendriteseg.data.volumes import crop_windows, normalisation_window
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:60, :60]
+    sample = (yy - 30) ** 2 + (xx - 30) ** 2 < 26**2
+    image = np.where(sample, rng.choice([0.6, 1.0], (5, 60, 60)), 0.0).astype(np.float32)
+    windows = crop_windows(image, 24, rng=0)
+    assert windows.shape == (24, 2)
+    assert np.allclose(windows[0], normalisation_window(image))  # the whole slice first
+    assert windows[:, 0].min() == pytest.approx(0.0) and windows[:, 0].max() == pytest.approx(0.6)
+
+
+def test_sampler_rewindows_patches(dataset):
+    vol = LabelledVolume.from_entry(read_manifest(dataset / "m.json")[0])
+    plain = PatchSampler([vol], (4, 16, 16), rng=5).batch(8)[0]
+    again = PatchSampler([vol], (4, 16, 16), rewindow=1.0, rng=5)
+    windows = again._windows[0]
+    x = again.batch(8)[0]
+    assert x.shape == plain.shape and not np.allclose(x, plain)
+    # every patch is the volume's values mapped by one of the crop windows
+    values = np.sort(np.unique(vol.image))
+    for patch in x[:, 0]:
+        assert any(
+            np.allclose(np.sort(np.unique(patch * (hi - lo) + lo))[[0, -1]], values[[0, -1]], atol=1.0) for lo, hi in windows
+        )

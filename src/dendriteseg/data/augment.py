@@ -1,10 +1,14 @@
 """Augmentations of image and label together, batched in torch on any device.
 
 Geometry (applied to image and label alike): flips in x, y and z, an
-in-plane rotation and shear (the same for every slice of a patch, since
-the z axis is the scan's). Intensity (image only): brightness, contrast,
-and the XCT artefacts a model must ignore: noise, blur, ring artefacts
-around a random centre, streaks, and an intensity drift along z.
+in-plane rotation, shear and zoom (the same for every slice of a patch,
+since the z axis is the scan's; the zoom makes a model indifferent to the
+size of the dendrites). Intensity (image only): brightness, contrast,
+gamma, and the XCT artefacts a model must ignore: noise, blur, ring
+artefacts around a random centre, streaks, and an intensity drift along z.
+``rewindow`` is applied earlier, by the patch sampler (it needs the whole
+volume): a patch is re-normalised by the window of a random crop of its
+scan, as if the scan had been cropped to the sample or had more air.
 
 Input ``x`` is ``(B, 1, Z, H, W)`` (2D patches use Z = 1), ``y`` is
 ``(B, Z, H, W)`` of 0/1. Randomness comes from a ``torch.Generator``.
@@ -18,6 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dendriteseg.errors import InputError
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -26,10 +32,14 @@ class AugmentConfig:
     flip: bool = True
     rotate_deg: float = 45.0
     shear_deg: float = 30.0
+    zoom_min: float = 0.67
+    zoom_max: float = 2.0
     p_affine: float = 0.7
     brightness: float = 0.1
     contrast: float = 0.25
-    noise: float = 0.08
+    gamma: float = 0.3
+    rewindow: float = 0.5
+    noise: float = 0.12
     p_blur: float = 0.2
     rings: float = 0.05
     p_rings: float = 0.3
@@ -37,6 +47,15 @@ class AugmentConfig:
     p_streaks: float = 0.2
     drift: float = 0.1
     image_interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.zoom_min <= 1 <= self.zoom_max:
+            raise InputError(
+                f"augment.zoom_min/zoom_max: need 0 < zoom_min <= 1 <= zoom_max, got {self.zoom_min}, {self.zoom_max}"
+            )
+        for name in ("p_affine", "rewindow", "p_blur", "p_rings", "p_streaks"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise InputError(f"augment.{name}: a probability between 0 and 1, got {getattr(self, name)}")
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> torch.Tensor:
@@ -64,13 +83,17 @@ def geometric(
             if mask.any():
                 x = torch.where(mask.view(b, 1, 1, 1, 1), x.flip(dim_x), x)
                 y = torch.where(mask.view(b, 1, 1, 1), y.flip(dim_y), y)
-    if cfg.p_affine <= 0 or (cfg.rotate_deg <= 0 and cfg.shear_deg <= 0):
+    zooms = cfg.zoom_min != 1 or cfg.zoom_max != 1
+    if cfg.p_affine <= 0 or (cfg.rotate_deg <= 0 and cfg.shear_deg <= 0 and not zooms):
         return x, y
     use = _chance(b, cfg.p_affine, gen, dev)
     angle = torch.deg2rad(_uniform(b, -cfg.rotate_deg, cfg.rotate_deg, gen, dev)) * use
     shear = torch.tan(torch.deg2rad(_uniform(b, -cfg.shear_deg, cfg.shear_deg, gen, dev))) * use
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    # rotation @ shear, in normalised (x, y) coordinates of grid_sample
+    # log-uniform magnification: structures appear `zoom` times larger
+    log_zoom = _uniform(b, math.log(cfg.zoom_min), math.log(cfg.zoom_max), gen, dev) * use
+    inverse_zoom = torch.exp(-log_zoom)
+    cos, sin = torch.cos(angle) * inverse_zoom, torch.sin(angle) * inverse_zoom
+    # (rotation @ shear) / zoom, in normalised (x, y) coordinates of grid_sample
     theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
     theta[:, 0, 0] = cos
     theta[:, 0, 1] = cos * shear - sin
@@ -98,6 +121,10 @@ def intensity(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torc
         x = (x - mean) * factor + mean
     if cfg.brightness > 0:
         x = x + _uniform(b, -cfg.brightness, cfg.brightness, gen, dev).view(shape5).to(dt)
+    if cfg.gamma > 0:  # a non-linear grey scale (detector response, beam hardening)
+        top = math.log1p(cfg.gamma)
+        exponent = torch.exp(_uniform(b, -top, top, gen, dev)).view(shape5).to(dt)
+        x = torch.sign(x) * x.abs().clamp_min(1e-6) ** exponent
     if cfg.drift > 0 and z > 1:
         slope = _uniform(b, -cfg.drift, cfg.drift, gen, dev).view(shape5).to(dt)
         ramp = torch.linspace(-0.5, 0.5, z, device=dev, dtype=dt).view(1, 1, z, 1, 1)

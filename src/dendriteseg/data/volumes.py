@@ -34,6 +34,42 @@ def normalisation_window(
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
+def crop_windows(
+    image: np.ndarray,
+    n: int = 16,
+    *,
+    min_fraction: float = 0.25,
+    low: float = 1.0,
+    high: float = 99.0,
+    rng: Rng = None,
+) -> np.ndarray:
+    """``(n, 2)`` normalisation windows of random (y, x) crops of ``image``, in its own units.
+
+    A scan cropped to the sample (no air around it) or one with more air
+    than ours gets another window from :func:`normalisation_window`; a patch
+    re-normalised by a random crop's window shows a model those cases.
+    Crop sides are ``min_fraction`` to 1 of the slice, placed near its
+    middle (as a user crops a scan to the sample); the first is the whole slice.
+    """
+    gen = as_generator(rng)
+    nz, ny, nx = image.shape
+    idx = np.unique(np.linspace(0, nz - 1, min(8, nz)).round().astype(int))
+    step = max(1, int(round(max(ny, nx) / 256)))  # about 256 x 256 pixels per slice suffice
+    slices = image[idx][:, ::step, ::step]
+    _, sy, sx = slices.shape
+    windows = np.empty((n, 2), np.float32)
+    for i in range(n):
+        fraction = 1.0 if i == 0 else gen.uniform(min_fraction, 1.0)
+        hy, hx = max(2, int(sy * fraction)), max(2, int(sx * fraction))
+        y0 = int(round((sy - hy) * gen.uniform(0.25, 0.75)))
+        x0 = int(round((sx - hx) * gen.uniform(0.25, 0.75)))
+        crop = slices[:, y0 : y0 + hy, x0 : x0 + hx].ravel()
+        crop = crop[np.isfinite(crop)]
+        lo, hi = np.percentile(crop, (low, high)) if crop.size else (0.0, 1.0)
+        windows[i] = lo, (hi if hi > lo else lo + 1.0)
+    return windows
+
+
 def normalise(data: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     lo, hi = window
     return ((np.asarray(data, np.float32) - lo) / (hi - lo)).astype(np.float32)
@@ -76,6 +112,8 @@ class PatchSampler:
 
     With probability ``foreground`` a patch is centred near a random dendrite
     voxel; otherwise anywhere. Volumes are drawn in proportion to their size.
+    With probability ``rewindow`` a patch is re-normalised by the window of
+    a random crop of its volume (see :func:`crop_windows`).
     """
 
     def __init__(
@@ -84,6 +122,7 @@ class PatchSampler:
         patch: tuple[int, int, int],
         *,
         foreground: float = 0.5,
+        rewindow: float = 0.0,
         rng: Rng = None,
     ):
         if not volumes:
@@ -91,6 +130,7 @@ class PatchSampler:
         self.volumes = volumes
         self.patch = tuple(int(p) for p in patch)
         self.foreground = foreground
+        self.rewindow = rewindow
         self.gen = as_generator(rng)
         sizes = np.array([v.image.size for v in volumes], float)
         self.weights = sizes / sizes.sum()
@@ -100,6 +140,7 @@ class PatchSampler:
             if len(coords) > 20000:
                 coords = coords[self.gen.choice(len(coords), 20000, replace=False)]
             self._fg.append(coords)
+        self._windows = [crop_windows(v.image, rng=self.gen) for v in volumes] if rewindow > 0 else []
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         k = int(self.gen.choice(len(self.volumes), p=self.weights))
@@ -119,6 +160,10 @@ class PatchSampler:
         box = tuple(slice(s, s + p) for s, p in zip(starts, self.patch, strict=True))
         image = _pad_to(vol.image[box], self.patch, "reflect")
         label = _pad_to(vol.label[box], self.patch, "reflect")
+        if self.rewindow > 0 and self.gen.random() < self.rewindow:
+            windows = self._windows[k]
+            lo, hi = windows[self.gen.integers(len(windows))]
+            image = (image - lo) / (hi - lo)
         return image, label
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -78,7 +78,13 @@ def train(
             raise InputError(f"model_args do not fit {architecture}: {exc}") from None
     if architecture.endswith("2d") and config.patch[0] != 1:
         config = config.replace(patch=(1, *config.patch[1:]))
-    sampler = PatchSampler(train_volumes, config.patch, foreground=config.foreground, rng=config.seed)
+    sampler = PatchSampler(
+        train_volumes,
+        config.patch,
+        foreground=config.foreground,
+        rewindow=config.augment.rewindow,
+        rng=config.seed,
+    )
     info = ModelInfo(architecture, arguments, dict(NORMALISATION), provenance)
     fit(model, sampler, val_volumes, config, info=info, resume=resume, on_step=on_step, on_epoch=on_epoch)
     return Path(config.out) / "best.safetensors"
