@@ -1,0 +1,121 @@
+"""How a model's scores hold up on scans our generator does not make.
+
+Side by side in one run, for each model: IoU and BDE on the exact test
+groups of a synthetic dataset as they are, and after shifts a user's data
+may bring: the scan cropped to the sample (no air left), more air around
+the sample, dendrites 2x larger or 0.7x smaller (in-plane zoom), stronger
+noise, and a non-linear grey scale (gamma 2). Prints each shift's IoU as a
+ratio of the unshifted one.
+
+    python benchmarks/robustness.py [--data runs/default/data] [MODEL ...]
+
+MODEL: a ``.safetensors`` file or a shipped model name (default: the
+shipped default). The dataset is built (preset ``small``, seed 0) if the
+folder has no manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from dendriteseg.data import read_manifest, select
+from dendriteseg.io import read_volume
+from dendriteseg.infer.segment import segment
+from dendriteseg.metrics import score_slices, summarize
+from dendriteseg.synth.dataset import build_dataset
+
+
+def _air_pad(image: np.ndarray, label: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A wider field of view: ``width`` more pixels of air (the corner's statistics) on each side."""
+    corner = image[:, :8, :8]
+    rng = np.random.default_rng(0)
+    shape = (image.shape[0], image.shape[1] + 2 * width, image.shape[2] + 2 * width)
+    padded = rng.normal(float(corner.mean()), float(corner.std()), shape).astype(np.float32)
+    padded[:, width:-width, width:-width] = image
+    return padded, np.pad(label, ((0, 0), (width, width), (width, width)))
+
+
+def _crop_to_sample(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The square inside the cylindrical sample (radius at least 0.38 of the slice)."""
+    n = min(image.shape[1:])
+    half = int(n * 0.38 / np.sqrt(2)) - 1
+    cy, cx = image.shape[1] // 2, image.shape[2] // 2
+    box = (slice(None), slice(cy - half, cy + half), slice(cx - half, cx + half))
+    return image[box], label[box]
+
+
+def _zoom(factor: float):
+    def apply(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        zoomed = ndimage.zoom(image, (1, factor, factor), order=1)
+        return zoomed, ndimage.zoom(label, (1, factor, factor), order=0)
+
+    return apply
+
+
+def _noise(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = np.percentile(image, (1, 99))
+    rng = np.random.default_rng(1)
+    return (image + rng.normal(0, 0.15 * (hi - lo), image.shape)).astype(np.float32), label
+
+
+def _gamma(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return ((image - image.min()) ** 2).astype(np.float32), label
+
+
+SHIFTS = {
+    "as generated": lambda image, label: (image, label),
+    "cropped to the sample": _crop_to_sample,
+    "more air (+32 px)": lambda image, label: _air_pad(image, label, 32),
+    "dendrites 2x larger": _zoom(2.0),
+    "dendrites 0.7x": _zoom(0.7),
+    "noise +15 %": _noise,
+    "gamma 2": _gamma,
+}
+
+
+def scores(model: str | None, volumes: list[tuple[np.ndarray, np.ndarray]], shift) -> tuple[float, float]:
+    ious, bdes = [], []
+    for image, label in volumes:
+        image, label = shift(image, label)
+        pred = segment(image, model, precision="fp32").labels
+        result = summarize(score_slices(pred, label))
+        ious.append(result.iou)
+        bdes.append(result.bde)
+    return float(np.nanmean(ious)), float(np.nanmean(bdes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", default=[None])
+    parser.add_argument("--data", type=Path, default=Path("runs/default/data"))
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    manifest = args.data / "manifest.json"
+    if not manifest.exists():
+        args.data.parent.mkdir(parents=True, exist_ok=True)
+        manifest = build_dataset(args.data, preset="small", seed=0)
+    entries = select(read_manifest(manifest), quality="exact", split=args.split)
+    volumes = [(read_volume(e.image).astype(np.float32), read_volume(e.label)) for e in entries]
+    print(f"{len(volumes)} exact {args.split} volumes of {manifest}; IoU, BDE (px), IoU / unshifted IoU")
+    names = [str(m) if m else "shipped default" for m in args.models]
+    print(f"{'shift':24s}" + "".join(f"{Path(n).parent.name or n:>30s}" for n in names))
+    base: dict[int, float] = {}
+    for shift_name, shift in SHIFTS.items():
+        row = f"{shift_name:24s}"
+        for i, model in enumerate(args.models):
+            iou, bde = scores(model, volumes, shift)
+            base.setdefault(i, iou)
+            row += f"{f'{iou:.4f} {bde:5.2f} x{iou / base[i]:.2f}':>30s}"
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
