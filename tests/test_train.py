@@ -208,3 +208,49 @@ def test_auto_precision_on_cpu_follows_bf16_units(monkeypatch):
     ctx, _ = autocast_for(cpu, "none")
     with ctx:
         assert not torch.is_autocast_enabled("cpu")
+
+
+def _poisoned_fit(manifest, out, poisoned_steps, steps):
+    from dendriteseg.data import PatchSampler
+    from dendriteseg.models import build_model
+    from dendriteseg.models.files import ModelInfo
+    from dendriteseg.train.fit import fit
+
+    config = tiny(manifest, out, epochs=1, steps_per_epoch=steps)
+    train_volumes = [LabelledVolume.from_entry(e) for e in select(read_manifest(manifest), split="train")]
+    torch.manual_seed(0)
+    model = build_model("unet3d", base=4, depth=2)
+    calls = []
+
+    def poison(grad):  # NaN gradients in the first `poisoned_steps` steps
+        calls.append(1)
+        return grad * float("nan") if len(calls) <= poisoned_steps else grad
+
+    next(model.parameters()).register_hook(poison)
+    sampler = PatchSampler(train_volumes, config.patch, rng=0)
+    history = fit(model, sampler, [], config, info=ModelInfo("unet3d", {"base": 4, "depth": 2}), resume=False)
+    return model, history
+
+
+def test_steps_with_non_finite_gradients_are_skipped(manifest, tmp_path):
+    model, history = _poisoned_fit(manifest, tmp_path / "nan", poisoned_steps=2, steps=4)
+    assert history[-1]["skipped_steps"] == 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(RuntimeError, match="diverged"):
+        _poisoned_fit(manifest, tmp_path / "nan2", poisoned_steps=100, steps=12)
+
+
+def test_thin_z_convolution_equals_the_plain_one():
+    from dendriteseg.models.layers import Conv3d
+
+    torch.manual_seed(0)
+    ours = Conv3d(3, 5, 3, padding=1)
+    plain = torch.nn.Conv3d(3, 5, 3, padding=1)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 2, 9, 11, requires_grad=True)
+    a, b = ours(x), plain(x)  # training mode, z = 2: our padded path
+    assert torch.allclose(a, b, atol=1e-6)
+    a.square().sum().backward()
+    grad_ours = ours.weight.grad.clone()
+    b.square().sum().backward()
+    assert torch.allclose(grad_ours, plain.weight.grad, atol=1e-4)

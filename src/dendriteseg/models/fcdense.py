@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dendriteseg.models.layers import Conv3d
 from dendriteseg.models.padding import AnisotropicPooling, crop_to, pad_to_multiple
 
 
 class _DenseLayer(nn.Sequential):
     def __init__(self, dims: int, c_in: int, growth: int, dropout: float):
-        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        conv = nn.Conv2d if dims == 2 else Conv3d
         norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
         drop = nn.Dropout2d if dims == 2 else nn.Dropout3d
         super().__init__(
@@ -88,7 +89,7 @@ class FCDense(AnisotropicPooling, nn.Module):
             raise ValueError(f"layers and bottleneck must be >= 1, got {layers}, {bottleneck}")
         self.dims, self.depth = dims, len(layers)
         self.z_levels = min(z_levels, self.depth) if dims == 3 else 0
-        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        conv = nn.Conv2d if dims == 2 else Conv3d
         norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
         drop = nn.Dropout2d if dims == 2 else nn.Dropout3d
         transpose = nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose3d

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dendriteseg.models.layers import Conv3d
 from dendriteseg.models.padding import AnisotropicPooling, crop_to, pad_to_multiple
 
 
@@ -23,7 +24,7 @@ class ConvBlock(nn.Module):
 
     def __init__(self, dims: int, c_in: int, c_out: int, *, residual: bool):
         super().__init__()
-        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        conv = nn.Conv2d if dims == 2 else Conv3d
         norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
         self.body = nn.Sequential(
             conv(c_in, c_out, 3, padding=1, bias=False),
@@ -90,7 +91,7 @@ class UNet(AnisotropicPooling, nn.Module):
             k = self._factor(level)
             self.up.append(transpose(widths[level + 1], widths[level], k, stride=k))
             self.merge.append(ConvBlock(dims, 2 * widths[level], widths[level], residual=residual))
-        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        conv = nn.Conv2d if dims == 2 else Conv3d
         self.head = conv(widths[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

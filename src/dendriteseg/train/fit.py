@@ -282,6 +282,7 @@ def fit(
         model.train()
         t0 = time.perf_counter()
         losses = []
+        skipped = 0
         for step in range(config.steps_per_epoch):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(config, epoch * config.steps_per_epoch + step)
@@ -305,8 +306,18 @@ def fit(
                 scaler.update()
             else:
                 loss.backward()
-                opt.step()
-            losses.append(float(loss.detach()))
+                # skip a step whose gradients are not finite (as a grad scaler would)
+                if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, float("inf"))):
+                    opt.step()
+                else:
+                    skipped += 1
+                    if skipped > max(10, config.steps_per_epoch // 2):
+                        raise RuntimeError(
+                            f"training diverged: {skipped} steps of epoch {epoch + 1} had non-finite "
+                            "gradients; lower lr or set amp: none"
+                        )
+            if torch.isfinite(loss):
+                losses.append(float(loss.detach()))
             if on_step:
                 rate = (step + 1) * config.batch / (time.perf_counter() - t0)
                 on_step(step + 1, config.steps_per_epoch, rate)
@@ -318,7 +329,8 @@ def fit(
         )
         record = {
             "epoch": epoch + 1,
-            "train_loss": float(np.mean(losses)),
+            "train_loss": float(np.mean(losses)) if losses else math.nan,
+            "skipped_steps": skipped,
             "val": scores,
             "seconds": round(time.perf_counter() - t0, 2),
             "patches_per_second": round(config.steps_per_epoch * config.batch / train_seconds, 2),
