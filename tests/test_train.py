@@ -96,6 +96,8 @@ def test_learning_rate_schedule(manifest):
     assert {learning_rate(flat, s) for s in range(100)} == {1e-3}
     with pytest.raises(InputError, match="lr_schedule"):
         tiny(manifest, "x", lr_schedule="step")
+    with pytest.raises(InputError, match="amp"):
+        tiny(manifest, "x", amp="fp32")
 
 
 def test_deterministic_on_cpu(manifest, tmp_path):

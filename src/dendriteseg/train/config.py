@@ -14,6 +14,7 @@ from typing import Any
 from dendriteseg.data.augment import AugmentConfig
 from dendriteseg.errors import InputError
 
+AMP_MODES = ("auto", "bf16", "none")
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -55,6 +56,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule: expected {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.amp not in AMP_MODES:
+            raise InputError(f"amp: expected {', '.join(AMP_MODES)}, got {self.amp!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
