@@ -196,6 +196,7 @@ def _plot_curve(history: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -207,6 +208,8 @@ def _plot_curve(history: list[dict[str, Any]], path: Path) -> None:
     b.set_xlabel("epoch")
     b.set_ylim(0, 1)
     b.legend()
+    for axis in (a, b):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     fig.tight_layout()
     temp = path.with_name(f".{path.name}.partial.png")
     fig.savefig(temp, dpi=100)
