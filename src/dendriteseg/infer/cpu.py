@@ -27,7 +27,7 @@ from torch import nn
 
 
 def _is_plain_conv3d(conv: nn.Module) -> bool:
-    return type(conv) is nn.Conv3d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+    return isinstance(conv, nn.Conv3d) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
 
 
 class OneDNNConv3d(nn.Module):
