@@ -13,6 +13,11 @@
     python scripts/train_default.py [--work runs/default] [--minutes 40] [--model unet3d]
     python scripts/train_default.py --model unet2d --no-ship   # the 2D baseline, same budget
 
+The shipped models (``--model unet3d | unet2d | fcdense3d``; each JSON beside
+the weights lists the exact commands) were trained this way, with
+``--no-ship`` and then ``--ship-from WORK/<model>_ft/best.safetensors``;
+``--pretrained FT_MODEL --work OTHER`` fine-tunes a fine-tuned model further.
+
 Everything is seeded; the same command on the same machine gives the same
 weights. ``--minutes`` is a wall-clock budget split 80/20 between the two
 steps (steps per second are probed first); ``--pretrain-steps`` and
