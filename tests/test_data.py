@@ -112,22 +112,32 @@ def test_crop_windows_show_a_scan_without_air():
     yy, xx = np.mgrid[:60, :60]
     sample = (yy - 30) ** 2 + (xx - 30) ** 2 < 26**2
     image = np.where(sample, rng.choice([0.6, 1.0], (5, 60, 60)), 0.0).astype(np.float32)
-    windows = crop_windows(image, 24, rng=0)
-    assert windows.shape == (24, 2)
-    assert np.allclose(windows[0], normalisation_window(image))  # the whole slice first
+    windows, boxes = crop_windows(image, 24, rng=0)
+    assert windows.shape == (24, 2) and boxes.shape == (24, 4)
+    assert np.allclose(windows[0], normalisation_window(image)) and boxes[0].tolist() == [0, 60, 0, 60]
     assert windows[:, 0].min() == pytest.approx(0.0) and windows[:, 0].max() == pytest.approx(0.6)
+    for (lo, _), (y0, y1, x0, x1) in zip(windows, boxes):  # each window is its crop's
+        crop = image[:, y0:y1, x0:x1]
+        assert lo == pytest.approx(np.percentile(crop, 1), abs=0.01)
 
 
-def test_sampler_rewindows_patches(dataset):
-    vol = LabelledVolume.from_entry(read_manifest(dataset / "m.json")[0])
-    plain = PatchSampler([vol], (4, 16, 16), rng=5).batch(8)[0]
-    again = PatchSampler([vol], (4, 16, 16), rewindow=1.0, rng=5)
-    windows = again._windows[0]
-    x = again.batch(8)[0]
-    assert x.shape == plain.shape and not np.allclose(x, plain)
-    # every patch is the volume's values mapped by one of the crop windows
-    values = np.sort(np.unique(vol.image))
-    for patch in x[:, 0]:
-        assert any(
-            np.allclose(np.sort(np.unique(patch * (hi - lo) + lo))[[0, -1]], values[[0, -1]], atol=1.0) for lo, hi in windows
-        )
+def test_sampler_cuts_rewindowed_patches_from_their_crop():
+    from dendriteseg.data.volumes import LabelledVolume as Volume
+
+    shape = (4, 50, 53)
+    index = np.arange(np.prod(shape)).reshape(shape)
+    vol = Volume("v", (index / index.size).astype(np.float32), (index % 7 == 0).astype(np.uint8))
+    sampler = PatchSampler([vol], (2, 20, 20), rewindow=1.0, rng=5)
+    windows, boxes = sampler._crops[0]
+    x, y = sampler.batch(16)
+    assert x.shape == (16, 1, 2, 20, 20)
+    for patch, patch_label in zip(x[:, 0], y, strict=True):
+        found = False
+        for (lo, hi), (y0, y1, x0, x1) in zip(windows, boxes):
+            pixel = np.rint((patch * (hi - lo) + lo) * index.size).astype(int)
+            if not np.allclose((patch * (hi - lo) + lo) * index.size, pixel, atol=0.05):
+                continue
+            zz, yy, xx = np.unravel_index(np.clip(pixel, 0, index.size - 1), shape)
+            inside = (yy >= y0).all() and (yy < y1).all() and (xx >= x0).all() and (xx < x1).all()
+            found = found or (inside and np.array_equal(patch_label, (pixel % 7 == 0).astype(np.uint8)))
+        assert found  # from inside one crop, normalised by its window, label aligned

@@ -42,14 +42,15 @@ def crop_windows(
     low: float = 1.0,
     high: float = 99.0,
     rng: Rng = None,
-) -> np.ndarray:
-    """``(n, 2)`` normalisation windows of random (y, x) crops of ``image``, in its own units.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random (y, x) crops of ``image``: ``(n, 2)`` windows and ``(n, 4)`` boxes (y0, y1, x0, x1).
 
-    A scan cropped to the sample (no air around it) or one with more air
-    than ours gets another window from :func:`normalisation_window`; a patch
-    re-normalised by a random crop's window shows a model those cases.
-    Crop sides are ``min_fraction`` to 1 of the slice, placed near its
-    middle (as a user crops a scan to the sample); the first is the whole slice.
+    A scan cropped to the sample (no air around it) gets another window
+    from :func:`normalisation_window`; a patch cut from such a crop (and
+    padded as a tile at the crop's edge would be) and normalised by its
+    window shows a model that case. Crop sides are ``min_fraction`` to 1 of
+    the slice, placed near its middle (as a user crops a scan to the
+    sample); the first is the whole slice. Windows are in ``image`` units.
     """
     gen = as_generator(rng)
     nz, ny, nx = image.shape
@@ -58,6 +59,7 @@ def crop_windows(
     slices = image[idx][:, ::step, ::step]
     _, sy, sx = slices.shape
     windows = np.empty((n, 2), np.float32)
+    boxes = np.empty((n, 4), np.int64)
     for i in range(n):
         fraction = 1.0 if i == 0 else gen.uniform(min_fraction, 1.0)
         hy, hx = max(2, int(sy * fraction)), max(2, int(sx * fraction))
@@ -67,7 +69,10 @@ def crop_windows(
         crop = crop[np.isfinite(crop)]
         lo, hi = np.percentile(crop, (low, high)) if crop.size else (0.0, 1.0)
         windows[i] = lo, (hi if hi > lo else lo + 1.0)
-    return windows
+        y1 = ny if y0 + hy >= sy else (y0 + hy) * step
+        x1 = nx if x0 + hx >= sx else (x0 + hx) * step
+        boxes[i] = y0 * step, y1, x0 * step, x1
+    return windows, boxes
 
 
 def normalise(data: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -112,8 +117,10 @@ class PatchSampler:
 
     With probability ``foreground`` a patch is centred near a random dendrite
     voxel; otherwise anywhere. Volumes are drawn in proportion to their size.
-    With probability ``rewindow`` a patch is re-normalised by the window of
-    a random crop of its volume (see :func:`crop_windows`).
+    With probability ``rewindow`` a patch is cut from a random crop of its
+    volume (reflect-padded where the crop is smaller) and re-normalised by
+    that crop's window, as if a user had cropped the scan (see
+    :func:`crop_windows`).
     """
 
     def __init__(
@@ -140,13 +147,22 @@ class PatchSampler:
             if len(coords) > 20000:
                 coords = coords[self.gen.choice(len(coords), 20000, replace=False)]
             self._fg.append(coords)
-        self._windows = [crop_windows(v.image, rng=self.gen) for v in volumes] if rewindow > 0 else []
+        self._crops = [crop_windows(v.image, rng=self.gen) for v in volumes] if rewindow > 0 else []
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         k = int(self.gen.choice(len(self.volumes), p=self.weights))
         vol = self.volumes[k]
-        shape = vol.image.shape
-        fg = self._fg[k]
+        image, label, fg = vol.image, vol.label, self._fg[k]
+        window = None
+        if self.rewindow > 0 and self.gen.random() < self.rewindow:
+            windows, boxes = self._crops[k]
+            i = int(self.gen.integers(len(windows)))
+            y0, y1, x0, x1 = (int(b) for b in boxes[i])
+            image, label = image[:, y0:y1, x0:x1], label[:, y0:y1, x0:x1]
+            inside = (fg[:, 1] >= y0) & (fg[:, 1] < y1) & (fg[:, 2] >= x0) & (fg[:, 2] < x1)
+            fg = fg[inside] - np.array([0, y0, x0])
+            window = windows[i]
+        shape = image.shape
         starts = []
         if len(fg) and self.gen.random() < self.foreground:
             centre = fg[self.gen.integers(len(fg))]
@@ -158,13 +174,12 @@ class PatchSampler:
                 int(self.gen.integers(0, max(s - p, 0) + 1)) for p, s in zip(self.patch, shape, strict=True)
             ]
         box = tuple(slice(s, s + p) for s, p in zip(starts, self.patch, strict=True))
-        image = _pad_to(vol.image[box], self.patch, "reflect")
-        label = _pad_to(vol.label[box], self.patch, "reflect")
-        if self.rewindow > 0 and self.gen.random() < self.rewindow:
-            windows = self._windows[k]
-            lo, hi = windows[self.gen.integers(len(windows))]
-            image = (image - lo) / (hi - lo)
-        return image, label
+        patch_image = _pad_to(image[box], self.patch, "reflect")
+        patch_label = _pad_to(label[box], self.patch, "reflect")
+        if window is not None:
+            lo, hi = window
+            patch_image = (patch_image - lo) / (hi - lo)
+        return patch_image, patch_label
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """``(size, 1, Z, W, W)`` float32 images and ``(size, Z, W, W)`` uint8 labels."""
