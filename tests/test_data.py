@@ -26,8 +26,9 @@ def test_geometric_augmentation_keeps_image_and_label_aligned():
 def test_full_augmentation_shapes_and_determinism():
     x = torch.rand(3, 1, 4, 32, 32)
     y = (x[:, 0] > 0.5).to(torch.uint8)
-    a = augment(x, y, AugmentConfig(), torch.Generator().manual_seed(1))
-    b = augment(x, y, AugmentConfig(), torch.Generator().manual_seed(1))
+    cfg = AugmentConfig(zoom_min=0.67, zoom_max=2.0, gamma=0.3, noise=0.12)  # the opt-in ones too
+    a = augment(x, y, cfg, torch.Generator().manual_seed(1))
+    b = augment(x, y, cfg, torch.Generator().manual_seed(1))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert torch.isfinite(a[0]).all() and set(a[1].unique().tolist()) <= {0, 1}
     x2 = torch.rand(2, 1, 1, 24, 25)  # 2D patches: z = 1
