@@ -89,6 +89,14 @@ def scores(model: str | None, volumes: list[tuple[np.ndarray, np.ndarray]], shif
     return float(np.nanmean(ious)), float(np.nanmean(bdes))
 
 
+def _label(model: str | None) -> str:
+    """A short column name: the shipped name, a file's stem, or its folder for best/last checkpoints."""
+    if not model:
+        return "shipped default"
+    path = Path(model)
+    return path.parent.name if path.stem in ("best", "last") and path.parent.name else path.stem
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=[None])
@@ -105,8 +113,7 @@ def main() -> None:
     entries = select(read_manifest(manifest), quality="exact", split=args.split)
     volumes = [(read_volume(e.image).astype(np.float32), read_volume(e.label)) for e in entries]
     print(f"{len(volumes)} exact {args.split} volumes of {manifest}; IoU, BDE (px), IoU / unshifted IoU")
-    names = [str(m) if m else "shipped default" for m in args.models]
-    print(f"{'shift':24s}" + "".join(f"{Path(n).parent.name or n:>30s}" for n in names))
+    print(f"{'shift':24s}" + "".join(f"{_label(m):>30s}" for m in args.models))
     base: dict[int, float] = {}
     for shift_name, shift in SHIFTS.items():
         row = f"{shift_name:24s}"

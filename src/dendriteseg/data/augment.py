@@ -7,8 +7,8 @@ size of the dendrites). Intensity (image only): brightness, contrast,
 gamma, and the XCT artefacts a model must ignore: noise, blur, ring
 artefacts around a random centre, streaks, and an intensity drift along z.
 ``rewindow`` is applied earlier, by the patch sampler (it needs the whole
-volume): a patch is re-normalised by the window of a random crop of its
-scan, as if the scan had been cropped to the sample or had more air.
+volume): a patch is cut from a random crop of its scan and normalised by
+that crop's window, as if the user had cropped the scan to the sample.
 
 Input ``x`` is ``(B, 1, Z, H, W)`` (2D patches use Z = 1), ``y`` is
 ``(B, Z, H, W)`` of 0/1. Randomness comes from a ``torch.Generator``.

@@ -26,11 +26,17 @@ def normalisation_window(
     """
     nz = image.shape[0]
     idx = np.unique(np.linspace(0, nz - 1, min(max_slices, nz)).round().astype(int))
-    sample = np.stack([np.asarray(image[int(i)], np.float32) for i in idx]).ravel()
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
+    sample = np.stack([np.asarray(image[int(i)], np.float32) for i in idx])
+    return _percentile_window(sample, low, high)
+
+
+def _percentile_window(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    """The ``low``/``high`` percentiles of the finite values; (0, 1) if none, never hi <= lo."""
+    values = values.ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(sample, (low, high))
+    lo, hi = np.percentile(values, (low, high))
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
@@ -65,10 +71,7 @@ def crop_windows(
         hy, hx = max(2, int(sy * fraction)), max(2, int(sx * fraction))
         y0 = int(round((sy - hy) * gen.uniform(0.25, 0.75)))
         x0 = int(round((sx - hx) * gen.uniform(0.25, 0.75)))
-        crop = slices[:, y0 : y0 + hy, x0 : x0 + hx].ravel()
-        crop = crop[np.isfinite(crop)]
-        lo, hi = np.percentile(crop, (low, high)) if crop.size else (0.0, 1.0)
-        windows[i] = lo, (hi if hi > lo else lo + 1.0)
+        windows[i] = _percentile_window(slices[:, y0 : y0 + hy, x0 : x0 + hx], low, high)
         y1 = ny if y0 + hy >= sy else (y0 + hy) * step
         x1 = nx if x0 + hx >= sx else (x0 + hx) * step
         boxes[i] = y0 * step, y1, x0 * step, x1

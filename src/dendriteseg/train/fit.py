@@ -32,7 +32,7 @@ from dendriteseg.data.volumes import NORMALISATION, LabelledVolume, PatchSampler
 from dendriteseg.io import write_text_atomic
 from dendriteseg.metrics import score_slices, summarize
 from dendriteseg.models.files import ModelInfo, save_model
-from dendriteseg.train.config import TrainConfig, config_to_dict
+from dendriteseg.train.config import AMP_MODES, TrainConfig, config_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def autocast_for(device: torch.device, amp: str):
     """
     from dendriteseg.infer.predictor import cpu_has_bf16
 
-    if amp not in ("auto", "bf16", "none"):
-        raise ValueError(f"amp must be auto, bf16 or none, got {amp!r}")
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
     if amp == "none" or (amp == "auto" and device.type == "cpu" and not cpu_has_bf16()):
         return nullcontext(), None
     if device.type == "cuda":
