@@ -75,20 +75,26 @@ def time_one_step(settings: dict, manifest: Path, work: Path) -> float:
     return max((times[1] - times[0]) / 10, 0.05)
 
 
-def merged_manifest(work: Path, seeds: list[int], preset: str) -> tuple[Path, Path]:
+def merged_manifest(
+    work: Path, seeds: list[int], preset: str, wide_seeds: list[int] = ()
+) -> tuple[Path, Path]:
     """The benchmark manifest (seed 0) and a training manifest that adds other seeds' scans.
 
     Extra seeds add their noisy scans to the noisy train split and all their
     exact groups to the exact train split; the benchmark's exact val and
-    test groups stay as they are, so scores stay comparable.
+    test groups stay as they are, so scores stay comparable. ``wide_seeds``
+    do the same with datasets of the ``wide`` variety (more air, dendrite
+    sizes, noise and contrast than the benchmark).
     """
     bench = build_dataset(work / "data", preset=preset, seed=0)
     entries = [_relative(e, bench.parent, work) for e in json.loads(bench.read_text())["entries"]]
-    for seed in seeds:
-        extra = build_dataset(work / f"data_seed{seed}", preset=preset, seed=seed)
+    extras = [(f"data_seed{s}", f"s{s}", s, "standard") for s in seeds]
+    extras += [(f"data_wide{s}", f"w{s}", s, "wide") for s in wide_seeds]
+    for folder, prefix, seed, variety in extras:
+        extra = build_dataset(work / folder, preset=preset, seed=seed, variety=variety)
         for entry in json.loads(extra.read_text())["entries"]:
             entry = _relative(entry, extra.parent, work)
-            entry.update(name=f"s{seed}_{entry['name']}", split="train", group=None)
+            entry.update(name=f"{prefix}_{entry['name']}", split="train", group=None)
             entries.append(entry)
     path = work / "manifest_train.json"
     write_text_atomic(path, json.dumps({"entries": entries}, indent=2) + "\n")
@@ -114,6 +120,9 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=None, help="instead of the 20%% share")
     parser.add_argument("--extra-seeds", type=int, nargs="*", default=[1, 2])
     parser.add_argument(
+        "--wide-seeds", type=int, nargs="*", default=[3, 4], help="extra datasets of the wide variety"
+    )
+    parser.add_argument(
         "--no-ship", action="store_true", help="write the model and scores to WORK only (comparisons)"
     )
     parser.add_argument(
@@ -121,6 +130,15 @@ def main() -> None:
         type=Path,
         default=None,
         help="skip training: score and ship this fine-tuned model (e.g. WORK/unet2d_ft/best.safetensors)",
+    )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start pretraining from this model's weights (e.g. a shipped model) instead of at random",
+    )
+    parser.add_argument(
+        "--pretrain-lr", type=float, default=2e-3, help="peak learning rate of pretraining"
     )
     parser.add_argument(
         "--pretrained",
@@ -132,7 +150,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    bench, manifest = merged_manifest(args.work, args.extra_seeds, args.preset)
+    bench, manifest = merged_manifest(args.work, args.extra_seeds, args.preset, args.wide_seeds)
     if args.ship_from is not None:
         parent_file = read_model_info(args.ship_from).provenance.get("parent", {}).get("file")
         finish(args, bench, args.ship_from, Path(parent_file) if parent_file else args.ship_from, None)
@@ -178,9 +196,11 @@ def main() -> None:
             }
         )
 
-    pre = stage("pre", "noisy", 2e-3, epochs_pre, pre_steps, warmup=min(200, pre_steps // 10))
+    pre = stage("pre", "noisy", args.pretrain_lr, epochs_pre, pre_steps, warmup=min(200, pre_steps // 10))
     if args.pretrained is None:
-        best_pre = train(pre, on_epoch=lambda e, r: print(f"pretrain {e}: {r['val']}", flush=True))
+        best_pre = train(
+            pre, parent=args.init, on_epoch=lambda e, r: print(f"pretrain {e}: {r['val']}", flush=True)
+        )
     else:
         best_pre = args.pretrained
     ft = stage("ft", "exact", 5e-4, epochs_ft, ft_steps, warmup=min(50, ft_steps // 10))
@@ -209,6 +229,8 @@ def finish(
         minutes=args.minutes if args.ship_from is None else None,
         preset=args.preset,
         extra_seeds=args.extra_seeds,
+        wide_seeds=args.wide_seeds,
+        init=str(args.init) if args.init else None,
         threads=torch.get_num_threads(),
         inference="dendriteseg.infer.segment, default tiles",
         command="python scripts/train_default.py " + " ".join(sys.argv[1:]),

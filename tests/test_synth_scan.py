@@ -16,7 +16,7 @@ from dendriteseg.synth import procedural_dendrites
 from dendriteseg.synth.ct import ScanParams, acquisition_times, simulate_scan
 from dendriteseg.synth.dataset import EXACT_GROUPS, build_dataset
 from dendriteseg.synth.label_noise import corrupt_labels
-from dendriteseg.synth.scan import PRESETS, make_scan, make_series
+from dendriteseg.synth.scan import PRESETS, jitter, make_scan, make_series, scan_params
 from dendriteseg.synth.structure import grow_phase, place_structure
 
 SMALL = (6, 64, 64)
@@ -161,6 +161,37 @@ def test_dataset_manifest_and_resume(tmp_path):
     stamp = os.path.getmtime(exact[3].image)
     build_dataset(tmp_path / "ds", preset="tiny", seed=1)  # resumes: nothing rewritten
     assert os.path.getmtime(exact[3].image) == stamp
+
+
+def test_wide_variety_spans_more_air_and_sizes_than_standard():
+    params, growth = scan_params("realistic")
+    draws = {
+        v: [jitter(params, growth, rng=i, variety=v)[0] for i in range(200)] for v in ("standard", "wide")
+    }
+    radius = {v: [p.radius_fraction for p in ps] for v, ps in draws.items()}
+    assert min(radius["standard"]) >= 0.38 and min(radius["wide"]) < 0.26  # more air around the sample
+    photons = {v: np.log([p.photons for p in ps]) for v, ps in draws.items()}
+    assert np.ptp(photons["wide"]) > 1.5 * np.ptp(photons["standard"])
+    zooms = {
+        v: [make_scan((2, 16, 16), vary=True, variety=v, rng=i, n_views=16)["meta"]["zoom"] for i in range(12)]
+        for v in ("standard", "wide")
+    }
+    assert np.ptp(zooms["wide"]) > np.ptp(zooms["standard"])
+    with pytest.raises(KeyError, match="unknown variety"):
+        jitter(params, growth, variety="wild")
+
+
+def test_cli_synth_dataset_wide_and_bad_variety(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["synth", "dataset", str(tmp_path / "d"), "--preset", "tiny", "--variety", "wide"])
+    assert ok.exit_code == 0, ok.output
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["variety"] == "wide"
+    meta = json.loads((tmp_path / "d" / "exact_00" / "meta.json").read_text())
+    assert meta["variety"] == "wide"
+    bad = runner.invoke(app, ["synth", "dataset", str(tmp_path / "e"), "--variety", "wild"])
+    assert bad.exit_code == 2 and "unknown variety" in bad.stderr
+    assert not (tmp_path / "e").exists()
 
 
 def test_cli_synth_volume(tmp_path):

@@ -611,6 +611,9 @@ def synth_dataset(
     out_dir: Annotated[Path, typer.Argument(help="Folder for the scans and manifest.json.")],
     preset: Annotated[str, typer.Option(help="tiny (seconds), small, or paper (large).")] = "small",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    variety: Annotated[
+        str, typer.Option(help="standard (the benchmark) or wide (more air, sizes, noise: for training).")
+    ] = "standard",
 ) -> None:
     """Write a paper-like dataset: noisy-label scans (70/20/10) and 14 exact groups of 8 slices."""
     from dendriteseg.synth.dataset import build_dataset
@@ -619,6 +622,7 @@ def synth_dataset(
         out_dir,
         preset=preset,
         seed=seed,
+        variety=variety,
         on_entry=lambda name, done, total: err_console.print(
             f"- {name} ({done}/{total})", markup=False, highlight=False
         ),

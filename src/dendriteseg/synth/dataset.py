@@ -26,7 +26,7 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.io import write_text_atomic, write_volume
 from dendriteseg.synth.label_noise import LabelNoise, corrupt_labels, label_agreement
-from dendriteseg.synth.scan import make_scan
+from dendriteseg.synth.scan import VARIETIES, make_scan
 
 MANIFEST_FORMAT = "dendriteseg-dataset/1"
 EXACT_GROUPS = {"train": 6, "val": 4, "test": 4}
@@ -103,6 +103,7 @@ def build_dataset(
     preset: str = "tiny",
     seed: int = 0,
     noise: LabelNoise | None = None,
+    variety: str = "standard",
     on_entry: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Generate a dataset and its manifest; returns the manifest's path.
@@ -115,11 +116,18 @@ def build_dataset(
     seed : int
     noise : LabelNoise, optional
         How wrong the noisy labels are (default ``LabelNoise()``).
+    variety : {"standard", "wide"}
+        How widely the scans' knobs vary (:func:`dendriteseg.synth.scan.jitter`):
+        ``"wide"`` adds more air, larger and smaller dendrites, more and less
+        noise and contrast, for training data that generalises; the
+        benchmark is ``"standard"``.
     on_entry : callable(name, done, total), optional
         Progress callback.
     """
     if preset not in DATASET_PRESETS:
         raise KeyError(f"unknown dataset preset {preset!r}; choose one of {', '.join(DATASET_PRESETS)}")
+    if variety not in VARIETIES:
+        raise KeyError(f"unknown variety {variety!r}; choose one of {', '.join(VARIETIES)}")
     spec = DATASET_PRESETS[preset]
     noise = noise or LabelNoise()
     out = Path(out_dir)
@@ -170,7 +178,9 @@ def build_dataset(
         if item["quality"] == "noisy":
             entry["exact_label"] = f"{item['name']}/label_exact.tif"
         if not (folder / "meta.json").exists():
-            scan = make_scan(item["shape"], preset=difficulty, structure=structure, vary=True, rng=gen)
+            scan = make_scan(
+                item["shape"], preset=difficulty, structure=structure, vary=True, variety=variety, rng=gen
+            )
             extra = {}
             if item["quality"] == "noisy":
                 exact = scan["label"]
@@ -186,6 +196,7 @@ def build_dataset(
         "format": MANIFEST_FORMAT,
         "preset": preset,
         "seed": seed,
+        "variety": variety,
         "label_convention": "uint8, 1 = dendrite",
         "exact_groups": dict(EXACT_GROUPS),
         "entries": entries,

@@ -76,19 +76,35 @@ def scan_params(preset: str, **overrides: Any) -> tuple[ScanParams, float]:
     return ScanParams(**{**spec["scan"], **overrides}), float(spec["growth"])
 
 
-def jitter(params: ScanParams, growth: float, rng: Rng = None) -> tuple[ScanParams, float]:
-    """Randomly vary a preset's knobs (log-uniform photons, ratio, rings, ...)."""
+VARIETIES = ("standard", "wide")
+
+
+def jitter(
+    params: ScanParams, growth: float, rng: Rng = None, variety: str = "standard"
+) -> tuple[ScanParams, float]:
+    """Randomly vary a preset's knobs (log-uniform photons, ratio, rings, ...).
+
+    ``variety="wide"`` spans more scanners and samples than the benchmark
+    (``"standard"``): 2.5x wider photon range, weaker and stronger solid
+    contrast, and samples from 22 % to 48 % of the field of view wide, so
+    much more air around them.
+    """
+    if variety not in VARIETIES:
+        raise KeyError(f"unknown variety {variety!r}; choose one of {', '.join(VARIETIES)}")
+    wide = variety == "wide"
     gen = as_generator(rng)
+    photons = gen.uniform(-1.4, 1.0) if wide else gen.uniform(-0.7, 0.7)
+    ratio = gen.uniform(-0.16, 0.14) if wide else gen.uniform(-0.08, 0.08)
     return params.replace(
-        photons=params.photons * math.exp(gen.uniform(-0.7, 0.7)),
-        solid_ratio=float(np.clip(params.solid_ratio + gen.uniform(-0.08, 0.08), 0.45, 0.85)),
+        photons=params.photons * math.exp(photons),
+        solid_ratio=float(np.clip(params.solid_ratio + ratio, 0.4 if wide else 0.45, 0.88 if wide else 0.85)),
         ring_strength=params.ring_strength * gen.uniform(0.3, 2.0),
         dead_pixels=int(gen.integers(0, params.dead_pixels + 2)),
         phase_contrast=params.phase_contrast * gen.uniform(0, 2),
         detector_blur=params.detector_blur * gen.uniform(0.6, 1.5),
         z_blur=params.z_blur * gen.uniform(0.5, 1.5),
         halo=params.halo * gen.uniform(0, 2),
-        radius_fraction=gen.uniform(0.38, 0.48),
+        radius_fraction=gen.uniform(0.22, 0.48) if wide else gen.uniform(0.38, 0.48),
         interlace=int(gen.choice([1, 2, 4, 8])),
     ), growth * gen.uniform(0.0, 1.5)
 
@@ -140,6 +156,7 @@ def make_scan(
     structure: str = "procedural",
     zoom: float | None = None,
     vary: bool = False,
+    variety: str = "standard",
     phasefield_steps: int | None = None,
     rng: Rng = None,
     **scan_overrides: Any,
@@ -158,6 +175,11 @@ def make_scan(
         ``shape / 56`` (phase field, so a 64^3 simulation fills the view).
     vary : bool
         Jitter the preset's knobs (for datasets).
+    variety : {"standard", "wide"}
+        How far ``vary`` jitters (see :func:`jitter`); ``"wide"`` also
+        draws the zoom log-uniformly from 0.6x to 2x of the default (from
+        1x for the phase field, whose cost grows as zoom^-4), where
+        ``"standard"`` draws 0.8x to 1.25x.
     phasefield_steps : int, optional
         Time steps of the phase-field model (default ~25 per voxel of side).
     rng : int or numpy.random.Generator
@@ -177,10 +199,14 @@ def make_scan(
         raise ValueError(f"shape must be (z, n, n) with n >= 16, got {shape}")
     params, growth = scan_params(preset, **scan_overrides)
     if vary:
-        params, growth = jitter(params, growth, gen)
+        params, growth = jitter(params, growth, gen, variety)
     if zoom is None:
         zoom = 1.5 if structure == "procedural" else max(1.0, shape[1] / 56)
-    zoom = float(zoom) * (gen.uniform(0.8, 1.25) if vary else 1.0)
+    if vary and variety == "wide":
+        low = 0.6 if structure == "procedural" else 1.0
+        zoom = float(zoom) * math.exp(gen.uniform(math.log(low), math.log(2.0)))
+    else:
+        zoom = float(zoom) * (gen.uniform(0.8, 1.25) if vary else 1.0)
     start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
     placement_seed = int(gen.integers(2**31))
     elastic = float(gen.uniform(0, 3)) if vary else 0.0
@@ -190,6 +216,7 @@ def make_scan(
     out["meta"].update(
         seed=rng if isinstance(rng, (int, np.integer)) else None,
         preset=preset,
+        variety=variety if vary else None,
         structure=smeta,
         zoom=zoom,
         growth_voxels=growth,
