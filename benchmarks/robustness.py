@@ -7,16 +7,20 @@ the sample, dendrites 2x larger or 0.7x smaller (in-plane zoom), stronger
 noise, and a non-linear grey scale (gamma 2). Prints each shift's IoU as a
 ratio of the unshifted one.
 
-    python benchmarks/robustness.py [--data runs/default/data] [MODEL ...]
+    python benchmarks/robustness.py [--data runs/default/data] [--split test|val|all] [MODEL ...]
 
 MODEL: a ``.safetensors`` file or a shipped model name (default: the
 shipped default). The dataset is built (preset ``small``, seed 0) if the
-folder has no manifest.
+folder has no manifest. ``--data`` may name another dataset, e.g. one of
+the ``wide`` variety from a seed no model was trained on
+(``dendriteseg synth dataset held/ --seed 7 --variety wide``), scored on
+all its exact groups with ``--split all``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +28,8 @@ import torch
 from scipy import ndimage
 
 from dendriteseg.data import read_manifest, select
-from dendriteseg.io import read_volume
 from dendriteseg.infer.segment import segment
+from dendriteseg.io import read_volume
 from dendriteseg.metrics import score_slices, summarize
 from dendriteseg.synth.dataset import build_dataset
 
@@ -40,10 +44,10 @@ def _air_pad(image: np.ndarray, label: np.ndarray, width: int) -> tuple[np.ndarr
     return padded, np.pad(label, ((0, 0), (width, width), (width, width)))
 
 
-def _crop_to_sample(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The square inside the cylindrical sample (radius at least 0.38 of the slice)."""
+def _crop_to_sample(image: np.ndarray, label: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """The square inside the cylindrical sample (``radius``: a fraction of the slice)."""
     n = min(image.shape[1:])
-    half = int(n * 0.38 / np.sqrt(2)) - 1
+    half = int(n * radius / np.sqrt(2)) - 1
     cy, cx = image.shape[1] // 2, image.shape[2] // 2
     box = (slice(None), slice(cy - half, cy + half), slice(cx - half, cx + half))
     return image[box], label[box]
@@ -78,10 +82,23 @@ SHIFTS = {
 }
 
 
-def scores(model: str | None, volumes: list[tuple[np.ndarray, np.ndarray]], shift) -> tuple[float, float]:
+def _sample_radius(entry) -> float:
+    """The sample's radius (fraction of the slice) from a synthetic scan's meta.json, else 0.38."""
+    meta = Path(entry.image).parent / "meta.json"
+    if meta.is_file():
+        return float(json.loads(meta.read_text()).get("scan", {}).get("radius_fraction", 0.38))
+    return 0.38
+
+
+def scores(
+    model: str | None, volumes: list[tuple[np.ndarray, np.ndarray, float]], shift
+) -> tuple[float, float]:
     ious, bdes = [], []
-    for image, label in volumes:
-        image, label = shift(image, label)
+    for image, label, radius in volumes:
+        if shift is _crop_to_sample:
+            image, label = shift(image, label, radius)
+        else:
+            image, label = shift(image, label)
         pred = segment(image, model, precision="fp32").labels
         result = summarize(score_slices(pred, label))
         ious.append(result.iou)
@@ -101,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=[None])
     parser.add_argument("--data", type=Path, default=Path("runs/default/data"))
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
@@ -110,8 +127,11 @@ def main() -> None:
     if not manifest.exists():
         args.data.parent.mkdir(parents=True, exist_ok=True)
         manifest = build_dataset(args.data, preset="small", seed=0)
-    entries = select(read_manifest(manifest), quality="exact", split=args.split)
-    volumes = [(read_volume(e.image).astype(np.float32), read_volume(e.label)) for e in entries]
+    split = None if args.split == "all" else args.split
+    entries = select(read_manifest(manifest), quality="exact", split=split)
+    volumes = [
+        (read_volume(e.image).astype(np.float32), read_volume(e.label), _sample_radius(e)) for e in entries
+    ]
     print(f"{len(volumes)} exact {args.split} volumes of {manifest}; IoU, BDE (px), IoU / unshifted IoU")
     print(f"{'shift':24s}" + "".join(f"{_label(m):>30s}" for m in args.models))
     base: dict[int, float] = {}

@@ -137,9 +137,7 @@ def main() -> None:
         default=None,
         help="start pretraining from this model's weights (e.g. a shipped model) instead of at random",
     )
-    parser.add_argument(
-        "--pretrain-lr", type=float, default=2e-3, help="peak learning rate of pretraining"
-    )
+    parser.add_argument("--pretrain-lr", type=float, default=2e-3, help="peak learning rate of pretraining")
     parser.add_argument(
         "--pretrained",
         type=Path,

@@ -93,7 +93,13 @@ def test_zoom_magnifies_image_and_label_alike():
     image[..., 18:23, 18:23] = 1.0  # a 5 x 5 square in the middle
     label = image[:, 0].to(torch.uint8)
     cfg = AugmentConfig(
-        flip=False, rotate_deg=0, shear_deg=0, zoom_min=1.0, zoom_max=3.0, p_affine=1.0, image_interpolation="nearest"
+        flip=False,
+        rotate_deg=0,
+        shear_deg=0,
+        zoom_min=1.0,
+        zoom_max=3.0,
+        p_affine=1.0,
+        image_interpolation="nearest",
     )
     x, y = geometric(image, label, cfg, torch.Generator().manual_seed(0))
     assert torch.equal(y, (x[:, 0] > 0.5).to(torch.uint8))
@@ -117,7 +123,7 @@ def test_crop_windows_show_a_scan_without_air():
     assert windows.shape == (24, 2) and boxes.shape == (24, 4)
     assert np.allclose(windows[0], normalisation_window(image)) and boxes[0].tolist() == [0, 60, 0, 60]
     assert windows[:, 0].min() == pytest.approx(0.0) and windows[:, 0].max() == pytest.approx(0.6)
-    for (lo, _), (y0, y1, x0, x1) in zip(windows, boxes):  # each window is its crop's
+    for (lo, _), (y0, y1, x0, x1) in zip(windows, boxes, strict=True):  # each window is its crop's
         crop = image[:, y0:y1, x0:x1]
         assert lo == pytest.approx(np.percentile(crop, 1), abs=0.01)
 
@@ -134,7 +140,7 @@ def test_sampler_cuts_rewindowed_patches_from_their_crop():
     assert x.shape == (16, 1, 2, 20, 20)
     for patch, patch_label in zip(x[:, 0], y, strict=True):
         found = False
-        for (lo, hi), (y0, y1, x0, x1) in zip(windows, boxes):
+        for (lo, hi), (y0, y1, x0, x1) in zip(windows, boxes, strict=True):
             pixel = np.rint((patch * (hi - lo) + lo) * index.size).astype(int)
             if not np.allclose((patch * (hi - lo) + lo) * index.size, pixel, atol=0.05):
                 continue

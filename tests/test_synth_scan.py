@@ -173,7 +173,9 @@ def test_wide_variety_spans_more_air_and_sizes_than_standard():
     photons = {v: np.log([p.photons for p in ps]) for v, ps in draws.items()}
     assert np.ptp(photons["wide"]) > 1.5 * np.ptp(photons["standard"])
     zooms = {
-        v: [make_scan((2, 16, 16), vary=True, variety=v, rng=i, n_views=16)["meta"]["zoom"] for i in range(12)]
+        v: [
+            make_scan((2, 16, 16), vary=True, variety=v, rng=i, n_views=16)["meta"]["zoom"] for i in range(12)
+        ]
         for v in ("standard", "wide")
     }
     assert np.ptp(zooms["wide"]) > np.ptp(zooms["standard"])
@@ -183,7 +185,9 @@ def test_wide_variety_spans_more_air_and_sizes_than_standard():
 
 def test_cli_synth_dataset_wide_and_bad_variety(tmp_path):
     runner = CliRunner()
-    ok = runner.invoke(app, ["synth", "dataset", str(tmp_path / "d"), "--preset", "tiny", "--variety", "wide"])
+    ok = runner.invoke(
+        app, ["synth", "dataset", str(tmp_path / "d"), "--preset", "tiny", "--variety", "wide"]
+    )
     assert ok.exit_code == 0, ok.output
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert manifest["variety"] == "wide"

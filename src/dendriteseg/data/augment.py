@@ -54,7 +54,8 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         if not 0 < self.zoom_min <= 1 <= self.zoom_max:
             raise InputError(
-                f"augment.zoom_min/zoom_max: need 0 < zoom_min <= 1 <= zoom_max, got {self.zoom_min}, {self.zoom_max}"
+                "augment.zoom_min/zoom_max: need 0 < zoom_min <= 1 <= zoom_max, "
+                f"got {self.zoom_min}, {self.zoom_max}"
             )
         for name in ("p_affine", "rewindow", "p_blur", "p_rings", "p_streaks"):
             if not 0 <= getattr(self, name) <= 1:

@@ -20,7 +20,13 @@ class Conv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pz = self.padding[0] if isinstance(self.padding, tuple) else 0
-        if self.training and pz and x.device.type == "cpu" and x.shape[2] == 2 and self.padding_mode == "zeros":
+        if (
+            self.training
+            and pz
+            and x.device.type == "cpu"
+            and x.shape[2] == 2
+            and self.padding_mode == "zeros"
+        ):
             x = F.pad(x, (0, 0, 0, 0, pz, pz))
             return F.conv3d(
                 x, self.weight, self.bias, self.stride, (0, *self.padding[1:]), self.dilation, self.groups
