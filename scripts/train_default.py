@@ -228,7 +228,7 @@ def finish(
         preset=args.preset,
         extra_seeds=args.extra_seeds,
         wide_seeds=args.wide_seeds,
-        init=str(args.init) if args.init else None,
+        init=str(args.init) if args.init else parent.get("parent", {}).get("file"),
         threads=torch.get_num_threads(),
         inference="dendriteseg.infer.segment, default tiles",
         command="python scripts/train_default.py " + " ".join(sys.argv[1:]),
