@@ -1,7 +1,9 @@
 """Train the shipped default model, reproducibly, the paper's two-step way.
 
 1. make the benchmark dataset (``dendriteseg synth dataset``, preset small,
-   seed 0) and, for variety, more datasets from other seeds (``--extra-seeds``);
+   seed 0) and, for variety, more datasets from other seeds (``--extra-seeds``,
+   like the benchmark, and ``--wide-seeds``, of the ``wide`` variety: more
+   air, larger and smaller dendrites, more noise and contrast);
 2. pretrain a residual 3D U-Net on the noisy-label scans of all of them;
 3. fine-tune it on the exact groups (the benchmark's train split plus every
    exact group of the extra seeds), validating on the benchmark's exact val
@@ -16,7 +18,10 @@
 The shipped models (``--model unet3d | unet2d | fcdense3d``; each JSON beside
 the weights lists the exact commands) were trained this way, with
 ``--no-ship`` and then ``--ship-from WORK/<model>_ft/best.safetensors``;
-``--pretrained FT_MODEL --work OTHER`` fine-tunes a fine-tuned model further.
+``--pretrained FT_MODEL --work OTHER`` fine-tunes a fine-tuned model further;
+``--init MODEL --pretrain-lr 1e-3`` continues both steps from a trained
+model (how the current unet3d and unet2d defaults were made from the
+previous ones once the wide datasets existed; their JSON files say so).
 
 Everything is seeded; the same command on the same machine gives the same
 weights. ``--minutes`` is a wall-clock budget split 80/20 between the two
