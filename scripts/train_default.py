@@ -2,8 +2,9 @@
 
 1. make the benchmark dataset (``dendriteseg synth dataset``, preset small,
    seed 0) and, for variety, more datasets from other seeds (``--extra-seeds``,
-   like the benchmark, and ``--wide-seeds``, of the ``wide`` variety: more
-   air, larger and smaller dendrites, more noise and contrast);
+   like the benchmark; ``--wide-seeds``, of the ``wide`` variety: more
+   air, larger and smaller dendrites, more noise and contrast; and
+   ``--holder-seeds``, wide with a holder tube around most samples);
 2. pretrain a residual 3D U-Net on the noisy-label scans of all of them;
 3. fine-tune it on the exact groups (the benchmark's train split plus every
    exact group of the extra seeds), validating on the benchmark's exact val
@@ -81,7 +82,7 @@ def time_one_step(settings: dict, manifest: Path, work: Path) -> float:
 
 
 def merged_manifest(
-    work: Path, seeds: list[int], preset: str, wide_seeds: list[int] = ()
+    work: Path, seeds: list[int], preset: str, wide_seeds: list[int] = (), holder_seeds: list[int] = ()
 ) -> tuple[Path, Path]:
     """The benchmark manifest (seed 0) and a training manifest that adds other seeds' scans.
 
@@ -89,14 +90,16 @@ def merged_manifest(
     exact groups to the exact train split; the benchmark's exact val and
     test groups stay as they are, so scores stay comparable. ``wide_seeds``
     do the same with datasets of the ``wide`` variety (more air, dendrite
-    sizes, noise and contrast than the benchmark).
+    sizes, noise and contrast than the benchmark), ``holder_seeds`` with
+    a holder tube around 60 % of the samples as well.
     """
     bench = build_dataset(work / "data", preset=preset, seed=0)
     entries = [_relative(e, bench.parent, work) for e in json.loads(bench.read_text())["entries"]]
-    extras = [(f"data_seed{s}", f"s{s}", s, "standard") for s in seeds]
-    extras += [(f"data_wide{s}", f"w{s}", s, "wide") for s in wide_seeds]
-    for folder, prefix, seed, variety in extras:
-        extra = build_dataset(work / folder, preset=preset, seed=seed, variety=variety)
+    extras = [(f"data_seed{s}", f"s{s}", s, "standard", 0.0) for s in seeds]
+    extras += [(f"data_wide{s}", f"w{s}", s, "wide", 0.0) for s in wide_seeds]
+    extras += [(f"data_holder{s}", f"h{s}", s, "wide", 0.6) for s in holder_seeds]
+    for folder, prefix, seed, variety, holder in extras:
+        extra = build_dataset(work / folder, preset=preset, seed=seed, variety=variety, holder=holder)
         for entry in json.loads(extra.read_text())["entries"]:
             entry = _relative(entry, extra.parent, work)
             entry.update(name=f"{prefix}_{entry['name']}", split="train", group=None)
@@ -137,6 +140,13 @@ def main() -> None:
         help="skip training: score and ship this fine-tuned model (e.g. WORK/unet2d_ft/best.safetensors)",
     )
     parser.add_argument(
+        "--holder-seeds",
+        type=int,
+        nargs="*",
+        default=[5, 6],
+        help="extra wide datasets with a holder tube around 60 %% of the samples",
+    )
+    parser.add_argument(
         "--init",
         type=Path,
         default=None,
@@ -153,7 +163,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    bench, manifest = merged_manifest(args.work, args.extra_seeds, args.preset, args.wide_seeds)
+    bench, manifest = merged_manifest(
+        args.work, args.extra_seeds, args.preset, args.wide_seeds, args.holder_seeds
+    )
     if args.ship_from is not None:
         parent_file = read_model_info(args.ship_from).provenance.get("parent", {}).get("file")
         finish(args, bench, args.ship_from, Path(parent_file) if parent_file else args.ship_from, None)
@@ -233,6 +245,7 @@ def finish(
         preset=args.preset,
         extra_seeds=args.extra_seeds,
         wide_seeds=args.wide_seeds,
+        holder_seeds=args.holder_seeds,
         init=str(args.init) if args.init else parent.get("parent", {}).get("file"),
         threads=torch.get_num_threads(),
         inference="dendriteseg.infer.segment, default tiles",

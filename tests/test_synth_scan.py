@@ -13,7 +13,7 @@ from dendriteseg.data import read_manifest
 from dendriteseg.io import read_volume
 from dendriteseg.metrics import iou
 from dendriteseg.synth import procedural_dendrites
-from dendriteseg.synth.ct import ScanParams, acquisition_times, simulate_scan
+from dendriteseg.synth.ct import ScanParams, acquisition_times, holder_ring, simulate_scan
 from dendriteseg.synth.dataset import EXACT_GROUPS, build_dataset
 from dendriteseg.synth.label_noise import corrupt_labels
 from dendriteseg.synth.scan import PRESETS, jitter, make_scan, make_series, scan_params
@@ -183,6 +183,21 @@ def test_wide_variety_spans_more_air_and_sizes_than_standard():
         jitter(params, growth, variety="wild")
 
 
+def test_holder_tube_is_background_and_keeps_the_structure():
+    shape = (3, 64, 64)
+    bare = make_scan(shape, preset="easy", rng=11, radius_fraction=0.35)
+    held = make_scan(shape, preset="easy", holder=1.0, rng=11, radius_fraction=0.35)
+    params = ScanParams(**held["meta"]["scan"])
+    assert params.holder_thickness > 0 and bare["meta"]["scan"]["holder_thickness"] == 0
+    ring = holder_ring(64, params)
+    assert ring.any() and not (ring & held["sample"]).any()
+    np.testing.assert_array_equal(held["label"], bare["label"])  # same structure, and the tube is label 0
+    air = ~held["sample"] & ~ndimage.binary_dilation(ring, iterations=3)
+    wall = ndimage.binary_erosion(ring) if ndimage.binary_erosion(ring).any() else ring
+    assert held["image"][:, wall].mean() > held["image"][:, air].mean() + 0.2 * params.holder_mu
+    assert not holder_ring(64, ScanParams()).any()
+
+
 def test_cli_synth_dataset_wide_and_bad_variety(tmp_path):
     runner = CliRunner()
     ok = runner.invoke(
@@ -195,6 +210,9 @@ def test_cli_synth_dataset_wide_and_bad_variety(tmp_path):
     assert meta["variety"] == "wide"
     bad = runner.invoke(app, ["synth", "dataset", str(tmp_path / "e"), "--variety", "wild"])
     assert bad.exit_code == 2 and "unknown variety" in bad.stderr
+    assert not (tmp_path / "e").exists()
+    bad = runner.invoke(app, ["synth", "dataset", str(tmp_path / "e"), "--holder", "1.5"])
+    assert bad.exit_code == 2 and "holder must be a share between 0 and 1" in bad.stderr
     assert not (tmp_path / "e").exists()
 
 

@@ -614,6 +614,9 @@ def synth_dataset(
     variety: Annotated[
         str, typer.Option(help="standard (the benchmark) or wide (more air, sizes, noise: for training).")
     ] = "standard",
+    holder: Annotated[
+        float, typer.Option(help="Share of scans with a holder tube around the sample (0 to 1).")
+    ] = 0.0,
 ) -> None:
     """Write a paper-like dataset: noisy-label scans (70/20/10) and 14 exact groups of 8 slices."""
     from dendriteseg.synth.dataset import build_dataset
@@ -623,6 +626,7 @@ def synth_dataset(
         preset=preset,
         seed=seed,
         variety=variety,
+        holder=holder,
         on_entry=lambda name, done, total: err_console.print(
             f"- {name} ({done}/{total})", markup=False, highlight=False
         ),

@@ -2,10 +2,11 @@
 
 Per z-slice (parallel beam, as at a synchrotron):
 
-1. attenuation map: a cylindrical sample in air; solid below melt (ratio
-   about 1 : 1.5, varied per scan), a diffuse interface, a solute halo in
-   the melt around the solid, and distractors (pores, oxide particles)
-   that are not dendrite;
+1. attenuation map: a cylindrical sample in air, optionally inside a
+   holder tube (a ring of its own attenuation, e.g. alumina or boron
+   nitride, label 0); solid below melt (ratio about 1 : 1.5, varied per
+   scan), a diffuse interface, a solute halo in the melt around the solid,
+   and distractors (pores, oxide particles) that are not dendrite;
 2. projections at ``n_views`` angles taken in interlaced order; if the
    structure grows during the scan, each view sees the state at its own
    acquisition time;
@@ -34,7 +35,11 @@ from dendriteseg.rng import Rng, as_generator
 
 @dataclass(frozen=True)
 class ScanParams:
-    """Every knob of the simulated scan (attenuation in units of the melt's)."""
+    """Every knob of the simulated scan (attenuation in units of the melt's).
+
+    Lengths ``radius_fraction``, ``holder_thickness`` and ``holder_gap`` are
+    fractions of the slice width; ``holder_thickness=0`` means no holder.
+    """
 
     n_views: int = 360
     interlace: int = 4
@@ -47,6 +52,9 @@ class ScanParams:
     halo_width: float = 2.0
     interface_blur: float = 0.6
     radius_fraction: float = 0.45
+    holder_thickness: float = 0.0
+    holder_gap: float = 0.0
+    holder_mu: float = 0.5
     ring_strength: float = 0.004
     dead_pixels: int = 2
     beam_hardening: float = 0.05
@@ -175,6 +183,17 @@ def _distractors(
     return pores & sample[None], particles & sample[None]
 
 
+def holder_ring(n: int, params: ScanParams) -> np.ndarray:
+    """Boolean (n, n) mask of the holder tube's wall around the sample (empty without a holder)."""
+    yy, xx = np.ogrid[:n, :n]
+    r = np.sqrt((yy - (n - 1) / 2) ** 2 + (xx - (n - 1) / 2) ** 2)
+    inner = (params.radius_fraction + params.holder_gap) * n
+    outer = min(inner + params.holder_thickness * n, 0.5 * n - 1)
+    if params.holder_thickness <= 0 or outer <= inner:
+        return np.zeros((n, n), bool)
+    return (r >= inner) & (r < outer)
+
+
 def attenuation(
     phase: np.ndarray,
     sample: np.ndarray,
@@ -182,6 +201,7 @@ def attenuation(
     solid_ratio: float,
     pores: np.ndarray,
     particles: np.ndarray,
+    holder: np.ndarray | None = None,
 ) -> np.ndarray:
     """Attenuation map of one slice (units of the melt's attenuation)."""
     melt = params.mu_melt
@@ -199,6 +219,8 @@ def attenuation(
     mu[particles] = 1.8 * melt
     mu[pores] = 0.02 * melt
     mu[~sample] = 0.0
+    if holder is not None:
+        mu[holder] = params.holder_mu * melt
     return mu
 
 
@@ -247,6 +269,7 @@ def simulate_scan(
     sample = (yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2 <= radius**2
     solid_ratio = float(params.solid_ratio * (1 + params.solid_ratio_spread * gen.standard_normal()))
     pores, particles = _distractors(phase.shape, params, sample, gen)
+    holder = holder_ring(nx, params)
     angles, times = acquisition_times(params.n_views, params.interlace)
     projector = _Projector(nx, angles, backend)
     n_det = projector.n_det
@@ -260,11 +283,11 @@ def simulate_scan(
     try:
         for z in range(nz):
             sino = projector.forward(
-                attenuation(phase[z], sample, params, solid_ratio, pores[z], particles[z])
+                attenuation(phase[z], sample, params, solid_ratio, pores[z], particles[z], holder)
             )
             if phase_end is not None:
                 end = projector.forward(
-                    attenuation(phase_end[z], sample, params, solid_ratio, pores[z], particles[z])
+                    attenuation(phase_end[z], sample, params, solid_ratio, pores[z], particles[z], holder)
                 )
                 sino = (1 - w) * sino + w * end
             p = sino * scale

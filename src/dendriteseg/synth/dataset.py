@@ -104,6 +104,7 @@ def build_dataset(
     seed: int = 0,
     noise: LabelNoise | None = None,
     variety: str = "standard",
+    holder: float = 0.0,
     on_entry: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Generate a dataset and its manifest; returns the manifest's path.
@@ -121,6 +122,8 @@ def build_dataset(
         ``"wide"`` adds more air, larger and smaller dendrites, more and less
         noise and contrast, for training data that generalises; the
         benchmark is ``"standard"``.
+    holder : float
+        Share of scans with a holder tube around the sample (label 0).
     on_entry : callable(name, done, total), optional
         Progress callback.
     """
@@ -128,6 +131,8 @@ def build_dataset(
         raise KeyError(f"unknown dataset preset {preset!r}; choose one of {', '.join(DATASET_PRESETS)}")
     if variety not in VARIETIES:
         raise KeyError(f"unknown variety {variety!r}; choose one of {', '.join(VARIETIES)}")
+    if not 0 <= holder <= 1:
+        raise InputError(f"{out_dir}: holder must be a share between 0 and 1, got {holder}")
     spec = DATASET_PRESETS[preset]
     noise = noise or LabelNoise()
     out = Path(out_dir)
@@ -179,7 +184,13 @@ def build_dataset(
             entry["exact_label"] = f"{item['name']}/label_exact.tif"
         if not (folder / "meta.json").exists():
             scan = make_scan(
-                item["shape"], preset=difficulty, structure=structure, vary=True, variety=variety, rng=gen
+                item["shape"],
+                preset=difficulty,
+                structure=structure,
+                vary=True,
+                variety=variety,
+                holder=holder,
+                rng=gen,
             )
             extra = {}
             if item["quality"] == "noisy":
@@ -197,6 +208,7 @@ def build_dataset(
         "preset": preset,
         "seed": seed,
         "variety": variety,
+        "holder": holder,
         "label_convention": "uint8, 1 = dendrite",
         "exact_groups": dict(EXACT_GROUPS),
         "entries": entries,

@@ -109,6 +109,20 @@ def jitter(
     ), growth * gen.uniform(0.0, 1.5)
 
 
+def holder_params(params: ScanParams, rng: Rng = None) -> dict[str, float]:
+    """A random holder tube around the sample (a wall of 1.5-5 % of the view,
+    0-3 % away from the sample, 0.3-1.2x the melt's attenuation: from below
+    the solid's to above the melt's), thinned to fit in the view."""
+    gen = as_generator(rng)
+    room = 0.5 - params.radius_fraction - 0.01
+    gap = min(gen.uniform(0.0, 0.03), max(room - 0.01, 0.0))
+    return {
+        "holder_gap": gap,
+        "holder_thickness": min(gen.uniform(0.015, 0.05), max(room - gap, 0.0)),
+        "holder_mu": gen.uniform(0.3, 1.2),
+    }
+
+
 def _structure(
     kind: str,
     shape: tuple[int, int, int],
@@ -157,6 +171,7 @@ def make_scan(
     zoom: float | None = None,
     vary: bool = False,
     variety: str = "standard",
+    holder: float = 0.0,
     phasefield_steps: int | None = None,
     rng: Rng = None,
     **scan_overrides: Any,
@@ -180,6 +195,11 @@ def make_scan(
         draws the zoom log-uniformly from 0.6x to 2x of the default (from
         1x for the phase field, whose cost grows as zoom^-4), where
         ``"standard"`` draws 0.8x to 1.25x.
+    holder : float
+        Probability of a holder tube around the sample (label 0, see
+        :func:`holder_params`). Its draws come from a stream of their own,
+        so a seed gives the same structure, placement and label with or
+        without a holder.
     phasefield_steps : int, optional
         Time steps of the phase-field model (default ~25 per voxel of side).
     rng : int or numpy.random.Generator
@@ -209,6 +229,9 @@ def make_scan(
         zoom = float(zoom) * (gen.uniform(0.8, 1.25) if vary else 1.0)
     start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
     placement_seed = int(gen.integers(2**31))
+    holder_gen = np.random.default_rng([placement_seed, 1])
+    if holder > 0 and holder_gen.random() < holder:
+        params = params.replace(**holder_params(params, holder_gen))
     elastic = float(gen.uniform(0, 3)) if vary else 0.0
     placed = [place_structure(p, shape, zoom=zoom, elastic=elastic, rng=placement_seed) for p in (start, end)]
     moving = growth > 0 and not np.array_equal(start, end)
