@@ -5,7 +5,8 @@ groups of a synthetic dataset as they are, and after shifts a user's data
 may bring: the scan cropped to the sample (no air left), more air around
 the sample, dendrites 2x larger or 0.7x smaller (in-plane zoom), stronger
 noise, and a non-linear grey scale (gamma 2). Prints each shift's IoU as a
-ratio of the unshifted one.
+ratio of the unshifted one, and, where scans have a holder tube, how many
+voxels of its walls each model called dendrite.
 
     python benchmarks/robustness.py [--data runs/default/data] [--split test|val|all] [MODEL ...]
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ from dendriteseg.data import read_manifest, select
 from dendriteseg.infer.segment import segment
 from dendriteseg.io import read_volume
 from dendriteseg.metrics import score_slices, summarize
+from dendriteseg.synth.ct import ScanParams, holder_ring
 from dendriteseg.synth.dataset import build_dataset
 
 
@@ -71,8 +74,12 @@ def _gamma(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return ((image - image.min()) ** 2).astype(np.float32), label
 
 
+def _as_generated(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return image, label
+
+
 SHIFTS = {
-    "as generated": lambda image, label: (image, label),
+    "as generated": _as_generated,
     "cropped to the sample": _crop_to_sample,
     "more air (+32 px)": lambda image, label: _air_pad(image, label, 32),
     "dendrites 2x larger": _zoom(2.0),
@@ -82,28 +89,32 @@ SHIFTS = {
 }
 
 
-def _sample_radius(entry) -> float:
-    """The sample's radius (fraction of the slice) from a synthetic scan's meta.json, else 0.38."""
+Volumes = list[tuple[np.ndarray, np.ndarray, ScanParams]]  # image, label, the scan's parameters
+
+
+def _scan_params(entry) -> ScanParams:
+    """A synthetic scan's parameters from its meta.json (defaults for other data)."""
     meta = Path(entry.image).parent / "meta.json"
-    if meta.is_file():
-        return float(json.loads(meta.read_text()).get("scan", {}).get("radius_fraction", 0.38))
-    return 0.38
+    scan = json.loads(meta.read_text()).get("scan", {}) if meta.is_file() else {}
+    known = {f.name for f in fields(ScanParams)}
+    return ScanParams(**{k: v for k, v in scan.items() if k in known})
 
 
-def scores(
-    model: str | None, volumes: list[tuple[np.ndarray, np.ndarray, float]], shift
-) -> tuple[float, float]:
-    ious, bdes = [], []
-    for image, label, radius in volumes:
+def scores(model: str | None, volumes: Volumes, shift) -> tuple[float, float, int]:
+    """Mean IoU and BDE, and the dendrite voxels in holder walls (unshifted scans only)."""
+    ious, bdes, in_walls = [], [], 0
+    for image, label, params in volumes:
         if shift is _crop_to_sample:
-            image, label = shift(image, label, radius)
+            image, label = shift(image, label, min(params.radius_fraction, 0.38))
         else:
             image, label = shift(image, label)
         pred = segment(image, model, precision="fp32").labels
         result = summarize(score_slices(pred, label))
         ious.append(result.iou)
         bdes.append(result.bde)
-    return float(np.nanmean(ious)), float(np.nanmean(bdes))
+        if shift is _as_generated and image.shape[1] == image.shape[2]:
+            in_walls += int(pred[:, holder_ring(image.shape[1], params)].sum())
+    return float(np.nanmean(ious)), float(np.nanmean(bdes)), in_walls
 
 
 def _label(model: str | None) -> str:
@@ -130,18 +141,24 @@ def main() -> None:
     split = None if args.split == "all" else args.split
     entries = select(read_manifest(manifest), quality="exact", split=split)
     volumes = [
-        (read_volume(e.image).astype(np.float32), read_volume(e.label), _sample_radius(e)) for e in entries
+        (read_volume(e.image).astype(np.float32), read_volume(e.label), _scan_params(e)) for e in entries
     ]
     print(f"{len(volumes)} exact {args.split} volumes of {manifest}; IoU, BDE (px), IoU / unshifted IoU")
     print(f"{'shift':24s}" + "".join(f"{_label(m):>30s}" for m in args.models))
     base: dict[int, float] = {}
+    walls: dict[int, int] = {}
     for shift_name, shift in SHIFTS.items():
         row = f"{shift_name:24s}"
         for i, model in enumerate(args.models):
-            iou, bde = scores(model, volumes, shift)
+            iou, bde, in_walls = scores(model, volumes, shift)
             base.setdefault(i, iou)
+            walls.setdefault(i, in_walls)
             row += f"{f'{iou:.4f} {bde:5.2f} x{iou / base[i]:.2f}':>30s}"
         print(row, flush=True)
+    holders = sum(params.holder_thickness > 0 for _, _, params in volumes)
+    if holders:
+        print(f"{f'dendrite voxels in the holder walls ({holders} scans)':24s}")
+        print(f"{'':24s}" + "".join(f"{walls[i]:>30d}" for i in range(len(args.models))))
 
 
 if __name__ == "__main__":
