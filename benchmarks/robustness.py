@@ -47,41 +47,40 @@ def _air_pad(image: np.ndarray, label: np.ndarray, width: int) -> tuple[np.ndarr
     return padded, np.pad(label, ((0, 0), (width, width), (width, width)))
 
 
-def _crop_to_sample(image: np.ndarray, label: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """The square inside the cylindrical sample (``radius``: a fraction of the slice)."""
+Pair = tuple[np.ndarray, np.ndarray]  # image, label
+
+
+def _crop_to_sample(image: np.ndarray, label: np.ndarray, params: ScanParams) -> Pair:
+    """The square inside the cylindrical sample (for wide samples, inside a radius of 0.38)."""
     n = min(image.shape[1:])
-    half = int(n * radius / np.sqrt(2)) - 1
+    half = int(n * min(params.radius_fraction, 0.38) / np.sqrt(2)) - 1
     cy, cx = image.shape[1] // 2, image.shape[2] // 2
     box = (slice(None), slice(cy - half, cy + half), slice(cx - half, cx + half))
     return image[box], label[box]
 
 
 def _zoom(factor: float):
-    def apply(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def apply(image: np.ndarray, label: np.ndarray, _params: ScanParams) -> Pair:
         zoomed = ndimage.zoom(image, (1, factor, factor), order=1)
         return zoomed, ndimage.zoom(label, (1, factor, factor), order=0)
 
     return apply
 
 
-def _noise(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _noise(image: np.ndarray, label: np.ndarray, _params: ScanParams) -> Pair:
     lo, hi = np.percentile(image, (1, 99))
     rng = np.random.default_rng(1)
     return (image + rng.normal(0, 0.15 * (hi - lo), image.shape)).astype(np.float32), label
 
 
-def _gamma(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _gamma(image: np.ndarray, label: np.ndarray, _params: ScanParams) -> Pair:
     return ((image - image.min()) ** 2).astype(np.float32), label
 
 
-def _as_generated(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return image, label
-
-
-SHIFTS = {
-    "as generated": _as_generated,
+SHIFTS = {  # (image, label, the scan's parameters) -> (image, label)
+    "as generated": lambda image, label, _params: (image, label),
     "cropped to the sample": _crop_to_sample,
-    "more air (+32 px)": lambda image, label: _air_pad(image, label, 32),
+    "more air (+32 px)": lambda image, label, _params: _air_pad(image, label, 32),
     "dendrites 2x larger": _zoom(2.0),
     "dendrites 0.7x": _zoom(0.7),
     "noise +15 %": _noise,
@@ -100,19 +99,16 @@ def _scan_params(entry) -> ScanParams:
     return ScanParams(**{k: v for k, v in scan.items() if k in known})
 
 
-def scores(model: str | None, volumes: Volumes, shift) -> tuple[float, float, int]:
-    """Mean IoU and BDE, and the dendrite voxels in holder walls (unshifted scans only)."""
+def scores(model: str | None, volumes: Volumes, shift, count_walls: bool) -> tuple[float, float, int]:
+    """Mean IoU and BDE, and (``count_walls``: unshifted scans) the dendrite voxels in holder walls."""
     ious, bdes, in_walls = [], [], 0
     for image, label, params in volumes:
-        if shift is _crop_to_sample:
-            image, label = shift(image, label, min(params.radius_fraction, 0.38))
-        else:
-            image, label = shift(image, label)
+        image, label = shift(image, label, params)
         pred = segment(image, model, precision="fp32").labels
         result = summarize(score_slices(pred, label))
         ious.append(result.iou)
         bdes.append(result.bde)
-        if shift is _as_generated and image.shape[1] == image.shape[2]:
+        if count_walls and image.shape[1] == image.shape[2]:
             in_walls += int(pred[:, holder_ring(image.shape[1], params)].sum())
     return float(np.nanmean(ious)), float(np.nanmean(bdes)), in_walls
 
@@ -150,9 +146,11 @@ def main() -> None:
     for shift_name, shift in SHIFTS.items():
         row = f"{shift_name:24s}"
         for i, model in enumerate(args.models):
-            iou, bde, in_walls = scores(model, volumes, shift)
+            unshifted = shift_name == "as generated"
+            iou, bde, in_walls = scores(model, volumes, shift, count_walls=unshifted)
             base.setdefault(i, iou)
-            walls.setdefault(i, in_walls)
+            if unshifted:
+                walls[i] = in_walls
             row += f"{f'{iou:.4f} {bde:5.2f} x{iou / base[i]:.2f}':>30s}"
         print(row, flush=True)
     holders = sum(params.holder_thickness > 0 for _, _, params in volumes)

@@ -180,8 +180,7 @@ class PatchSampler:
         patch_image = _pad_to(image[box], self.patch, "reflect")
         patch_label = _pad_to(label[box], self.patch, "reflect")
         if window is not None:
-            lo, hi = window
-            patch_image = (patch_image - lo) / (hi - lo)
+            patch_image = normalise(patch_image, window)
         return patch_image, patch_label
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:

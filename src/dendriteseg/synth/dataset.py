@@ -26,7 +26,7 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.io import write_text_atomic, write_volume
 from dendriteseg.synth.label_noise import LabelNoise, corrupt_labels, label_agreement
-from dendriteseg.synth.scan import VARIETIES, make_scan
+from dendriteseg.synth.scan import check_variety, make_scan
 
 MANIFEST_FORMAT = "dendriteseg-dataset/1"
 EXACT_GROUPS = {"train": 6, "val": 4, "test": 4}
@@ -129,8 +129,7 @@ def build_dataset(
     """
     if preset not in DATASET_PRESETS:
         raise KeyError(f"unknown dataset preset {preset!r}; choose one of {', '.join(DATASET_PRESETS)}")
-    if variety not in VARIETIES:
-        raise KeyError(f"unknown variety {variety!r}; choose one of {', '.join(VARIETIES)}")
+    check_variety(variety)
     if not 0 <= holder <= 1:
         raise InputError(f"{out_dir}: holder must be a share between 0 and 1, got {holder}")
     spec = DATASET_PRESETS[preset]

@@ -79,6 +79,11 @@ def scan_params(preset: str, **overrides: Any) -> tuple[ScanParams, float]:
 VARIETIES = ("standard", "wide")
 
 
+def check_variety(variety: str) -> None:
+    if variety not in VARIETIES:
+        raise KeyError(f"unknown variety {variety!r}; choose one of {', '.join(VARIETIES)}")
+
+
 def jitter(
     params: ScanParams, growth: float, rng: Rng = None, variety: str = "standard"
 ) -> tuple[ScanParams, float]:
@@ -89,15 +94,15 @@ def jitter(
     contrast, and samples from 22 % to 48 % of the field of view wide, so
     much more air around them.
     """
-    if variety not in VARIETIES:
-        raise KeyError(f"unknown variety {variety!r}; choose one of {', '.join(VARIETIES)}")
+    check_variety(variety)
     wide = variety == "wide"
     gen = as_generator(rng)
     photons = gen.uniform(-1.4, 1.0) if wide else gen.uniform(-0.7, 0.7)
     ratio = gen.uniform(-0.16, 0.14) if wide else gen.uniform(-0.08, 0.08)
+    ratio_range = (0.4, 0.88) if wide else (0.45, 0.85)
     return params.replace(
         photons=params.photons * math.exp(photons),
-        solid_ratio=float(np.clip(params.solid_ratio + ratio, 0.4 if wide else 0.45, 0.88 if wide else 0.85)),
+        solid_ratio=float(np.clip(params.solid_ratio + ratio, *ratio_range)),
         ring_strength=params.ring_strength * gen.uniform(0.3, 2.0),
         dead_pixels=int(gen.integers(0, params.dead_pixels + 2)),
         phase_contrast=params.phase_contrast * gen.uniform(0, 2),
@@ -222,11 +227,12 @@ def make_scan(
         params, growth = jitter(params, growth, gen, variety)
     if zoom is None:
         zoom = 1.5 if structure == "procedural" else max(1.0, shape[1] / 56)
+    zoom = float(zoom)
     if vary and variety == "wide":
         low = 0.6 if structure == "procedural" else 1.0
-        zoom = float(zoom) * math.exp(gen.uniform(math.log(low), math.log(2.0)))
-    else:
-        zoom = float(zoom) * (gen.uniform(0.8, 1.25) if vary else 1.0)
+        zoom *= math.exp(gen.uniform(math.log(low), math.log(2.0)))
+    elif vary:
+        zoom *= gen.uniform(0.8, 1.25)
     start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
     placement_seed = int(gen.integers(2**31))
     holder_gen = np.random.default_rng([placement_seed, 1])
