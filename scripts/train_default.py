@@ -61,7 +61,7 @@ def steps_for(minutes: float, seconds_per_step: float) -> int:
     return max(1, int(minutes * 60 / seconds_per_step))
 
 
-def time_one_step(settings: dict, manifest: Path, work: Path) -> float:
+def time_one_step(settings: dict, manifest: Path, work: Path, overrides: list[str]) -> float:
     """Seconds per training step, without the per-epoch validation and saving."""
     times = []
     for steps in (3, 13):
@@ -72,7 +72,8 @@ def time_one_step(settings: dict, manifest: Path, work: Path) -> float:
                 "out": tempfile.mkdtemp(prefix="probe", dir=work),
                 "epochs": 1,
                 "steps_per_epoch": steps,
-            }
+            },
+            overrides,
         )
         start = time.perf_counter()
         train(probe, resume=False)
@@ -154,6 +155,14 @@ def main() -> None:
     )
     parser.add_argument("--pretrain-lr", type=float, default=2e-3, help="peak learning rate of pretraining")
     parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training setting for both steps, as in `dendriteseg train --set` (e.g. augment.gamma=0.5)",
+    )
+    parser.add_argument(
         "--pretrained",
         type=Path,
         default=None,
@@ -188,7 +197,7 @@ def main() -> None:
     }
     per_step = None
     if args.pretrain_steps is None or args.finetune_steps is None:
-        per_step = time_one_step(common, manifest, args.work)
+        per_step = time_one_step(common, manifest, args.work, args.overrides)
     total = steps_for(args.minutes, per_step * 1.1) if per_step else 0
     pre_steps = args.pretrain_steps or int(total * 0.8)
     ft_steps = args.finetune_steps or max(1, int(total * 0.2))
@@ -208,7 +217,8 @@ def main() -> None:
                 "warmup_steps": warmup,
                 "epochs": epochs,
                 "steps_per_epoch": math.ceil(steps / epochs),
-            }
+            },
+            args.overrides,
         )
 
     pre = stage("pre", "noisy", args.pretrain_lr, epochs_pre, pre_steps, warmup=min(200, pre_steps // 10))
@@ -247,6 +257,7 @@ def finish(
         wide_seeds=args.wide_seeds,
         holder_seeds=args.holder_seeds,
         init=str(args.init) if args.init else parent.get("parent", {}).get("file"),
+        settings=args.overrides,
         threads=torch.get_num_threads(),
         inference="dendriteseg.infer.segment, default tiles",
         command="python scripts/train_default.py " + " ".join(sys.argv[1:]),

@@ -26,7 +26,7 @@ def test_geometric_augmentation_keeps_image_and_label_aligned():
 def test_full_augmentation_shapes_and_determinism():
     x = torch.rand(3, 1, 4, 32, 32)
     y = (x[:, 0] > 0.5).to(torch.uint8)
-    cfg = AugmentConfig(zoom_min=0.67, zoom_max=2.0, gamma=0.3, noise=0.12)  # the opt-in ones too
+    cfg = AugmentConfig(zoom_min=0.67, zoom_max=2.0, gamma=0.3, curve=0.5, noise=0.12)  # the opt-in ones too
     a = augment(x, y, cfg, torch.Generator().manual_seed(1))
     b = augment(x, y, cfg, torch.Generator().manual_seed(1))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
@@ -148,3 +148,20 @@ def test_sampler_cuts_rewindowed_patches_from_their_crop():
             inside = (yy >= y0).all() and (yy < y1).all() and (xx >= x0).all() and (xx < x1).all()
             found = found or (inside and np.array_equal(patch_label, (pixel % 7 == 0).astype(np.uint8)))
         assert found  # from inside one crop, normalised by its window, label aligned
+
+
+def test_grey_curve_is_monotone_keeps_the_window_ends_and_can_be_off():
+    from dendriteseg.data.augment import grey_curve
+
+    ramp = torch.linspace(-0.2, 1.2, 141).view(1, 1, 1, 1, 141).repeat(6, 1, 1, 1, 1)
+    out = grey_curve(ramp, points=3, chance=1.0, gen=torch.Generator().manual_seed(2))
+    assert out.shape == ramp.shape
+    assert (out.diff(dim=-1) >= -1e-6).all()  # air < solid < melt stays in that order
+    at = {round(v, 2): i for i, v in enumerate(ramp[0, 0, 0, 0].tolist())}
+    assert torch.allclose(out[..., at[0.0]], torch.zeros(6, 1, 1, 1), atol=1e-5)
+    assert torch.allclose(out[..., at[1.0]], torch.ones(6, 1, 1, 1), atol=1e-5)
+    assert not torch.allclose(out, ramp, atol=0.02)  # the middle moved
+    same = grey_curve(ramp, points=3, chance=0.0, gen=torch.Generator().manual_seed(2))
+    assert torch.allclose(same, ramp, atol=1e-6)
+    with pytest.raises(InputError, match="curve"):
+        AugmentConfig(curve=1.5)

@@ -3,8 +3,10 @@
 Geometry (applied to image and label alike): flips in x, y and z, an
 in-plane rotation, shear and zoom (the same for every slice of a patch,
 since the z axis is the scan's; the zoom makes a model indifferent to the
-size of the dendrites). Intensity (image only): brightness, contrast,
-gamma, and the XCT artefacts a model must ignore: noise, blur, ring
+size of the dendrites). Intensity (image only): a random monotone grey-scale
+curve (``curve``: the grey levels of air, solid and melt move apart or
+together, as another detector, reconstruction or alloy would put them),
+brightness, contrast, gamma, and the XCT artefacts a model must ignore: noise, blur, ring
 artefacts around a random centre, streaks, and an intensity drift along z.
 ``rewindow`` is applied earlier, by the patch sampler (it needs the whole
 volume): a patch is cut from a random crop of its scan and normalised by
@@ -41,6 +43,8 @@ class AugmentConfig:
     brightness: float = 0.1
     contrast: float = 0.25
     gamma: float = 0.0
+    curve: float = 0.0  # probability of a random monotone grey-scale curve
+    curve_points: int = 3
     rewindow: float = 0.0
     noise: float = 0.08
     p_blur: float = 0.2
@@ -57,7 +61,9 @@ class AugmentConfig:
                 "augment.zoom_min/zoom_max: need 0 < zoom_min <= 1 <= zoom_max, "
                 f"got {self.zoom_min}, {self.zoom_max}"
             )
-        for name in ("p_affine", "rewindow", "p_blur", "p_rings", "p_streaks"):
+        if self.curve_points < 1:
+            raise InputError(f"augment.curve_points: at least 1, got {self.curve_points}")
+        for name in ("p_affine", "curve", "rewindow", "p_blur", "p_rings", "p_streaks"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"augment.{name}: a probability between 0 and 1, got {getattr(self, name)}")
 
@@ -114,11 +120,39 @@ def geometric(
     return x.contiguous(), y.contiguous()
 
 
+def grey_curve(x: torch.Tensor, points: int, chance: float, gen: torch.Generator) -> torch.Tensor:
+    """A random monotone piecewise-linear map of the 0..1 window, per patch.
+
+    The window's ends stay where they are; ``points`` inner knots, evenly
+    spaced, each move up or down by up to one knot spacing (then sorted, so
+    the map stays monotone and the order air < solid < melt is kept).
+    Values outside 0..1 follow the end segments. Patches drawn out (with
+    probability ``1 - chance``) are returned unchanged.
+    """
+    b = x.shape[0]
+    dev, dt = x.device, x.dtype
+    segments = points + 1
+    knots = torch.linspace(0, 1, segments + 1, device=dev)
+    moved = knots[1:-1] + _uniform(b * points, -1, 1, gen, dev).view(b, points) / segments
+    inner = moved.clamp(0, 1).sort(dim=1).values
+    use = _chance(b, chance, gen, dev).view(b, 1)
+    inner = torch.where(use, inner, knots[1:-1].expand(b, points))
+    levels = torch.cat([torch.zeros(b, 1, device=dev), inner, torch.ones(b, 1, device=dev)], dim=1)
+    flat = x.reshape(b, -1).float()
+    position = flat * segments
+    index = position.floor().clamp(0, segments - 1).long()
+    low, high = levels.gather(1, index), levels.gather(1, index + 1)
+    out = low + (position - index) * (high - low)
+    return out.view(x.shape).to(dt)
+
+
 def intensity(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast and XCT artefacts (image only)."""
+    """Grey-scale curve, brightness, contrast and XCT artefacts (image only)."""
     b, _, z, h, w = x.shape
     dev, dt = x.device, x.dtype
     shape5 = (b, 1, 1, 1, 1)
+    if cfg.curve > 0:
+        x = grey_curve(x, cfg.curve_points, cfg.curve, gen)
     if cfg.contrast > 0:
         mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
         factor = _uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, gen, dev).view(shape5).to(dt)
