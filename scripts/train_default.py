@@ -23,6 +23,8 @@ the weights lists the exact commands) were trained this way, with
 ``--init MODEL --pretrain-lr 1e-3`` continues both steps from a trained
 model (how the current unet3d and unet2d defaults were made from the
 previous ones once the wide datasets existed; their JSON files say so).
+``--set KEY=VALUE`` changes a training setting of both steps (e.g.
+``augment.curve=0.5``), ``--finetune-set KEY=VALUE`` of fine-tuning only.
 
 Everything is seeded; the same command on the same machine gives the same
 weights. ``--minutes`` is a wall-clock budget split 80/20 between the two
@@ -160,7 +162,15 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a training setting for both steps, as in `dendriteseg train --set` (e.g. augment.gamma=0.5)",
+        help="a training setting for both steps, as in `dendriteseg train --set` (e.g. augment.curve=0.5)",
+    )
+    parser.add_argument(
+        "--finetune-set",
+        dest="finetune_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for fine-tuning only, applied after --set (e.g. augment.curve=0)",
     )
     parser.add_argument(
         "--pretrained",
@@ -205,7 +215,7 @@ def main() -> None:
     probe = f"{per_step:.2f} s/step -> " if per_step else ""
     print(f"{probe}pretrain {pre_steps} steps, fine-tune {ft_steps} steps", flush=True)
 
-    def stage(name: str, quality: str, lr: float, epochs: int, steps: int, warmup: int):
+    def stage(name: str, quality: str, lr: float, epochs: int, steps: int, warmup: int, overrides: list):
         return config_from_dict(
             {
                 **common,
@@ -218,17 +228,19 @@ def main() -> None:
                 "epochs": epochs,
                 "steps_per_epoch": math.ceil(steps / epochs),
             },
-            args.overrides,
+            overrides,
         )
 
-    pre = stage("pre", "noisy", args.pretrain_lr, epochs_pre, pre_steps, warmup=min(200, pre_steps // 10))
+    pre_warmup = min(200, pre_steps // 10)
+    pre = stage("pre", "noisy", args.pretrain_lr, epochs_pre, pre_steps, pre_warmup, args.overrides)
     if args.pretrained is None:
         best_pre = train(
             pre, parent=args.init, on_epoch=lambda e, r: print(f"pretrain {e}: {r['val']}", flush=True)
         )
     else:
         best_pre = args.pretrained
-    ft = stage("ft", "exact", 5e-4, epochs_ft, ft_steps, warmup=min(50, ft_steps // 10))
+    ft_overrides = args.overrides + args.finetune_overrides
+    ft = stage("ft", "exact", 5e-4, epochs_ft, ft_steps, min(50, ft_steps // 10), ft_overrides)
     best_ft = train(ft, parent=best_pre, on_epoch=lambda e, r: print(f"finetune {e}: {r['val']}", flush=True))
     finish(args, bench, best_ft, best_pre, per_step)
 
@@ -258,6 +270,7 @@ def finish(
         holder_seeds=args.holder_seeds,
         init=str(args.init) if args.init else parent.get("parent", {}).get("file"),
         settings=args.overrides,
+        finetune_settings=args.finetune_overrides,
         threads=torch.get_num_threads(),
         inference="dendriteseg.infer.segment, default tiles",
         command="python scripts/train_default.py " + " ".join(sys.argv[1:]),
