@@ -156,22 +156,11 @@ def main() -> None:
         help="start pretraining from this model's weights (e.g. a shipped model) instead of at random",
     )
     parser.add_argument("--pretrain-lr", type=float, default=2e-3, help="peak learning rate of pretraining")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a training setting for both steps, as in `dendriteseg train --set` (e.g. augment.curve=0.5)",
-    )
-    parser.add_argument(
-        "--finetune-set",
-        dest="finetune_overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a setting for fine-tuning only, applied after --set (e.g. augment.curve=0)",
-    )
+    for flag, dest, what in (
+        ("--set", "overrides", "a setting of both steps, as in `dendriteseg train --set`"),
+        ("--finetune-set", "finetune_overrides", "a setting of fine-tuning only, applied after --set"),
+    ):
+        parser.add_argument(flag, dest=dest, action="append", default=[], metavar="KEY=VALUE", help=what)
     parser.add_argument(
         "--pretrained",
         type=Path,
