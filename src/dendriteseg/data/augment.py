@@ -38,7 +38,7 @@ class AugmentConfig:
     # models better on scans cropped to the sample and on another grey scale,
     # but worse with more air around the sample (benchmarks/robustness.py);
     # curve 0.5 rescued scans whose air is near the solid's grey level
-    # (benchmarks/other_generator.py) for about 1 IoU point on our own test
+    # (benchmarks/other_generator.py) for 0.6 IoU points on our own test split
     zoom_min: float = 1.0
     zoom_max: float = 1.0
     p_affine: float = 0.7
