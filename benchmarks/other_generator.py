@@ -20,10 +20,10 @@ shipped models).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
+from robustness import model_label  # the sibling benchmark's column names
 
 from dendriteseg.infer.segment import segment
 from dendriteseg.metrics import score_slices, summarize
@@ -58,11 +58,6 @@ def other_scan(shape: tuple[int, int, int], seed: int, index: int) -> tuple[np.n
     return stored, label, text
 
 
-def _label(model: str) -> str:
-    path = Path(model)
-    return path.parent.name if path.stem in ("best", "last") and path.parent.name else path.stem
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -87,13 +82,12 @@ def main() -> None:
             summarize(score_slices(segment(image, model, precision="fp32").labels, label))
             for image, label, _ in scans
         ]
-        iou = float(np.nanmean([r.iou for r in results]))
-        bf1 = float(np.nanmean([r.bf1 for r in results]))
-        bde = float(np.nanmean([r.bde for r in results]))
-        first = first or iou
+        iou, bf1, bde = (float(np.nanmean([getattr(r, k) for r in results])) for k in ("iou", "bf1", "bde"))
+        first = iou if first is None else first
         per_scan = " ".join(f"{r.iou:.3f}" for r in results)
         print(
-            f"{_label(model):24s}{iou:8.4f}{bf1:8.4f}{bde:8.3f}  {iou / first:11.3f}  {per_scan}", flush=True
+            f"{model_label(model):24s}{iou:8.4f}{bf1:8.4f}{bde:8.3f}  {iou / first:11.3f}  {per_scan}",
+            flush=True,
         )
 
 

@@ -78,8 +78,9 @@ def _gamma(image: np.ndarray, label: np.ndarray, _params: ScanParams) -> Pair:
     return ((image - image.min()) ** 2).astype(np.float32), label
 
 
+UNSHIFTED = "as generated"
 SHIFTS = {  # (image, label, the scan's parameters) -> (image, label)
-    "as generated": lambda image, label, _params: (image, label),
+    UNSHIFTED: lambda image, label, _params: (image, label),
     "cropped to the sample": _crop_to_sample,
     "more air (+32 px)": lambda image, label, _params: _air_pad(image, label, 32),
     "dendrites 2x larger": _zoom(2.0),
@@ -114,7 +115,7 @@ def scores(model: str | None, volumes: Volumes, shift, count_walls: bool) -> tup
     return float(np.nanmean(ious)), float(np.nanmean(bdes)), in_walls
 
 
-def _label(model: str | None) -> str:
+def model_label(model: str | None) -> str:
     """A short column name: the shipped name, a file's stem, or its folder for best/last checkpoints."""
     if not model:
         return "shipped default"
@@ -144,14 +145,14 @@ def main() -> None:
         (read_volume(e.image).astype(np.float32), read_volume(e.label), _scan_params(e)) for e in entries
     ]
     print(f"{len(volumes)} exact {args.split} volumes of {manifest}; IoU, BDE (px), IoU / unshifted IoU")
-    print(f"{'shift':24s}" + "".join(f"{_label(m):>30s}" for m in args.models))
+    print(f"{'shift':24s}" + "".join(f"{model_label(m):>30s}" for m in args.models))
     base: dict[int, float] = {}
     walls: dict[int, int] = {}
-    shifts = list(SHIFTS.items())[:1] if args.unshifted_only else SHIFTS.items()
-    for shift_name, shift in shifts:
+    shifts = {UNSHIFTED: SHIFTS[UNSHIFTED]} if args.unshifted_only else SHIFTS
+    for shift_name, shift in shifts.items():
         row = f"{shift_name:24s}"
+        unshifted = shift_name == UNSHIFTED
         for i, model in enumerate(args.models):
-            unshifted = shift_name == "as generated"
             iou, bde, in_walls = scores(model, volumes, shift, count_walls=unshifted)
             base.setdefault(i, iou)
             if unshifted:
