@@ -85,7 +85,12 @@ def time_one_step(settings: dict, manifest: Path, work: Path, overrides: list[st
 
 
 def merged_manifest(
-    work: Path, seeds: list[int], preset: str, wide_seeds: list[int] = (), holder_seeds: list[int] = ()
+    work: Path,
+    seeds: list[int],
+    preset: str,
+    wide_seeds: list[int] = (),
+    holder_seeds: list[int] = (),
+    image_seeds: list[int] = (),
 ) -> tuple[Path, Path]:
     """The benchmark manifest (seed 0) and a training manifest that adds other seeds' scans.
 
@@ -94,15 +99,19 @@ def merged_manifest(
     test groups stay as they are, so scores stay comparable. ``wide_seeds``
     do the same with datasets of the ``wide`` variety (more air, dendrite
     sizes, noise and contrast than the benchmark), ``holder_seeds`` with
-    a holder tube around 60 % of the samples as well.
+    a holder tube around 60 % of the samples as well, ``image_seeds`` with
+    scans painted in the image domain (a second generator).
     """
     bench = build_dataset(work / "data", preset=preset, seed=0)
     entries = [_relative(e, bench.parent, work) for e in json.loads(bench.read_text())["entries"]]
-    extras = [(f"data_seed{s}", f"s{s}", s, "standard", 0.0) for s in seeds]
-    extras += [(f"data_wide{s}", f"w{s}", s, "wide", 0.0) for s in wide_seeds]
-    extras += [(f"data_holder{s}", f"h{s}", s, "wide", 0.6) for s in holder_seeds]
-    for folder, prefix, seed, variety, holder in extras:
-        extra = build_dataset(work / folder, preset=preset, seed=seed, variety=variety, holder=holder)
+    extras = [(f"data_seed{s}", f"s{s}", s, "standard", 0.0, "ct") for s in seeds]
+    extras += [(f"data_wide{s}", f"w{s}", s, "wide", 0.0, "ct") for s in wide_seeds]
+    extras += [(f"data_holder{s}", f"h{s}", s, "wide", 0.6, "ct") for s in holder_seeds]
+    extras += [(f"data_image{s}", f"i{s}", s, "standard", 0.0, "image") for s in image_seeds]
+    for folder, prefix, seed, variety, holder, generator in extras:
+        extra = build_dataset(
+            work / folder, preset=preset, seed=seed, variety=variety, holder=holder, generator=generator
+        )
         for entry in json.loads(extra.read_text())["entries"]:
             entry = _relative(entry, extra.parent, work)
             entry.update(name=f"{prefix}_{entry['name']}", split="train", group=None)
@@ -150,6 +159,13 @@ def main() -> None:
         help="extra wide datasets with a holder tube around 60 %% of the samples",
     )
     parser.add_argument(
+        "--image-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="extra datasets painted in the image domain (synth dataset --generator image)",
+    )
+    parser.add_argument(
         "--init",
         type=Path,
         default=None,
@@ -172,7 +188,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     bench, manifest = merged_manifest(
-        args.work, args.extra_seeds, args.preset, args.wide_seeds, args.holder_seeds
+        args.work, args.extra_seeds, args.preset, args.wide_seeds, args.holder_seeds, args.image_seeds
     )
     if args.ship_from is not None:
         parent_file = read_model_info(args.ship_from).provenance.get("parent", {}).get("file")
@@ -257,6 +273,7 @@ def finish(
         extra_seeds=args.extra_seeds,
         wide_seeds=args.wide_seeds,
         holder_seeds=args.holder_seeds,
+        image_seeds=args.image_seeds,
         init=str(args.init) if args.init else parent.get("parent", {}).get("file"),
         settings=args.overrides,
         finetune_settings=args.finetune_overrides,

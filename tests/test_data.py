@@ -122,10 +122,30 @@ def test_crop_windows_show_a_scan_without_air():
     windows, boxes = crop_windows(image, 24, rng=0)
     assert windows.shape == (24, 2) and boxes.shape == (24, 4)
     assert np.allclose(windows[0], normalisation_window(image)) and boxes[0].tolist() == [0, 60, 0, 60]
-    assert windows[:, 0].min() == pytest.approx(0.0) and windows[:, 0].max() == pytest.approx(0.6)
-    for (lo, _), (y0, y1, x0, x1) in zip(windows, boxes, strict=True):  # each window is its crop's
+    # no air around a crop: the low end is the solid's 0.6, widened by half the window (0.6 - 0.2)
+    assert windows[0, 0] == pytest.approx(0.0) and windows[:, 0].max() == pytest.approx(0.4)
+    for window, (y0, y1, x0, x1) in zip(windows, boxes, strict=True):  # each window is its crop's
         crop = image[:, y0:y1, x0:x1]
-        assert lo == pytest.approx(np.percentile(crop, 1), abs=0.01)
+        assert window == pytest.approx(normalisation_window(crop), abs=0.01)
+
+
+def test_window_reaches_lower_only_for_scans_without_air():
+    from dendriteseg.data.volumes import normalisation_window
+
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:80, :80]
+    sample = (yy - 40) ** 2 + (xx - 40) ** 2 < 36**2
+    solid = rng.random((6, 80, 80)) < 0.004  # under 1 % dendrite: p1 lies in the melt's noise
+    clean = np.where(sample, np.where(solid, 0.6, 1.0), 0.1)
+    for sigma in (0.02, 0.15):  # quiet and very noisy scans with air keep their percentile window
+        image = (clean + rng.normal(0, sigma, clean.shape)).astype(np.float32)
+        lo, hi = normalisation_window(image)
+        assert lo == pytest.approx(np.percentile(image, 1), rel=0.05, abs=0.02)
+        crop = image[:, 22:58, 22:58]  # cropped to the sample: the window reaches half its width lower
+        c_lo, c_hi = np.percentile(crop, (1, 99))
+        assert normalisation_window(crop) == pytest.approx((c_lo - 0.5 * (c_hi - c_lo), c_hi), abs=1e-4)
+    image[0, 0, 0] = np.nan  # a NaN in a corner changes nothing
+    assert np.isfinite(normalisation_window(image)).all()
 
 
 def test_sampler_cuts_rewindowed_patches_from_their_crop():

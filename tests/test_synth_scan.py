@@ -16,7 +16,15 @@ from dendriteseg.synth import procedural_dendrites
 from dendriteseg.synth.ct import ScanParams, acquisition_times, holder_ring, simulate_scan
 from dendriteseg.synth.dataset import EXACT_GROUPS, build_dataset
 from dendriteseg.synth.label_noise import corrupt_labels
-from dendriteseg.synth.scan import PRESETS, jitter, make_scan, make_series, scan_params
+from dendriteseg.synth.scan import (
+    IMAGE_SETTINGS,
+    PRESETS,
+    jitter,
+    make_image_scan,
+    make_scan,
+    make_series,
+    scan_params,
+)
 from dendriteseg.synth.structure import grow_phase, place_structure
 
 SMALL = (6, 64, 64)
@@ -213,6 +221,42 @@ def test_cli_synth_dataset_wide_and_bad_variety(tmp_path):
     assert not (tmp_path / "e").exists()
     bad = runner.invoke(app, ["synth", "dataset", str(tmp_path / "e"), "--holder", "1.5"])
     assert bad.exit_code == 2 and "holder must be a share between 0 and 1" in bad.stderr
+    assert not (tmp_path / "e").exists()
+
+
+def test_image_domain_scans_vary_and_keep_labels_inside_the_sample():
+    scans = [make_image_scan((3, 48, 48), rng=i) for i in range(6)]
+    again = make_image_scan((3, 48, 48), rng=0)
+    np.testing.assert_array_equal(again["image"], scans[0]["image"])
+    for s in scans:
+        settings = s["meta"]["scan"]
+        assert s["meta"]["generator"] == "image"
+        assert all(lo <= settings[k] <= hi for k, (lo, hi) in IMAGE_SETTINGS.items())
+        assert s["image"].shape == s["label"].shape == (3, 48, 48) and s["image"].dtype == np.float32
+        assert not s["label"][:, ~s["sample"]].any()  # air is never dendrite
+        np.testing.assert_array_equal(s["label"], (s["phase"] > 0.5) & s["sample"][None])
+    airs = [s["meta"]["scan"]["air"] for s in scans]
+    assert np.ptp(airs) > 0.05  # grey levels differ from scan to scan
+    labelled = [s for s in scans if s["label"].sum() > 20]
+    for s in labelled:  # solid is darker than the melt around it
+        inside = s["sample"][None] & ~ndimage.binary_dilation(s["label"], iterations=2)
+        assert s["image"][s["label"] > 0].mean() < s["image"][inside].mean()
+    assert labelled
+
+
+def test_image_generator_dataset_and_cli_errors(tmp_path):
+    path = build_dataset(tmp_path / "img", preset="tiny", seed=2, generator="image")
+    manifest = json.loads(path.read_text())
+    assert manifest["generator"] == "image" and len(manifest["entries"]) == 18
+    meta = json.loads((tmp_path / "img" / "exact_00" / "meta.json").read_text())
+    assert meta["generator"] == "image"
+    runner = CliRunner()
+    bad = runner.invoke(app, ["synth", "dataset", str(tmp_path / "e"), "--generator", "paint"])
+    assert bad.exit_code == 2 and "unknown generator 'paint'" in bad.stderr
+    bad = runner.invoke(
+        app, ["synth", "dataset", str(tmp_path / "e"), "--generator", "image", "--holder", "0.5"]
+    )
+    assert bad.exit_code == 2 and "no holder tubes" in bad.stderr
     assert not (tmp_path / "e").exists()
 
 

@@ -617,6 +617,9 @@ def synth_dataset(
     holder: Annotated[
         float, typer.Option(help="Share of scans with a holder tube around the sample (0 to 1).")
     ] = 0.0,
+    generator: Annotated[
+        str, typer.Option(help="ct (projections and reconstruction) or image (painted in the image domain).")
+    ] = "ct",
 ) -> None:
     """Write a paper-like dataset: noisy-label scans (70/20/10) and 14 exact groups of 8 slices."""
     from dendriteseg.synth.dataset import build_dataset
@@ -627,6 +630,7 @@ def synth_dataset(
         seed=seed,
         variety=variety,
         holder=holder,
+        generator=generator,
         on_entry=lambda name, done, total: err_console.print(
             f"- {name} ({done}/{total})", markup=False, highlight=False
         ),

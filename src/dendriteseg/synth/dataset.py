@@ -26,11 +26,12 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.io import write_text_atomic, write_volume
 from dendriteseg.synth.label_noise import LabelNoise, corrupt_labels, label_agreement
-from dendriteseg.synth.scan import check_variety, make_scan
+from dendriteseg.synth.scan import check_variety, make_image_scan, make_scan
 
 MANIFEST_FORMAT = "dendriteseg-dataset/1"
 EXACT_GROUPS = {"train": 6, "val": 4, "test": 4}
 GROUP_DEPTH = 8
+GENERATORS = ("ct", "image")
 DIFFICULTY_MIX = {"easy": 0.2, "realistic": 0.6, "hard": 0.2}
 
 
@@ -105,6 +106,7 @@ def build_dataset(
     noise: LabelNoise | None = None,
     variety: str = "standard",
     holder: float = 0.0,
+    generator: str = "ct",
     on_entry: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Generate a dataset and its manifest; returns the manifest's path.
@@ -124,12 +126,21 @@ def build_dataset(
         benchmark is ``"standard"``.
     holder : float
         Share of scans with a holder tube around the sample (label 0).
+    generator : {"ct", "image"}
+        ``"ct"``: the CT forward model (:func:`make_scan`); ``"image"``:
+        scans painted in the image domain over wide ranges of grey levels,
+        noise and blur (:func:`make_image_scan`; ``variety`` and
+        ``holder`` do not apply), a second look for training data.
     on_entry : callable(name, done, total), optional
         Progress callback.
     """
     if preset not in DATASET_PRESETS:
         raise KeyError(f"unknown dataset preset {preset!r}; choose one of {', '.join(DATASET_PRESETS)}")
     check_variety(variety)
+    if generator not in GENERATORS:
+        raise InputError(f"{out_dir}: unknown generator {generator!r}; choose one of {', '.join(GENERATORS)}")
+    if generator == "image" and holder:
+        raise InputError(f"{out_dir}: the image generator has no holder tubes; use holder 0")
     if not 0 <= holder <= 1:
         raise InputError(f"{out_dir}: holder must be a share between 0 and 1, got {holder}")
     spec = DATASET_PRESETS[preset]
@@ -176,21 +187,24 @@ def build_dataset(
             image=f"{item['name']}/image.tif",
             label=f"{item['name']}/label.tif",
             meta=f"{item['name']}/meta.json",
-            difficulty=difficulty,
+            difficulty=difficulty if generator == "ct" else None,
             structure=structure,
         )
         if item["quality"] == "noisy":
             entry["exact_label"] = f"{item['name']}/label_exact.tif"
         if not (folder / "meta.json").exists():
-            scan = make_scan(
-                item["shape"],
-                preset=difficulty,
-                structure=structure,
-                vary=True,
-                variety=variety,
-                holder=holder,
-                rng=gen,
-            )
+            if generator == "image":
+                scan = make_image_scan(item["shape"], structure=structure, rng=gen)
+            else:
+                scan = make_scan(
+                    item["shape"],
+                    preset=difficulty,
+                    structure=structure,
+                    vary=True,
+                    variety=variety,
+                    holder=holder,
+                    rng=gen,
+                )
             extra = {}
             if item["quality"] == "noisy":
                 exact = scan["label"]
@@ -208,6 +222,7 @@ def build_dataset(
         "seed": seed,
         "variety": variety,
         "holder": holder,
+        "generator": generator,
         "label_convention": "uint8, 1 = dendrite",
         "exact_groups": dict(EXACT_GROUPS),
         "entries": entries,

@@ -18,6 +18,7 @@ from dendriteseg.rng import Rng, as_generator
 from dendriteseg.synth.ct import ScanParams, simulate_scan
 from dendriteseg.synth.phasefield import PhaseFieldParams, grow_dendrites
 from dendriteseg.synth.procedural import procedural_dendrites
+from dendriteseg.synth.quick_scan import quick_scan
 from dendriteseg.synth.structure import grow_phase, place_structure
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -255,6 +256,68 @@ def make_scan(
         dendrite_fraction=float(out["label"].mean()),
     )
     return out
+
+
+IMAGE_SETTINGS = {  # image-domain scans: (low, high) of each quick_scan setting, drawn uniformly
+    "solid": (0.4, 0.9),
+    "air": (0.0, 0.35),
+    "noise": (0.02, 0.15),
+    "blur": (0.4, 1.8),
+    "rings": (0.0, 0.05),
+    "drift": (-0.15, 0.15),
+    "radius_fraction": (0.3, 0.48),
+}
+
+
+def make_image_scan(
+    shape: tuple[int, int, int] = (32, 128, 128),
+    *,
+    structure: str = "procedural",
+    phasefield_steps: int | None = None,
+    rng: Rng = None,
+) -> dict[str, Any]:
+    """One scan painted in the image domain (:func:`quick_scan`), with its exact label.
+
+    A second generator beside :func:`make_scan`'s CT forward model, for
+    training data that does not teach one simulator's look: white rather
+    than streaky noise, Gaussian blur, rings, drift, and each scan's grey
+    levels (solid, air), noise, blur and sample radius drawn over the
+    wide ranges of :data:`IMAGE_SETTINGS`. Structure, zoom (0.6x to 2x),
+    placement, elastic warp and growth during the scan (a boundary that
+    moves by up to 2 voxels shows as the mean of its two positions) are
+    drawn as for ``make_scan(vary=True, variety="wide")``. Returns the
+    same keys as :func:`make_scan`; ``meta["scan"]`` holds the settings.
+    """
+    gen = as_generator(rng)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 1 or shape[1] < 16:
+        raise ValueError(f"shape must be (z, n, n) with n >= 16, got {shape}")
+    settings = {k: float(gen.uniform(lo, hi)) for k, (lo, hi) in IMAGE_SETTINGS.items()}
+    growth = float(gen.uniform(0.0, 2.0))
+    low = 0.6 if structure == "procedural" else 1.0
+    zoom = (1.5 if structure == "procedural" else max(1.0, shape[1] / 56)) * math.exp(
+        gen.uniform(math.log(low), math.log(2.0))
+    )
+    start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
+    placement_seed = int(gen.integers(2**31))
+    elastic = float(gen.uniform(0, 3))
+    placed = [place_structure(p, shape, zoom=zoom, elastic=elastic, rng=placement_seed) for p in (start, end)]
+    phase = 0.5 * (placed[0] + placed[1])
+    image, sample = quick_scan(phase, rng=gen, **settings)
+    label = ((phase > 0.5) & sample[None]).astype(np.uint8)
+    meta = {
+        "generator": "image",
+        "scan": settings,
+        "seed": rng if isinstance(rng, (int, np.integer)) else None,
+        "structure": smeta,
+        "zoom": zoom,
+        "growth_voxels": growth,
+        "elastic_voxels": elastic,
+        "placement_seed": placement_seed,
+        "shape": list(shape),
+        "dendrite_fraction": float(label.mean()),
+    }
+    return {"image": image, "label": label, "phase": phase.astype(np.float32), "sample": sample, "meta": meta}
 
 
 def make_series(
