@@ -4,7 +4,8 @@
    seed 0) and, for variety, more datasets from other seeds (``--extra-seeds``,
    like the benchmark; ``--wide-seeds``, of the ``wide`` variety: more
    air, larger and smaller dendrites, more noise and contrast; and
-   ``--holder-seeds``, wide with a holder tube around most samples);
+   ``--holder-seeds``, wide with a holder tube around most samples;
+   ``--image-seeds``, painted in the image domain by a second generator);
 2. pretrain a residual 3D U-Net on the noisy-label scans of all of them;
 3. fine-tune it on the exact groups (the benchmark's train split plus every
    exact group of the extra seeds), validating on the benchmark's exact val
