@@ -73,11 +73,16 @@ def main() -> None:
     shape = tuple(int(s) for s in args.shape.split(","))
     scans = [other_scan(shape, args.seed, i) for i in range(args.scans)]
     print(f"{args.scans} scans of {shape} from the image-domain generator (seed {args.seed}); IoU per scan")
+    compare(args.models, scans)
+
+
+def compare(models: list[str], scans: list[tuple[np.ndarray, np.ndarray, str]]) -> None:
+    """Print each scan's settings, then each model's IoU, BF1, BDE and per-scan IoU on them."""
     for i, (_, label, text) in enumerate(scans):
         print(f"  scan {i}: {text}, dendrite {label.mean():.1%}")
     print(f"{'model':24s}{'IoU':>8s}{'BF1':>8s}{'BDE':>8s}  {'IoU / first':>11s}  per scan")
     first = None
-    for model in args.models:
+    for model in models:
         results = [
             summarize(score_slices(segment(image, model, precision="fp32").labels, label))
             for image, label, _ in scans
