@@ -21,6 +21,7 @@ Side by side in one run: IoU, BF1 and BDE per model, each scan's IoU, and
 each model's IoU as a ratio of the first model's.
 
     python benchmarks/unseen_generator.py [--scans 8] [--shape 24,160,160] [--seed 0] [MODEL ...]
+    python benchmarks/unseen_generator.py --air 0.2,0.4   # air near the solid's grey level
 """
 
 from __future__ import annotations
@@ -78,8 +79,10 @@ def _down(volume: np.ndarray) -> np.ndarray:
     return volume[: 2 * z, : 2 * y, : 2 * x].reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5))
 
 
-def unseen_scan(shape: tuple[int, int, int], seed: int, index: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """One float32 image, its label and a short description of its settings."""
+def unseen_scan(
+    shape: tuple[int, int, int], seed: int, index: int, air: tuple[float, float] = (-0.02, 0.1)
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """One float32 image, its label and a short description of its settings (melt 1, air in ``air``)."""
     gen = np.random.default_rng([seed, index, 3])
     nz, ny, nx = shape
     distance, radius = skeleton_dendrites((2 * nz, 2 * ny, 2 * nx), gen)
@@ -89,7 +92,7 @@ def unseen_scan(shape: tuple[int, int, int], seed: int, index: int) -> tuple[np.
     cy, cx = (s / 2 + gen.uniform(-0.04, 0.04) * s for s in (ny, nx))
     sample = np.hypot(yy - cy, xx - cx) < r_sample
     label = ((mid > 0.5) & sample[None]).astype(np.uint8)
-    solid, air = gen.uniform(0.5, 0.85), gen.uniform(-0.02, 0.1)
+    solid, air = gen.uniform(0.5, 0.85), gen.uniform(*air)
     phase = 0.5 * (start + end)
     image = np.where(sample[None], 1.0 + (solid - 1.0) * phase, air).astype(np.float32)
     particles = gen.random(shape) < gen.uniform(0, 3e-5)
@@ -130,12 +133,21 @@ def main() -> None:
     parser.add_argument("--shape", default="24,160,160", help="z,y,x of each scan")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--air",
+        default="-0.02,0.1",
+        help="range of the air's grey level (melt = 1), e.g. 0.2,0.4: air near the solid",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     shape = tuple(int(s) for s in args.shape.split(","))
-    scans = [unseen_scan(shape, args.seed, i) for i in range(args.scans)]
-    print(f"{args.scans} scans of {shape} from the skeleton generator (seed {args.seed}); IoU per scan")
+    air = tuple(float(a) for a in args.air.split(","))
+    scans = [unseen_scan(shape, args.seed, i, air) for i in range(args.scans)]
+    print(
+        f"{args.scans} scans of {shape} from the skeleton generator (seed {args.seed}, air {air}); "
+        "IoU per scan"
+    )
     compare(args.models, scans)
 
 
