@@ -488,6 +488,7 @@ def segment(
     shape = "x".join(str(s) for s in result.shape)
     out_console.print(
         f"wrote {output}: {shape}, dendrite {100 * result.dendrite_fraction:.2f} %, "
+        f"grey window {result.window[0]:.4g} to {result.window[1]:.4g}, "
         f"{result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} Mvoxels/s)",
         markup=False,
         highlight=False,
