@@ -163,7 +163,7 @@ def main() -> None:
         "--image-seeds",
         type=int,
         nargs="*",
-        default=[],
+        default=[8, 9],
         help="extra datasets painted in the image domain (synth dataset --generator image)",
     )
     parser.add_argument(
