@@ -58,8 +58,9 @@ def other_scan(shape: tuple[int, int, int], seed: int, index: int) -> tuple[np.n
     return stored, label, text
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str, extra=None) -> tuple[argparse.Namespace, tuple[int, int, int]]:
+    """The scan benchmarks' command line (``extra(parser)`` adds options); sets torch's threads."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "models", nargs="*", default=["unet3d_default", "unet2d_default", "fcdense3d_default"]
     )
@@ -67,10 +68,16 @@ def main() -> None:
     parser.add_argument("--shape", default="24,160,160", help="z,y,x of each scan")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
+    if extra:
+        extra(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    shape = tuple(int(s) for s in args.shape.split(","))
+    return args, tuple(int(s) for s in args.shape.split(","))
+
+
+def main() -> None:
+    args, shape = parse_args(__doc__.splitlines()[0])
     scans = [other_scan(shape, args.seed, i) for i in range(args.scans)]
     print(f"{args.scans} scans of {shape} from the image-domain generator (seed {args.seed}); IoU per scan")
     compare(args.models, scans)

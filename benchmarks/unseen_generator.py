@@ -29,8 +29,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
-from other_generator import compare  # the sibling benchmark's table
+from other_generator import compare, parse_args  # the sibling benchmark's command line and table
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -125,23 +124,14 @@ def unseen_scan(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "models", nargs="*", default=["unet3d_default", "unet2d_default", "fcdense3d_default"]
-    )
-    parser.add_argument("--scans", type=int, default=8)
-    parser.add_argument("--shape", default="24,160,160", help="z,y,x of each scan")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument(
-        "--air",
-        default="-0.02,0.1",
-        help="range of the air's grey level (melt = 1), e.g. 0.2,0.4: air near the solid",
-    )
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    shape = tuple(int(s) for s in args.shape.split(","))
+    def air_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--air",
+            default="-0.02,0.1",
+            help="range of the air's grey level (melt = 1), e.g. 0.2,0.4: air near the solid",
+        )
+
+    args, shape = parse_args(__doc__.splitlines()[0], air_option)
     air = tuple(float(a) for a in args.air.split(","))
     scans = [unseen_scan(shape, args.seed, i, air) for i in range(args.scans)]
     print(
