@@ -68,6 +68,18 @@ def model_file(tmp_path_factory):
     return path
 
 
+def test_tiles_are_as_deep_as_the_training_patches(tmp_path, model_file):
+    from dendriteseg.infer.predictor import load_predictor
+
+    assert load_predictor(model_file).tile_depth == 4  # 2 ** z_levels when nothing else is known
+    deep = tmp_path / "deep.safetensors"
+    provenance = {"config": {"patch": [8, 32, 32]}}
+    info = ModelInfo("unet3d", {"base": 4, "depth": 2, "z_levels": 2}, dict(NORMALISATION), provenance)
+    save_model(deep, tiny_unet(), info)
+    assert load_predictor(deep).tile_depth == 8
+    assert load_predictor(deep, tile_depth=4).tile_depth == 4  # an explicit depth wins
+
+
 @pytest.fixture
 def volume():
     return smooth_noise(SHAPE) * 300 + 1000

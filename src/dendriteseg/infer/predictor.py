@@ -112,8 +112,9 @@ class TorchPredictor:
         ``COMPILE_MIN_VOXELS``. If compiling fails (no C++ compiler, an
         unsupported platform), the eager path is used with a warning.
     tile_depth : int, optional
-        Slices per tile for 3D models; default: the model's training depth
-        (``2 ** z_levels``, 4 for the shipped model).
+        Slices per tile for 3D models; default ``2 ** z_levels`` (4 for the
+        shipped model); :func:`load_predictor` passes the depth of the
+        model's training patches where those were deeper.
     """
 
     def __init__(
@@ -280,4 +281,8 @@ def load_predictor(model: Any = None, **kwargs: Any) -> TorchPredictor:
     path = resolve_model_path(model)
     net, info = load_model(path)
     kwargs.setdefault("normalisation", info.normalisation)
+    trained_depth = (info.provenance.get("config") or {}).get("patch", [0])[0]
+    if getattr(net, "dims", 3) == 3 and int(trained_depth) > 2 ** getattr(net, "z_levels", 0):
+        # a model trained on deeper patches pools z to another bottleneck depth: tiles as deep as its patches
+        kwargs.setdefault("tile_depth", int(trained_depth))
     return TorchPredictor(net, name=path.stem, **kwargs)
