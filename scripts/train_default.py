@@ -26,6 +26,9 @@ model (how the current unet3d and unet2d defaults were made from the
 previous ones once the wide datasets existed; their JSON files say so).
 ``--set KEY=VALUE`` changes a training setting of both steps (e.g.
 ``augment.curve=0.5``), ``--finetune-set KEY=VALUE`` of fine-tuning only.
+Commands recorded before the image-domain datasets existed (the older
+models in the JSON files' ``init_model`` chains) repeat with
+``--image-seeds`` given no seeds.
 
 Everything is seeded; the same command on the same machine gives the same
 weights. ``--minutes`` is a wall-clock budget split 80/20 between the two
@@ -139,10 +142,17 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3, help="poolings (3 = a 4-level U-Net)")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="instead of the 80%% share")
     parser.add_argument("--finetune-steps", type=int, default=None, help="instead of the 20%% share")
-    parser.add_argument("--extra-seeds", type=int, nargs="*", default=[1, 2])
-    parser.add_argument(
-        "--wide-seeds", type=int, nargs="*", default=[3, 4], help="extra datasets of the wide variety"
-    )
+    for flag, seeds, what in (
+        ("--extra-seeds", [1, 2], "extra datasets like the benchmark"),
+        ("--wide-seeds", [3, 4], "extra datasets of the wide variety"),
+        ("--holder-seeds", [5, 6], "extra wide datasets with a holder tube around 60 %% of the samples"),
+        (
+            "--image-seeds",
+            [8, 9],
+            "extra datasets painted in the image domain (synth dataset --generator image)",
+        ),
+    ):
+        parser.add_argument(flag, type=int, nargs="*", default=seeds, help=what)
     parser.add_argument(
         "--no-ship", action="store_true", help="write the model and scores to WORK only (comparisons)"
     )
@@ -151,20 +161,6 @@ def main() -> None:
         type=Path,
         default=None,
         help="skip training: score and ship this fine-tuned model (e.g. WORK/unet2d_ft/best.safetensors)",
-    )
-    parser.add_argument(
-        "--holder-seeds",
-        type=int,
-        nargs="*",
-        default=[5, 6],
-        help="extra wide datasets with a holder tube around 60 %% of the samples",
-    )
-    parser.add_argument(
-        "--image-seeds",
-        type=int,
-        nargs="*",
-        default=[8, 9],
-        help="extra datasets painted in the image domain (synth dataset --generator image)",
     )
     parser.add_argument(
         "--init",

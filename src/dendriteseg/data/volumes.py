@@ -63,14 +63,9 @@ def widen_without_air(slices: np.ndarray, window: tuple[float, float]) -> tuple[
     smooth = ndimage.gaussian_filter(np.where(finite, slices, np.median(slices[finite])), (0, 1.5, 1.5))
     s_lo, s_hi = _percentile_window(smooth, 1.0, 99.0)
     b = max(2, int(0.03 * min(slices.shape[1:])))
-    frame = np.concatenate(
-        [
-            smooth[:, :b].ravel(),
-            smooth[:, -b:].ravel(),
-            smooth[:, b:-b, :b].ravel(),
-            smooth[:, b:-b, -b:].ravel(),
-        ]
-    )
+    edge = np.ones(slices.shape[1:], bool)
+    edge[b:-b, b:-b] = False
+    frame = smooth[:, edge]
     bright = smooth[smooth > (s_lo + s_hi) / 2]
     if bright.size == 0 or (np.median(frame) - s_lo) < AIR_CONTRAST * (np.median(bright) - s_lo):
         return window

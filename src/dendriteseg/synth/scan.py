@@ -169,6 +169,24 @@ def _structure(
     raise KeyError(f"unknown structure {kind!r}; choose one of {', '.join(STRUCTURES)}")
 
 
+def _scan_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 1 or shape[1] < 16:
+        raise ValueError(f"shape must be (z, n, n) with n >= 16, got {shape}")
+    return shape
+
+
+def _default_zoom(structure: str, shape: tuple[int, int, int]) -> float:
+    """CT voxels per structure voxel: 1.5 (procedural) or ``shape / 56`` (a 64^3 phase field fills it)."""
+    return 1.5 if structure == "procedural" else max(1.0, shape[1] / 56)
+
+
+def _wide_zoom_factor(structure: str, gen: np.random.Generator) -> float:
+    """Log-uniform from 0.6x to 2x (from 1x for the phase field, whose cost grows as zoom^-4)."""
+    low = 0.6 if structure == "procedural" else 1.0
+    return math.exp(gen.uniform(math.log(low), math.log(2.0)))
+
+
 def make_scan(
     shape: tuple[int, int, int] = (64, 192, 192),
     *,
@@ -220,18 +238,13 @@ def make_scan(
         and the placement's parameters added to ``meta``.
     """
     gen = as_generator(rng)
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 1 or shape[1] < 16:
-        raise ValueError(f"shape must be (z, n, n) with n >= 16, got {shape}")
+    shape = _scan_shape(shape)
     params, growth = scan_params(preset, **scan_overrides)
     if vary:
         params, growth = jitter(params, growth, gen, variety)
-    if zoom is None:
-        zoom = 1.5 if structure == "procedural" else max(1.0, shape[1] / 56)
-    zoom = float(zoom)
+    zoom = float(zoom if zoom is not None else _default_zoom(structure, shape))
     if vary and variety == "wide":
-        low = 0.6 if structure == "procedural" else 1.0
-        zoom *= math.exp(gen.uniform(math.log(low), math.log(2.0)))
+        zoom *= _wide_zoom_factor(structure, gen)
     elif vary:
         zoom *= gen.uniform(0.8, 1.25)
     start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
@@ -289,15 +302,10 @@ def make_image_scan(
     same keys as :func:`make_scan`; ``meta["scan"]`` holds the settings.
     """
     gen = as_generator(rng)
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 1 or shape[1] < 16:
-        raise ValueError(f"shape must be (z, n, n) with n >= 16, got {shape}")
+    shape = _scan_shape(shape)
     settings = {k: float(gen.uniform(lo, hi)) for k, (lo, hi) in IMAGE_SETTINGS.items()}
     growth = float(gen.uniform(0.0, 2.0))
-    low = 0.6 if structure == "procedural" else 1.0
-    zoom = (1.5 if structure == "procedural" else max(1.0, shape[1] / 56)) * math.exp(
-        gen.uniform(math.log(low), math.log(2.0))
-    )
+    zoom = _default_zoom(structure, shape) * _wide_zoom_factor(structure, gen)
     start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
     placement_seed = int(gen.integers(2**31))
     elastic = float(gen.uniform(0, 3))
