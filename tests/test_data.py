@@ -118,15 +118,18 @@ def test_crop_windows_show_a_scan_without_air():
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[:60, :60]
     sample = (yy - 30) ** 2 + (xx - 30) ** 2 < 26**2
-    image = np.where(sample, rng.choice([0.6, 1.0], (5, 60, 60)), 0.0).astype(np.float32)
+    melt = np.where(rng.random((5, 60, 60)) < 0.004, 0.6, 1.0) + rng.normal(0, 0.02, (5, 60, 60))
+    image = np.where(sample, melt, 0.0).astype(np.float32)
     windows, boxes = crop_windows(image, 24, rng=0)
     assert windows.shape == (24, 2) and boxes.shape == (24, 4)
     assert np.allclose(windows[0], normalisation_window(image)) and boxes[0].tolist() == [0, 60, 0, 60]
-    # no air around a crop: the low end is the solid's 0.6, widened by half the window (0.6 - 0.2)
-    assert windows[0, 0] == pytest.approx(0.0) and windows[:, 0].max() == pytest.approx(0.4)
+    widened = 0
     for window, (y0, y1, x0, x1) in zip(windows, boxes, strict=True):  # each window is its crop's
         crop = image[:, y0:y1, x0:x1]
         assert window == pytest.approx(normalisation_window(crop), abs=0.01)
+        lo, hi = np.percentile(crop, (1, 99))
+        widened += bool(window[0] < lo - 0.45 * (hi - lo))  # no air around the crop: half the width lower
+    assert windows[0, 0] == pytest.approx(0.0) and widened >= 3
 
 
 def test_window_reaches_lower_only_for_scans_without_air():
@@ -144,6 +147,13 @@ def test_window_reaches_lower_only_for_scans_without_air():
         crop = image[:, 22:58, 22:58]  # cropped to the sample: the window reaches half its width lower
         c_lo, c_hi = np.percentile(crop, (1, 99))
         assert normalisation_window(crop) == pytest.approx((c_lo - 0.5 * (c_hi - c_lo), c_hi), abs=1e-4)
+        corners = image[:, 8:72, 8:72]  # air in the corners only, 3 % of the pixels: p1 is air already
+        assert normalisation_window(corners) == pytest.approx(np.percentile(corners, (1, 99)), abs=1e-4)
+        for a, widening in ((14, 0.5), (10, (0.1, 0.4))):  # air in a few corner pixels: p1 is not air
+            few = image[:, a:-a, a:-a]
+            f_lo, f_hi = np.percentile(few, (1, 99))
+            share = (f_lo - normalisation_window(few)[0]) / (f_hi - f_lo)
+            assert (share == pytest.approx(widening)) if a == 14 else (widening[0] < share < widening[1])
     image[0, 0, 0] = np.nan  # a NaN in a corner changes nothing
     assert np.isfinite(normalisation_window(image)).all()
 

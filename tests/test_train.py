@@ -63,6 +63,23 @@ def test_resume_continues_where_it_stopped(manifest, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
 
 
+def test_run_folder_of_another_run_is_not_resumed(manifest, tmp_path):
+    config = tiny(manifest, tmp_path / "run", epochs=1)
+    best = train(config)
+    before = (tmp_path / "run" / "state.json").read_text()
+    wider = config.replace(model_args={"base": 8, "depth": 2}, epochs=2)
+    with pytest.raises(InputError, match=r"run: holds another training run \(it differs in arguments\)"):
+        train(wider)
+    # fine-tuning into the folder of the model it starts from would resume that model's pretraining
+    finetune = config.replace(train_quality="exact", epochs=2)
+    with pytest.raises(InputError, match=r"starting weights \(--from\), train_quality"):
+        train(finetune, parent=best)
+    assert (tmp_path / "run" / "state.json").read_text() == before  # nothing touched
+    other_start = train(config.replace(out=str(tmp_path / "ft"), train_quality="exact"), parent=best)
+    with pytest.raises(InputError, match="starting weights"):  # the same settings from other weights
+        train(config.replace(out=str(tmp_path / "ft"), train_quality="exact", epochs=2), parent=other_start)
+
+
 def test_resumed_run_equals_uninterrupted_run(manifest, tmp_path):
     config = tiny(manifest, tmp_path / "whole", epochs=2)
     whole = train(config)
@@ -192,6 +209,12 @@ def test_cli_train_finetune_models(manifest, tmp_path):
     assert result.exit_code == 0 and "unet3d" in result.stdout and "exact" in result.stdout
     bad = runner.invoke(app, ["models", str(manifest)])
     assert bad.exit_code == 2 and "not a safetensors file" in bad.stderr
+    missing = runner.invoke(app, ["finetune", *sets])
+    assert missing.exit_code == 2 and "finetune needs --from" in missing.stderr
+    # into the folder of the pretraining it starts from
+    into_parent = runner.invoke(app, ["finetune", "--from", str(best), *sets])
+    assert into_parent.exit_code == 2 and "holds another training run" in into_parent.stderr
+    assert "Traceback" not in into_parent.output
 
 
 def test_auto_precision_on_cpu_follows_bf16_units(monkeypatch):

@@ -321,11 +321,11 @@ def train_command(
 @friendly_errors
 def finetune(
     config: Annotated[Path | None, typer.Argument(help="YAML config (defaults if omitted).")] = None,
-    parent: Annotated[Path, typer.Option("--from", help="Model file to start from.")] = Path(),
+    parent: Annotated[Path | None, typer.Option("--from", help="Model file to start from (needed).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override KEY=VALUE (dotted keys).")] = None,
 ) -> None:
     """Fine-tune a trained model on the exact labels (train_quality=exact by default)."""
-    if parent == Path():
+    if parent is None:
         _fail("finetune needs --from MODEL.safetensors")
     _run_training(config, ["train_quality=exact", *(set_ or [])], parent)
 

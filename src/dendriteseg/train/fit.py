@@ -12,6 +12,7 @@ crash), ``log.jsonl`` (one line per epoch) and ``curve.png``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 
 from dendriteseg.data.augment import augment
 from dendriteseg.data.volumes import NORMALISATION, LabelledVolume, PatchSampler
+from dendriteseg.errors import InputError
 from dendriteseg.io import write_text_atomic
 from dendriteseg.metrics import score_slices, summarize
 from dendriteseg.models.files import ModelInfo, save_model
@@ -245,7 +247,9 @@ def fit(
         training history is added to the provenance).
     out_dir : path, optional
         Default ``config.out``. With ``resume`` and a ``state.json`` there,
-        training continues from the last finished epoch.
+        training continues from the last finished epoch; if that state is
+        another run's (other settings, architecture or starting weights;
+        ``RESUMABLE`` settings may change), an :class:`InputError` says so.
     on_step : callable(step, steps_per_epoch, patches_per_second), optional
     on_epoch : callable(epoch, record), optional
         May raise to stop (e.g. an HPO pruner).
@@ -269,11 +273,19 @@ def fit(
     best: dict[str, float] | None = None
     start_epoch = 0
     state_path = out / "state.json"
+    run = _run_identity(model, config, info)
     if resume and state_path.exists():
         from safetensors.torch import load_file
 
         saved = json.loads(state_path.read_text())
-        model.load_state_dict(load_file(str(out / "last.safetensors"), device=str(device)))
+        _check_same_run(out, saved.get("run"), run)
+        try:
+            model.load_state_dict(load_file(str(out / "last.safetensors"), device=str(device)))
+        except RuntimeError:  # (a state written before the check above, of another architecture)
+            raise InputError(
+                f"{out}: holds another training run (its model is of another size); "
+                "name a new output folder (--set out=...) or remove this one"
+            ) from None
         _load_optimizer(opt, out / "optimizer.safetensors", saved["optimizer"])
         history, best, start_epoch = saved["history"], saved["best"], saved["epoch"]
         gen.set_state(torch.tensor(saved["torch_generator"], dtype=torch.uint8))
@@ -355,6 +367,7 @@ def fit(
             state_path,
             json.dumps(
                 {
+                    "run": run,
                     "epoch": epoch + 1,
                     "history": history,
                     "best": best,
@@ -373,4 +386,51 @@ def fit(
     return history
 
 
-__all__ = ["NORMALISATION", "fit", "learning_rate", "predict_labels", "segmentation_loss", "validate"]
+RESUMABLE = ("out", "epochs", "device", "amp")  # settings a resumed run may change
+
+
+def _run_identity(model: torch.nn.Module, config: TrainConfig, info: ModelInfo) -> dict[str, Any]:
+    """What a run folder's state must match to be resumed: the settings (but
+    ``RESUMABLE``), the architecture as built and, for a fine-tuning, the starting
+    weights (a digest of the parent's; a run from scratch starts from its seed)."""
+    skip = (*RESUMABLE, "model", "model_args")  # the architecture is compared as built (parent's or config's)
+    settings = {k: v for k, v in config_to_dict(config).items() if k not in skip}
+    start = "seed"
+    if "parent" in info.provenance:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        start = digest.hexdigest()[:16]
+    identity = {
+        "settings": settings,
+        "architecture": info.architecture,
+        "arguments": info.arguments,
+        "start": start,
+    }
+    return json.loads(json.dumps(identity))  # as state.json holds it (tuples as lists)
+
+
+def _check_same_run(out: Path, saved: dict[str, Any] | None, run: dict[str, Any]) -> None:
+    if saved is None or saved == run:  # (states written before the check have none)
+        return
+    differ = [k for k in ("architecture", "arguments") if saved.get(k) != run[k]]
+    if saved.get("start") != run["start"]:
+        differ.append("starting weights (--from)")
+    old, new = saved.get("settings", {}), run["settings"]
+    differ += sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    raise InputError(
+        f"{out}: holds another training run (it differs in {', '.join(differ)}); "
+        "name a new output folder (--set out=...) or remove this one"
+    )
+
+
+__all__ = [
+    "NORMALISATION",
+    "RESUMABLE",
+    "fit",
+    "learning_rate",
+    "predict_labels",
+    "segmentation_loss",
+    "validate",
+]
