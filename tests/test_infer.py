@@ -16,6 +16,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from dendriteseg.cli import app  # noqa: E402
 from dendriteseg.data.volumes import NORMALISATION, normalisation_window  # noqa: E402
+from dendriteseg.errors import InputError  # noqa: E402
 from dendriteseg.infer import Tiling, TorchPredictor, choose_tile, iter_logits, segment, tile_starts  # noqa: E402
 from dendriteseg.infer.cpu import optimise_for_cpu  # noqa: E402
 from dendriteseg.infer.series import segment_series  # noqa: E402
@@ -453,3 +454,48 @@ def test_shipped_default_model_segments_a_fresh_scan():
     result = segment(scan["image"], device="cpu")  # no model named: the shipped one
     scores = summarize(score_slices(result.labels, scan["label"]))
     assert scores.iou > 0.7 and scores.bf1 > 0.85
+
+
+# -- ensembles ------------------------------------------------------------------------
+
+
+def test_ensemble_averages_the_members_probabilities(volume, model_file, tmp_path):
+    from dendriteseg.infer.predictor import EnsemblePredictor, ensemble_members, load_predictor
+
+    assert ensemble_members("unet3d_default") is None and ensemble_members(model_file) is None
+    assert ensemble_members("a.safetensors + unet2d_default") == ["a.safetensors", "unet2d_default"]
+    odd = tmp_path / "odd+name.safetensors"  # a file whose name holds a "+" is one model
+    odd.write_bytes(model_file.read_bytes())
+    assert ensemble_members(odd) is None
+    with pytest.raises(InputError, match="MODEL\\+MODEL"):
+        ensemble_members("unet3d_default+")
+
+    torch.manual_seed(3)
+    flat = build_model("unet2d", base=4, depth=2).eval()
+    pair = load_predictor(f"{model_file}+{model_file}", device="cpu")
+    assert isinstance(pair, EnsemblePredictor) and pair.tile_depth == 4
+    mixed = EnsemblePredictor([pair.members[0], TorchPredictor(flat, device="cpu")])
+    assert mixed.tile_depth == 4 and mixed.size_multiple == (4, 4, 4)  # the deeper member's tiles
+    batch = np.random.default_rng(0).random((2, 4, 20, 24), dtype=np.float32)
+    a, b = (np.asarray(m(batch), np.float64) for m in mixed.members)
+    mean = (1 / (1 + np.exp(-a)) + 1 / (1 + np.exp(-b))) / 2
+    expected = np.log(np.clip(mean, 1e-6, 1 - 1e-6) / (1 - np.clip(mean, 1e-6, 1 - 1e-6)))
+    np.testing.assert_allclose(mixed(batch), expected, rtol=1e-4, atol=1e-4)
+    # an ensemble of one model twice segments as that model does
+    alone = segment(volume, model_file, device="cpu", probabilities=True)
+    twice = segment(volume, f"{model_file}+{model_file}", device="cpu", probabilities=True)
+    np.testing.assert_allclose(twice.probabilities, alone.probabilities, atol=2e-3)
+
+
+def test_cli_segments_with_an_ensemble_and_names_a_bad_member(tmp_path, volume, model_file):
+    write_volume(tmp_path / "in.tif", volume.astype(np.uint16))
+    code, out, err = run(
+        "segment", tmp_path / "in.tif", "-o", tmp_path / "seg.tif", "--model", f"{model_file}+unet2d_default"
+    )
+    assert code == 0, err
+    assert read_volume(tmp_path / "seg.tif").shape == SHAPE
+    code, _, err = run(
+        "segment", tmp_path / "in.tif", "-o", tmp_path / "no.tif", "--model", f"{model_file}+nosuch_model"
+    )
+    assert code == 2 and err.strip().startswith("error: nosuch_model: not a .safetensors model file")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "no.tif").exists()

@@ -359,7 +359,11 @@ def segment(
         ),
     ],
     model: Annotated[
-        str | None, typer.Option(help="Model file (.safetensors) or shipped name; default: shipped model.")
+        str | None,
+        typer.Option(
+            help="Model file (.safetensors) or shipped name; A+B averages several models "
+            "(e.g. unet3d_default+unet2d_default); default: shipped model."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",

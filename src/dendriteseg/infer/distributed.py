@@ -144,10 +144,10 @@ def segment_dask(
     spec = str(volume)
     if parse_location(output, for_writing=True).format != "zarr":
         raise InputError(f"{output}: Dask output must be a .zarr store")
-    if isinstance(model, (str, Path)) or model is None:
-        from dendriteseg.infer.predictor import resolve_model_path
+    if isinstance(model, (str, Path)) or model is None:  # absolute files: workers may run elsewhere
+        from dendriteseg.infer.predictor import ensemble_members, resolve_model_path
 
-        model = str(resolve_model_path(model))
+        model = "+".join(str(resolve_model_path(m)) for m in ensemble_members(model) or [model])
     predictor_options = {"device": device, "precision": precision, "tta": tta}
     predictor = _as_predictor(model, **predictor_options)
     with open_volume(spec) as vol:
