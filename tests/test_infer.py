@@ -120,6 +120,18 @@ def test_default_tiles_whole_planes_up_to_896():
     assert choose_tile((250, 852, 852), Deep(), (60, 64)) == (4, 64, 64)
 
 
+def test_tiles_deeper_than_the_model_was_trained_for_are_warned_about(caplog):
+    class Deep:
+        tile_depth = 4
+        size_multiple = (4, 8, 8)
+
+    with caplog.at_level("WARNING"):
+        assert choose_tile((250, 852, 852), Deep(), (4, 64, 64)) == (4, 64, 64)
+        assert not caplog.records
+        assert choose_tile((250, 852, 852), Deep(), (8, 64, 64)) == (8, 64, 64)  # the user's choice stands
+    assert "8 slices deep, where this 3D model was trained for 4" in caplog.text
+
+
 def test_tile_starts_follow_the_pooling_grid():
     starts = tile_starts(852, 256, 0.25, multiple=8)
     assert all(s % 8 == 0 for s in starts) and starts[-1] + 256 >= 852

@@ -367,7 +367,12 @@ def segment(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
-    tile: Annotated[str | None, typer.Option(help="Tile size Y,X or Z,Y,X (default: see docs).")] = None,
+    tile: Annotated[
+        str | None,
+        typer.Option(
+            help="Tile size Y,X or Z,Y,X (default: see docs; a 3D model keeps Z at its training depth)."
+        ),
+    ] = None,
     overlap: Annotated[float, typer.Option(help="In-plane overlap of tiles, fraction of a tile.")] = 0.25,
     overlap_z: Annotated[float | None, typer.Option(help="Overlap of tiles along z (default 0).")] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 1,

@@ -19,6 +19,7 @@ the fewest tiles of at most ``MAX_PLANE`` that overlap by ``overlap``
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,8 @@ from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import TorchPredictor, load_predictor
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.io import Location, Volume, VolumeWriter, as_volume
+
+log = logging.getLogger(__name__)
 
 MAX_PLANE = 896  # in-plane tile sides are at most this (memory; see the module notes)
 SLAB_2D = 8  # slices per z-row for 2D models
@@ -111,6 +114,13 @@ def choose_tile(
             raise InputError(f"tile: give Y,X or Z,Y,X, got {tile}")
         if min(tz, ty, tx) < 1:
             raise InputError(f"tile: sizes must be >= 1, got {tile}")
+        if depth and tz != depth:
+            log.warning(
+                "tile: %d slices deep, where this 3D model was trained for %d; its deepest layers then see "
+                "other depths and its labels change (the shipped model's IoU fell from 0.88 to 0.52 with 8)",
+                tz,
+                depth,
+            )
     else:
         ty, tx = (_plane_tile(n, overlap) for n in (ny, nx))
     size = []

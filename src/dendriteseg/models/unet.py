@@ -5,8 +5,12 @@ the paper's residual 3D U-Net (each block: two 3x3x3 conv + norm + ReLU,
 plus a 1x1x1 convolution of the block's input summed with them, Figure 2b).
 3D models pool along z only in the first ``z_levels`` levels, so a model
 trained on 4-slice patches (``z_levels=2``) pools 4 -> 2 -> 1 and then only
-in-plane; at inference any depth divisible by ``2**z_levels`` works. Inputs
-whose size does not divide are padded (reflect) and the output cropped.
+in-plane. Any depth divisible by ``2**z_levels`` runs, but a depth other
+than the training patches' changes what the deepest layers see (their z
+extent), and with it the output: the shipped model trained on 4 slices
+scored IoU 0.88 on 4-slice tiles and 0.52 on 8-slice ones, so inference
+tiles are as deep as the training patches. Inputs whose size does not
+divide are padded (reflect) and the output cropped.
 """
 
 from __future__ import annotations
