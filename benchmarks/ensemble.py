@@ -21,13 +21,13 @@ model and for the ensemble; the ensemble's time as a ratio of each model's.
 from __future__ import annotations
 
 import argparse
-import sys
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from inference import child_peak_rss, make_big_volume  # the sibling benchmark's helpers
+from inference import child_peak_rss, make_big_volume, segment_command  # the sibling benchmark's helpers
 from unseen_generator import unseen_scan
 
 from dendriteseg.data import LabelledVolume, read_manifest, select
@@ -119,24 +119,14 @@ def main() -> None:
         seconds = {}
         for name in names:
             out = work / f"{name.replace('+', '_')}.zarr"
-            cmd = [
-                sys.executable,
-                "-m",
-                "dendriteseg.cli",
-                "segment",
-                str(src),
-                "-o",
-                str(out),
-                "--model",
-                name,
-            ]
-            seconds[name], rss = child_peak_rss(cmd)
+            seconds[name], rss = child_peak_rss(segment_command(src, out, "--model", name))
             print(
                 f"{args.depth} x 852 x 852 with {name}: {seconds[name]:.1f} s, peak RSS {rss:.0f} MB",
                 flush=True,
             )
         for m in args.models:
             print(f"ensemble time / {m} time: {seconds[ensemble] / seconds[m]:.2f}")
+        shutil.rmtree(work)  # the volume and the labels: a few GB
 
 
 if __name__ == "__main__":

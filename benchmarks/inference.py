@@ -83,6 +83,11 @@ def child_peak_rss(args: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
+def segment_command(src: Path, out: Path, *options: str) -> list[str]:
+    """``dendriteseg segment SRC -o OUT OPTIONS`` run by this Python (in a process of its own)."""
+    return [sys.executable, "-m", "dendriteseg.cli", "segment", str(src), "-o", str(out), *options]
+
+
 def make_big_volume(path: Path, depth: int, plane: int, seed: int = 0) -> None:
     """A float32 .npy volume written slab by slab: a smooth phantom plus noise (content matters little)."""
     from scipy import ndimage
@@ -201,17 +206,7 @@ def main() -> None:
             if not src.exists():
                 make_big_volume(src, depth, args.plane)
             out = work / f"seg_{depth}.zarr"
-            cmd = [
-                sys.executable,
-                "-m",
-                "dendriteseg.cli",
-                "segment",
-                str(src),
-                "-o",
-                str(out),
-                "--device",
-                "cpu",
-            ]
+            cmd = segment_command(src, out, "--device", "cpu")
             if args.model:
                 cmd += ["--model", str(model_path)]
             seconds, rss = child_peak_rss(cmd)
