@@ -29,7 +29,7 @@ from unittest import mock
 
 import numpy as np
 import torch
-from robustness import _scan_params  # the sibling benchmark's scan parameters
+from robustness import _scan_params, centred_square  # the sibling benchmark's helpers
 
 from dendriteseg.data import read_manifest, select
 from dendriteseg.data import volumes as volumes_module
@@ -65,14 +65,12 @@ def main() -> None:
             image = read_volume(entry.image).astype(np.float32)
             label = read_volume(entry.label)
             radius = _scan_params(entry).radius_fraction * min(image.shape[1:])
-            cy, cx = image.shape[1] // 2, image.shape[2] // 2
             whole = normalisation_window(image)
             for frac in fracs:
                 half = int(radius * frac)
-                if not 8 <= half < min(cy, cx):
+                if not 8 <= half < min(image.shape[1:]) // 2:
                     continue
-                box = (slice(None), slice(cy - half, cy + half), slice(cx - half, cx + half))
-                crop, truth = image[box], label[box]
+                crop, truth = centred_square(image, label, half)
                 row = {}
                 for rule, window in windows(crop, whole).items():
                     pred = segment(crop, args.model, precision="fp32", window=window).labels

@@ -55,7 +55,11 @@ Pair = tuple[np.ndarray, np.ndarray]  # image, label
 def _crop_to_sample(image: np.ndarray, label: np.ndarray, params: ScanParams) -> Pair:
     """The square inside the cylindrical sample (for wide samples, inside a radius of 0.38)."""
     n = min(image.shape[1:])
-    half = int(n * min(params.radius_fraction, 0.38) / np.sqrt(2)) - 1
+    return centred_square(image, label, int(n * min(params.radius_fraction, 0.38) / np.sqrt(2)) - 1)
+
+
+def centred_square(image: np.ndarray, label: np.ndarray, half: int) -> Pair:
+    """The slices' central square of side ``2 * half`` (a user's crop around a centred sample)."""
     cy, cx = image.shape[1] // 2, image.shape[2] // 2
     box = (slice(None), slice(cy - half, cy + half), slice(cx - half, cx + half))
     return image[box], label[box]
@@ -64,10 +68,7 @@ def _crop_to_sample(image: np.ndarray, label: np.ndarray, params: ScanParams) ->
 def _crop_with_corners(image: np.ndarray, label: np.ndarray, params: ScanParams) -> Pair:
     """A square of half-side 0.88 of the sample's radius: air only in its corners (about 6 % of it)."""
     n = min(image.shape[1:])
-    half = min(int(n * params.radius_fraction * 0.88), n // 2 - 1)
-    cy, cx = image.shape[1] // 2, image.shape[2] // 2
-    box = (slice(None), slice(cy - half, cy + half), slice(cx - half, cx + half))
-    return image[box], label[box]
+    return centred_square(image, label, min(int(n * params.radius_fraction * 0.88), n // 2 - 1))
 
 
 def _zoom(factor: float):

@@ -20,7 +20,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dendriteseg.data.volumes import NORMALISATION
 from dendriteseg.errors import InputError
+from dendriteseg.infer.tiling import alignment
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +298,6 @@ class EnsemblePredictor:
     def __init__(self, members: list[Any], name: str = "ensemble"):
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two predictors")
-        from dendriteseg.data.volumes import NORMALISATION
-
         norms = [{**NORMALISATION, **(getattr(m, "normalisation", None) or {})} for m in members]
         if any(n != norms[0] for n in norms[1:]):
             raise InputError(f"{name}: its models normalise intensities differently ({norms})")
@@ -306,12 +306,7 @@ class EnsemblePredictor:
         self.normalisation = norms[0]
         depths = [d for d in (getattr(m, "tile_depth", None) for m in members) if d]
         self.tile_depth = max(depths) if depths else None
-        multiples = []
-        for m in members:
-            multiple = tuple(int(v) for v in getattr(m, "size_multiple", ()) or ())
-            multiples.append(
-                multiple if len(multiple) == 3 else (1, *multiple) if len(multiple) == 2 else (1, 1, 1)
-            )
+        multiples = [alignment(m) for m in members]
         self.size_multiple = tuple(int(np.lcm.reduce(axis)) for axis in zip(*multiples, strict=True))
 
     def prepare(self, voxels: int) -> None:
@@ -320,12 +315,8 @@ class EnsemblePredictor:
                 m.prepare(voxels)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        total = None
-        for m in self.members:
-            logits = np.clip(np.asarray(m(batch), np.float32), -30.0, 30.0)  # exp stays finite
-            p = 1.0 / (1.0 + np.exp(-logits))
-            total = p if total is None else total + p
-        p = np.clip(total / len(self.members), 1e-6, 1 - 1e-6)
+        logits = [np.clip(np.asarray(m(batch), np.float32), -30.0, 30.0) for m in self.members]  # finite exp
+        p = np.clip(np.mean([1.0 / (1.0 + np.exp(-x)) for x in logits], axis=0), 1e-6, 1 - 1e-6)
         return np.log(p / (1 - p)).astype(np.float32)
 
     def __repr__(self) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 from dendriteseg.data.volumes import normalisation_window
 from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import TorchPredictor, load_predictor
-from dendriteseg.infer.tiling import Tiling
+from dendriteseg.infer.tiling import Tiling, alignment
 from dendriteseg.io import Location, Volume, VolumeWriter, as_volume
 
 log = logging.getLogger(__name__)
@@ -67,16 +67,6 @@ class SegmentResult:
 
 def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
-
-
-def alignment(predictor: Any) -> tuple[int, int, int]:
-    """The (z, y, x) multiples a predictor's tiles should start at and measure."""
-    multiple = tuple(int(m) for m in getattr(predictor, "size_multiple", ()) or ())
-    if len(multiple) == 3:
-        return multiple  # type: ignore[return-value]
-    if len(multiple) == 2:
-        return (1, *multiple)  # type: ignore[return-value]
-    return (1, 1, 1)
 
 
 def _plane_tile(length: int, overlap: float) -> int:

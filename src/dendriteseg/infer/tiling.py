@@ -13,10 +13,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 WEIGHT_FLOOR = 0.01  # relative weight at a tile's edge, per axis; keeps every weight sum > 0
+
+
+def alignment(predictor: Any) -> tuple[int, int, int]:
+    """The (z, y, x) multiples a predictor's tiles should start at and measure."""
+    multiple = tuple(int(m) for m in getattr(predictor, "size_multiple", ()) or ())
+    if len(multiple) == 3:
+        return multiple  # type: ignore[return-value]
+    if len(multiple) == 2:
+        return (1, *multiple)  # type: ignore[return-value]
+    return (1, 1, 1)
 
 
 def tile_starts(length: int, tile: int, overlap: float, multiple: int = 1) -> list[int]:
