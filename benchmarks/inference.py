@@ -85,7 +85,7 @@ def child_peak_rss(args: list[str]) -> tuple[float, float]:
 
 def segment_command(src: Path, out: Path, *options: str) -> list[str]:
     """``dendriteseg segment SRC -o OUT OPTIONS`` run by this Python (in a process of its own)."""
-    return [sys.executable, "-m", "dendriteseg.cli", "segment", str(src), "-o", str(out), *options]
+    return [sys.executable, "-m", "dendriteseg", "segment", str(src), "-o", str(out), *options]
 
 
 def make_big_volume(path: Path, depth: int, plane: int, seed: int = 0) -> None:

@@ -2,7 +2,7 @@
 
 The shipped models learn from the CT forward model (projections, filtered
 back-projection, phase-field and procedural structures). Here each scan is
-painted in the image domain instead (``synth.quick_scan``: white noise,
+painted in the image domain instead (``synth.paint_image_scan``: white noise,
 Gaussian blur, rings on the rotation axis, a drift along z) over procedural
 capsule dendrites, with its settings drawn per scan over wide ranges
 (contrast, air level, noise, blur, sample radius, dendrite thickness), and
@@ -27,7 +27,7 @@ from robustness import model_label  # the sibling benchmark's column names
 
 from dendriteseg.infer.segment import segment
 from dendriteseg.metrics import score_slices, summarize
-from dendriteseg.synth import procedural_dendrites, quick_scan
+from dendriteseg.synth import procedural_dendrites, paint_image_scan
 
 
 def other_scan(shape: tuple[int, int, int], seed: int, index: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -50,7 +50,7 @@ def other_scan(shape: tuple[int, int, int], seed: int, index: int) -> tuple[np.n
         "rings": gen.uniform(0.0, 0.05),
         "drift": gen.uniform(-0.15, 0.15),
     }
-    image, sample = quick_scan(phase, radius_fraction=radius_fraction, rng=gen, **settings)
+    image, sample = paint_image_scan(phase, radius_fraction=radius_fraction, rng=gen, **settings)
     gain, offset = gen.uniform(4000, 20000), gen.uniform(500, 12000)
     stored = np.clip(image * gain + offset, 0, 65535).astype(np.uint16)
     label = (label * sample[None]).astype(np.uint8)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dendriteseg.synth import procedural_dendrites, quick_scan
+from dendriteseg.synth import procedural_dendrites, paint_image_scan
 
 ODD_SHAPE = (33, 34, 35)
 
@@ -20,7 +20,7 @@ def odd_volume(rng):
 def phantom():
     """A small synthetic scan: (image, label) with the sample in air."""
     label, phase = procedural_dendrites((9, 96, 97), n_seeds=4, rng=7)
-    image, _ = quick_scan(phase, rng=7, noise=0.05)
+    image, _ = paint_image_scan(phase, rng=7, noise=0.05)
     return image, label
 
 

@@ -10,7 +10,7 @@ from dendriteseg.baselines import (
 from dendriteseg.errors import InputError
 from dendriteseg.io import read_volume
 from dendriteseg.metrics import iou
-from dendriteseg.synth import cylinder_mask, procedural_dendrites, quick_scan
+from dendriteseg.synth import cylinder_mask, procedural_dendrites, paint_image_scan
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def scans():
     out = []
     for seed in (11, 12):
         label, phase = procedural_dendrites((8, 80, 81), n_seeds=4, rng=seed)
-        image, _ = quick_scan(phase, rng=seed, noise=0.08)
+        image, _ = paint_image_scan(phase, rng=seed, noise=0.08)
         out.append((image, label))
     return out
 
@@ -49,7 +49,7 @@ def test_each_method_finds_dendrites(scans, method):
 
 def test_emmpm_prior_beats_plain_threshold_on_noise(scans):
     label, phase = procedural_dendrites((6, 80, 81), n_seeds=4, rng=5)
-    image, _ = quick_scan(phase, rng=5, noise=0.2, drift=0)
+    image, _ = paint_image_scan(phase, rng=5, noise=0.2, drift=0)
     plain = segment_with_baseline("emmpm", image, rng=0, beta=0.0)
     smooth = segment_with_baseline("emmpm", image, rng=0, beta=1.5)
     assert iou(smooth, label) > iou(plain, label) + 0.05

@@ -113,7 +113,8 @@ def test_zoom_magnifies_image_and_label_alike():
 
 
 def test_crop_windows_show_a_scan_without_air():
-    from dendriteseg.data.volumes import crop_windows, normalisation_window
+    from dendriteseg.data.volumes import crop_windows
+    from dendriteseg.preprocess import normalisation_window
 
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[:60, :60]
@@ -133,7 +134,7 @@ def test_crop_windows_show_a_scan_without_air():
 
 
 def test_window_reaches_lower_only_for_scans_without_air():
-    from dendriteseg.data.volumes import normalisation_window
+    from dendriteseg.preprocess import normalisation_window
 
     rng = np.random.default_rng(2)
     yy, xx = np.mgrid[:80, :80]

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from dendriteseg.cli import app  # noqa: E402
-from dendriteseg.data.volumes import NORMALISATION, normalisation_window  # noqa: E402
+from dendriteseg.preprocess import NORMALISATION, normalisation_window  # noqa: E402
 from dendriteseg.errors import InputError  # noqa: E402
 from dendriteseg.infer import Tiling, TorchPredictor, choose_tile, iter_logits, segment, tile_starts  # noqa: E402
 from dendriteseg.infer.cpu import optimise_for_cpu  # noqa: E402
@@ -299,8 +299,8 @@ def test_killed_series_resumes_without_redoing_volumes(scans, tmp_path, model_fi
             import sys, time
             import numpy as np
             from dendriteseg.infer.series import segment_series
-            from dendriteseg.infer.segment import _as_predictor
-            net = _as_predictor({str(model_file)!r}, device="cpu")
+            from dendriteseg.infer.segment import as_predictor
+            net = as_predictor({str(model_file)!r}, device="cpu")
             def slow(batch):
                 time.sleep(0.3)
                 return net(batch)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from dendriteseg.synth import procedural_dendrites, quick_scan, random_rotation
+from dendriteseg.synth import procedural_dendrites, paint_image_scan, random_rotation
 
 
 def test_deterministic_for_a_seed():
@@ -23,9 +23,9 @@ def test_rotation_is_orthonormal():
     assert np.linalg.det(r) > 0
 
 
-def test_quick_scan_solid_darker_than_melt_and_air_darkest():
+def test_paint_image_scan_solid_darker_than_melt_and_air_darkest():
     label, phase = procedural_dendrites((6, 64, 64), rng=2)
-    image, sample = quick_scan(phase, rng=2, noise=0.0, rings=0.0, drift=0.0, blur=0.0)
+    image, sample = paint_image_scan(phase, rng=2, noise=0.0, rings=0.0, drift=0.0, blur=0.0)
     inside = sample[None] & np.ones(label.shape, bool)
     solid = image[inside & (label == 1)].mean()
     melt = image[inside & (label == 0)].mean()

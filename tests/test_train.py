@@ -11,7 +11,8 @@ from dendriteseg.data import LabelledVolume, read_manifest, select  # noqa: E402
 from dendriteseg.errors import InputError  # noqa: E402
 from dendriteseg.models.files import load_model, read_model_info  # noqa: E402
 from dendriteseg.synth.dataset import build_dataset  # noqa: E402
-from dendriteseg.train import load_config, predict_labels, segmentation_loss, train  # noqa: E402
+from dendriteseg.infer import segment  # noqa: E402
+from dendriteseg.train import load_config, segmentation_loss, train  # noqa: E402
 from dendriteseg.train.config import config_from_dict  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def test_pretrain_finetune_reload(manifest, tmp_path):
     assert info.provenance["train_quality"] == "exact"
     model, _ = load_model(fine)
     vol = LabelledVolume.from_entry(select(read_manifest(manifest), quality="exact")[0])
-    pred = predict_labels(model, vol.image, depth=4, amp="none")
+    pred = segment(vol.image, model, window=(0.0, 1.0), precision="fp32").labels
     assert pred.shape == vol.label.shape and set(np.unique(pred)) <= {0, 1}
 
 
@@ -218,15 +219,15 @@ def test_cli_train_finetune_models(manifest, tmp_path):
 
 
 def test_auto_precision_on_cpu_follows_bf16_units(monkeypatch):
-    import dendriteseg.infer.predictor as predictor
-    from dendriteseg.train.fit import autocast_for
+    import dendriteseg.device as device
+    from dendriteseg.device import training_autocast as autocast_for
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(predictor, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
     ctx, _ = autocast_for(cpu, "auto")
     with ctx:
         assert not torch.is_autocast_enabled("cpu")
-    monkeypatch.setattr(predictor, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
     ctx, _ = autocast_for(cpu, "auto")
     with ctx:
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -25,6 +25,7 @@ from scipy import ndimage
 from dendriteseg.errors import InputError
 from dendriteseg.io import Volume, VolumeWriter, as_volume
 from dendriteseg.io.labels import as_binary_labels
+from dendriteseg.preprocess import evenly_spaced
 from dendriteseg.rng import Rng
 from dendriteseg.rng import as_generator as _rng
 
@@ -39,14 +40,9 @@ def _as_volume(data: Any, name: str = "array") -> Volume:
     return as_volume(data, name)
 
 
-def _slice_indices(depth: int, count: int) -> np.ndarray:
-    """Up to ``count`` evenly spaced z indices of a volume ``depth`` slices deep."""
-    return np.unique(np.linspace(0, depth - 1, min(count, depth)).round().astype(int))
-
-
 def _sample_slices(volume: Volume, count: int) -> np.ndarray:
     """Up to ``count`` evenly spaced z-slices as float32."""
-    idx = _slice_indices(volume.shape[0], count)
+    idx = evenly_spaced(volume.shape[0], count)
     return np.stack([volume.read(int(i), int(i) + 1)[0] for i in idx]).astype(np.float32)
 
 
@@ -301,7 +297,7 @@ class PixelClassifier:
         if img.shape != lab.shape:
             raise InputError(f"{lab.source}: shape {lab.shape} differs from {img.source} {img.shape}")
         mask, window = self._mask_and_window(img)
-        idx = _slice_indices(img.shape[0], self.max_slices)
+        idx = evenly_spaced(img.shape[0], self.max_slices)
         per_slice = max(1, self.max_samples // len(idx))
         xs, ys = [], []
         for z in idx:
@@ -413,9 +409,9 @@ def segment_with_baseline(
 
     Examples
     --------
-    >>> from dendriteseg.synth import procedural_dendrites, quick_scan
+    >>> from dendriteseg.synth import procedural_dendrites, paint_image_scan
     >>> label, phase = procedural_dendrites((5, 64, 64), rng=0)
-    >>> image, _ = quick_scan(phase, rng=0)
+    >>> image, _ = paint_image_scan(phase, rng=0)
     >>> segment_with_baseline("otsu", image).shape
     (5, 64, 64)
     """

@@ -1,8 +1,6 @@
-"""``dendriteseg`` command line: parse, call one library function, print.
+"""``dendriteseg`` command line: each command parses, calls one library function, prints.
 
-Every user error ends as one line ``error: <file>: <problem>`` on stderr
-and exit code 2; nothing here holds logic that notebooks could not reach
-through the Python API.
+Every user error ends as one line ``error: <file>: <problem>`` on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,30 +18,36 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer import Argument as Arg
+from typer import Option as Opt
 
 from dendriteseg import __version__
-from dendriteseg.errors import DendritesegError
+from dendriteseg.errors import InputError, parse_key_values, user_message
 
 app = typer.Typer(
-    name="dendriteseg",
-    help="Segment dendrites in 3D/4D x-ray CT, train the networks, score the results.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+    name="dendriteseg", help="Segment dendrites in 3D/4D x-ray CT, train the networks, score the results.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)  # fmt: skip
+synth_app = typer.Typer(help="Make synthetic XCT scans with exact labels, series and datasets.", no_args_is_help=True)  # fmt: skip # noqa: E501
+app.add_typer(synth_app, name="synth")
 out_console = Console()
 err_console = Console(stderr=True)
-
 F = TypeVar("F", bound=Callable[..., Any])
+DEBUG = "set DENDRITESEG_DEBUG=1 for a traceback"
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """Print plain text (no Rich markup or highlighting) to stdout, or stderr with ``err``."""
+    (err_console if err else out_console).print(text, markup=False, highlight=False, soft_wrap=err)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    _say(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
 def friendly_errors(func: F) -> F:
-    """Turn library and OS errors into one line on stderr and exit code 2."""
+    """Turn library and OS errors into one line on stderr and exit code 2 (see ``errors.user_message``)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,27 +55,19 @@ def friendly_errors(func: F) -> F:
             return func(*args, **kwargs)
         except typer.Exit:
             raise
-        except DendritesegError as exc:
-            _fail(str(exc))
-        except KeyError as exc:
-            _fail(str(exc.args[0]) if exc.args else "unknown key")
-        except (OSError, ValueError) as exc:
-            name = getattr(exc, "filename", None)
-            reason = getattr(exc, "strerror", None) or str(exc)
-            _fail(f"{name}: {reason}" if name else reason)
-        except MemoryError:
-            _fail("out of memory; use a lazy format (Zarr, HDF5, TIFF) and smaller slabs")
-        except KeyboardInterrupt:
-            _fail("interrupted; no partial output was left", code=130)
-        except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
-            if os.environ.get("DENDRITESEG_DEBUG"):
+        except BaseException as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+            known = user_message(exc)
+            if known is None and (os.environ.get("DENDRITESEG_DEBUG") or not isinstance(exc, Exception)):
                 raise
-            _fail(
-                f"internal error ({type(exc).__name__}: {exc}); set DENDRITESEG_DEBUG=1 for a traceback",
-                code=1,
-            )
+            message, code = known or (f"internal error ({type(exc).__name__}: {exc}); {DEBUG}", 1)
+            _fail(message, code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def command(group: typer.Typer = app, name: str | None = None) -> Callable[[F], F]:
+    """Register a command of ``group`` whose errors end as one line."""
+    return lambda func: group.command(name)(friendly_errors(func))
 
 
 def _int_list(text: str | None, name: str) -> list[int] | None:
@@ -79,250 +76,187 @@ def _int_list(text: str | None, name: str) -> list[int] | None:
     try:
         return [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        _fail(f"--{name}: expected integers separated by commas, got {text!r}")
-    return None
+        raise InputError(f"--{name}: expected integers separated by commas, got {text!r}") from None
+
+
+def _table(title: str, columns: tuple[str, ...], rows: Any, caption: str | None = None) -> None:
+    """Print a table; the first column left-aligned, the others right-aligned."""
+    table = Table(*columns, title=title, caption=caption)
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for row in rows:
+        table.add_row(*row)
+    out_console.print(table)
+
+
+def _progress(*columns: Any) -> Any:
+    """A progress bar on stderr (hidden where stderr is no terminal)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = (BarColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    return Progress(*columns, *bar, console=err_console, disable=not err_console.is_terminal)
 
 
 def _version(value: bool) -> None:
     if value:
-        out_console.print(f"dendriteseg {__version__}")
+        _say(f"dendriteseg {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
 def main_options(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
+    verbose: bool = Opt(False, "--verbose", "-v", help="Log progress details."),
+    version: bool = Opt(False, "--version", is_eager=True, help="Show the version.", callback=_version),
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-@app.command()
-@friendly_errors
+@command()
 def evaluate(
-    pred: Annotated[str, typer.Argument(help="Predicted labels (0/1), any supported format.")],
-    gt: Annotated[str, typer.Argument(help="True labels (0/1) of the same shape.")],
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write all scores as JSON.")] = None,
-    tolerance: Annotated[float, typer.Option(help="BF1 tolerance in pixels (strict <).")] = 4.0,
-    per_slice: Annotated[Path | None, typer.Option("--per-slice", help="Write per-slice CSV.")] = None,
-    mode: Annotated[str, typer.Option(help="2d: per z-slice then mean (paper); 3d: volume.")] = "2d",
-    spacing: Annotated[
-        tuple[float, float, float] | None,
-        typer.Option(help="Voxel size Z Y X for --mode 3d (default: the GT file's, else 1)."),
-    ] = None,
+    pred: str = Arg(..., help="Predicted labels (0/1), any supported format."),
+    gt: str = Arg(..., help="True labels (0/1) of the same shape."),
+    json_path: Path | None = Opt(None, "--json", help="Write all scores as JSON."),
+    tolerance: float = Opt(4.0, help="BF1 tolerance in pixels (strict <)."),
+    per_slice: Path | None = Opt(None, "--per-slice", help="Write per-slice CSV."),
+    mode: str = Opt("2d", help="2d: per z-slice then mean (paper); 3d: volume."),
+    spacing: tuple[float, float, float] | None = Opt(
+        None, help="Voxel size Z Y X for --mode 3d (default: the GT file's, else 1)."
+    ),
 ) -> None:
     """Score a segmentation: accuracy, IoU, boundary F1 and boundary displacement error."""
     from dendriteseg.evaluation import evaluate as run
     from dendriteseg.evaluation import format_table, write_json, write_per_slice_csv
 
+    if per_slice and mode != "2d":
+        _fail("--per-slice needs --mode 2d")
     result = run(pred, gt, tolerance=tolerance, mode=mode, spacing=spacing)
-    table = Table(title=f"{pred} vs {gt}", show_header=True)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in format_table(result):
-        table.add_row(name, value)
-    out_console.print(table)
+    _table(f"{pred} vs {gt}", ("metric", "value"), format_table(result))
     if json_path:
         write_json(result, json_path, pred=str(pred), gt=str(gt))
     if per_slice:
-        if mode != "2d":
-            _fail("--per-slice needs --mode 2d")
         write_per_slice_csv(result, per_slice)
 
 
-@app.command()
-@friendly_errors
+@command()
 def overlay(
-    image: Annotated[str, typer.Argument(help="CT image volume.")],
-    pred: Annotated[str, typer.Argument(help="Predicted labels (0/1).")],
-    gt: Annotated[str | None, typer.Argument(help="True labels (0/1), optional.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG files.")] = Path("overlays"),
-    z: Annotated[str | None, typer.Option(help="z-slices, e.g. 10,50,90 (default: 3 evenly spaced).")] = None,
-    y: Annotated[str | None, typer.Option(help="y rows for x-z sections (default: the middle).")] = None,
-    window: Annotated[
-        tuple[float, float] | None, typer.Option(help="Grey window LOW HIGH (default: percentiles).")
-    ] = None,
+    image: str = Arg(..., help="CT image volume."),
+    pred: str = Arg(..., help="Predicted labels (0/1)."),
+    gt: str | None = Arg(None, help="True labels (0/1), optional."),
+    out: Path = Opt(Path("overlays"), "--out", "-o", help="Folder for the PNG files."),
+    z: str | None = Opt(None, help="z-slices, e.g. 10,50,90 (default: 3 evenly spaced)."),
+    y: str | None = Opt(None, help="y rows for x-z sections (default: the middle)."),
+    window: tuple[float, float] | None = Opt(None, help="Grey window LOW HIGH (default: percentiles)."),
 ) -> None:
     """Draw PNG overlays: TP white, TN black, FP green, FN pink (or the outline without GT)."""
-    from dendriteseg.io import open_volume
-    from dendriteseg.report import write_overlays
+    from dendriteseg.report import write_overlay_files
 
-    with open_volume(image) as img, open_volume(pred) as prd:
-        gtv = open_volume(gt) if gt else None
-        try:
-            written = write_overlays(
-                img,
-                prd,
-                gtv,
-                out,
-                z=_int_list(z, "z"),
-                y=_int_list(y, "y"),
-                window=window,
-                voxel_size=img.voxel_size,
-                names=(image, pred, gt or "gt"),
-            )
-        finally:
-            if gtv is not None:
-                gtv.close()
+    written = write_overlay_files(
+        image, pred, gt, out, z=_int_list(z, "z"), y=_int_list(y, "y"), window=window
+    )
     for path in written:
-        out_console.print(str(path), markup=False, highlight=False)
+        _say(str(path))
 
 
-def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            _fail(f"--option: expected KEY=VALUE, got {pair!r}")
-        try:
-            options[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.replace("-", "_")] = value
-    return options
-
-
-@app.command()
-@friendly_errors
+@command()
 def baseline(
-    method: Annotated[str, typer.Argument(help="otsu, kmeans, emmpm or forest.")],
-    input: Annotated[str, typer.Argument(help="CT image volume.")],
-    output: Annotated[str, typer.Option("--out", "-o", help="Where to write the 0/1 labels.")],
-    train_image: Annotated[str | None, typer.Option(help="forest: labelled training image.")] = None,
-    train_label: Annotated[str | None, typer.Option(help="forest: its labels (0/1).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (kmeans, emmpm, forest).")] = 0,
-    option: Annotated[
-        list[str] | None, typer.Option("--option", help="Method option KEY=VALUE, repeatable.")
-    ] = None,
+    method: str = Arg(..., help="otsu, kmeans, emmpm or forest."),
+    input: str = Arg(..., help="CT image volume."),
+    output: str = Opt(..., "--out", "-o", help="Where to write the 0/1 labels."),
+    train_image: str | None = Opt(None, help="forest: labelled training image."),
+    train_label: str | None = Opt(None, help="forest: its labels (0/1)."),
+    seed: int = Opt(0, help="Random seed (kmeans, emmpm, forest)."),
+    option: list[str] | None = Opt(None, "--option", help="Method option KEY=VALUE, repeatable."),
 ) -> None:
     """Segment with a classical method (the paper's Figure 1 comparison)."""
-    from rich.progress import Progress
+    from rich.progress import TextColumn
 
     from dendriteseg.baselines import segment_with_baseline
     from dendriteseg.io import parse_location
 
     parse_location(output, for_writing=True)  # fail on a bad suffix before any work
-    options = _parse_options(option)
-    if not err_console.is_terminal:
+    options = parse_key_values(option)
+    with _progress(TextColumn("{task.description}")) as bar:
+        task = bar.add_task(method, total=None, rate="")
         segment_with_baseline(
-            method, input, output, train_image=train_image, train_label=train_label, rng=seed, **options
-        )
-    else:
-        with Progress(console=err_console, transient=True) as bar:
-            task = bar.add_task(f"{method}", total=None)
-            segment_with_baseline(
-                method,
-                input,
-                output,
-                train_image=train_image,
-                train_label=train_label,
-                rng=seed,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-                **options,
-            )
-    out_console.print(f"wrote {output}", markup=False, highlight=False)
+            method, input, output, train_image=train_image, train_label=train_label, rng=seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total), **options,
+        )  # fmt: skip
+    _say(f"wrote {output}")
 
 
-@app.command()
-@friendly_errors
-def info(path: Annotated[str, typer.Argument(help="A volume in any supported format.")]) -> None:
+@command()
+def info(path: str = Arg(..., help="A volume in any supported format.")) -> None:
     """Print a volume's shape, type and voxel size without reading its voxels."""
     from dendriteseg.io import read_metadata
 
-    meta = read_metadata(path)
-    out_console.print_json(json.dumps(meta))
+    out_console.print_json(json.dumps(read_metadata(path)))
 
 
-@app.command()
-@friendly_errors
+@command()
 def convert(
-    source: Annotated[str, typer.Argument(help="Input volume.")],
-    target: Annotated[str, typer.Argument(help="Output volume; the format follows the suffix.")],
-    compression: Annotated[str | None, typer.Option(help="zlib or zstd.")] = None,
-    slab: Annotated[int, typer.Option(help="Slices per read/write.")] = 16,
+    source: str = Arg(..., help="Input volume."),
+    target: str = Arg(..., help="Output volume; the format follows the suffix."),
+    compression: str | None = Opt(None, help="zlib or zstd."),
+    slab: int = Opt(16, help="Slices per read/write."),
 ) -> None:
     """Convert between TIFF, TIFF folders, Zarr, HDF5 and .npy, slab by slab."""
-    from dendriteseg.io import VolumeWriter, open_volume
+    from dendriteseg.io import convert_volume
 
-    with open_volume(source) as vol:
-        if vol.ndim != 3:
-            _fail(f"{source}: convert needs a (z, y, x) volume, got shape {vol.shape}")
-        with VolumeWriter(
-            target, vol.shape, vol.dtype, voxel_size=vol.voxel_size, compression=compression
-        ) as out:
-            for z0, _, data in vol.iter_slabs(slab):
-                out.write(data, z0)
-    out_console.print(f"wrote {target}", markup=False, highlight=False)
+    convert_volume(source, target, compression=compression, slab=slab)
+    _say(f"wrote {target}")
 
 
-@app.command()
-@friendly_errors
+@command()
 def demo(
-    out: Annotated[Path, typer.Argument(help="Folder for the demo's outputs.")] = Path("demo_out"),
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Path = Arg(Path("demo_out"), help="Folder for the demo's outputs."),
+    seed: int = Opt(0, help="Random seed."),
 ) -> None:
     """Run the built-in demo on a synthetic scan: segment, evaluate, draw overlays."""
     from dendriteseg.demo import run_demo
 
-    run_demo(out, seed=seed, on_step=lambda m: err_console.print(f"- {m}", markup=False))
-    out_console.print((out / "metrics.md").read_text(), markup=False, highlight=False)
-    out_console.print(f"outputs in {out}/", markup=False, highlight=False)
+    run_demo(out, seed=seed, on_step=lambda m: _say(f"- {m}", err=True))
+    _say((out / "metrics.md").read_text())
+    _say(f"outputs in {out}/")
 
 
 def _run_training(config_path: Path | None, overrides: list[str] | None, parent: Path | None) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import TextColumn
 
-    from dendriteseg.train import load_config, save_config, train
+    from dendriteseg.train import load_config, train
 
     config = load_config(config_path, overrides or [])
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
-    columns = (
-        TextColumn("epoch {task.fields[epoch]}"),
-        BarColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
+    with _progress(TextColumn("epoch {task.fields[epoch]}")) as bar:
         task = bar.add_task("train", total=config.steps_per_epoch, epoch=1, rate="")
 
-        def on_step(step: int, total: int, rate: float) -> None:
-            bar.update(task, completed=step, rate=f"{rate:.1f} patches/s")
-
         def on_epoch(epoch: int, record: dict) -> None:
-            v = record["val"]
-            err_console.print(
-                f"epoch {epoch}: loss {record['train_loss']:.4f}, val IoU {v['iou']:.4f}, "
-                f"BF1 {v['bf1']:.4f}, BDE {v['bde']:.3f}{' (best)' if record.get('best') else ''}",
-                markup=False,
-                highlight=False,
-            )
+            v, best = record["val"], " (best)" if record.get("best") else ""
+            scores = f"val IoU {v['iou']:.4f}, BF1 {v['bf1']:.4f}, BDE {v['bde']:.3f}{best}"
+            _say(f"epoch {epoch}: loss {record['train_loss']:.4f}, {scores}", err=True)
             bar.update(task, completed=0, epoch=epoch + 1)
 
-        best = train(config, parent=parent, on_step=on_step, on_epoch=on_epoch)
-    out_console.print(f"best model: {best}", markup=False, highlight=False)
+        best = train(
+            config, parent=parent, on_epoch=on_epoch,
+            on_step=lambda step, total, rate: bar.update(task, completed=step, rate=f"{rate:.1f} patches/s"),
+        )  # fmt: skip
+    _say(f"best model: {best}")
 
 
-@app.command("train")
-@friendly_errors
-def train_command(
-    config: Annotated[Path | None, typer.Argument(help="YAML config (defaults if omitted).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override KEY=VALUE (dotted keys).")] = None,
-) -> None:
+ConfigArg = Annotated[Path | None, Arg(help="YAML config (defaults if omitted).")]
+SetOpt = Annotated[list[str] | None, Opt("--set", help="Override KEY=VALUE (dotted keys).")]
+
+
+@command(name="train")
+def train_command(config: ConfigArg = None, set_: SetOpt = None) -> None:
     """Train a model on a dataset manifest (resumes if the run folder has a state)."""
     _run_training(config, set_, None)
 
 
-@app.command()
-@friendly_errors
+@command()
 def finetune(
-    config: Annotated[Path | None, typer.Argument(help="YAML config (defaults if omitted).")] = None,
-    parent: Annotated[Path | None, typer.Option("--from", help="Model file to start from (needed).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override KEY=VALUE (dotted keys).")] = None,
+    config: ConfigArg = None,
+    parent: Path | None = Opt(None, "--from", help="Model file to start from (needed)."),
+    set_: SetOpt = None,
 ) -> None:
     """Fine-tune a trained model on the exact labels (train_quality=exact by default)."""
     if parent is None:
@@ -331,8 +265,6 @@ def finetune(
 
 
 def _segment_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
-    import time
-
     state = {"start": time.perf_counter(), "base": 0}
 
     def update(done: int, total: int) -> None:
@@ -345,307 +277,118 @@ def _segment_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
     return update
 
 
-@app.command()
-@friendly_errors
+@command()
 def segment(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(help="Volume(s): file, folder of TIFF slices, file.h5:/dataset; globs allowed."),
-    ],
-    output: Annotated[
-        str,
-        typer.Option(
-            "--out", "-o", help="Output volume; with several inputs (or a folder ending in /) a folder."
-        ),
-    ],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model file (.safetensors) or shipped name; A+B averages several models "
-            "(e.g. unet3d_default+unet2d_default); default: shipped model."
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
-    tile: Annotated[
-        str | None,
-        typer.Option(
-            help="Tile size Y,X or Z,Y,X (default: see docs; a 3D model keeps Z at its training depth)."
-        ),
-    ] = None,
-    overlap: Annotated[float, typer.Option(help="In-plane overlap of tiles, fraction of a tile.")] = 0.25,
-    overlap_z: Annotated[float | None, typer.Option(help="Overlap of tiles along z (default 0).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 1,
-    tta: Annotated[bool, typer.Option(help="Average over four in-plane flips (4x slower).")] = False,
-    compile: Annotated[
-        str, typer.Option(help="torch.compile the network: auto (CPU, volumes >= 64 M voxels), on, off.")
-    ] = "auto",
-    probabilities: Annotated[
-        str | None,
-        typer.Option(help="Also write float16 probabilities here (a folder, with several inputs)."),
-    ] = None,
-    format: Annotated[
-        str, typer.Option(help="Output format for several inputs: tif, zarr, h5, npy.")
-    ] = "tif",
-    summary: Annotated[str, typer.Option(help="Summary CSV name inside the output folder.")] = "summary.csv",
-    dask: Annotated[
-        str | None, typer.Option(help="Run on Dask: a scheduler address or local:N (output must be .zarr).")
-    ] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch threads (per Dask worker with --dask).")] = None,
+    inputs: list[str] = Arg(..., help="Volumes: files, TIFF folders, file.h5:/dataset; globs allowed."),
+    output: str = Opt(..., "--out", "-o", help="Output volume; a folder for several inputs."),
+    model: str | None = Opt(None, help="Model file or shipped name; A+B averages models."),
+    device: str = Opt("auto", help="auto, cpu, cuda or cuda:N."),
+    precision: str = Opt("auto", help="auto, fp32, bf16 or fp16."),
+    tile: str | None = Opt(None, help="Tile size Y,X or Z,Y,X (3D models: Z as trained)."),
+    overlap: float = Opt(0.25, help="In-plane overlap of tiles, fraction of a tile."),
+    overlap_z: float | None = Opt(None, help="Overlap of tiles along z (default 0)."),
+    batch_size: int = Opt(1, help="Tiles per network call."),
+    tta: bool = Opt(False, help="Average over four in-plane flips (4x slower)."),
+    compile: str = Opt("auto", help="torch.compile: auto (CPU, volumes >= 64 M voxels), on, off."),
+    probabilities: str | None = Opt(None, help="Also write float16 probabilities here."),
+    format: str = Opt("tif", help="Output format for several inputs: tif, zarr, h5, npy."),
+    summary: str = Opt("summary.csv", help="Summary CSV name inside the output folder."),
+    dask: str | None = Opt(None, help="Run on Dask: scheduler address or local:N (output .zarr)."),
+    threads: int | None = Opt(None, help="Torch threads (per Dask worker with --dask)."),
 ) -> None:
     """Segment whole volumes with a network: tiled, blended, streamed to disk with bounded memory."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import TextColumn
 
-    from dendriteseg.infer import segment as run_segment
-    from dendriteseg.infer import segment_series
-    from dendriteseg.infer.series import expand_inputs
-    from dendriteseg.io import parse_location
+    from dendriteseg.infer.run import segment_inputs
 
-    if batch_size < 1:
-        _fail(f"--batch-size: must be >= 1, got {batch_size}")
-    if not 0 <= overlap < 1 or (overlap_z is not None and not 0 <= overlap_z < 1):
-        _fail("--overlap: must be in [0, 1)")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     tile_size = _int_list(tile, "tile")
-    compile_modes = {"auto": "auto", "on": True, "off": False}
-    if compile not in compile_modes:
-        _fail(f"--compile: expected auto, on or off, got {compile!r}")
-    options: dict[str, Any] = {
-        "tile": tuple(tile_size) if tile_size else None,
-        "overlap": overlap,
-        "overlap_z": overlap_z,
-        "batch_size": batch_size,
-    }
-    predictor_options = {"device": device, "precision": precision, "tta": tta}
-    expanded = expand_inputs(inputs)
-    as_folder = output.endswith(("/", os.sep)) or (
-        Path(output).is_dir() and parse_location(output, for_writing=True).format == "tiff-dir"
-    )
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-    )
-    if len(expanded) > 1 or as_folder or any(s != e for s, e in zip(inputs, expanded, strict=False)):
-        if dask:
-            _fail("--dask takes one input volume at a time")
-        with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
-            volumes = bar.add_task("volumes", total=len(expanded), rate="")
-            voxels = bar.add_task("voxels", total=None, rate="")
+    with _progress(TextColumn("{task.description}")) as bar:
+        volumes = bar.add_task("volumes", total=None, rate="", visible=False)
+        voxels = bar.add_task("segment", total=None, rate="")
 
-            def on_volume(index: int, count: int, spec: str, status: str) -> None:
-                bar.update(volumes, completed=index, description=f"volume {index + 1}/{count}")
-                if status == "skipped":
-                    err_console.print(f"skip {spec} (already done)", markup=False, highlight=False)
+        def on_volume(index: int, count: int, spec: str, status: str) -> None:
+            bar.update(volumes, completed=index, total=count, description=f"volume {index + 1}/{count}")
+            bar.update(volumes, visible=True)
+            if status == "skipped":
+                _say(f"skip {spec} (already done)", err=True)
 
-            rows = segment_series(
-                expanded,
-                output,
-                model,
-                fmt=format,
-                probabilities=probabilities,
-                summary=summary,
-                on_volume=on_volume,
-                progress=_segment_progress(bar, voxels),
-                compile=compile_modes[compile],
-                **predictor_options,
-                **options,
-            )
-            bar.update(volumes, completed=len(expanded))
-        done = sum(r["status"] == "done" for r in rows)
-        out_console.print(
-            f"{done} segmented, {len(rows) - done} already done; summary {Path(output) / summary}",
-            markup=False,
-            highlight=False,
-        )
-        return
-    parse_location(output, for_writing=True)  # fail on a bad suffix before any work
-    if probabilities:
-        parse_location(probabilities, for_writing=True)
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("segment", total=None, rate="")
-        if dask:
-            from dendriteseg.infer.distributed import segment_dask
-
-            if probabilities:
-                _fail("--probabilities is not available with --dask")
-            result = segment_dask(
-                expanded[0],
-                output,
-                model,
-                scheduler=dask,
-                threads=threads,
-                progress=_segment_progress(bar, task),
-                **predictor_options,
-                **options,
-            )
-        else:
-            result = run_segment(
-                expanded[0],
-                model,
-                output=output,
-                probabilities=probabilities,
-                compile=compile_modes[compile],
-                progress=_segment_progress(bar, task),
-                **predictor_options,
-                **options,
-            )
-    shape = "x".join(str(s) for s in result.shape)
-    out_console.print(
-        f"wrote {output}: {shape}, dendrite {100 * result.dendrite_fraction:.2f} %, "
-        f"grey window {result.window[0]:.4g} to {result.window[1]:.4g}, "
-        f"{result.seconds:.1f} s ({result.voxels_per_second / 1e6:.2f} Mvoxels/s)",
-        markup=False,
-        highlight=False,
-    )
+        run = segment_inputs(
+            inputs, output, model, probabilities=probabilities, fmt=format, summary=summary, dask=dask,
+            threads=threads, compile=compile, on_volume=on_volume, progress=_segment_progress(bar, voxels),
+            tile=tuple(tile_size) if tile_size else None, overlap=overlap, overlap_z=overlap_z,
+            batch_size=batch_size, tta=tta, device=device, precision=precision,
+        )  # fmt: skip
+    _say(run.describe())
 
 
-@app.command()
-@friendly_errors
-def models(
-    files: Annotated[list[Path] | None, typer.Argument(help="Model files to describe.")] = None,
-) -> None:
+@command()
+def models(files: list[Path] | None = Arg(None, help="Model files to describe.")) -> None:
     """List the built-in architectures, the shipped models (with their test scores) and model files."""
-    from dendriteseg.infer.predictor import DEFAULT_MODEL, WEIGHTS
-    from dendriteseg.models import MODELS, build_model, count_parameters
-    from dendriteseg.models.files import read_model_info
+    from dendriteseg.models import architectures
+    from dendriteseg.models.files import shipped_models, summarize_model
 
-    table = Table(title="architectures (default arguments)")
-    table.add_column("name")
-    table.add_column("parameters", justify="right")
-    for name in MODELS:
-        table.add_row(name, f"{count_parameters(build_model(name)):,}")
-    out_console.print(table)
-    shipped = Table(
-        title="shipped models (--model NAME)",
-        caption="* used when no --model is given; scores: exact test groups of the synthetic benchmark",
-    )
-    for column in ("name", "parameters", "MB", "IoU", "BF1", "BDE px"):
-        shipped.add_column(column, justify="left" if column == "name" else "right")
-    for path in sorted(WEIGHTS.glob("*.safetensors")):
-        info = read_model_info(path)
-        scores = info.provenance.get("test_scores", {})
-        params = count_parameters(build_model(info.architecture, **info.arguments))
-        shipped.add_row(
-            path.stem + (" *" if path.stem == DEFAULT_MODEL else ""),
-            f"{params:,}",
-            f"{path.stat().st_size / 1e6:.1f}",
-            *(f"{scores[k]:.3f}" if k in scores else "-" for k in ("iou", "bf1", "bde")),
-        )
-    out_console.print(shipped)
+    counts = [(name, f"{count:,}") for name, count in architectures().items()]
+    _table("architectures (default arguments)", ("name", "parameters"), counts)
+    rows = [m.row() for m in shipped_models()]
+    caption = "* used when no --model is given; scores: exact test groups of the synthetic benchmark"
+    _table("shipped models (--model NAME)", ("name", "parameters", "MB", "IoU", "BF1", "BDE px"), rows, caption)  # fmt: skip # noqa: E501
     for path in files or []:
-        info = read_model_info(path)
-        history = info.provenance.get("history") or [{}]
-        last = history[-1].get("val", {})
-        out_console.print(
-            f"{path}: {info.architecture} {info.arguments}, trained on "
-            f"{info.provenance.get('train_quality', '?')} labels of {info.provenance.get('data', '?')}, "
-            f"{len(history)} epochs, last val IoU {last.get('iou', float('nan')):.4f}",
-            markup=False,
-            highlight=False,
-        )
+        _say(f"{path}: {summarize_model(path).describe()}")
 
 
-synth_app = typer.Typer(
-    help="Make synthetic XCT scans with exact labels, series and datasets.", no_args_is_help=True
-)
-app.add_typer(synth_app, name="synth")
+SeedOpt = Annotated[int, Opt(help="Random seed (same seed, same data).")]
+FormatOpt = Annotated[str, Opt("--format", help="tif, zarr, h5 or npy.")]
+PresetOpt = Annotated[str, Opt(help="easy, realistic or hard.")]
 
 
-@synth_app.command("volume")
-@friendly_errors
+@command(synth_app, "volume")
 def synth_volume(
-    out_dir: Annotated[Path, typer.Argument(help="Folder for image, label and meta.json.")],
-    preset: Annotated[str, typer.Option(help="easy, realistic or hard.")] = "realistic",
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same scan).")] = 0,
-    shape: Annotated[tuple[int, int, int], typer.Option(help="Z Y X (Y = X).")] = (64, 192, 192),
-    structure: Annotated[str, typer.Option(help="procedural (fast) or phasefield.")] = "procedural",
-    fmt: Annotated[str, typer.Option("--format", help="tif, zarr, h5 or npy.")] = "tif",
-    phase: Annotated[bool, typer.Option("--phase", help="Also write the soft phase field.")] = False,
+    out_dir: Path = Arg(..., help="Folder for image, label and meta.json."),
+    preset: PresetOpt = "realistic",
+    seed: SeedOpt = 0,
+    shape: tuple[int, int, int] = Opt((64, 192, 192), help="Z Y X (Y = X)."),
+    structure: str = Opt("procedural", help="procedural (fast) or phasefield."),
+    fmt: FormatOpt = "tif",
+    phase: bool = Opt(False, "--phase", help="Also write the soft phase field."),
 ) -> None:
     """Write one synthetic scan: OUT_DIR/image.tif, label.tif, meta.json."""
-    from dendriteseg.synth.dataset import write_scan
-    from dendriteseg.synth.scan import make_scan
+    from dendriteseg.synth.dataset import write_synthetic_scan
 
-    scan = make_scan(shape, preset=preset, structure=structure, rng=seed)
-    write_scan(out_dir, scan, fmt=fmt, with_phase=phase)
-    meta = scan["meta"]
-    out_console.print(
-        f"wrote {out_dir}/ (dendrite fraction {meta['dendrite_fraction']:.3f}, CNR {meta['cnr']:.2f})",
-        markup=False,
-        highlight=False,
-    )
+    meta = write_synthetic_scan(out_dir, shape, preset=preset, structure=structure, seed=seed, fmt=fmt, phase=phase)  # fmt: skip # noqa: E501
+    _say(f"wrote {out_dir}/ (dendrite fraction {meta['dendrite_fraction']:.3f}, CNR {meta['cnr']:.2f})")
 
 
-@synth_app.command("series")
-@friendly_errors
+@command(synth_app, "series")
 def synth_series(
-    out_dir: Annotated[Path, typer.Argument(help="Folder for t000/, t001/, ... and series.json.")],
-    scans: Annotated[int, typer.Option(help="Number of scans in time.")] = 5,
-    preset: Annotated[str, typer.Option(help="easy, realistic or hard.")] = "realistic",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    shape: Annotated[tuple[int, int, int], typer.Option(help="Z Y X of each scan.")] = (32, 128, 128),
-    fmt: Annotated[str, typer.Option("--format", help="tif, zarr, h5 or npy.")] = "tif",
+    out_dir: Path = Arg(..., help="Folder for t000/, t001/, ... and series.json."),
+    scans: int = Opt(5, help="Number of scans in time."),
+    preset: PresetOpt = "realistic",
+    seed: SeedOpt = 0,
+    shape: tuple[int, int, int] = Opt((32, 128, 128), help="Z Y X of each scan."),
+    fmt: FormatOpt = "tif",
 ) -> None:
     """Write a 4D growth series (a phase-field dendrite scanned repeatedly)."""
-    from dendriteseg.io import write_text_atomic
-    from dendriteseg.synth.dataset import write_scan
-    from dendriteseg.synth.scan import make_series
+    from dendriteseg.synth.dataset import write_series
 
-    if not out_dir.parent.is_dir():
-        _fail(f"{out_dir}: folder {out_dir.parent} does not exist")
-    series = make_series(shape, n_scans=scans, preset=preset, rng=seed)
-    out_dir.mkdir(exist_ok=True)
-    rows = []
-    for t, scan in enumerate(series):
-        write_scan(out_dir / f"t{t:03d}", scan, fmt=fmt)
-        rows.append(
-            {"time_index": t, "folder": f"t{t:03d}", "dendrite_fraction": scan["meta"]["dendrite_fraction"]}
-        )
-    write_text_atomic(out_dir / "series.json", json.dumps(rows, indent=2) + "\n")
-    for row in rows:
-        out_console.print(
-            f"{row['folder']}: dendrite fraction {row['dendrite_fraction']:.3f}",
-            markup=False,
-            highlight=False,
-        )
+    for row in write_series(out_dir, scans=scans, shape=shape, preset=preset, seed=seed, fmt=fmt):
+        _say(f"{row['folder']}: dendrite fraction {row['dendrite_fraction']:.3f}")
 
 
-@synth_app.command("dataset")
-@friendly_errors
+@command(synth_app, "dataset")
 def synth_dataset(
-    out_dir: Annotated[Path, typer.Argument(help="Folder for the scans and manifest.json.")],
-    preset: Annotated[str, typer.Option(help="tiny (seconds), small, or paper (large).")] = "small",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    variety: Annotated[
-        str, typer.Option(help="standard (the benchmark) or wide (more air, sizes, noise: for training).")
-    ] = "standard",
-    holder: Annotated[
-        float, typer.Option(help="Share of scans with a holder tube around the sample (0 to 1).")
-    ] = 0.0,
-    generator: Annotated[
-        str, typer.Option(help="ct (projections and reconstruction) or image (painted in the image domain).")
-    ] = "ct",
+    out_dir: Path = Arg(..., help="Folder for the scans and manifest.json."),
+    preset: str = Opt("small", help="tiny (seconds), small, or paper (large)."),
+    seed: SeedOpt = 0,
+    variety: str = Opt("standard", help="standard (the benchmark) or wide (air, sizes, noise)."),
+    holder: float = Opt(0.0, help="Share of scans with a holder tube around the sample (0 to 1)."),
+    generator: str = Opt("ct", help="ct (projections, reconstruction) or image (image scans)."),
 ) -> None:
     """Write a paper-like dataset: noisy-label scans (70/20/10) and 14 exact groups of 8 slices."""
     from dendriteseg.synth.dataset import build_dataset
 
-    path = build_dataset(
-        out_dir,
-        preset=preset,
-        seed=seed,
-        variety=variety,
-        holder=holder,
-        generator=generator,
-        on_entry=lambda name, done, total: err_console.print(
-            f"- {name} ({done}/{total})", markup=False, highlight=False
-        ),
-    )
-    out_console.print(f"wrote {path}", markup=False, highlight=False)
+    on_entry = lambda name, done, total: _say(f"- {name} ({done}/{total})", err=True)  # noqa: E731
+    options = {"preset": preset, "seed": seed, "variety": variety, "holder": holder, "generator": generator}
+    _say(f"wrote {build_dataset(out_dir, on_entry=on_entry, **options)}")
 
 
 def main() -> None:
@@ -654,7 +397,3 @@ def main() -> None:
         app()
     except KeyboardInterrupt:  # pragma: no cover - during typer's own parsing
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

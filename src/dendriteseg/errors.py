@@ -17,3 +17,40 @@ class InputError(DendritesegError, ValueError):
 
 class FormatError(InputError):
     """A path's suffix or contents do not match a supported volume format."""
+
+
+def user_message(exc: BaseException) -> tuple[str, int] | None:
+    """The one line and exit code a command line shows for ``exc``; None for a bug (an internal error).
+
+    Exit 2 for errors of the user's input or system (a missing file, a full
+    disk, memory), 130 for an interrupt.
+    """
+    if isinstance(exc, DendritesegError):
+        return str(exc), 2
+    if isinstance(exc, KeyError):
+        return (str(exc.args[0]) if exc.args else "unknown key"), 2
+    if isinstance(exc, (OSError, ValueError)):
+        name = getattr(exc, "filename", None)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return (f"{name}: {reason}" if name else reason), 2
+    if isinstance(exc, MemoryError):
+        return "out of memory; use a lazy format (Zarr, HDF5, TIFF) and smaller slabs", 2
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted; no partial output was left", 130
+    return None
+
+
+def parse_key_values(pairs: list[str] | None, option: str = "--option") -> dict[str, object]:
+    """``["beta=1.5", "name=x"]`` -> ``{"beta": 1.5, "name": "x"}`` (values read as JSON where they parse)."""
+    import json
+
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"{option}: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    return options

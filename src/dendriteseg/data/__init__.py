@@ -1,21 +1,13 @@
 """Training data: manifests, normalised volumes, patch sampling, augmentations."""
 
 from dendriteseg.data.manifest import Entry, read_manifest, select
-from dendriteseg.data.volumes import (
-    NORMALISATION,
-    LabelledVolume,
-    PatchSampler,
-    normalisation_window,
-    normalise,
-)
+from dendriteseg.data.volumes import LabelledVolume, PatchSampler, crop_windows
 
 __all__ = [
-    "NORMALISATION",
     "Entry",
     "LabelledVolume",
     "PatchSampler",
-    "normalisation_window",
-    "normalise",
+    "crop_windows",
     "read_manifest",
     "select",
 ]

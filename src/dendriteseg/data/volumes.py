@@ -1,107 +1,23 @@
-"""Labelled volumes in memory, robustly normalised, and patches drawn from them."""
+"""Training sampling: labelled volumes in memory, normalised, and patches drawn from them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from dendriteseg.data.manifest import Entry
 from dendriteseg.errors import InputError
 from dendriteseg.io import open_volume
 from dendriteseg.io.labels import as_binary_labels
+from dendriteseg.preprocess import (
+    evenly_spaced,
+    normalisation_window,
+    normalise,
+    percentile_window,
+    widen_without_air,
+)
 from dendriteseg.rng import Rng, as_generator
-
-NORMALISATION = {"kind": "percentile", "low": 1.0, "high": 99.0}
-AIR_CONTRAST = 0.2  # a scan's border is air if it is this much darker than the sample (see below)
-NO_AIR_WIDENING = 0.5  # without air, the window reaches this share of its width lower
-AIR_LEVEL = 0.1  # a border pixel within this share of the contrast above the darkest ones is dark
-DARK_BORDER = (0.12, 0.2)  # border shares of dark pixels: fully widened up to the first, not from the second
-
-
-def normalisation_window(
-    image: Any, *, low: float = 1.0, high: float = 99.0, max_slices: int = 16
-) -> tuple[float, float]:
-    """Intensities at the ``low``/``high`` percentiles of up to 16 evenly spaced slices.
-
-    Mapping them to 0 and 1 makes models indifferent to a scanner's gain and
-    offset (and to the intensity drift between scans). The low end is the
-    air around the sample; in a scan cropped to the sample (see
-    :func:`widen_without_air`) it reaches lower, where the air would be.
-    """
-    nz = image.shape[0]
-    idx = np.unique(np.linspace(0, nz - 1, min(max_slices, nz)).round().astype(int))
-    sample = np.stack([np.asarray(image[int(i)], np.float32) for i in idx])
-    return widen_without_air(sample, _percentile_window(sample, low, high))
-
-
-def widen_without_air(slices: np.ndarray, window: tuple[float, float]) -> tuple[float, float]:
-    """``window`` with its low end moved lower where little or no air borders ``slices``.
-
-    A scan with air around the sample has air at the low end of its window;
-    cropped to the sample, the low end falls on the darkest solid instead,
-    or (with under 1 % dendrite) inside the melt's noise, and a model sees
-    noise as dendrites (IoU 0.02 on such a crop). The slices' outer frame
-    (3 % of each side) tells the cases apart once smoothed (Gaussian, 1.5
-    px), in units of the way from the 1st percentile up to the median of the
-    brighter half of the intensities:
-
-    * its median is air (at most 0.15, measured over 568 synthetic scans:
-      CT and image-domain, with more air, more noise, gamma) or sample (0.23
-      and up over their crops, from 0.23 only where dendrites fill over half
-      of the crop); with air, the window stays;
-    * otherwise the share of the frame that is dark (within ``AIR_LEVEL``
-      of the contrast above the 1st percentile) grades the widening:
-      ``NO_AIR_WIDENING`` of the width up to 12 %, none from 20 %
-      (``DARK_BORDER``). Over 70 scans of four datasets, a crop inside the
-      sample has a median 3 % of its frame dark (noise and dendrites
-      touching the frame; at most 23 %); a crop that keeps air in its
-      corners 11 % once 2 % of its pixels are air, and 20 % or more (at
-      least 11 %) once 5 % are, when the 1st percentile is air already.
-
-    Widening by half the width brought 18 scans cropped to the sample (the
-    benchmark's test groups and a held-out dataset) from IoU 0.45 to 0.75,
-    where the uncropped scans' windows give 0.80; grading it brought the
-    same scans cropped to squares of 0.9 of the sample's radius (air in
-    the corners) from 0.75 to 0.81, as their uncropped windows
-    (``benchmarks/crop_window.py``).
-    """
-    lo, hi = window
-    if slices.ndim != 3 or min(slices.shape[1:]) < 8:
-        return window
-    step = -(-max(slices.shape[1:]) // 512)  # about 512 pixels a side suffice, and bound the memory
-    slices = slices[:, ::step, ::step]
-    finite = np.isfinite(slices)
-    if not finite.any():
-        return window
-    smooth = ndimage.gaussian_filter(np.where(finite, slices, np.median(slices[finite])), (0, 1.5, 1.5))
-    s_lo, s_hi = _percentile_window(smooth, 1.0, 99.0)
-    b = max(2, int(0.03 * min(slices.shape[1:])))
-    edge = np.ones(slices.shape[1:], bool)
-    edge[b:-b, b:-b] = False
-    frame = smooth[:, edge]
-    bright = smooth[smooth > (s_lo + s_hi) / 2]
-    if bright.size == 0:
-        return window
-    contrast = np.median(bright) - s_lo
-    if np.median(frame) - s_lo < AIR_CONTRAST * contrast:
-        return window
-    dark = float(np.mean(frame < s_lo + AIR_LEVEL * contrast))
-    full, none = DARK_BORDER
-    widening = NO_AIR_WIDENING * float(np.clip((none - dark) / (none - full), 0.0, 1.0))
-    return lo - widening * (hi - lo), hi
-
-
-def _percentile_window(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    """The ``low``/``high`` percentiles of the finite values; (0, 1) if none, never hi <= lo."""
-    values = values.ravel()
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(values, (low, high))
-    return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
 def crop_windows(
@@ -124,7 +40,7 @@ def crop_windows(
     """
     gen = as_generator(rng)
     nz, ny, nx = image.shape
-    idx = np.unique(np.linspace(0, nz - 1, min(8, nz)).round().astype(int))
+    idx = evenly_spaced(nz, 8)
     step = max(1, int(round(max(ny, nx) / 256)))  # about 256 x 256 pixels per slice suffice
     slices = image[idx][:, ::step, ::step]
     _, sy, sx = slices.shape
@@ -136,16 +52,11 @@ def crop_windows(
         y0 = int(round((sy - hy) * gen.uniform(0.25, 0.75)))
         x0 = int(round((sx - hx) * gen.uniform(0.25, 0.75)))
         crop = slices[:, y0 : y0 + hy, x0 : x0 + hx]
-        windows[i] = widen_without_air(crop, _percentile_window(crop, low, high))
+        windows[i] = widen_without_air(crop, percentile_window(crop, low, high))
         y1 = ny if y0 + hy >= sy else (y0 + hy) * step
         x1 = nx if x0 + hx >= sx else (x0 + hx) * step
         boxes[i] = y0 * step, y1, x0 * step, x1
     return windows, boxes
-
-
-def normalise(data: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    lo, hi = window
-    return ((np.asarray(data, np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
 @dataclass

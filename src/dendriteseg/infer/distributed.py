@@ -23,14 +23,7 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.infer.segment import (
-    SegmentResult,
-    _as_predictor,
-    _window_for,
-    check_volume,
-    iter_logits,
-    plan_tiling,
-)
+from dendriteseg.infer.segment import SegmentResult, as_predictor, iter_logits, plan_volume
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.io import VolumeWriter, open_volume, parse_location
 
@@ -83,10 +76,10 @@ def _segment_block(
     if isinstance(model, (str, Path)):  # a model file: load once per worker process
         key = (str(model), tuple(sorted(predictor_options.items())))
         if key not in _PREDICTORS:
-            _PREDICTORS[key] = _as_predictor(model, **predictor_options)
+            _PREDICTORS[key] = as_predictor(model, **predictor_options)
         predictor = _PREDICTORS[key]
     else:
-        predictor = _as_predictor(model, **predictor_options)
+        predictor = as_predictor(model, **predictor_options)
     array = zarr.open_array(store, path=member, mode="r+") if member else zarr.open_array(store, mode="r+")
     count = 0
     with open_volume(spec) as vol:
@@ -97,6 +90,52 @@ def _segment_block(
             array[z0:z1] = labels
             count += int(labels.sum(dtype=np.int64))
     return count
+
+
+def _run_blocks(
+    scheduler: str,
+    task: tuple,
+    blocks: list[tuple[int, int]],
+    sink: tuple,
+    shape: tuple[int, int, int],
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """Run :func:`_segment_block` for every z-block on the cluster; returns the dendrite voxel count.
+
+    ``task`` is (input, model, predictor options, tiling, window); ``sink`` is
+    (Zarr store, member, batch size, torch threads).
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    kind, target = parse_scheduler(scheduler)
+    # distributed logs at INFO by default; follow the application's level instead
+    logging.getLogger("distributed").setLevel(max(logging.getLogger().getEffectiveLevel(), logging.INFO))
+    cluster = (
+        LocalCluster(n_workers=target, threads_per_worker=1, processes=True, dashboard_address=":0")
+        if kind == "local"
+        else None
+    )
+    store, member, batch_size, threads = sink
+    try:
+        with Client(cluster if cluster is not None else target) as client:
+            futures = {
+                client.submit(
+                    _segment_block, *task, z_range, store, member, batch_size, threads, pure=False
+                ): z_range
+                for z_range in blocks
+            }
+            total = int(np.prod(shape))
+            done = dendrite = 0
+            for future in as_completed(futures):
+                dendrite += future.result()
+                z0, z1 = futures[future]
+                done += (z1 - z0) * shape[1] * shape[2]
+                if progress:
+                    progress(done, total)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return dendrite
 
 
 def segment_dask(
@@ -137,7 +176,7 @@ def segment_dask(
     Other parameters as in :func:`~dendriteseg.infer.segment`.
     """
     try:
-        from distributed import Client, LocalCluster, as_completed
+        import distributed  # noqa: F401
     except ImportError:
         raise InputError("--dask needs the 'distributed' package: pip install distributed") from None
     started = time.perf_counter()
@@ -149,57 +188,19 @@ def segment_dask(
 
         model = "+".join(str(resolve_model_path(m)) for m in ensemble_members(model) or [model])
     predictor_options = {"device": device, "precision": precision, "tta": tta}
-    predictor = _as_predictor(model, **predictor_options)
+    predictor = as_predictor(model, **predictor_options)
     with open_volume(spec) as vol:
-        check_volume(vol)
-        shape = tuple(int(s) for s in vol.shape)
+        plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         voxel_size = vol.voxel_size
-        tiling = plan_tiling(shape, predictor, tile, overlap, overlap_z)
-        window = window or _window_for(vol, predictor)
+    shape, tiling, window = plan.shape, plan.tiling, plan.window
     writer = VolumeWriter(output, shape, np.uint8, voxel_size=voxel_size)
     try:
         chunk_z = writer.zarr_chunks[0]
         block = max(chunk_z, (block_depth // chunk_z) * chunk_z)
         store, member = writer.zarr_temp()
         blocks = [(z, min(z + block, shape[0])) for z in range(0, shape[0], block)]
-        kind, target = parse_scheduler(scheduler)
-        # distributed logs at INFO by default; follow the application's level instead
-        logging.getLogger("distributed").setLevel(max(logging.getLogger().getEffectiveLevel(), logging.INFO))
-        cluster = (
-            LocalCluster(n_workers=target, threads_per_worker=1, processes=True, dashboard_address=":0")
-            if kind == "local"
-            else None
-        )
-        try:
-            with Client(cluster if cluster is not None else target) as client:
-                futures = {
-                    client.submit(
-                        _segment_block,
-                        spec,
-                        model,
-                        predictor_options,
-                        tiling,
-                        window,
-                        z_range,
-                        store,
-                        member,
-                        batch_size,
-                        threads,
-                        pure=False,
-                    ): z_range
-                    for z_range in blocks
-                }
-                total = int(np.prod(shape))
-                done = dendrite = 0
-                for future in as_completed(futures):
-                    dendrite += future.result()
-                    z0, z1 = futures[future]
-                    done += (z1 - z0) * shape[1] * shape[2]
-                    if progress:
-                        progress(done, total)
-        finally:
-            if cluster is not None:
-                cluster.close()
+        task = (spec, model, predictor_options, tiling, window)
+        dendrite = _run_blocks(scheduler, task, blocks, (store, member, batch_size, threads), shape, progress)
         writer.commit()
     except BaseException:
         writer.abort()

@@ -20,15 +20,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dendriteseg.data.volumes import NORMALISATION
+from dendriteseg.device import autocast, resolve_device, resolve_precision
 from dendriteseg.errors import InputError
 from dendriteseg.infer.tiling import alignment
+from dendriteseg.models.files import DEFAULT_MODEL, WEIGHTS
+from dendriteseg.preprocess import NORMALISATION
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-COMPILE_MIN_VOXELS = 64_000_000  # "auto" compiles for volumes this large (compile time ~20-35 s)
-DEFAULT_MODEL = "unet3d_default"
+COMPILE_MIN_VOXELS = 64_000_000  # "auto" compiles for volumes this large (benchmarks/inference.py)
 
 
 class Predictor(Protocol):
@@ -56,45 +56,6 @@ def resolve_model_path(name: str | Path | None) -> Path:
     return path
 
 
-def resolve_device(device: str) -> Any:
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise InputError(f"device: expected auto, cpu or cuda, got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device}: CUDA is not available on this machine")
-    return torch.device(device)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether oneDNN reports native bf16 arithmetic (AVX-512 BF16 or AMX) on this CPU."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, device: Any) -> str:
-    """ "auto": bf16 on GPUs that have it (else fp16), bf16 on CPUs with bf16 units, else fp32.
-
-    On a CPU without bf16 units (such as the AVX2 development machine), bf16
-    autocast emulates the arithmetic and measured far slower than fp32.
-    """
-    import torch
-
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise InputError(f"precision: expected auto, fp32, bf16 or fp16, got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16() else "fp32"
-
-
 class TorchPredictor:
     """A dendriteseg network as a :class:`Predictor`.
 
@@ -104,13 +65,13 @@ class TorchPredictor:
         A network from :mod:`dendriteseg.models` (2 output channels).
     device : "auto", "cpu", "cuda" or "cuda:N"
     precision : "auto", "fp32", "bf16" or "fp16"
-        See :func:`resolve_precision`.
+        See :func:`dendriteseg.device.resolve_precision`.
     tta : bool
         Average the logits over the four in-plane flips (4x the work).
     compile : bool or "auto"
         Run the network through ``torch.compile`` (with weight freezing on
-        the CPU); the first batch pays the compile time (about 20-35 s for
-        the shipped model on 2 cores). "auto": only on the CPU, and only
+        the CPU); the first batch pays the compile time, which only a large
+        volume repays (``benchmarks/inference.py``). "auto": only on the CPU, and only
         once :meth:`prepare` is told of a volume of at least
         ``COMPILE_MIN_VOXELS``. If compiling fails (no C++ compiler, an
         unsupported platform), the eager path is used with a warning.
@@ -215,20 +176,6 @@ class TorchPredictor:
         self._compile_pending = False
         return out
 
-    def _autocast(self) -> Any:
-        import contextlib
-
-        import torch
-
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
-    def _logits(self, x: Any) -> Any:
-        out = self._forward(x).float()
-        return out[:, 1] - out[:, 0]
-
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
@@ -240,7 +187,7 @@ class TorchPredictor:
         else:
             tensor = tensor[:, None].contiguous(memory_format=self.memory_format)
         flips = [(), (-1,), (-2,), (-1, -2)] if self.tta else [()]
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             total = None
             for dims in flips:
                 inp = tensor.flip(dims) if dims else tensor
@@ -289,10 +236,8 @@ class EnsemblePredictor:
 
     Each member normalises, tiles and runs as it would alone; the tiles
     follow the deepest member's tile depth and every member's alignment.
-    On the benchmark's test groups, 16 fresh scans of its generator, a
-    held-out dataset and the unseen generator, ``unet3d_default+unet2d_default``
-    scored a higher IoU than either model alone, at the cost of both
-    models' time (``benchmarks/ensemble.py``).
+    It costs the members' time together; ``benchmarks/ensemble.py``
+    measures its accuracy and time against each member alone.
     """
 
     def __init__(self, members: list[Any], name: str = "ensemble"):

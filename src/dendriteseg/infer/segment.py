@@ -13,8 +13,8 @@ saw in training), consecutive in z without overlap by default; 2D models see
 slabs of whole slices. In-plane, a slice up to ``MAX_PLANE`` voxels a side is
 one tile (no in-plane seams and no repeated work); a longer side is cut into
 the fewest tiles of at most ``MAX_PLANE`` that overlap by ``overlap``
-(measured peak memory of a whole 852 x 852 plane tile: 1.7 GB in eager fp32,
-1.4 GB compiled, so larger tiles would break the 2 GB budget).
+(the largest plane tile whose activations keep the shipped model within a
+2 GB budget; ``benchmarks/inference.py`` measures the peak memory).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from dendriteseg.data.volumes import normalisation_window
 from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import TorchPredictor, load_predictor
 from dendriteseg.infer.tiling import Tiling, alignment
 from dendriteseg.io import Location, Volume, VolumeWriter, as_volume
+from dendriteseg.preprocess import window_for
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def choose_tile(
         if depth and tz != depth:
             log.warning(
                 "tile: %d slices deep, where this 3D model was trained for %d; its deepest layers then see "
-                "other depths and its labels change (the shipped model's IoU fell from 0.88 to 0.52 with 8)",
+                "other depths than in training and its labels change (benchmarks/tile_depth.py)",
                 tz,
                 depth,
             )
@@ -207,7 +207,7 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)
 
 
-def _as_predictor(model: Any, **kwargs: Any) -> Any:
+def as_predictor(model: Any, **kwargs: Any) -> Any:
     """A predictor from a model file or name (None: the default), a torch module, or a callable."""
     if model is None or isinstance(model, (str, Path)):
         return load_predictor(model, **kwargs)
@@ -285,70 +285,115 @@ def segment(
     owned = not isinstance(volume, Volume)
     vol = as_volume(volume)
     try:
-        check_volume(vol)
-        predictor = _as_predictor(model, device=device, precision=precision, tta=tta, compile=compile)
-        shape = tuple(int(s) for s in vol.shape)
-        if hasattr(predictor, "prepare"):
-            predictor.prepare(int(np.prod(shape)))
-        tiling = plan_tiling(shape, predictor, tile, overlap, overlap_z)
-        window = window or _window_for(vol, predictor)
-        labels_out = probs_out = None
-        labels_mem = probs_mem = None
-        writers: list[VolumeWriter] = []
-        if output is not None:
-            labels_out = VolumeWriter(
-                output, shape, np.uint8, voxel_size=vol.voxel_size, compression=compression
-            )
-            writers.append(labels_out)
-        else:
-            labels_mem = np.zeros(shape, np.uint8)
-        if probabilities is True:
-            probs_mem = np.zeros(shape, np.float16)
-        elif probabilities:
-            probs_out = VolumeWriter(
-                probabilities, shape, np.float16, voxel_size=vol.voxel_size, compression=compression
-            )
-            writers.append(probs_out)
-        total = int(np.prod(shape))
+        check_volume(vol)  # before loading a model
+        predictor = as_predictor(model, device=device, precision=precision, tta=tta, compile=compile)
+        plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
+        outputs = _Outputs(plan.shape, vol.voxel_size, output, probabilities, compression)
+        total = int(np.prod(plan.shape))
         done = dendrite = 0
         try:
-            for z0, z1, logits in iter_logits(vol, predictor, tiling, window, batch_size=batch_size):
-                labels = (logits > 0).astype(np.uint8)
-                dendrite += int(labels.sum(dtype=np.int64))
-                if labels_out is not None:
-                    labels_out.write(labels, z0)
-                else:
-                    labels_mem[z0:z1] = labels
-                if probs_out is not None or probs_mem is not None:
-                    probs = sigmoid(logits).astype(np.float16)
-                    if probs_out is not None:
-                        probs_out.write(probs, z0)
-                    else:
-                        probs_mem[z0:z1] = probs
-                done += labels.size
+            for z0, z1, logits in iter_logits(
+                vol, predictor, plan.tiling, plan.window, batch_size=batch_size
+            ):
+                dendrite += outputs.write(z0, z1, logits)
+                done += (z1 - z0) * plan.shape[1] * plan.shape[2]
                 if progress:
                     progress(done, total)
-            for writer in writers:
-                writer.commit()
+            outputs.commit()
         except BaseException:
-            for writer in writers:
-                writer.abort()
+            outputs.abort()
             raise
         return SegmentResult(
-            shape=shape,
+            shape=plan.shape,
             seconds=time.perf_counter() - started,
             dendrite_fraction=dendrite / total,
-            tile=tiling.tile,
-            work_ratio=tiling.work_ratio(),
-            window=tuple(float(w) for w in window),
-            labels=labels_mem,
-            probabilities=probs_mem,
-            output=labels_out.final if labels_out else None,
-            probabilities_output=probs_out.final if probs_out else None,
+            tile=plan.tiling.tile,
+            work_ratio=plan.tiling.work_ratio(),
+            window=plan.window,
+            labels=outputs.labels_mem,
+            probabilities=outputs.probs_mem,
+            output=outputs.labels_out.final if outputs.labels_out else None,
+            probabilities_output=outputs.probs_out.final if outputs.probs_out else None,
         )
     finally:
         if owned:
             vol.close()
+
+
+@dataclass
+class VolumePlan:
+    """What a volume's segmentation is laid out as: its shape, tile grid and grey window."""
+
+    shape: tuple[int, int, int]
+    tiling: Tiling
+    window: tuple[float, float]
+
+
+def plan_volume(
+    volume: Volume,
+    predictor: Any,
+    tile: tuple[int, ...] | None,
+    overlap: float,
+    overlap_z: float | None,
+    window: tuple[float, float] | None,
+) -> VolumePlan:
+    """Check the volume, tell the predictor its size, lay out the tiles and measure the window
+    (shared by :func:`segment` and the Dask path, so both cut the same tiles)."""
+    check_volume(volume)
+    shape = tuple(int(s) for s in volume.shape)
+    if hasattr(predictor, "prepare"):
+        predictor.prepare(int(np.prod(shape)))
+    tiling = plan_tiling(shape, predictor, tile, overlap, overlap_z)
+    window = window or _window_for(volume, predictor)
+    return VolumePlan(shape, tiling, (float(window[0]), float(window[1])))  # type: ignore[arg-type]
+
+
+class _Outputs:
+    """Where :func:`segment` puts labels and probabilities: files written slab by slab, or memory."""
+
+    def __init__(
+        self, shape: tuple[int, int, int], voxel_size: Any, output: Any, probabilities: Any, compression: Any
+    ):
+        self.labels_out = self.probs_out = None
+        self.labels_mem = self.probs_mem = None
+        self.writers: list[VolumeWriter] = []
+        if output is not None:
+            self.labels_out = VolumeWriter(
+                output, shape, np.uint8, voxel_size=voxel_size, compression=compression
+            )
+            self.writers.append(self.labels_out)
+        else:
+            self.labels_mem = np.zeros(shape, np.uint8)
+        if probabilities is True:
+            self.probs_mem = np.zeros(shape, np.float16)
+        elif probabilities:
+            self.probs_out = VolumeWriter(
+                probabilities, shape, np.float16, voxel_size=voxel_size, compression=compression
+            )
+            self.writers.append(self.probs_out)
+
+    def write(self, z0: int, z1: int, logits: np.ndarray) -> int:
+        """Store slices ``z0:z1``; returns their dendrite voxel count."""
+        labels = (logits > 0).astype(np.uint8)
+        if self.labels_out is not None:
+            self.labels_out.write(labels, z0)
+        else:
+            self.labels_mem[z0:z1] = labels
+        if self.probs_out is not None or self.probs_mem is not None:
+            probs = sigmoid(logits).astype(np.float16)
+            if self.probs_out is not None:
+                self.probs_out.write(probs, z0)
+            else:
+                self.probs_mem[z0:z1] = probs
+        return int(labels.sum(dtype=np.int64))
+
+    def commit(self) -> None:
+        for writer in self.writers:
+            writer.commit()
+
+    def abort(self) -> None:
+        for writer in self.writers:
+            writer.abort()
 
 
 def _is_module(model: Any) -> bool:
@@ -360,7 +405,4 @@ def _is_module(model: Any) -> bool:
 
 
 def _window_for(volume: Volume, predictor: Any) -> tuple[float, float]:
-    norm = getattr(predictor, "normalisation", None) or {}
-    if norm.get("kind", "percentile") != "percentile":
-        raise InputError(f"model normalisation {norm.get('kind')!r} is not supported")
-    return normalisation_window(volume, low=float(norm.get("low", 1.0)), high=float(norm.get("high", 99.0)))
+    return window_for(volume, getattr(predictor, "normalisation", None))

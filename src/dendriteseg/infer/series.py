@@ -134,7 +134,7 @@ def segment_series(
     :func:`~dendriteseg.infer.segment`. Other options go to ``segment``.
     The model is loaded once for all volumes.
     """
-    from dendriteseg.infer.segment import _as_predictor, segment
+    from dendriteseg.infer.segment import as_predictor, segment
 
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
@@ -169,7 +169,7 @@ def segment_series(
         if on_volume:
             on_volume(index, count, spec, "run")
         if predictor is None:
-            predictor = _as_predictor(model, **predictor_options)
+            predictor = as_predictor(model, **predictor_options)
             if hasattr(predictor, "prepare"):  # compile "auto" weighs the whole series, not one volume
                 predictor.prepare(_voxels(plan.inputs[index:]))
         result = segment(

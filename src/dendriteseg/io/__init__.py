@@ -14,7 +14,7 @@ from dendriteseg.io.readers import (
     read_metadata,
     read_volume,
 )
-from dendriteseg.io.writers import VolumeWriter, write_text_atomic, write_volume
+from dendriteseg.io.writers import VolumeWriter, convert_volume, write_text_atomic, write_volume
 
 __all__ = [
     "DEFAULT_HDF5_DATASET",
@@ -23,6 +23,7 @@ __all__ = [
     "Location",
     "Volume",
     "VolumeWriter",
+    "convert_volume",
     "as_volume",
     "open_volume",
     "parse_location",

@@ -389,3 +389,20 @@ def write_volume(
     with VolumeWriter(spec, data.shape, data.dtype, voxel_size=voxel_size, compression=compression) as out:
         for z0 in range(0, data.shape[0], step):
             out.write(data[z0 : z0 + step], z0)
+
+
+def convert_volume(
+    source: Any, target: str | Path, *, compression: str | None = None, slab: int = 16
+) -> Path:
+    """Copy a (z, y, x) volume into another file, ``slab`` slices at a time; returns the output path."""
+    from dendriteseg.io.readers import open_volume
+
+    with open_volume(source) as vol:
+        if vol.ndim != 3:
+            raise InputError(f"{source}: convert needs a (z, y, x) volume, got shape {vol.shape}")
+        with VolumeWriter(
+            target, vol.shape, vol.dtype, voxel_size=vol.voxel_size, compression=compression
+        ) as out:
+            for z0, _, data in vol.iter_slabs(slab):
+                out.write(data, z0)
+    return out.final

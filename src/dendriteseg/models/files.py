@@ -101,3 +101,82 @@ def load_model(path: str | Path, *, device: str = "cpu") -> tuple[Any, ModelInfo
         first = str(exc).splitlines()[0]
         raise InputError(f"{path}: weights do not match {info.architecture} ({first})") from None
     return model.to(device).eval(), info
+
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # the shipped model files
+DEFAULT_MODEL = "unet3d_default"  # what segment uses when no model is named
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # state, not parameters
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A model file at a glance: what ``dendriteseg models`` lists."""
+
+    name: str
+    path: Path
+    architecture: str
+    arguments: dict[str, Any]
+    parameters: int
+    megabytes: float
+    test_scores: dict[str, Any]
+    default: bool = False
+    train_quality: str = "?"
+    data: str = "?"
+    epochs: int = 0
+    last_val: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> tuple[str, ...]:
+        """Name (``*`` for the default), parameters, MB, test IoU, BF1, BDE, as text."""
+        scores = [
+            f"{self.test_scores[k]:.3f}" if k in self.test_scores else "-" for k in ("iou", "bf1", "bde")
+        ]
+        name = self.name + (" *" if self.default else "")
+        return (name, f"{self.parameters:,}", f"{self.megabytes:.1f}", *scores)
+
+    def describe(self) -> str:
+        """One line: architecture, training data and the last validation IoU."""
+        return (
+            f"{self.architecture} {self.arguments}, trained on {self.train_quality} labels of {self.data}, "
+            f"{self.epochs} epochs, last val IoU {self.last_val.get('iou', float('nan')):.4f}"
+        )
+
+
+def count_file_parameters(path: str | Path) -> int:
+    """Learnable parameters stored in a model file, counted from its header (nothing is built)."""
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(path), framework="pt") as fh:
+        for key in fh.keys():
+            if not key.endswith(_BUFFERS):
+                count = 1
+                for n in fh.get_slice(key).get_shape():
+                    count *= int(n)
+                total += count
+    return total
+
+
+def summarize_model(path: str | Path) -> ModelSummary:
+    """A :class:`ModelSummary` of a model file, read from its header only."""
+    path = Path(path)
+    info = read_model_info(path)
+    history = info.provenance.get("history") or []
+    return ModelSummary(
+        name=path.stem,
+        path=path,
+        architecture=info.architecture,
+        arguments=dict(info.arguments),
+        parameters=count_file_parameters(path),
+        megabytes=path.stat().st_size / 1e6,
+        test_scores=dict(info.provenance.get("test_scores", {})),
+        default=path.parent == WEIGHTS and path.stem == DEFAULT_MODEL,
+        train_quality=str(info.provenance.get("train_quality", "?")),
+        data=str(info.provenance.get("data", "?")),
+        epochs=len(history),
+        last_val=dict(history[-1].get("val", {})) if history else {},
+    )
+
+
+def shipped_models() -> list[ModelSummary]:
+    """The model files shipped with the package, by name (``--model NAME``)."""
+    return [summarize_model(path) for path in sorted(WEIGHTS.glob("*.safetensors"))]

@@ -19,6 +19,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.io import Volume
 from dendriteseg.io.labels import as_binary_labels
 from dendriteseg.metrics import boundary, score_slice
+from dendriteseg.preprocess import evenly_spaced
 
 TP = (255, 255, 255)
 TN = (0, 0, 0)
@@ -37,7 +38,7 @@ def robust_window(
     if volume.ndim == 2:
         sample = np.asarray(volume[:] if isinstance(volume, Volume) else volume)
     else:
-        idx = np.unique(np.linspace(0, volume.shape[0] - 1, min(16, volume.shape[0])).astype(int))
+        idx = evenly_spaced(volume.shape[0], 16)
         sample = np.stack([np.asarray(volume[int(i)]) for i in idx])
     sample = sample.astype(np.float32, copy=False).ravel()
     sample = sample[np.isfinite(sample)]
@@ -139,6 +140,53 @@ def _save_figure(
             temp.unlink()
 
 
+def _draw(
+    path: Path, tag: str, grey: np.ndarray, p: np.ndarray, g: np.ndarray | None, gt_name: str, aspect: float
+) -> None:
+    """One overlay figure: the grey image beside the confusion colours (or the label's outline)."""
+    if g is not None:
+        g = as_binary_labels(g, gt_name)
+        s = score_slice(p, g)
+        bits = [
+            f"IoU {100 * s.iou:.2f}%" if not math.isnan(s.iou) else "IoU n/a",
+            f"BF1 {100 * s.bf1:.2f}%" if not math.isnan(s.bf1) else "BF1 n/a",
+            f"BDE {s.bde:.2f} px" if not math.isnan(s.bde) else "BDE n/a",
+        ]
+        title = f"{tag}: " + ", ".join(bits)
+        panels = [("CT image", grey), ("prediction vs truth", confusion_rgb(p, g))]
+        legend = [
+            ("true positive", TP),
+            ("true negative", TN),
+            ("false positive", FP),
+            ("false negative", FN),
+        ]
+    else:
+        title = f"{tag}: dendrite fraction {100 * p.mean():.1f}%"
+        panels = [("CT image", grey), ("label outline", outline_rgb(grey, p))]
+        legend = [("dendrite boundary", OUTLINE)]
+    _save_figure(path, panels, title, aspect, legend)
+
+
+def write_overlay_files(
+    image: str | Path,
+    pred: str | Path,
+    gt: str | Path | None = None,
+    out_dir: str | Path = "overlays",
+    **options: Any,
+) -> list[Path]:
+    """:func:`write_overlays` of volume files, read lazily; x-z sections get the image's voxel size."""
+    from dendriteseg.io import open_volume
+
+    with open_volume(image) as img, open_volume(pred) as prd:
+        gtv = open_volume(gt) if gt else None
+        try:
+            names = (str(image), str(pred), str(gt or "gt"))
+            return write_overlays(img, prd, gtv, out_dir, voxel_size=img.voxel_size, names=names, **options)
+        finally:
+            if gtv is not None:
+                gtv.close()
+
+
 def write_overlays(
     image: Any,
     pred: Any,
@@ -200,30 +248,8 @@ def write_overlays(
     written: list[Path] = []
 
     def draw(tag: str, img: np.ndarray, p: np.ndarray, g: np.ndarray | None, asp: float) -> None:
-        grey = to_grey(img, window)
-        p = as_binary_labels(p, pred_name)
-        if g is not None:
-            g = as_binary_labels(g, gt_name)
-            s = score_slice(p, g)
-            bits = [
-                f"IoU {100 * s.iou:.2f}%" if not math.isnan(s.iou) else "IoU n/a",
-                f"BF1 {100 * s.bf1:.2f}%" if not math.isnan(s.bf1) else "BF1 n/a",
-                f"BDE {s.bde:.2f} px" if not math.isnan(s.bde) else "BDE n/a",
-            ]
-            title = f"{tag}: " + ", ".join(bits)
-            panels = [("CT image", grey), ("prediction vs truth", confusion_rgb(p, g))]
-            legend = [
-                ("true positive", TP),
-                ("true negative", TN),
-                ("false positive", FP),
-                ("false negative", FN),
-            ]
-        else:
-            title = f"{tag}: dendrite fraction {100 * p.mean():.1f}%"
-            panels = [("CT image", grey), ("label outline", outline_rgb(grey, p))]
-            legend = [("dendrite boundary", OUTLINE)]
         path = out / f"{tag.replace(' ', '').replace('=', '')}.png"
-        _save_figure(path, panels, title, asp, legend)
+        _draw(path, tag, to_grey(img, window), as_binary_labels(p, pred_name), g, gt_name, asp)
         written.append(path)
 
     for zi in z_list:

@@ -1,8 +1,8 @@
 """Synthetic XCT data with exact labels."""
 
+from dendriteseg.synth.image_scan import cylinder_mask, paint_image_scan
 from dendriteseg.synth.phasefield import PhaseFieldParams, PhaseFieldResult, grow_dendrites
 from dendriteseg.synth.procedural import procedural_dendrites, random_rotation
-from dendriteseg.synth.quick_scan import cylinder_mask, quick_scan
 
 __all__ = [
     "PhaseFieldParams",
@@ -10,6 +10,6 @@ __all__ = [
     "cylinder_mask",
     "grow_dendrites",
     "procedural_dendrites",
-    "quick_scan",
+    "paint_image_scan",
     "random_rotation",
 ]

@@ -98,6 +98,108 @@ def _splits(n: int) -> list[str]:
     return ["train"] * (n - n_val - n_test) + ["val"] * n_val + ["test"] * n_test
 
 
+def _plan_entries(spec: DatasetPreset) -> list[dict[str, Any]]:
+    """Name, quality, split, group and shape of every entry of a dataset, in order."""
+    plan: list[dict[str, Any]] = []
+    for i, split in enumerate(_splits(spec.noisy_volumes)):
+        plan.append(
+            {
+                "name": f"noisy_{i:03d}",
+                "quality": "noisy",
+                "split": split,
+                "group": None,
+                "shape": spec.noisy_shape,
+            }
+        )
+    group = 0
+    for split, count in EXACT_GROUPS.items():
+        for _ in range(count):
+            shape = (GROUP_DEPTH, spec.exact_size, spec.exact_size)
+            plan.append(
+                {
+                    "name": f"exact_{group:02d}",
+                    "quality": "exact",
+                    "split": split,
+                    "group": group,
+                    "shape": shape,
+                }
+            )
+            group += 1
+    return plan
+
+
+def _write_entry(
+    folder: Path,
+    item: dict[str, Any],
+    generator: str,
+    structure: str,
+    scan_options: dict[str, Any],
+    noise: LabelNoise,
+    gen: np.random.Generator,
+) -> None:
+    """Make one entry's scan (and, for a noisy entry, its corrupted label) and write it."""
+    if generator == "image":
+        scan = make_image_scan(item["shape"], structure=structure, rng=gen)
+    else:
+        scan = make_scan(item["shape"], structure=structure, vary=True, rng=gen, **scan_options)
+    extra = {}
+    if item["quality"] == "noisy":
+        exact = scan["label"]
+        noisy = corrupt_labels(exact, noise=noise, rng=gen)
+        scan["meta"]["label_noise"] = {"settings": asdict(noise), **label_agreement(noisy, exact)}
+        extra["label_exact"] = exact
+        scan = {**scan, "label": noisy}
+    write_scan(folder, scan, extra=extra)
+
+
+def write_synthetic_scan(
+    out_dir: str | Path,
+    shape: tuple[int, int, int] = (64, 192, 192),
+    *,
+    preset: str = "realistic",
+    structure: str = "procedural",
+    seed: int = 0,
+    fmt: str = "tif",
+    phase: bool = False,
+) -> dict[str, Any]:
+    """Make one scan (:func:`~dendriteseg.synth.scan.make_scan`) and write it (:func:`write_scan`);
+    returns its ``meta``."""
+    scan = make_scan(shape, preset=preset, structure=structure, rng=seed)
+    write_scan(out_dir, scan, fmt=fmt, with_phase=phase)
+    return scan["meta"]
+
+
+def write_series(
+    out_dir: str | Path,
+    *,
+    scans: int = 5,
+    shape: tuple[int, int, int] = (32, 128, 128),
+    preset: str = "realistic",
+    seed: int = 0,
+    fmt: str = "tif",
+) -> list[dict[str, Any]]:
+    """Write a 4D growth series: ``t000/``, ``t001/``, ... and ``series.json``; returns its rows.
+
+    Each row gives the time index, the folder and the scan's dendrite
+    fraction; ``series.json`` (the rows) is written last.
+    """
+    from dendriteseg.synth.scan import make_series
+
+    out = Path(out_dir)
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: folder {out.parent} does not exist")
+    series = make_series(shape, n_scans=scans, preset=preset, rng=seed)
+    out.mkdir(exist_ok=True)
+    rows = []
+    for t, scan in enumerate(series):
+        write_scan(out / f"t{t:03d}", scan, fmt=fmt)
+        rows.append(
+            {"time_index": t, "folder": f"t{t:03d}", "dendrite_fraction": scan["meta"]["dendrite_fraction"]}
+        )
+    write_text_atomic(out / "series.json", json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
 def build_dataset(
     out_dir: str | Path,
     *,
@@ -149,36 +251,10 @@ def build_dataset(
     if not out.parent.is_dir():
         raise InputError(f"{out}: folder {out.parent} does not exist")
     out.mkdir(exist_ok=True)
-    n_exact = sum(EXACT_GROUPS.values())
-    total = spec.noisy_volumes + n_exact
-    children = np.random.SeedSequence(seed).spawn(total)
-    plan: list[dict[str, Any]] = []
-    for i, split in enumerate(_splits(spec.noisy_volumes)):
-        plan.append(
-            {
-                "name": f"noisy_{i:03d}",
-                "quality": "noisy",
-                "split": split,
-                "group": None,
-                "shape": spec.noisy_shape,
-            }
-        )
-    group = 0
-    for split, count in EXACT_GROUPS.items():
-        for _ in range(count):
-            plan.append(
-                {
-                    "name": f"exact_{group:02d}",
-                    "quality": "exact",
-                    "split": split,
-                    "group": group,
-                    "shape": (GROUP_DEPTH, spec.exact_size, spec.exact_size),
-                }
-            )
-            group += 1
+    plan = _plan_entries(spec)
+    children = np.random.SeedSequence(seed).spawn(len(plan))
     entries = []
     for done, (item, child) in enumerate(zip(plan, children, strict=True)):
-        folder = out / item["name"]
         gen = np.random.default_rng(child)
         difficulty = str(gen.choice(list(DIFFICULTY_MIX), p=list(DIFFICULTY_MIX.values())))
         structure = "phasefield" if gen.random() < spec.phasefield_share else "procedural"
@@ -192,30 +268,12 @@ def build_dataset(
         )
         if item["quality"] == "noisy":
             entry["exact_label"] = f"{item['name']}/label_exact.tif"
-        if not (folder / "meta.json").exists():
-            if generator == "image":
-                scan = make_image_scan(item["shape"], structure=structure, rng=gen)
-            else:
-                scan = make_scan(
-                    item["shape"],
-                    preset=difficulty,
-                    structure=structure,
-                    vary=True,
-                    variety=variety,
-                    holder=holder,
-                    rng=gen,
-                )
-            extra = {}
-            if item["quality"] == "noisy":
-                exact = scan["label"]
-                noisy = corrupt_labels(exact, noise=noise, rng=gen)
-                scan["meta"]["label_noise"] = {"settings": asdict(noise), **label_agreement(noisy, exact)}
-                extra["label_exact"] = exact
-                scan = {**scan, "label": noisy}
-            write_scan(folder, scan, extra=extra)
+        if not (out / item["name"] / "meta.json").exists():
+            scan_options = {"preset": difficulty, "variety": variety, "holder": holder}
+            _write_entry(out / item["name"], item, generator, structure, scan_options, noise, gen)
         entries.append(entry)
         if on_entry:
-            on_entry(item["name"], done + 1, total)
+            on_entry(item["name"], done + 1, len(plan))
     manifest = {
         "format": MANIFEST_FORMAT,
         "preset": preset,

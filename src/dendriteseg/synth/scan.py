@@ -16,9 +16,9 @@ import numpy as np
 
 from dendriteseg.rng import Rng, as_generator
 from dendriteseg.synth.ct import ScanParams, simulate_scan
+from dendriteseg.synth.image_scan import paint_image_scan
 from dendriteseg.synth.phasefield import PhaseFieldParams, grow_dendrites
 from dendriteseg.synth.procedural import procedural_dendrites
-from dendriteseg.synth.quick_scan import quick_scan
 from dendriteseg.synth.structure import grow_phase, place_structure
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -271,7 +271,7 @@ def make_scan(
     return out
 
 
-IMAGE_SETTINGS = {  # image-domain scans: (low, high) of each quick_scan setting, drawn uniformly
+IMAGE_SETTINGS = {  # image-domain scans: (low, high) of each paint_image_scan setting, drawn uniformly
     "solid": (0.4, 0.9),
     "air": (0.0, 0.35),
     "noise": (0.02, 0.15),
@@ -289,7 +289,7 @@ def make_image_scan(
     phasefield_steps: int | None = None,
     rng: Rng = None,
 ) -> dict[str, Any]:
-    """One scan painted in the image domain (:func:`quick_scan`), with its exact label.
+    """One scan painted in the image domain (:func:`paint_image_scan`), with its exact label.
 
     A second generator beside :func:`make_scan`'s CT forward model, for
     training data that does not teach one simulator's look: white rather
@@ -311,7 +311,7 @@ def make_image_scan(
     elastic = float(gen.uniform(0, 3))
     placed = [place_structure(p, shape, zoom=zoom, elastic=elastic, rng=placement_seed) for p in (start, end)]
     phase = 0.5 * (placed[0] + placed[1])
-    image, sample = quick_scan(phase, rng=gen, **settings)
+    image, sample = paint_image_scan(phase, rng=gen, **settings)
     label = ((phase > 0.5) & sample[None]).astype(np.uint8)
     meta = {
         "generator": "image",

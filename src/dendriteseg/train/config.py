@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dendriteseg.data.augment import AugmentConfig
+from dendriteseg.device import AMP_MODES
 from dendriteseg.errors import InputError
 
-AMP_MODES = ("auto", "bf16", "none")
 LR_SCHEDULES = ("cosine", "constant")
 
 

@@ -20,7 +20,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,42 +28,17 @@ import torch
 import torch.nn.functional as F
 
 from dendriteseg.data.augment import augment
-from dendriteseg.data.volumes import NORMALISATION, LabelledVolume, PatchSampler
+from dendriteseg.data.volumes import LabelledVolume, PatchSampler
+from dendriteseg.device import precision_for_amp, resolve_device, training_autocast
 from dendriteseg.errors import InputError
+from dendriteseg.infer.predictor import TorchPredictor
 from dendriteseg.io import write_text_atomic
-from dendriteseg.metrics import score_slices, summarize
+from dendriteseg.models import encoder_parameters
 from dendriteseg.models.files import ModelInfo, save_model
-from dendriteseg.train.config import AMP_MODES, TrainConfig, config_to_dict
+from dendriteseg.scoring import SCORES, score_model
+from dendriteseg.train.config import TrainConfig, config_to_dict
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def autocast_for(device: torch.device, amp: str):
-    """The autocast context (and grad scaler) a config asks for.
-
-    "auto": bf16 on GPUs that support it (else fp16 with a scaler); on the
-    CPU bf16 only where it has bf16 units (AVX-512 BF16 / AMX: unet3d trained
-    3.6x faster in bf16, benchmarks/train_throughput.py), else fp32 (on an
-    AVX2-only CPU bf16 training of 3D convolutions measured 50x slower).
-    "bf16" forces bf16 autocast on either; "none" is fp32.
-    """
-    from dendriteseg.infer.predictor import cpu_has_bf16
-
-    if amp not in AMP_MODES:
-        raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
-    if amp == "none" or (amp == "auto" and device.type == "cpu" and not cpu_has_bf16()):
-        return nullcontext(), None
-    if device.type == "cuda":
-        if amp == "bf16" or torch.cuda.is_bf16_supported():
-            return torch.autocast("cuda", dtype=torch.bfloat16), None
-        return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16), None
 
 
 def is_2d(model: torch.nn.Module) -> bool:
@@ -93,53 +67,25 @@ def segmentation_loss(
     return loss
 
 
-@torch.inference_mode()
-def predict_labels(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    *,
-    depth: int = 4,
-    device: torch.device | None = None,
-    amp: str = "auto",
-) -> np.ndarray:
-    """Labels of a normalised (z, y, x) volume: whole slices, z-slabs of ``depth`` for 3D models."""
-    device = device or next(model.parameters()).device
-    ctx, _ = autocast_for(device, amp)
-    model.eval()
-    nz = image.shape[0]
-    out = np.zeros(image.shape, np.uint8)
-    step = 8 if is_2d(model) else depth
-    for z0 in range(0, nz, step):
-        z1 = min(z0 + step, nz)
-        if is_2d(model):
-            x = torch.from_numpy(np.ascontiguousarray(image[z0:z1]))[:, None].to(device)
-            with ctx:
-                logits = model(x).float()
-            out[z0:z1] = (logits[:, 1] > logits[:, 0]).cpu().numpy()
-        else:
-            s0 = max(0, min(z0, nz - depth))  # keep full-depth slabs at the end
-            x = torch.from_numpy(np.ascontiguousarray(image[s0 : s0 + depth]))[None, None].to(device)
-            with ctx:
-                logits = model(x).float()[0]
-            pred = (logits[1] > logits[0]).cpu().numpy()
-            out[z0:z1] = pred[z0 - s0 : z1 - s0]
-    return out
-
-
 def validate(
-    model: torch.nn.Module, volumes: list[LabelledVolume], *, depth: int, device: torch.device, amp: str
+    model: torch.nn.Module, volumes: list[LabelledVolume], *, depth: int, device: Any, amp: str
 ) -> dict[str, float]:
-    """Mean slice scores over validation volumes (NaN-mean per volume, then mean)."""
-    scores = []
-    for vol in volumes:
-        pred = predict_labels(model, vol.image, depth=depth, device=device, amp=amp)
-        scores.append(summarize(score_slices(pred, vol.label)))
+    """Mean scores over validation volumes, predicted as ``segment`` predicts a user's volume.
 
-    def mean(values: list[float]) -> float:
-        kept = [v for v in values if not math.isnan(v)]
-        return float(np.mean(kept)) if kept else math.nan
-
-    return {k: mean([getattr(s, k) for s in scores]) for k in ("accuracy", "iou", "bf1", "bde")}
+    The volumes are normalised already (window 0..1); a 3D model sees tiles
+    ``depth`` slices deep, as its training patches. Scores are summarised per
+    volume and averaged ignoring NaN (:func:`dendriteseg.scoring.score_model`).
+    """
+    if not volumes:
+        return {k: math.nan for k in SCORES}
+    predictor = TorchPredictor(
+        model,
+        device=resolve_device(device),
+        precision=precision_for_amp(amp),
+        tile_depth=None if is_2d(model) else depth,
+        name="validation",
+    )
+    return score_model(predictor, volumes, window=(0.0, 1.0)).mean
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -240,7 +186,7 @@ def fit(
     sampler : PatchSampler
         Training patches.
     val_volumes : list of LabelledVolume
-        Scored with IoU/BF1/BDE after each epoch; the best epoch is kept.
+        Scored with IoU/BF1/BDE after each epoch (:func:`validate`); the best epoch is kept.
     config : TrainConfig
     info : ModelInfo
         Architecture and provenance written into the model files (the
@@ -256,134 +202,161 @@ def fit(
     """
     out = Path(out_dir or config.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(config.device)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    model.to(device)
-    channels_last = not is_2d(model)
-    if channels_last:
-        model.to(memory_format=torch.channels_last_3d)
-    if config.freeze_encoder and hasattr(model, "down"):
-        for p in model.down.parameters():
-            p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    ctx, scaler = autocast_for(device, config.amp)
-    history: list[dict[str, Any]] = []
-    best: dict[str, float] | None = None
-    start_epoch = 0
-    state_path = out / "state.json"
-    run = _run_identity(model, config, info)
-    if resume and state_path.exists():
-        from safetensors.torch import load_file
-
-        saved = json.loads(state_path.read_text())
-        _check_same_run(out, saved.get("run"), run)
-        try:
-            model.load_state_dict(load_file(str(out / "last.safetensors"), device=str(device)))
-        except RuntimeError:  # (a state written before the check above, of another architecture)
-            raise InputError(
-                f"{out}: holds another training run (its model is of another size); "
-                "name a new output folder (--set out=...) or remove this one"
-            ) from None
-        _load_optimizer(opt, out / "optimizer.safetensors", saved["optimizer"])
-        history, best, start_epoch = saved["history"], saved["best"], saved["epoch"]
-        gen.set_state(torch.tensor(saved["torch_generator"], dtype=torch.uint8))
-        sampler.gen.bit_generator.state = saved["sampler_state"]
-        torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
-        log.info("resuming %s after epoch %d", out, start_epoch)
-    two_d = is_2d(model)
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
+    run = _Run(model, sampler, config, info, out)
+    if resume and (out / "state.json").exists():
+        run.resume()
+    for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
-        losses = []
-        skipped = 0
-        for step in range(config.steps_per_epoch):
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(config, epoch * config.steps_per_epoch + step)
-            x_np, y_np = sampler.batch(config.batch)
-            x = torch.from_numpy(x_np).to(device)
-            y = torch.from_numpy(y_np).to(device)
-            x, y = augment(x, y, config.augment, gen)
-            if two_d:
-                x, y = x[:, :, 0], y[:, 0]
-            elif channels_last:
-                x = x.contiguous(memory_format=torch.channels_last_3d)
-            with ctx:
-                logits = model(x)
-            loss = segmentation_loss(
-                logits, y, dice_weight=config.dice_weight, boundary_weight=config.boundary_weight
-            )
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                # skip a step whose gradients are not finite (as a grad scaler would)
-                if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, float("inf"))):
-                    opt.step()
-                else:
-                    skipped += 1
-                    if skipped > max(10, config.steps_per_epoch // 2):
-                        raise RuntimeError(
-                            f"training diverged: {skipped} steps of epoch {epoch + 1} had non-finite "
-                            "gradients; lower lr or set amp: none"
-                        )
-            if torch.isfinite(loss):
-                losses.append(float(loss.detach()))
-            if on_step:
-                rate = (step + 1) * config.batch / (time.perf_counter() - t0)
-                on_step(step + 1, config.steps_per_epoch, rate)
+        losses, skipped = run.train_epoch(epoch, on_step)
         train_seconds = time.perf_counter() - t0
-        scores = (
-            validate(model, val_volumes, depth=config.patch[0], device=device, amp=config.amp)
-            if val_volumes
-            else {"accuracy": math.nan, "iou": math.nan, "bf1": math.nan, "bde": math.nan}
-        )
+        scores = validate(model, val_volumes, depth=config.patch[0], device=run.device, amp=config.amp)
+        patches = config.steps_per_epoch * config.batch
         record = {
             "epoch": epoch + 1,
             "train_loss": float(np.mean(losses)) if losses else math.nan,
             "skipped_steps": skipped,
             "val": scores,
             "seconds": round(time.perf_counter() - t0, 2),
-            "patches_per_second": round(config.steps_per_epoch * config.batch / train_seconds, 2),
-            "voxels_per_second": round(
-                config.steps_per_epoch * config.batch * int(np.prod(config.patch)) / train_seconds
-            ),
+            "patches_per_second": round(patches / train_seconds, 2),
+            "voxels_per_second": round(patches * int(np.prod(config.patch)) / train_seconds),
         }
-        history.append(record)
-        provenance = {**info.provenance, "config": config_to_dict(config), "history": history}
+        run.save_epoch(record, keep=_better(scores, run.best) or not val_volumes)
+        if on_epoch:
+            on_epoch(epoch + 1, record)
+    return run.history
+
+
+class _Run:
+    """One training run's moving parts: model on its device, optimiser, random state, history."""
+
+    def __init__(
+        self, model: torch.nn.Module, sampler: PatchSampler, config: TrainConfig, info: ModelInfo, out: Path
+    ):
+        self.model, self.sampler, self.config, self.info, self.out = model, sampler, config, info, out
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        model.to(self.device)
+        self.channels_last = not is_2d(model)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last_3d)
+        if config.freeze_encoder:
+            for p in encoder_parameters(model, info.architecture):
+                p.requires_grad_(False)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.autocast, self.scaler = training_autocast(self.device, config.amp)
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, float] | None = None
+        self.start_epoch = 0
+        self.identity = _run_identity(model, config, info)
+
+    def resume(self) -> None:
+        """Continue from the state a previous run of the same settings left in ``out``."""
+        from safetensors.torch import load_file
+
+        saved = json.loads((self.out / "state.json").read_text())
+        _check_same_run(self.out, saved.get("run"), self.identity)
+        try:
+            self.model.load_state_dict(load_file(str(self.out / "last.safetensors"), device=str(self.device)))
+        except RuntimeError:  # (a state written before the check above, of another architecture)
+            raise InputError(
+                f"{self.out}: holds another training run (its model is of another size); "
+                "name a new output folder (--set out=...) or remove this one"
+            ) from None
+        _load_optimizer(self.opt, self.out / "optimizer.safetensors", saved["optimizer"])
+        self.history, self.best, self.start_epoch = saved["history"], saved["best"], saved["epoch"]
+        self.gen.set_state(torch.tensor(saved["torch_generator"], dtype=torch.uint8))
+        self.sampler.gen.bit_generator.state = saved["sampler_state"]
+        torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
+        log.info("resuming %s after epoch %d", self.out, self.start_epoch)
+
+    def train_epoch(
+        self, epoch: int, on_step: Callable[[int, int, float], None] | None
+    ) -> tuple[list[float], int]:
+        """One epoch of steps; returns the finite losses and the count of skipped steps."""
+        config, model = self.config, self.model
+        model.train()
+        t0 = time.perf_counter()
+        losses: list[float] = []
+        skipped = 0
+        for step in range(config.steps_per_epoch):
+            for group in self.opt.param_groups:
+                group["lr"] = learning_rate(config, epoch * config.steps_per_epoch + step)
+            loss = self._loss()
+            if not self._step(loss):
+                skipped += 1
+                if skipped > max(10, config.steps_per_epoch // 2):
+                    raise RuntimeError(
+                        f"training diverged: {skipped} steps of epoch {epoch + 1} had non-finite "
+                        "gradients; lower lr or set amp: none"
+                    )
+            if torch.isfinite(loss):
+                losses.append(float(loss.detach()))
+            if on_step:
+                on_step(
+                    step + 1, config.steps_per_epoch, (step + 1) * config.batch / (time.perf_counter() - t0)
+                )
+        return losses, skipped
+
+    def _loss(self) -> torch.Tensor:
+        """The loss of one augmented batch of patches."""
+        x_np, y_np = self.sampler.batch(self.config.batch)
+        x = torch.from_numpy(x_np).to(self.device)
+        y = torch.from_numpy(y_np).to(self.device)
+        x, y = augment(x, y, self.config.augment, self.gen)
+        if is_2d(self.model):
+            x, y = x[:, :, 0], y[:, 0]
+        elif self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with self.autocast:
+            logits = self.model(x)
+        return segmentation_loss(
+            logits, y, dice_weight=self.config.dice_weight, boundary_weight=self.config.boundary_weight
+        )
+
+    def _step(self, loss: torch.Tensor) -> bool:
+        """Back-propagate and step; False where the gradients were not finite (step skipped)."""
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            return True
+        loss.backward()
+        # skip a step whose gradients are not finite (as a grad scaler would)
+        if torch.isfinite(torch.nn.utils.clip_grad_norm_(self.params, float("inf"))):
+            self.opt.step()
+            return True
+        return False
+
+    def save_epoch(self, record: dict[str, Any], *, keep: bool) -> None:
+        """Write last (and, with ``keep``, best) model, the resumable state, the log and the curve."""
+        out, info = self.out, self.info
+        self.history.append(record)
+        provenance = {**info.provenance, "config": config_to_dict(self.config), "history": self.history}
         epoch_info = ModelInfo(info.architecture, info.arguments, info.normalisation, provenance)
-        save_model(out / "last.safetensors", model, epoch_info)
-        if _better(scores, best) or not val_volumes:
-            best = scores
+        save_model(out / "last.safetensors", self.model, epoch_info)
+        if keep:
+            self.best = record["val"]
             shutil.copyfile(out / "last.safetensors", out / ".best.partial")
             os.replace(out / ".best.partial", out / "best.safetensors")
             record["best"] = True
-        optimizer_state = _save_optimizer(opt, out / "optimizer.safetensors")
-        write_text_atomic(
-            state_path,
-            json.dumps(
-                {
-                    "run": run,
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "best": best,
-                    "optimizer": optimizer_state,
-                    "torch_generator": gen.get_state().tolist(),
-                    "torch_rng": torch.get_rng_state().tolist(),
-                    "sampler_state": sampler.gen.bit_generator.state,
-                }
-            ),
-        )
+        optimizer_state = _save_optimizer(self.opt, out / "optimizer.safetensors")
+        state = {
+            "run": self.identity,
+            "epoch": record["epoch"],
+            "history": self.history,
+            "best": self.best,
+            "optimizer": optimizer_state,
+            "torch_generator": self.gen.get_state().tolist(),
+            "torch_rng": torch.get_rng_state().tolist(),
+            "sampler_state": self.sampler.gen.bit_generator.state,
+        }
+        write_text_atomic(out / "state.json", json.dumps(state))
         with open(out / "log.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        _plot_curve(history, out / "curve.png")
-        if on_epoch:
-            on_epoch(epoch + 1, record)
-    return history
+        _plot_curve(self.history, out / "curve.png")
 
 
 RESUMABLE = ("out", "epochs", "device", "amp")  # settings a resumed run may change
@@ -425,12 +398,4 @@ def _check_same_run(out: Path, saved: dict[str, Any] | None, run: dict[str, Any]
     )
 
 
-__all__ = [
-    "NORMALISATION",
-    "RESUMABLE",
-    "fit",
-    "learning_rate",
-    "predict_labels",
-    "segmentation_loss",
-    "validate",
-]
+__all__ = ["RESUMABLE", "fit", "learning_rate", "segmentation_loss", "validate"]

@@ -12,11 +12,11 @@ import torch
 
 from dendriteseg import __version__
 from dendriteseg.data import LabelledVolume, PatchSampler, read_manifest, select
-from dendriteseg.data.volumes import NORMALISATION
 from dendriteseg.errors import InputError
-from dendriteseg.models import build_model
+from dendriteseg.models import build_model, spec_for
 from dendriteseg.models.files import ModelInfo, load_model
-from dendriteseg.train.config import TrainConfig
+from dendriteseg.preprocess import NORMALISATION
+from dendriteseg.train.config import TrainConfig, save_config
 from dendriteseg.train.fit import fit
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def train(
     validation its exact ``val`` entries (or, if none, the ``val`` entries of
     that quality). With ``parent`` the architecture and weights come from that
     model file and its provenance is recorded as the new model's parent.
+    The settings are written to ``<out>/config.yaml`` (at the start of a new
+    run and when it ends).
     """
     if not config.data:
         raise InputError("config: 'data' (a dataset manifest) is required")
@@ -69,15 +71,19 @@ def train(
         }
     else:
         architecture, arguments = config.model, dict(config.model_args)
-        if architecture.endswith("3d"):
+        if spec_for(architecture).dims == 3:
             arguments.setdefault("z_levels", max(0, int(config.patch[0]).bit_length() - 1))
         torch.manual_seed(config.seed)  # the initial weights are part of a seeded run
         try:
             model = build_model(architecture, **arguments)
         except TypeError as exc:
             raise InputError(f"model_args do not fit {architecture}: {exc}") from None
-    if architecture.endswith("2d") and config.patch[0] != 1:
+    if spec_for(architecture).dims == 2 and config.patch[0] != 1:
         config = config.replace(patch=(1, *config.patch[1:]))
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "state.json").exists():  # a folder of another run keeps its config (fit refuses it)
+        save_config(config, out / "config.yaml")
     sampler = PatchSampler(
         train_volumes,
         config.patch,
@@ -87,4 +93,5 @@ def train(
     )
     info = ModelInfo(architecture, arguments, dict(NORMALISATION), provenance)
     fit(model, sampler, val_volumes, config, info=info, resume=resume, on_step=on_step, on_epoch=on_epoch)
-    return Path(config.out) / "best.safetensors"
+    save_config(config, out / "config.yaml")  # as run to the end (a resumed run may change its epochs)
+    return out / "best.safetensors"

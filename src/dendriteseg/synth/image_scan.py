@@ -1,10 +1,15 @@
-"""A quick image-domain imitation of an XCT scan, for tests and demos.
+"""The image-domain generator ("image scans"): a reconstruction painted directly.
 
-It paints what a reconstruction shows without simulating projections:
+The second of the package's two generators (the first is the CT forward
+model of :mod:`dendriteseg.synth.ct`). :func:`paint_image_scan` paints what
+a reconstruction shows without simulating projections:
 a cylindrical sample in air, solid darker than melt (about 1 : 1.5), a
 diffuse interface, detector-like blur, noise, ring artefacts centred on the
-rotation axis and a slow intensity drift along z. The CT forward model
-(projections and filtered back-projection) is the realistic generator.
+rotation axis and a slow intensity drift along z.
+:func:`dendriteseg.synth.scan.make_image_scan` draws its settings over wide
+ranges and adds the exact label; ``synth dataset --generator image`` builds
+training datasets from it; tests use it for small volumes made in
+milliseconds.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ def cylinder_mask(shape_yx: tuple[int, int], radius_fraction: float = 0.46) -> n
     return (yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2 <= r * r
 
 
-def quick_scan(
+def paint_image_scan(
     phase: np.ndarray,
     *,
     melt: float = 1.0,

@@ -1,0 +1,126 @@
+"""One entry point for everything ``dendriteseg segment`` can be asked to do.
+
+:func:`segment_inputs` takes the inputs as a user names them (files,
+globs, ``file.h5:/dataset``) and an output, and chooses: one volume into
+one output (:func:`~dendriteseg.infer.segment`), one volume on a Dask
+cluster (:func:`~dendriteseg.infer.distributed.segment_dask`), or many
+volumes (or an output folder) into a folder with resume and a summary CSV
+(:func:`~dendriteseg.infer.series.segment_series`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dendriteseg.errors import InputError
+from dendriteseg.infer.segment import SegmentResult, segment
+from dendriteseg.infer.series import expand_inputs, segment_series
+from dendriteseg.io import parse_location
+
+COMPILE_MODES = {"auto": "auto", "on": True, "off": False}
+
+
+@dataclass
+class SegmentRun:
+    """What :func:`segment_inputs` did: one volume's result, or a series' summary rows."""
+
+    output: str
+    result: SegmentResult | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: Path | None = None
+
+    @property
+    def is_series(self) -> bool:
+        return self.result is None
+
+    def describe(self) -> str:
+        """One line on what was written: the series' counts, or the volume's shape, share and speed."""
+        if self.result is None:
+            done = sum(r["status"] == "done" for r in self.rows)
+            return f"{done} segmented, {len(self.rows) - done} already done; summary {self.summary}"
+        r = self.result
+        return (
+            f"wrote {self.output}: {'x'.join(str(s) for s in r.shape)}, "
+            f"dendrite {100 * r.dendrite_fraction:.2f} %, "
+            f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
+            f"{r.seconds:.1f} s ({r.voxels_per_second / 1e6:.2f} Mvoxels/s)"
+        )
+
+
+def writes_folder(inputs: list[str], expanded: list[str], output: str) -> bool:
+    """Whether ``output`` is a folder of outputs: several inputs, a glob, or a folder path."""
+    as_folder = output.endswith(("/", os.sep)) or (
+        Path(output).is_dir() and parse_location(output, for_writing=True).format == "tiff-dir"
+    )
+    globbed = any(s != e for s, e in zip(inputs, expanded, strict=False))
+    return len(expanded) > 1 or as_folder or globbed
+
+
+def check_options(*, batch_size: int = 1, overlap: float = 0.25, overlap_z: float | None = None) -> None:
+    """Refuse settings no tiling can use, before any work."""
+    if batch_size < 1:
+        raise InputError(f"--batch-size: must be >= 1, got {batch_size}")
+    if not 0 <= overlap < 1 or (overlap_z is not None and not 0 <= overlap_z < 1):
+        raise InputError("--overlap: must be in [0, 1)")
+
+
+def segment_inputs(
+    inputs: list[str],
+    output: str,
+    model: Any = None,
+    *,
+    probabilities: str | None = None,
+    fmt: str = "tif",
+    summary: str = "summary.csv",
+    dask: str | None = None,
+    threads: int | None = None,
+    compile: bool | str = "auto",
+    on_volume: Callable[[int, int, str, str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> SegmentRun:
+    """Segment what the user named; see the module notes for the three cases.
+
+    ``compile`` also takes the command line's "on"/"off"; ``threads`` sets
+    torch's thread count (per worker with ``dask``). Other options
+    (``tile``, ``overlap``, ``overlap_z``, ``batch_size``, ``tta``,
+    ``device``, ``precision``) go to the segmentation.
+    """
+    check_options(**{k: options[k] for k in ("batch_size", "overlap", "overlap_z") if k in options})
+    compile = COMPILE_MODES.get(compile, compile) if isinstance(compile, str) else compile
+    if compile not in (True, False, "auto"):
+        raise InputError(f"--compile: expected auto, on or off, got {compile!r}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    expanded = expand_inputs(inputs)
+    if writes_folder(inputs, expanded, output):
+        if dask:
+            raise InputError("--dask takes one input volume at a time")
+        rows = segment_series(
+            expanded, output, model, fmt=fmt, probabilities=probabilities, summary=summary,
+            on_volume=on_volume, progress=progress, compile=compile, **options,
+        )  # fmt: skip
+        return SegmentRun(output, rows=rows, summary=Path(output) / summary)
+    parse_location(output, for_writing=True)  # fail on a bad suffix before any work
+    if probabilities:
+        parse_location(probabilities, for_writing=True)
+    if dask:
+        from dendriteseg.infer.distributed import segment_dask
+
+        if probabilities:
+            raise InputError("--probabilities is not available with --dask")
+        result = segment_dask(
+            expanded[0], output, model, scheduler=dask, threads=threads, progress=progress, **options
+        )
+    else:
+        result = segment(
+            expanded[0], model, output=output, probabilities=probabilities, compile=compile,
+            progress=progress, **options,
+        )  # fmt: skip
+    return SegmentRun(output, result=result)
