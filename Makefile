@@ -32,7 +32,7 @@ bench: install
 	$(PY) benchmarks/lazy_read_memory.py
 	$(PY) benchmarks/metrics_speed.py
 	$(PY) benchmarks/synth_cost.py
-	$(PY) benchmarks/synth_difficulty.py
+	$(PY) benchmarks/synth_difficulty.py --steps 600
 	$(PY) benchmarks/train_throughput.py --precisions fp32
 	$(PY) benchmarks/tile_depth.py
 	$(PY) benchmarks/inference.py

@@ -10,7 +10,7 @@ volume with the model three ways and prints the mean IoU of each:
   up to half its width where the border of the crop holds little or no air,
   less the more of the border is dark;
 * ``binary``: the rule before the grading: widened by half its width
-  whenever the median of the border is not air (``DARK_BORDER`` set so
+  whenever the median of the border is not air (``dark_border`` set so
   that no border is dark enough to stop it);
 * ``uncropped``: the window of the whole scan, which a user cannot know
   once the scan is cropped: the reference.
@@ -25,25 +25,21 @@ dataset); MODEL defaults to the shipped default.
 from __future__ import annotations
 
 import argparse
-from unittest import mock
 
 import numpy as np
 import torch
 from robustness import _scan_params, centred_square  # the sibling benchmark's helpers
 
 from dendriteseg.data import read_manifest, select
-from dendriteseg.data import volumes as volumes_module
-from dendriteseg.data.volumes import normalisation_window
-from dendriteseg.infer.segment import segment
 from dendriteseg.io import read_volume
-from dendriteseg.metrics import score_slices, summarize
+from dendriteseg.preprocess import normalisation_window
+from dendriteseg.scoring import score_model
 
 RULES = ("graded", "binary", "uncropped")
 
 
 def windows(crop: np.ndarray, whole: tuple[float, float]) -> dict[str, tuple[float, float]]:
-    with mock.patch.object(volumes_module, "DARK_BORDER", (1.0, 2.0)):  # never dark enough: always widened
-        binary = normalisation_window(crop)
+    binary = normalisation_window(crop, dark_border=(1.0, 2.0))  # never dark enough: always widened
     return {"graded": normalisation_window(crop), "binary": binary, "uncropped": whole}
 
 
@@ -73,8 +69,9 @@ def main() -> None:
                 crop, truth = centred_square(image, label, half)
                 row = {}
                 for rule, window in windows(crop, whole).items():
-                    pred = segment(crop, args.model, precision="fp32", window=window).labels
-                    row[rule] = summarize(score_slices(pred, truth)).iou
+                    row[rule] = score_model(args.model, [(crop, truth)], precision="fp32", window=window)[
+                        "iou"
+                    ]
                 results[frac].append(row)
     print("crop half-side / sample radius: mean IoU per window rule (scans), graded / binary")
     print(f"{'half-side':>10s}" + "".join(f"{r:>12s}" for r in RULES) + f"{'scans':>7s}{'ratio':>8s}")

@@ -34,7 +34,7 @@ from unseen_generator import unseen_scan
 
 from dendriteseg.data import LabelledVolume, read_manifest, select
 from dendriteseg.infer.segment import segment
-from dendriteseg.metrics import score_slices, summarize
+from dendriteseg.scoring import score_predictions
 from dendriteseg.synth.dataset import build_dataset
 from dendriteseg.synth.scan import make_scan
 
@@ -61,15 +61,15 @@ def exact_scans(manifest: Path, split: str | None) -> Scans:
 def accuracy(models: list[str], scans: Scans) -> dict[str, tuple[float, float, float]]:
     """Mean IoU, BF1, BDE of each model and of the ensemble (the mean of their probabilities)."""
     ensemble = "+".join(models)
-    rows: dict[str, list] = {m: [] for m in [*models, ensemble]}
+    pairs: dict[str, list] = {m: [] for m in [*models, ensemble]}
     for image, label in scans:
         image = np.asarray(image, np.float32)
         probs = [segment(image, m, precision="fp32", probabilities=True).probabilities for m in models]
         mean = np.mean([p.astype(np.float32) for p in probs], axis=0)
         for name, p in [*zip(models, probs, strict=True), (ensemble, mean)]:
-            r = summarize(score_slices((p.astype(np.float32) > 0.5).astype(np.uint8), label))
-            rows[name].append((r.iou, r.bf1, r.bde))
-    return {name: tuple(float(v) for v in np.nanmean(r, axis=0)) for name, r in rows.items()}
+            pairs[name].append(((p.astype(np.float32) > 0.5).astype(np.uint8), label))
+    scores = {name: score_predictions(p) for name, p in pairs.items()}
+    return {name: (s["iou"], s["bf1"], s["bde"]) for name, s in scores.items()}
 
 
 def _cell(scores: tuple[float, float, float]) -> str:

@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from robustness import model_label  # the sibling benchmark's column names
 
-from dendriteseg.infer.segment import segment
-from dendriteseg.metrics import score_slices, summarize
-from dendriteseg.synth import procedural_dendrites, paint_image_scan
+from dendriteseg.scoring import score_model
+from dendriteseg.synth import paint_image_scan, procedural_dendrites
 
 
 def other_scan(shape: tuple[int, int, int], seed: int, index: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -90,11 +89,9 @@ def compare(models: list[str], scans: list[tuple[np.ndarray, np.ndarray, str]]) 
     print(f"{'model':24s}{'IoU':>8s}{'BF1':>8s}{'BDE':>8s}  {'IoU / first':>11s}  per scan")
     first = None
     for model in models:
-        results = [
-            summarize(score_slices(segment(image, model, precision="fp32").labels, label))
-            for image, label, _ in scans
-        ]
-        iou, bf1, bde = (float(np.nanmean([getattr(r, k) for r in results])) for k in ("iou", "bf1", "bde"))
+        scored = score_model(model, [(image, label) for image, label, _ in scans], precision="fp32")
+        results = scored.volumes
+        iou, bf1, bde = (scored[k] for k in ("iou", "bf1", "bde"))
         first = iou if first is None else first
         per_scan = " ".join(f"{r.iou:.3f}" for r in results)
         print(

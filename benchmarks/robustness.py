@@ -32,9 +32,8 @@ import torch
 from scipy import ndimage
 
 from dendriteseg.data import read_manifest, select
-from dendriteseg.infer.segment import segment
 from dendriteseg.io import read_volume
-from dendriteseg.metrics import score_slices, summarize
+from dendriteseg.scoring import score_model
 from dendriteseg.synth.ct import ScanParams, holder_ring
 from dendriteseg.synth.dataset import build_dataset
 
@@ -115,16 +114,13 @@ def _scan_params(entry) -> ScanParams:
 
 def scores(model: str | None, volumes: Volumes, shift, count_walls: bool) -> tuple[float, float, int]:
     """Mean IoU and BDE, and (``count_walls``: unshifted scans) the dendrite voxels in holder walls."""
-    ious, bdes, in_walls = [], [], 0
-    for image, label, params in volumes:
-        image, label = shift(image, label, params)
-        pred = segment(image, model, precision="fp32").labels
-        result = summarize(score_slices(pred, label))
-        ious.append(result.iou)
-        bdes.append(result.bde)
-        if count_walls and image.shape[1] == image.shape[2]:
-            in_walls += int(pred[:, holder_ring(image.shape[1], params)].sum())
-    return float(np.nanmean(ious)), float(np.nanmean(bdes)), in_walls
+    shifted = [shift(image, label, params) for image, label, params in volumes]
+    scored = score_model(model, shifted, precision="fp32", keep_labels=count_walls)
+    in_walls = 0
+    for pred, (_, _, params) in zip(scored.labels, volumes, strict=False):
+        if pred.shape[1] == pred.shape[2]:
+            in_walls += int(pred[:, holder_ring(pred.shape[1], params)].sum())
+    return scored["iou"], scored["bde"], in_walls
 
 
 def model_label(model: str | None) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -22,8 +20,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100)
     args = parser.parse_args()
 
-    from dendriteseg.infer import segment
-    from dendriteseg.metrics import score_slices, summarize
+    from dendriteseg.scoring import score_model
     from dendriteseg.synth.scan import make_scan
 
     shape = tuple(int(s) for s in args.shape.split(","))
@@ -40,22 +37,11 @@ def main() -> None:
     ]
     print(f"{'tile depth':18s} {'IoU':>7s} {'BF1':>7s} {'BDE':>7s} {'Mvox/s':>7s}")
     for name, (depth, _), overlap_z in settings:
-        scores, rates = [], []
-        for _, image, label in scans:
-            result = segment(
-                image,
-                args.model,
-                device="cpu",
-                tile=(depth, shape[1], shape[2]),
-                overlap_z=overlap_z,
-                compile=False,
-            )
-            scores.append(summarize(score_slices(result.labels, label)))
-            rates.append(result.voxels_per_second)
-        iou = np.nanmean([s.iou for s in scores])
-        bf1 = np.nanmean([s.bf1 for s in scores])
-        bde = np.nanmean([s.bde for s in scores])
-        print(f"{name:18s} {iou:7.4f} {bf1:7.4f} {bde:7.3f} {np.mean(rates) / 1e6:7.3f}", flush=True)
+        tile = (depth, shape[1], shape[2])
+        pairs = [(image, label) for _, image, label in scans]
+        s = score_model(args.model, pairs, device="cpu", tile=tile, overlap_z=overlap_z)
+        rate = s.voxels_per_second / 1e6
+        print(f"{name:18s} {s['iou']:7.4f} {s['bf1']:7.4f} {s['bde']:7.3f} {rate:7.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dendriteseg.synth import procedural_dendrites, paint_image_scan
+from dendriteseg.synth import paint_image_scan, procedural_dendrites
 
 ODD_SHAPE = (33, 34, 35)
 

@@ -10,7 +10,7 @@ from dendriteseg.baselines import (
 from dendriteseg.errors import InputError
 from dendriteseg.io import read_volume
 from dendriteseg.metrics import iou
-from dendriteseg.synth import cylinder_mask, procedural_dendrites, paint_image_scan
+from dendriteseg.synth import cylinder_mask, paint_image_scan, procedural_dendrites
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ torch = pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from dendriteseg.cli import app  # noqa: E402
-from dendriteseg.preprocess import NORMALISATION, normalisation_window  # noqa: E402
 from dendriteseg.errors import InputError  # noqa: E402
 from dendriteseg.infer import Tiling, TorchPredictor, choose_tile, iter_logits, segment, tile_starts  # noqa: E402
 from dendriteseg.infer.cpu import optimise_for_cpu  # noqa: E402
@@ -23,6 +22,7 @@ from dendriteseg.infer.series import segment_series  # noqa: E402
 from dendriteseg.io import ArrayVolume, read_volume, write_volume  # noqa: E402
 from dendriteseg.models import build_model  # noqa: E402
 from dendriteseg.models.files import ModelInfo, save_model  # noqa: E402
+from dendriteseg.preprocess import NORMALISATION, normalisation_window  # noqa: E402
 
 SHAPE = (33, 34, 35)
 DEPTH = 2

@@ -1,6 +1,6 @@
 import numpy as np
 
-from dendriteseg.synth import procedural_dendrites, paint_image_scan, random_rotation
+from dendriteseg.synth import paint_image_scan, procedural_dendrites, random_rotation
 
 
 def test_deterministic_for_a_seed():

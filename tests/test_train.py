@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 
 from dendriteseg.data import LabelledVolume, read_manifest, select  # noqa: E402
 from dendriteseg.errors import InputError  # noqa: E402
+from dendriteseg.infer import segment  # noqa: E402
 from dendriteseg.models.files import load_model, read_model_info  # noqa: E402
 from dendriteseg.synth.dataset import build_dataset  # noqa: E402
-from dendriteseg.infer import segment  # noqa: E402
 from dendriteseg.train import load_config, segmentation_loss, train  # noqa: E402
 from dendriteseg.train.config import config_from_dict  # noqa: E402
 

@@ -31,6 +31,12 @@ class ModelScores:
     mean: dict[str, float]
     volumes: list[Evaluation]
     labels: list[np.ndarray] = field(default_factory=list)
+    seconds: float = 0.0  # spent segmenting (score_model only)
+    voxels: int = 0
+
+    @property
+    def voxels_per_second(self) -> float:
+        return self.voxels / self.seconds if self.seconds > 0 else math.nan
 
     def __getitem__(self, key: str) -> float:
         return self.mean[key]
@@ -91,11 +97,12 @@ def score_model(
     predictor_options = {k: options.pop(k) for k in predictor_keys if k in options}
     predictor_options.setdefault("compile", False)
     predictor = as_predictor(model, **predictor_options)
-    evaluations, labels = [], []
+    evaluations, labels, seconds, voxels = [], [], 0.0, 0
     for volume in volumes:
         image, truth = _pair(volume)
-        pred = segment(image, predictor, window=window, **options).labels
+        result = segment(image, predictor, window=window, **options)
+        pred, seconds, voxels = result.labels, seconds + result.seconds, voxels + int(np.prod(result.shape))
         evaluations.append(summarize(score_slices(pred, truth, tolerance=tolerance), tolerance=tolerance))
         if keep_labels:
             labels.append(pred)
-    return ModelScores(mean_scores(evaluations), evaluations, labels)
+    return ModelScores(mean_scores(evaluations), evaluations, labels, seconds, voxels)

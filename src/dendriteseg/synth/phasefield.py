@@ -87,8 +87,8 @@ class PhaseFieldResult:
         return (self.phase > 0.5).astype(np.uint8)
 
 
-def _kernels():
-    """Compile the Numba kernels on first use (keeps import time low)."""
+def _flux_kernel():
+    """The Numba kernel of the anisotropic fluxes through the cells' faces."""
     import numba
 
     @numba.njit(inline="always", fastmath=True)
@@ -134,16 +134,6 @@ def _kernels():
         g1 = 0.25 * (phi[k, jp, lo] - phi[k, jm, lo] + phi[k, jp, hi] - phi[k, jm, hi])
         return flux(g0, g1, g2, rots[grain[k, j, lo]], eps_bar, delta, 2)
 
-    @numba.njit(inline="always")
-    def hash_noise(seed, step, index):
-        h = (seed * 0x9E3779B1 + step * 0x85EBCA77 + index * 0xC2B2AE3D) & 0xFFFFFFFF
-        h ^= h >> 16
-        h = (h * 0x7FEB352D) & 0xFFFFFFFF
-        h ^= h >> 15
-        h = (h * 0x846CA68B) & 0xFFFFFFFF
-        h ^= h >> 16
-        return h / 4294967296.0 - 0.5
-
     @numba.njit(parallel=True, fastmath=True)
     def face_fluxes(phi, grain, rots, jz, jy, jx, eps_bar, delta):
         """Flux through each cell's upper face on every axis (0 on the far walls)."""
@@ -169,6 +159,23 @@ def _kernels():
                         if ip != i
                         else 0.0
                     )
+
+    return face_fluxes
+
+
+def _update_kernel():
+    """The Numba kernel that advances phase and temperature by one time step."""
+    import numba
+
+    @numba.njit(inline="always")
+    def hash_noise(seed, step, index):
+        h = (seed * 0x9E3779B1 + step * 0x85EBCA77 + index * 0xC2B2AE3D) & 0xFFFFFFFF
+        h ^= h >> 16
+        h = (h * 0x7FEB352D) & 0xFFFFFFFF
+        h ^= h >> 15
+        h = (h * 0x846CA68B) & 0xFFFFFFFF
+        h ^= h >> 16
+        return h / 4294967296.0 - 0.5
 
     @numba.njit(parallel=True, fastmath=True)
     def update(phi, temp, jz, jy, jx, out_phi, out_temp, p, seed, n):
@@ -209,6 +216,13 @@ def _kernels():
                     new = c + dt * dphi
                     out_phi[k, j, i] = min(max(new, 0.0), 1.0)
                     out_temp[k, j, i] = t + dt * (lap + latent * dphi)
+
+    return update
+
+
+def _kernels():
+    """Compile the Numba kernels on first use (keeps import time low); returns one time step."""
+    face_fluxes, update = _flux_kernel(), _update_kernel()
 
     def step(phi, temp, grain, rots, out_phi, out_temp, p, seed, n, work):
         jz, jy, jx = work
