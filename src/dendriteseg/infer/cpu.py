@@ -1,20 +1,18 @@
 """Make a trained network fast for fp32 inference on the CPU.
 
-Measured on the 2-core development machine (AVX2, no AVX-512/bf16 units):
-PyTorch sends a batch-1 ``conv3d`` to its reference ``slow_conv3d`` kernel
-(11x slower than oneDNN for a 16-channel 4 x 256 x 256 input, 22x slower
-than oneDNN on channels-last data), and a batch-1 ``conv_transpose3d`` to
-``slow_conv_transpose3d``. bf16 autocast there was slower still, because
-the CPU has no bf16 arithmetic. :func:`optimise_for_cpu` returns a copy of
-the model in which
+PyTorch sends a batch-1 ``conv3d`` on a CPU without bf16 units to its
+reference ``slow_conv3d`` kernel, and a batch-1 ``conv_transpose3d`` to
+``slow_conv_transpose3d``, both far slower than oneDNN
+(``benchmarks/inference.py`` measures the paths side by side).
+:func:`optimise_for_cpu` returns a copy of the model in which
 
 - each BatchNorm that follows a convolution is folded into it,
 - every ``Conv3d`` runs through ``torch.mkldnn_convolution`` (oneDNN),
 - every ``ConvTranspose3d`` whose kernel equals its stride (the U-Net's
   up-sampling) runs as one matrix product and a reshuffle,
 
-so the same weights give the same logits (to float rounding) at several
-times the speed. The copy is for inference only (no gradients).
+so the same weights give the same logits (to float rounding) faster.
+The copy is for inference only (no gradients).
 """
 
 from __future__ import annotations

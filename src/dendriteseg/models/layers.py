@@ -10,12 +10,11 @@ from torch import nn
 class Conv3d(nn.Conv3d):
     """``nn.Conv3d`` that pads z itself for two-slice inputs while training on the CPU.
 
-    With PyTorch 2.13 on a CPU with AVX-512 BF16, the oneDNN bf16 backward of
-    a 3x3x3 convolution over 2 slices now and then returns NaN gradients
-    (4 of 300 calls in isolation; in training, NaN weights after the first
-    step). Zero-padding z explicitly and convolving without z padding gives
-    the same numbers through another kernel, which measured clean (0 of 300).
-    The weights and their names are those of ``nn.Conv3d``.
+    On CPUs with AVX-512 BF16, PyTorch's oneDNN bf16 backward of a 3x3x3
+    convolution over 2 slices can return NaN gradients. Zero-padding z
+    explicitly and convolving without z padding gives the same numbers
+    through another kernel, which does not. The weights and their names
+    are those of ``nn.Conv3d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,10 @@ plus a 1x1x1 convolution of the block's input summed with them, Figure 2b).
 trained on 4-slice patches (``z_levels=2``) pools 4 -> 2 -> 1 and then only
 in-plane. Any depth divisible by ``2**z_levels`` runs, but a depth other
 than the training patches' changes what the deepest layers see (their z
-extent), and with it the output: the shipped model trained on 4 slices
-scored IoU 0.88 on 4-slice tiles and 0.52 on 8-slice ones, so inference
-tiles are as deep as the training patches. Inputs whose size does not
-divide are padded (reflect) and the output cropped.
+extent), and with it the output, so inference tiles are as deep as the
+training patches (``benchmarks/tile_depth.py`` measures the difference).
+Inputs whose size does not divide are padded (reflect) and the output
+cropped.
 """
 
 from __future__ import annotations

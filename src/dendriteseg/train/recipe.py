@@ -1,0 +1,205 @@
+"""Recipes: a shipped model rebuilt from nothing by one config file.
+
+A recipe names the datasets (generator, variety, holder share, seed), the
+architecture, and both training steps of the paper (pretraining on noisy
+labels, fine-tuning on exact ones) with fixed step counts, so the same
+recipe on the same machine gives the same weights. :func:`run_recipe`
+builds the datasets, merges them into one training manifest (the
+benchmark's exact val and test groups stay as they are, so its scores stay
+comparable), runs both steps and scores the benchmark's exact test groups
+with :func:`dendriteseg.scoring.score_model`.
+
+``scale`` shrinks a recipe for a quick end-to-end check: steps are scaled
+(at least one per epoch), and only the first ``ceil(scale x n)`` of the
+extra datasets are built; ``preset`` replaces the datasets' size preset
+(``tiny`` builds in seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dendriteseg.data import LabelledVolume, read_manifest, select
+from dendriteseg.errors import InputError
+from dendriteseg.io import write_text_atomic
+from dendriteseg.models import spec_for
+from dendriteseg.scoring import score_model
+from dendriteseg.synth.dataset import build_dataset
+from dendriteseg.train.config import config_from_dict
+from dendriteseg.train.run import train
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One synthetic dataset of a recipe (``dendriteseg synth dataset`` options)."""
+
+    seed: int
+    variety: str = "standard"
+    holder: float = 0.0
+    generator: str = "ct"
+
+    @property
+    def folder(self) -> str:
+        kind = "image" if self.generator == "image" else ("holder" if self.holder else self.variety)
+        return f"data_{kind}{self.seed}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training step of a recipe: fixed steps split into epochs, a peak lr, extra settings."""
+
+    steps: int
+    lr: float
+    epochs: int = 4
+    warmup: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that rebuilds a model: datasets, architecture and the two training steps."""
+
+    name: str
+    model: str
+    model_args: dict[str, Any]
+    patch: tuple[int, int, int]
+    batch: int
+    pretrain: Stage
+    finetune: Stage
+    preset: str = "small"
+    benchmark_seed: int = 0
+    datasets: tuple[DatasetSpec, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)  # of both stages
+    seed: int = 0
+
+    def scaled(self, scale: float, preset: str | None = None) -> Recipe:
+        """A smaller recipe for a quick check (see the module notes)."""
+        if not 0 < scale <= 1:
+            raise InputError(f"scale: expected a number in (0, 1], got {scale}")
+
+        def stage(s: Stage) -> Stage:
+            steps = max(s.epochs, int(round(s.steps * scale)))
+            return Stage(steps, s.lr, s.epochs, min(s.warmup, steps // 10), dict(s.settings))
+
+        keep = math.ceil(scale * len(self.datasets))
+        return Recipe(**{**asdict(self), "pretrain": stage(self.pretrain), "finetune": stage(self.finetune),
+                         "datasets": self.datasets[:keep], "preset": preset or self.preset})  # fmt: skip
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe from YAML; unknown keys are errors."""
+    import yaml
+
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read recipe ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        spec_for(values.get("model", ""))
+        return Recipe(
+            **{k: v for k, v in values.items() if k not in ("pretrain", "finetune", "datasets", "patch")},
+            patch=tuple(values["patch"]),
+            pretrain=Stage(**values["pretrain"]),
+            finetune=Stage(**values["finetune"]),
+            datasets=tuple(DatasetSpec(**d) for d in values.get("datasets", [])),
+        )
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a recipe ({exc})") from None
+
+
+def build_manifest(recipe: Recipe, work: Path, on_entry: Callable | None = None) -> tuple[Path, Path]:
+    """Build the recipe's datasets in ``work``; returns the benchmark's manifest and the training one.
+
+    Every entry of the extra datasets joins the train split (noisy ones for
+    pretraining, exact groups for fine-tuning); the benchmark keeps its splits.
+    """
+    bench = build_dataset(work / "data", preset=recipe.preset, seed=recipe.benchmark_seed, on_entry=on_entry)
+    entries = [_relative(e, bench.parent, work) for e in json.loads(bench.read_text())["entries"]]
+    for spec in recipe.datasets:
+        extra = build_dataset(
+            work / spec.folder, preset=recipe.preset, seed=spec.seed, variety=spec.variety,
+            holder=spec.holder, generator=spec.generator, on_entry=on_entry,
+        )  # fmt: skip
+        prefix = spec.folder.removeprefix("data_")
+        for entry in json.loads(extra.read_text())["entries"]:
+            entry = _relative(entry, extra.parent, work)
+            entry.update(name=f"{prefix}_{entry['name']}", split="train", group=None)
+            entries.append(entry)
+    path = work / "manifest_train.json"
+    write_text_atomic(path, json.dumps({"entries": entries}, indent=2) + "\n")
+    return bench, path
+
+
+def _relative(entry: dict, folder: Path, work: Path) -> dict:
+    prefix = folder.relative_to(work)
+    paths = ("image", "label", "meta", "exact_label")
+    return {k: (str(prefix / v) if k in paths else v) for k, v in entry.items()}
+
+
+def stage_config(recipe: Recipe, stage: Stage, manifest: Path, out: Path, quality: str) -> Any:
+    """The :class:`~dendriteseg.train.TrainConfig` of one stage of a recipe."""
+    values = {
+        "data": str(manifest), "out": str(out), "model": recipe.model, "model_args": dict(recipe.model_args),
+        "patch": list(recipe.patch), "batch": recipe.batch, "train_quality": quality, "lr": stage.lr,
+        "lr_schedule": "cosine", "warmup_steps": stage.warmup, "epochs": stage.epochs,
+        "steps_per_epoch": math.ceil(stage.steps / stage.epochs), "seed": recipe.seed,
+    }  # fmt: skip
+    overrides = [f"{k}={json.dumps(v)}" for k, v in {**recipe.settings, **stage.settings}.items()]
+    return config_from_dict(values, overrides)
+
+
+@dataclass
+class RecipeResult:
+    """What :func:`run_recipe` made: the fine-tuned model and its test scores."""
+
+    model: Path
+    pretrained: Path
+    test_scores: dict[str, float]
+    benchmark: Path
+
+
+def run_recipe(
+    recipe: Recipe,
+    work: str | Path,
+    *,
+    on_entry: Callable | None = None,
+    on_epoch: Callable[[str, int, dict], None] | None = None,
+) -> RecipeResult:
+    """Build the datasets, pretrain, fine-tune and score the benchmark's exact test groups.
+
+    ``work`` holds the datasets and the runs (``pre/``, ``ft/``); a killed
+    recipe resumes where it stopped when run again into the same folder.
+    """
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    bench, manifest = build_manifest(recipe, work, on_entry)
+
+    def report(stage: str) -> Callable[[int, dict], None]:
+        return lambda epoch, record: on_epoch(stage, epoch, record) if on_epoch else None
+
+    pre = train(
+        stage_config(recipe, recipe.pretrain, manifest, work / "pre", "noisy"), on_epoch=report("pre")
+    )
+    ft_config = stage_config(recipe, recipe.finetune, manifest, work / "ft", "exact")
+    best = train(ft_config, parent=pre, on_epoch=report("ft"))
+    tests = [
+        LabelledVolume.from_entry(e) for e in select(read_manifest(bench), quality="exact", split="test")
+    ]
+    scores = score_model(best, tests, window=(0.0, 1.0), device="cpu", precision="fp32").mean
+    return RecipeResult(best, pre, scores, bench)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as plain data (what a model's JSON records)."""
+    out = asdict(recipe)
+    out["patch"] = list(recipe.patch)
+    out["datasets"] = [asdict(d) for d in recipe.datasets]
+    return out
