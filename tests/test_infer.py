@@ -215,6 +215,25 @@ def test_tta_keeps_shape_and_is_close(volume):
     assert np.abs(plain.probabilities.astype(float) - tta.probabilities).mean() < 0.2
 
 
+def test_tta_is_the_mean_over_the_four_in_plane_flips():
+    from dendriteseg.infer.predictor import TorchPredictor
+
+    model = tiny_unet()
+    batch = smooth_noise((1, 4, 24, 24), seed=3) * 0.25 + 0.5
+    x = torch.from_numpy(batch)[:, None]
+    with torch.no_grad():  # the reference: flip the input, run the network, flip back, average
+        outs = []
+        for dims in [(), (-1,), (-2,), (-1, -2)]:
+            out = model(x.flip(dims) if dims else x)
+            out = out.flip(dims) if dims else out
+            outs.append((out[:, 1] - out[:, 0]).numpy())
+    expected = np.mean(outs, axis=0)
+    got = TorchPredictor(model, device="cpu", precision="fp32", tta=True)(batch)
+    plain = TorchPredictor(model, device="cpu", precision="fp32")(batch)
+    assert np.allclose(got, expected, atol=1e-4)
+    assert np.abs(plain - expected).max() > 1e-2  # the network is not flip-symmetric: TTA changes logits
+
+
 # -- streaming to files ---------------------------------------------------------------
 
 

@@ -94,7 +94,11 @@ def test_resumed_run_equals_uninterrupted_run(manifest, tmp_path):
         train(killed, on_epoch=kill)
     state = json.loads((tmp_path / "killed" / "state.json").read_text())
     assert state["epoch"] == 1
-    resumed = train(killed)  # the same config again: picks up at epoch 2
+    epochs, steps = [], []
+    resumed = train(killed, on_epoch=lambda e, r: epochs.append(e), on_step=lambda s, t, r: steps.append(s))
+    assert epochs == [2] and len(steps) == config.steps_per_epoch  # only the missing epoch ran
+    log = [json.loads(line)["epoch"] for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2]
     wa, _ = load_model(tmp_path / "whole" / "last.safetensors")
     wb, _ = load_model(tmp_path / "killed" / "last.safetensors")
     assert whole.exists() and resumed.exists()
@@ -141,6 +145,26 @@ def test_losses():
     weighted.backward()
     perfect = torch.stack([1 - target, target], 1).float() * 20
     assert segmentation_loss(perfect, target) < 0.01
+
+
+def test_boundary_weighting_weighs_label_edges_in_plane():
+    from scipy import ndimage
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 3, 12, 12)
+    target = torch.zeros(2, 3, 12, 12, dtype=torch.long)
+    target[:, :, 3:8, 4:9] = 1
+    target[1, 2] = 0  # an empty slice has no edges
+    # reference: per-voxel cross-entropy, weighted 1 + w on the in-plane 3 x 3 dilation minus erosion
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none").numpy()
+    t = target.numpy().astype(bool)
+    square = np.ones((1, 1, 3, 3), bool)  # in-plane only
+    edge = ndimage.binary_dilation(t, square) & ~ndimage.binary_erosion(t, square, border_value=1)
+    for w in (0.0, 2.0, 5.0):
+        expected = float((ce * (1 + w * edge)).mean())
+        got = float(segmentation_loss(logits, target, dice_weight=0.0, boundary_weight=w))
+        assert got == pytest.approx(expected, rel=1e-5)
+    assert edge.sum() > 0 and not edge[1, 2].any()
 
 
 def test_config_overrides_and_errors(tmp_path):
@@ -280,3 +304,51 @@ def test_thin_z_convolution_equals_the_plain_one():
     grad_ours = ours.weight.grad.clone()
     b.square().sum().backward()
     assert torch.allclose(grad_ours, plain.weight.grad, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "model,args",
+    [("unet3d", {"base": 4, "depth": 2}), ("fcdense3d", {"base": 4, "growth": 2, "layers": [1, 1]})],
+)
+def test_freeze_encoder_keeps_the_encoder_and_trains_the_rest(manifest, tmp_path, model, args):
+    from dendriteseg.models import encoder_parameters
+
+    config = tiny(manifest, tmp_path / "pre", model=model, model_args=args, epochs=1)
+    start = train(config)
+    before, info = load_model(start)
+    frozen = config.replace(out=str(tmp_path / "ft"), freeze_encoder=True, train_quality="exact", lr=1e-2)
+    after, _ = load_model(train(frozen, parent=start))
+    encoder = {id(p) for p in encoder_parameters(before, info.architecture)}
+    names = {n for n, p in before.named_parameters() if id(p) in encoder}
+    assert names  # the spec names real modules
+    changed = {n for (n, a), (_, b) in zip(before.named_parameters(), after.named_parameters(), strict=True)
+               if not torch.equal(a, b)}  # fmt: skip
+    assert changed and not changed & names
+
+
+def test_recipe_rebuilds_a_model_from_an_empty_folder(tmp_path):
+    from dendriteseg.train.recipe import load_recipe, run_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: tiny_default\nmodel: unet2d\nmodel_args: {base: 4, depth: 2}\npatch: [1, 32, 32]\nbatch: 4\n"
+        "preset: tiny\ndatasets: [{seed: 8, generator: image}]\nsettings: {foreground: 0.6}\n"
+        "pretrain: {steps: 4, lr: 3.0e-3, epochs: 2}\nfinetune: {steps: 2, lr: 1.0e-3, epochs: 1}\n"
+    )
+    recipe = load_recipe(path)
+    result = run_recipe(recipe, tmp_path / "work")
+    info = read_model_info(result.model)
+    assert info.architecture == "unet2d" and info.provenance["parent"]["file"] == str(result.pretrained)
+    assert any(e.startswith("image8_") for e in info.provenance["train_entries"])
+    assert 0 <= result.test_scores["iou"] <= 1 and set(result.test_scores) == {
+        "accuracy",
+        "iou",
+        "bf1",
+        "bde",
+    }
+    small = recipe.scaled(0.5)
+    assert small.pretrain.steps == 2 and small.finetune.steps == 1 and len(small.datasets) == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: unet9d\n")
+    with pytest.raises(InputError, match="bad.yaml: not a recipe.*unknown model 'unet9d'"):
+        load_recipe(bad)
