@@ -196,3 +196,117 @@ def test_grey_curve_is_monotone_keeps_the_window_ends_and_can_be_off():
     assert torch.allclose(same, ramp, atol=1e-6)
     with pytest.raises(InputError, match="curve"):
         AugmentConfig(curve=1.5)
+
+
+# -- each intensity transform alone, against what it is meant to do ---------------------------
+
+OFF = dict(
+    flip=False, rotate_deg=0.0, shear_deg=0.0, p_affine=0.0, brightness=0.0, contrast=0.0, gamma=0.0,
+    curve=0.0, noise=0.0, p_blur=0.0, rings=0.0, p_rings=0.0, streaks=0.0, p_streaks=0.0, drift=0.0,
+)  # fmt: skip
+
+
+def only(**settings):
+    return AugmentConfig(**{**OFF, **settings})
+
+
+def patches(b=6, z=4, h=24, w=26, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 1, z, h, w, generator=gen) * 0.8 + 0.1
+
+
+def test_intensity_with_everything_off_is_the_identity():
+    from dendriteseg.data.augment import intensity
+
+    x = patches()
+    assert torch.equal(intensity(x, only(), torch.Generator().manual_seed(0)), x)
+    y = (x[:, 0] > 0.5).to(torch.uint8)
+    gx, gy = geometric(x, y, only(), torch.Generator().manual_seed(0))
+    assert torch.equal(gx, x) and torch.equal(gy, y)
+
+
+def test_contrast_brightness_gamma_and_drift_each_do_their_job():
+    from dendriteseg.data.augment import intensity
+
+    x = patches()
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+    c = intensity(x, only(contrast=0.25), gen())
+    factor = (c - mean) / (x - mean)
+    per_patch = factor.flatten(1)
+    assert torch.allclose(c.mean(dim=(1, 2, 3, 4), keepdim=True), mean, atol=1e-5)
+    assert torch.allclose(per_patch, per_patch[:, :1].expand_as(per_patch), atol=1e-3)
+    assert ((per_patch[:, 0] >= 0.75) & (per_patch[:, 0] <= 1.25)).all() and per_patch[:, 0].std() > 0.01
+    shift = (intensity(x, only(brightness=0.1), gen()) - x).flatten(1)
+    assert torch.allclose(shift, shift[:, :1].expand_as(shift), atol=1e-6)
+    assert (shift[:, 0].abs() <= 0.1).all() and shift[:, 0].std() > 0.005
+    g = intensity(x, only(gamma=1.0), gen())
+    exponent = (g.log() / x.log()).flatten(1)
+    assert torch.allclose(exponent, exponent[:, :1].expand_as(exponent), rtol=1e-3)
+    assert ((exponent[:, 0] >= 0.5 - 1e-4) & (exponent[:, 0] <= 2.0 + 1e-4)).all() and exponent[
+        :, 0
+    ].std() > 0.05
+    d = intensity(x, only(drift=0.1), gen()) / x
+    ratio = d.mean(dim=(1, 3, 4))  # (b, z): 1 + slope * ramp, ramp -0.5 .. 0.5 along z
+    slope = ratio[:, -1] - ratio[:, 0]
+    assert torch.allclose(d, ratio[:, None, :, None, None].expand_as(d), atol=1e-5)
+    assert torch.allclose(ratio.mean(dim=1), torch.ones(6), atol=1e-5) and (slope.abs() <= 0.1 + 1e-6).all()
+    assert torch.allclose(ratio[:, 1] - ratio[:, 0], slope / 3, atol=1e-5) and slope.abs().max() > 0.01
+
+
+def test_rings_streaks_blur_and_noise_each_do_their_job():
+    import torch.nn.functional as F
+
+    from dendriteseg.data.augment import intensity
+
+    x = patches(b=4, z=3, h=32, w=32)
+    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    rings = intensity(x, only(rings=0.05, p_rings=1.0), gen()) - x
+    assert (rings.abs() <= 0.05 + 1e-6).all() and (rings.flatten(1).abs().max(1).values > 0.02).all()
+    assert torch.allclose(rings, rings[:, :, :1].expand_as(rings), atol=1e-6)  # the same in every slice
+    assert torch.equal(intensity(x, only(rings=0.05, p_rings=0.0), gen()), x)
+    streaks = intensity(x, only(streaks=0.05, p_streaks=1.0), gen()) - x
+    assert (streaks >= -1e-7).all() and (streaks <= 0.05 + 1e-6).all()
+    assert torch.allclose(streaks, streaks[:, :, :1].expand_as(streaks), atol=1e-6)
+    line = (streaks[:, 0, 0] > 0.025).flatten(1).sum(1)  # a thin line: a few pixels across
+    assert ((line > 0) & (line < 8 * 32)).all()
+    blurred = intensity(x, only(p_blur=1.0), gen())
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    flat = x.reshape(-1, 1, 32, 32)
+    ref = F.conv2d(F.pad(flat, (1, 1, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 3))
+    ref = F.conv2d(F.pad(ref, (0, 0, 1, 1), mode="replicate"), kernel.view(1, 1, 3, 1))
+    assert torch.allclose(blurred, ref.reshape(x.shape), atol=1e-6)
+    noise = (intensity(x, only(noise=0.08), gen()) - x).flatten(1)
+    assert (noise.std(1) <= 0.085).all() and noise.std(1).max() > 0.01 and noise.mean().abs() < 0.01
+
+
+def test_flips_move_image_and_label_together_and_rotation_keeps_area():
+    x = patches(b=8, z=3, h=32, w=32)
+    y = (x[:, 0] > 0.5).to(torch.uint8)
+    fx, fy = geometric(x, y, only(flip=True), torch.Generator().manual_seed(2))
+    assert torch.equal(fy, (fx[:, 0] > 0.5).to(torch.uint8))
+    assert not torch.equal(fx, x)
+    flipped_z = [
+        torch.equal(fx[i], x[i].flip(1)) or torch.equal(fx[i], x[i].flip(1).flip(2)) for i in range(8)
+    ]
+    assert any(flipped_z) or any(torch.equal(fx[i, :, 0], x[i, :, -1]) for i in range(8))
+    disc = torch.zeros(2, 1, 1, 48, 48)
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    disc[:, :, :, ((yy - 23.5) ** 2 + (xx - 23.5) ** 2) <= 8**2] = 1.0
+    label = disc[:, 0].to(torch.uint8)
+    cfg = only(rotate_deg=40.0, p_affine=1.0)
+    rx, ry = geometric(disc, label, cfg, torch.Generator().manual_seed(1))
+    assert abs(int(ry.sum()) - int(label.sum())) <= 0.05 * int(label.sum())  # a disc turned is a disc
+    sheared = geometric(disc, label, only(shear_deg=30.0, p_affine=1.0), torch.Generator().manual_seed(1))[1]
+    assert not torch.equal(sheared, label)
+    assert torch.equal(
+        geometric(disc, label, only(rotate_deg=40.0, p_affine=0.0), torch.Generator())[1], label
+    )
+
+
+def test_augment_config_refuses_impossible_ranges():
+    for bad in ({"zoom_min": 0.0}, {"zoom_min": 1.2}, {"zoom_max": 0.9}, {"curve_points": 0}, {"p_blur": 1.5},
+                {"curve": -0.1}, {"p_affine": 2.0}):  # fmt: skip
+        with pytest.raises(InputError):
+            AugmentConfig(**bad)
+    AugmentConfig(zoom_min=1.0, zoom_max=1.0, curve_points=1, p_blur=1.0, curve=0.0)

@@ -309,6 +309,7 @@ def test_series_skips_finished_and_summarises(scans, tmp_path, model_file):
     assert all(float(line.split(",")[-1]) >= 0 for line in summary[1:])
 
 
+@pytest.mark.slow
 def test_killed_series_resumes_without_redoing_volumes(scans, tmp_path, model_file):
     out = tmp_path / "out"
     script = tmp_path / "run.py"
@@ -351,6 +352,7 @@ def test_killed_series_resumes_without_redoing_volumes(scans, tmp_path, model_fi
 # -- Dask -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_matches_single_process(tmp_path, volume, model_file):
     pytest.importorskip("distributed")
     from dendriteseg.infer.distributed import segment_dask
@@ -424,6 +426,7 @@ def test_cli_bad_input_one_line_exit_2_no_output(tmp_path, volume, model_file, c
 # -- torch.compile --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_compiled_predictor_matches_eager(volume):
     model = tiny_unet()
     kw = {"device": "cpu", "precision": "fp32", "probabilities": True}
@@ -530,3 +533,61 @@ def test_cli_segments_with_an_ensemble_and_names_a_bad_member(tmp_path, volume, 
     )
     assert code == 2 and err.strip().startswith("error: nosuch_model: not a .safetensors model file")
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "no.tif").exists()
+
+
+# -- tiling details -----------------------------------------------------------------------
+
+
+def test_tile_starts_checks_its_arguments_and_keeps_gaps_within_a_tile():
+    assert tile_starts(1, 1, 0.0) == [0] and tile_starts(5, 5, 0.5) == [0] and tile_starts(5, 9, 0.0) == [0]
+    assert tile_starts(6, 1, 0.0) == [0, 1, 2, 3, 4, 5]
+    for length, tile, overlap, multiple in [
+        (100, 16, 0.0, 1),
+        (100, 16, 0.5, 1),
+        (852, 256, 0.25, 8),
+        (37, 8, 0.9, 4),
+    ]:
+        starts = tile_starts(length, tile, overlap, multiple)
+        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        assert starts[0] == 0 and starts[-1] + tile >= length and starts[-1] + tile - length < multiple
+        assert all(s % multiple == 0 for s in starts) and max(gaps) <= tile
+        assert max(gaps) <= max(tile * (1 - overlap), 1) + multiple
+        assert len(starts) == len(set(starts))
+    assert tile_starts(100, 16, 0.5) != tile_starts(100, 16, 0.0)  # overlap adds tiles
+    for bad in [(0, 4, 0.0), (4, 0, 0.0), (4, 4, 0.0, 0), (8, 4, 1.0), (8, 4, -0.1)]:
+        with pytest.raises(ValueError):
+            tile_starts(*bad)
+
+
+def test_gaussian_window_is_the_floored_normal_curve():
+    from dendriteseg.infer.tiling import WEIGHT_FLOOR, gaussian_window
+
+    for size in (1, 8, 9, 64):
+        window = gaussian_window(size)
+        i = np.arange(size)
+        expected = np.maximum(np.exp(-0.5 * ((i - (size - 1) / 2) / (0.125 * size)) ** 2), WEIGHT_FLOOR)
+        assert window.dtype == np.float32 and np.allclose(window, expected, rtol=1e-6)
+        assert np.allclose(window, window[::-1]) and window.max() <= 1.0
+    assert gaussian_window(64).min() == pytest.approx(WEIGHT_FLOOR)
+
+
+def test_tiling_sums_work_ratio_padding_and_alignment():
+    from dendriteseg.infer.tiling import AxisTiling, alignment
+
+    axis = AxisTiling.build(12, 4, 0.0)  # tiles that do not overlap: flat windows, every voxel once
+    assert axis.starts == (0, 4, 8) and axis.window.dtype == np.float32 and np.all(axis.window == 1)
+    assert axis.total.dtype == np.float32 and np.all(axis.total == 1)
+    blended = AxisTiling.build(10, 4, 0.5)
+    assert np.allclose(blended.total, sum(np.pad(blended.window, (s, 10 - s - 4)) for s in blended.starts))
+    assert AxisTiling.build(10, 16, 0.25).size == 10 and AxisTiling.build(10, 16, 0.25, 8).size == 16
+    tiling = Tiling.build((6, 12, 10), (6, 4, 5), 0.0)
+    assert tiling.count == 6 and tiling.work_ratio() == pytest.approx(1.0) and not tiling.padded()
+    overlapping = Tiling.build((6, 10, 10), (6, 4, 4), 0.0)
+    assert overlapping.count == 9 and overlapping.work_ratio() == pytest.approx(9 * 6 * 16 / 600)
+    assert Tiling.build((6, 10, 10), (8, 4, 4), 0.0, (8, 1, 1)).padded()
+    assert Tiling.build((6, 10, 10), (6, 4, 4), (0.0, 0.5, 0.0)).y.starts != overlapping.y.starts
+    with pytest.raises(ValueError):
+        Tiling.build((6, 10, 10), (6, 4), 0.0)
+    assert alignment(pointwise) == (1, 1, 1)
+    assert alignment(type("P", (), {"size_multiple": (4, 8)})()) == (1, 4, 8)
+    assert alignment(type("P", (), {"size_multiple": (2, 4, 8)})()) == (2, 4, 8)

@@ -209,3 +209,124 @@ def test_bad_arguments():
         boundary_f1(a, a, tolerance=0)
     with pytest.raises(ValueError, match="NaN"):
         accuracy(np.full((2, 2), np.nan), a[:2, :2])
+
+
+# -- pinned details (each kills mutants that the tests above let through) ---------------
+
+
+def test_labels_as_0_1_or_0_255_score_like_booleans():
+    from dendriteseg.metrics import accuracy, boundary_f1, iou
+
+    gt = np.zeros((20, 20), bool)
+    gt[4:12, 5:15] = True
+    pred = np.zeros((20, 20), bool)
+    pred[6:14, 5:13] = True
+    for cast in (
+        lambda m: m.astype(np.uint8),
+        lambda m: m.astype(np.uint8) * 255,
+        lambda m: m.astype(np.float32),
+    ):
+        assert iou(cast(pred), cast(gt)) == pytest.approx(iou(pred, gt))
+        assert accuracy(cast(pred), cast(gt)) == pytest.approx(accuracy(pred, gt))
+        assert boundary_f1(cast(pred), cast(gt)) == pytest.approx(boundary_f1(pred, gt))
+    assert iou(pred, gt) == pytest.approx(48 / 96)  # 6 x 8 overlap, 80 + 64 - 48 union
+    nan = gt.astype(np.float32)
+    nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="pred contains NaN"):
+        iou(nan, gt)
+    with pytest.raises(ValueError, match="gt contains NaN"):
+        iou(gt, nan)
+
+
+def test_one_pixel_masks():
+    from dendriteseg.metrics import accuracy, iou
+
+    one = np.ones((1, 1), bool)
+    assert iou(one, one) == 1.0 and accuracy(one, one) == 1.0 and accuracy(one, ~one) == 0.0
+    assert math.isnan(iou(~one, ~one))
+
+
+def test_spacing_reaches_bf1_and_bde():
+    from scipy import ndimage
+
+    from dendriteseg.metrics import boundary, boundary_displacement_error, boundary_f1
+
+    gt = np.zeros((12, 24, 24), bool)
+    gt[3:9, 6:18, 6:18] = True
+    pred = np.roll(gt, 2, axis=0)
+    spacing = (3.0, 1.0, 1.0)
+    pb, gb = boundary(pred), boundary(gt)
+    d_pg = ndimage.distance_transform_edt(~gb, sampling=spacing)[pb]
+    d_gp = ndimage.distance_transform_edt(~pb, sampling=spacing)[gb]
+    expected_bde = (d_pg.mean() + d_gp.mean()) / 2
+    assert boundary_displacement_error(pred, gt, spacing=spacing) == pytest.approx(expected_bde)
+    assert boundary_displacement_error(pred, gt) < expected_bde  # unit spacing: z steps count 1, not 3
+    p, r = (d_pg < 4.0).mean(), (d_gp < 4.0).mean()
+    assert boundary_f1(pred, gt, spacing=spacing) == pytest.approx(2 * p * r / (p + r))
+    assert boundary_f1(pred, gt, spacing=spacing) < boundary_f1(pred, gt)
+
+
+def test_score_slices_indexes_precision_recall_and_threads():
+    from dendriteseg.metrics import score_slice, score_slices
+
+    rng = np.random.default_rng(4)
+    gt = rng.random((5, 16, 17)) > 0.6
+    pred = gt.copy()
+    pred[:, :, :9] = False
+    pred[1] = False  # a slice with nothing predicted: precision n/a, recall 0
+    scores = score_slices(pred, gt, z0=7)
+    assert [s.z for s in scores] == [7, 8, 9, 10, 11]
+    for i, s in enumerate(scores):
+        ref = score_slice(pred[i], gt[i], z=7 + i)
+        assert s == ref or all(
+            (a == b) or (math.isnan(a) and math.isnan(b))
+            for a, b in zip(vars(s).values(), vars(ref).values(), strict=True)
+        )
+    assert math.isnan(scores[1].precision) and scores[1].recall == 0.0 and scores[1].bf1 == 0.0
+    assert scores[0].precision == 1.0 and 0 < scores[0].recall < 1
+    assert scores[0].boundary_gt > scores[0].boundary_pred > 0
+    single = score_slices(pred, gt, z0=7, workers=1)
+    assert [s.iou for s in single] == [s.iou for s in scores]
+    wide = score_slices(pred, gt, tolerance=50.0)
+    assert all(s.bf1 >= t.bf1 for s, t in zip(wide, scores, strict=True))
+    assert score_slice(pred[0], gt[0]).bf1 == score_slice(pred[0], gt[0], tolerance=4.0).bf1
+    with pytest.raises(ValueError, match="tolerance"):
+        score_slices(pred, gt, tolerance=0)
+
+
+def test_summaries_count_what_was_skipped():
+    from dendriteseg.metrics import score_slices, score_volume_3d, summarize
+
+    gt = np.zeros((3, 10, 10), bool)
+    gt[0, 2:6, 2:6] = True  # slice 0: both have objects; slice 1: only the truth; slice 2: both empty
+    gt[1, 3:7, 3:7] = True
+    pred = np.zeros_like(gt)
+    pred[0, 2:6, 3:7] = True
+    result = summarize(score_slices(pred, gt), tolerance=3.0)
+    assert result.mode == "2d" and result.tolerance == 3.0 and len(result.per_slice) == 3
+    assert result.counts == {
+        "slices": 3, "iou_skipped": 1, "bf1_skipped": 1, "bf1_one_empty": 1, "bde_skipped": 2,
+        "bf1_used": 2, "bde_used": 1,
+    }  # fmt: skip
+    assert result.iou == pytest.approx((12 / 20 + 0.0) / 2)
+    both = score_volume_3d(pred, gt, tolerance=2.0)
+    assert both.mode == "3d" and both.tolerance == 2.0 and both.accuracy == pytest.approx(1 - 24 / 300)
+    assert both.counts == {
+        "volumes": 1,
+        "iou_skipped": 0,
+        "bf1_skipped": 0,
+        "bf1_one_empty": 0,
+        "bde_skipped": 0,
+    }
+    empty = np.zeros_like(gt)
+    assert score_volume_3d(empty, empty).counts == {
+        "volumes": 1, "iou_skipped": 1, "bf1_skipped": 1, "bf1_one_empty": 0, "bde_skipped": 1,
+    }  # fmt: skip
+    assert score_volume_3d(empty, gt).counts == {
+        "volumes": 1, "iou_skipped": 0, "bf1_skipped": 0, "bf1_one_empty": 1, "bde_skipped": 1,
+    }  # fmt: skip
+    assert score_volume_3d(gt, empty).counts["bf1_one_empty"] == 1
+    for bad in ({"tolerance": 0}, {"spacing": (1.0, 1.0)}, {"spacing": (1.0, 0.0, 1.0)}):
+        with pytest.raises(ValueError):
+            score_volume_3d(pred, gt, **bad)
+    assert score_volume_3d(pred, gt, spacing=(1, 1, 1)).bde == pytest.approx(both.bde)

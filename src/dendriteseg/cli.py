@@ -38,7 +38,7 @@ DEBUG = "set DENDRITESEG_DEBUG=1 for a traceback"
 
 def _say(text: str, *, err: bool = False) -> None:
     """Print plain text (no Rich markup or highlighting) to stdout, or stderr with ``err``."""
-    (err_console if err else out_console).print(text, markup=False, highlight=False, soft_wrap=err)
+    (err_console if err else out_console).print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> None:

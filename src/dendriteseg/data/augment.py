@@ -34,11 +34,9 @@ class AugmentConfig:
     flip: bool = True
     rotate_deg: float = 45.0
     shear_deg: float = 30.0
-    # off by default: zoom 0.67-2, gamma 0.3, rewindow 0.5 and noise 0.12 made
-    # models better on scans cropped to the sample and on another grey scale,
-    # but worse with more air around the sample (benchmarks/robustness.py);
-    # curve 0.5 rescued scans whose air is near the solid's grey level
-    # (benchmarks/other_generator.py) for 0.6 IoU points on our own test split
+    # zoom, gamma, curve and rewindow are off by default: each trades scores on
+    # one kind of shift for another (benchmarks/robustness.py and
+    # benchmarks/other_generator.py measure them); recipes turn on what they use
     zoom_min: float = 1.0
     zoom_max: float = 1.0
     p_affine: float = 0.7
