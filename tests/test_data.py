@@ -310,3 +310,12 @@ def test_augment_config_refuses_impossible_ranges():
         with pytest.raises(InputError):
             AugmentConfig(**bad)
     AugmentConfig(zoom_min=1.0, zoom_max=1.0, curve_points=1, p_blur=1.0, curve=0.0)
+
+
+def test_drift_reaches_two_slice_patches():
+    from dendriteseg.data.augment import intensity
+
+    x = patches(b=6, z=2)
+    d = intensity(x, only(drift=0.1), torch.Generator().manual_seed(3)) / x
+    ratio = d.mean(dim=(1, 3, 4))
+    assert (ratio[:, 1] - ratio[:, 0]).abs().max() > 0.01

@@ -157,10 +157,18 @@ def count_file_parameters(path: str | Path) -> int:
 
 
 def summarize_model(path: str | Path) -> ModelSummary:
-    """A :class:`ModelSummary` of a model file, read from its header only."""
+    """A :class:`ModelSummary` of a model file, read from its header (and, for its test
+    scores, the JSON file of the same name beside it where there is one, as for shipped models)."""
     path = Path(path)
     info = read_model_info(path)
     history = info.provenance.get("history") or []
+    scores = dict(info.provenance.get("test_scores", {}))
+    record = path.with_suffix(".json")  # a shipped model's scores, kept beside it
+    if record.is_file():
+        try:
+            scores = json.loads(record.read_text())
+        except ValueError as exc:
+            raise InputError(f"{record}: not valid JSON ({exc})") from None
     return ModelSummary(
         name=path.stem,
         path=path,
@@ -168,7 +176,7 @@ def summarize_model(path: str | Path) -> ModelSummary:
         arguments=dict(info.arguments),
         parameters=count_file_parameters(path),
         megabytes=path.stat().st_size / 1e6,
-        test_scores=dict(info.provenance.get("test_scores", {})),
+        test_scores=scores,
         default=path.parent == WEIGHTS and path.stem == DEFAULT_MODEL,
         train_quality=str(info.provenance.get("train_quality", "?")),
         data=str(info.provenance.get("data", "?")),

@@ -132,21 +132,28 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | None = None)
     return _build(TrainConfig, apply_overrides(values, overrides or []))
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (or start from the defaults) and apply overrides."""
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """A YAML file's mapping; one-line errors name the file (``what``: config, recipe, ...)."""
     import yaml
 
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: a {what} is a mapping of settings")
+    return values
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or start from the defaults) and apply overrides."""
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read config ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(values, dict):
-            raise InputError(f"{path}: a config is a mapping of settings")
+        values = read_yaml_mapping(path, "config")
         if values.get("data") and not Path(values["data"]).is_absolute():
             values["data"] = str(path.parent / values["data"])
     return config_from_dict(values, overrides)

@@ -30,7 +30,7 @@ from dendriteseg.io import write_text_atomic
 from dendriteseg.models import spec_for
 from dendriteseg.scoring import score_model
 from dendriteseg.synth.dataset import build_dataset
-from dendriteseg.train.config import config_from_dict
+from dendriteseg.train.config import config_from_dict, read_yaml_mapping
 from dendriteseg.train.run import train
 
 
@@ -93,15 +93,8 @@ class Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read a recipe from YAML; unknown keys are errors."""
-    import yaml
-
     path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read recipe ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    values = read_yaml_mapping(path, "recipe")
     try:
         spec_for(values.get("model", ""))
         return Recipe(
