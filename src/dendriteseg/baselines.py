@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from scipy import ndimage
 from dendriteseg.errors import InputError
 from dendriteseg.io import Volume, VolumeWriter, as_volume
 from dendriteseg.io.labels import as_binary_labels
-from dendriteseg.preprocess import evenly_spaced
+from dendriteseg.preprocess import evenly_spaced, finite_volume, nonfinite_warning
 from dendriteseg.rng import Rng
 from dendriteseg.rng import as_generator as _rng
 
@@ -419,22 +420,30 @@ def segment_with_baseline(
     if method == "forest":
         if train_image is None or train_label is None:
             raise InputError("forest: needs --train-image and --train-label (a labelled volume)")
-        model.fit_labelled(train_image, train_label)
+        train_volume = finite_volume(_as_volume(train_image, "train image"))
+        model.fit_labelled(train_volume, train_label)
+        if warning := nonfinite_warning(train_volume):
+            log.warning(warning)
     vol = _as_volume(volume, "input")
     if vol.ndim != 3:
         raise InputError(f"{vol.source}: expected a (z, y, x) volume, got shape {vol.shape}")
+    vol = finite_volume(vol)  # NaN and infinities: counted, read as the ends of the grey window
     model.fit(vol)
     nz = vol.shape[0]
-    if output is None:
-        result = np.zeros(vol.shape, np.uint8)
+    result = np.zeros(vol.shape, np.uint8) if output is None else None
+    with (
+        VolumeWriter(output, vol.shape, np.uint8, voxel_size=vol.voxel_size)
+        if output
+        else nullcontext() as out
+    ):
         for z0, z1, slab in vol.iter_slabs(slab_depth):
-            result[z0:z1] = model.predict(slab.astype(np.float32))
+            labels = model.predict(slab.astype(np.float32))
+            if out is None:
+                result[z0:z1] = labels
+            else:
+                out.write(labels, z0)
             if progress:
                 progress(z1, nz)
-        return result
-    with VolumeWriter(output, vol.shape, np.uint8, voxel_size=vol.voxel_size) as out:
-        for z0, z1, slab in vol.iter_slabs(slab_depth):
-            out.write(model.predict(slab.astype(np.float32)), z0)
-            if progress:
-                progress(z1, nz)
-    return None
+    if warning := nonfinite_warning(vol):
+        log.warning(warning)
+    return result

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typer import Argument as Arg
 from typer import Option as Opt
 
 from dendriteseg import __version__
-from dendriteseg.errors import InputError, parse_key_values, user_message
+from dendriteseg.errors import InputError, internal_message, on_sigterm, parse_key_values, user_message
 
 app = typer.Typer(
     name="dendriteseg", help="Segment dendrites in 3D/4D x-ray CT, train the networks, score the results.",
@@ -33,7 +34,6 @@ app.add_typer(synth_app, name="synth")
 out_console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
-DEBUG = "set DENDRITESEG_DEBUG=1 for a traceback"
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -59,8 +59,7 @@ def friendly_errors(func: F) -> F:
             known = user_message(exc)
             if known is None and (os.environ.get("DENDRITESEG_DEBUG") or not isinstance(exc, Exception)):
                 raise
-            message, code = known or (f"internal error ({type(exc).__name__}: {exc}); {DEBUG}", 1)
-            _fail(message, code)
+            _fail(*(known or internal_message(exc)))
 
     return wrapper  # type: ignore[return-value]
 
@@ -392,7 +391,8 @@ def synth_dataset(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (SIGTERM, as batch schedulers send it, is handled like Ctrl-C)."""
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - during typer's own parsing

@@ -6,6 +6,9 @@ exit code 2. They subclass the built-in types a Python caller would expect.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 class DendritesegError(Exception):
     """Base class: the message is one line that names the file and the problem."""
@@ -37,6 +40,8 @@ def user_message(exc: BaseException) -> tuple[str, int] | None:
         return "out of memory; use a lazy format (Zarr, HDF5, TIFF) and smaller slabs", 2
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted; no partial output was left", 130
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM); no partial output was left", 143
     return None
 
 
@@ -54,3 +59,35 @@ def parse_key_values(pairs: list[str] | None, option: str = "--option") -> dict[
         except json.JSONDecodeError:
             options[key.replace("-", "_")] = value
     return options
+
+
+class OutputError(DendritesegError, OSError):
+    """An output could not be written (full disk, permissions); the message names the user's path."""
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror); keep the one line
+        return str(self.args[0]) if self.args else ""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM); raised like KeyboardInterrupt so outputs are cleaned up."""
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    """A SIGTERM handler: raise :class:`Terminated`, which unwinds like Ctrl-C (outputs are cleaned up)."""
+    raise Terminated()
+
+
+def internal_message(exc: BaseException) -> tuple[str, int]:
+    """The one line (and exit code 1) for an unexpected error: a bug to report."""
+    return f"internal error ({type(exc).__name__}: {exc}); set DENDRITESEG_DEBUG=1 for a traceback", 1
+
+
+def check_ranges(settings: Any, ranges: dict[str, tuple], prefix: str = "") -> None:
+    """Refuse a numeric setting outside its range (or not finite), naming it and the range."""
+    for name, (low, high, low_allowed) in ranges.items():
+        value = getattr(settings, name)
+        below = value < low if low_allowed else value <= low
+        if not math.isfinite(value) or below or (high is not None and value > high):
+            bound = f">= {low}" if low_allowed else f"> {low}"
+            allowed = f"{bound} and <= {high}" if high is not None else bound
+            raise InputError(f"{prefix}{name}: must be {allowed}, got {value}")

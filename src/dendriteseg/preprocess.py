@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from dendriteseg.errors import InputError
+from dendriteseg.io import Volume, as_volume
 
 NORMALISATION = {"kind": "percentile", "low": 1.0, "high": 99.0}
 
@@ -58,6 +59,9 @@ def normalisation_window(
     """
     idx = evenly_spaced(image.shape[0], max_slices)
     sample = np.stack([np.asarray(image[int(i)], np.float32) for i in idx])
+    if not np.isfinite(sample).any():
+        name = getattr(image, "source", None) or "volume"
+        raise InputError(f"{name}: no finite voxels in {len(idx)} sampled slices (all NaN or infinite)")
     return widen_without_air(sample, percentile_window(sample, low, high), **widening)
 
 
@@ -131,3 +135,69 @@ def window_for(volume: Any, normalisation: dict[str, Any] | None = None) -> tupl
     if norm["kind"] != "percentile":
         raise InputError(f"model normalisation {norm['kind']!r} is not supported")
     return normalisation_window(volume, low=float(norm["low"]), high=float(norm["high"]))
+
+
+class FiniteVolume(Volume):
+    """A volume read with its NaN and infinite voxels replaced, and counted.
+
+    The one rule for non-finite voxels in every command that computes from
+    intensities (segment, baseline, overlay): NaN and -inf read as the low
+    end of ``window`` (where air is), +inf as its high end; ``nonfinite``
+    counts the voxels replaced so far (each slice once), for a warning.
+    """
+
+    def __init__(self, volume: Volume, window: tuple[float, float]):
+        self.volume = volume
+        self.window = (float(window[0]), float(window[1]))
+        self.shape, self.dtype = volume.shape, volume.dtype
+        self.voxel_size, self.source = volume.voxel_size, volume.source
+        self.nonfinite = 0
+        self._counted = np.zeros(volume.shape[0] if volume.ndim == 3 else 1, bool)
+
+    def _read(self, z0: int, z1: int) -> np.ndarray:
+        data = self.volume.read(z0, z1) if self.ndim == 3 else self.volume.read()
+        if data.dtype.kind != "f":
+            return data
+        bad = ~np.isfinite(data)
+        if not bad.any():
+            return data
+        per_slice = bad.reshape(len(data), -1).sum(1) if self.ndim == 3 else np.array([bad.sum()])
+        fresh = ~self._counted[z0 : z0 + len(per_slice)]
+        self.nonfinite += int(per_slice[fresh].sum())
+        self._counted[z0 : z0 + len(per_slice)] = True
+        lo, hi = self.window
+        return np.nan_to_num(data, nan=lo, posinf=hi, neginf=lo)
+
+    def close(self) -> None:
+        self.volume.close()
+
+
+def finite_volume(data: Any, window: tuple[float, float] | None = None) -> FiniteVolume:
+    """``data`` (a path, Volume or array) as a :class:`FiniteVolume`; ``window`` defaults to
+    the 1st/99th percentiles of its sampled slices (which must hold some finite voxels)."""
+    volume = data if isinstance(data, Volume) else as_volume(data)
+    if window is None:
+        window = percentile_window(_sample(volume), 1.0, 99.0)
+    return FiniteVolume(volume, window)
+
+
+def _sample(volume: Volume, count: int = 16) -> np.ndarray:
+    if volume.ndim == 2:
+        sample = np.asarray(volume.read(), np.float32)
+    else:
+        sample = np.stack(
+            [np.asarray(volume[int(i)], np.float32) for i in evenly_spaced(volume.shape[0], count)]
+        )
+    if not np.isfinite(sample).any():
+        raise InputError(f"{volume.source}: no finite voxels in the sampled slices (all NaN or infinite)")
+    return sample
+
+
+def nonfinite_warning(volume: FiniteVolume) -> str | None:
+    """The warning to give when ``volume`` had non-finite voxels (None when it had none)."""
+    if not volume.nonfinite:
+        return None
+    return (
+        f"{volume.source}: {volume.nonfinite:,} voxels were NaN or infinite; NaN and -inf were read as "
+        f"{volume.window[0]:.4g}, +inf as {volume.window[1]:.4g} (the grey window's ends)"
+    )

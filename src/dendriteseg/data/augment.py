@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dendriteseg.errors import InputError
+from dendriteseg.errors import InputError, check_ranges
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,13 @@ class AugmentConfig:
     image_interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
+        nonnegative = ("rotate_deg", "brightness", "gamma", "noise", "rings", "streaks", "drift")
+        check_ranges(self, {name: (0.0, None, True) for name in nonnegative}, "augment.")
+        check_ranges(self, {"shear_deg": (0.0, 80.0, True), "contrast": (0.0, 1.0, True)}, "augment.")
+        if self.image_interpolation not in ("bilinear", "nearest", "bicubic"):
+            raise InputError(
+                f"augment.image_interpolation: bilinear, nearest or bicubic, got {self.image_interpolation!r}"
+            )
         if not 0 < self.zoom_min <= 1 <= self.zoom_max:
             raise InputError(
                 "augment.zoom_min/zoom_max: need 0 < zoom_min <= 1 <= zoom_max, "

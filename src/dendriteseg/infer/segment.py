@@ -34,7 +34,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import TorchPredictor, load_predictor
 from dendriteseg.infer.tiling import Tiling, alignment
 from dendriteseg.io import Location, Volume, VolumeWriter, as_volume
-from dendriteseg.preprocess import window_for
+from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, window_for
 
 log = logging.getLogger(__name__)
 
@@ -291,9 +291,10 @@ def segment(
         outputs = _Outputs(plan.shape, vol.voxel_size, output, probabilities, compression)
         total = int(np.prod(plan.shape))
         done = dendrite = 0
+        source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
         try:
             for z0, z1, logits in iter_logits(
-                vol, predictor, plan.tiling, plan.window, batch_size=batch_size
+                source, predictor, plan.tiling, plan.window, batch_size=batch_size
             ):
                 dendrite += outputs.write(z0, z1, logits)
                 done += (z1 - z0) * plan.shape[1] * plan.shape[2]
@@ -303,6 +304,8 @@ def segment(
         except BaseException:
             outputs.abort()
             raise
+        if warning := nonfinite_warning(source):
+            log.warning(warning)
         return SegmentResult(
             shape=plan.shape,
             seconds=time.perf_counter() - started,
@@ -314,6 +317,7 @@ def segment(
             probabilities=outputs.probs_mem,
             output=outputs.labels_out.final if outputs.labels_out else None,
             probabilities_output=outputs.probs_out.final if outputs.probs_out else None,
+            extra={"nonfinite_voxels": source.nonfinite},
         )
     finally:
         if owned:

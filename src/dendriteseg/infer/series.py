@@ -24,6 +24,7 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.io import parse_location, write_text_atomic
 from dendriteseg.io.location import split_key
+from dendriteseg.io.outputs import remove_stale_partials
 from dendriteseg.io.readers import natural_key
 
 OUTPUT_FORMATS = {"tif": ".tif", "zarr": ".zarr", "h5": ".h5", "npy": ".npy"}
@@ -63,17 +64,6 @@ def output_for(spec: str, out_dir: Path, fmt: str) -> Path:
     path = parse_location(spec).path
     name = path.name[: -len(path.suffix)] if path.suffix else path.name
     return out_dir / f"{name}{OUTPUT_FORMATS[fmt]}"
-
-
-def remove_stale_partials(target: Path) -> None:
-    """Delete temporary files a killed run left beside ``target``."""
-    for stale in target.parent.glob(f".{target.name}.partial-*"):
-        if stale.is_dir():
-            import shutil
-
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
 
 
 def read_summary(path: Path) -> dict[str, dict[str, str]]:

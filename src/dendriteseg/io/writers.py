@@ -18,25 +18,25 @@ import numpy as np
 
 from dendriteseg.errors import FormatError, InputError
 from dendriteseg.io.location import Location, parse_location
+from dendriteseg.io.outputs import (
+    check_free_space,
+    check_target,
+    remove,
+    remove_stale_partials,
+    resolve_output,
+    temp_sibling,
+    write_all,
+    write_text,
+    writing,
+)
 
 SLAB_BYTES = 64 * 2**20  # how much write_volume hands over per call
-
-
-def _temp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def _swap_into_place(temp: Path, final: Path) -> None:
     """Rename ``temp`` to ``final``; an existing folder target is replaced too."""
     if final.is_dir() and not final.is_symlink():
-        old = _temp_sibling(final)
+        old = temp_sibling(final)
         os.rename(final, old)
         try:
             os.rename(temp, final)
@@ -49,17 +49,8 @@ def _swap_into_place(temp: Path, final: Path) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a text file under a temporary name, then rename it into place."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
-    temp = _temp_sibling(path)
-    try:
-        temp.write_text(text)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+    """Write a text file under a temporary name, then rename it into place (see :mod:`.outputs`)."""
+    write_text(path, text)
 
 
 class VolumeWriter:
@@ -109,15 +100,31 @@ class VolumeWriter:
         self.dtype = np.dtype(dtype)
         self.voxel_size = tuple(float(v) for v in voxel_size) if voxel_size else None
         self.compression = compression
-        self.final = self.location.path
+        self.final = resolve_output(self.location.path)
         parent = self.final.parent
         if not parent.is_dir():
             raise InputError(f"{self.final}: folder {parent} does not exist")
-        self.temp = _temp_sibling(self.final)
+        self._check_target()
+        remove_stale_partials(self.final)
+        self.temp = temp_sibling(self.final)
         self._next_z = 0
         self._closed = False
         self._handle: Any = None
-        self._open()
+        with writing(self.final):
+            self._open()
+
+    def _check_target(self) -> None:
+        """Refuse targets that writing would damage; check the free space where the size is known."""
+        fmt = self.location.format
+        if fmt == "zarr" and self.location.key:
+            if self.final.exists() and not self.final.is_dir():
+                raise InputError(
+                    f"{self.final}: exists and is not a Zarr group; cannot add {self.location.key!r}"
+                )
+        else:
+            check_target(self.final, folder=fmt in ("tiff-dir", "zarr"))
+        if fmt in ("npy", "hdf5") or (fmt in ("tiff", "tiff-dir") and not self.compression):
+            check_free_space(self.final, int(np.prod(self.shape)) * self.dtype.itemsize)
 
     # -- per format ----------------------------------------------------------
     def _open(self) -> None:
@@ -217,6 +224,10 @@ class VolumeWriter:
 
         ``z0`` defaults to the slice after the previous slab.
         """
+        with writing(self.final):
+            self._write(slab, z0)
+
+    def _write(self, slab: np.ndarray, z0: int | None) -> None:
         if self._closed:
             raise RuntimeError(f"{self.final}: writer is closed")
         slab = np.asarray(slab)
@@ -249,7 +260,7 @@ class VolumeWriter:
         elif fmt == "npy":
             plane = self.shape[1] * self.shape[2] * self.dtype.itemsize
             data = np.ascontiguousarray(slab).tobytes()
-            os.pwrite(self._handle, data, self._offset + z0 * plane)
+            write_all(self._handle, data, self._offset + z0 * plane, self.final)
         elif fmt == "hdf5":
             self._dataset[z0:z1] = slab
         else:
@@ -304,11 +315,12 @@ class VolumeWriter:
             self.abort()
             raise InputError(f"{self.final}: only {self._next_z} of {self.shape[0]} slices were written")
         try:
-            self._close_handle()
-            if fmt == "zarr" and self._member is not None:
-                self._commit_zarr_member()
-            else:
-                _swap_into_place(self.temp, self.final)
+            with writing(self.final):
+                self._close_handle()
+                if fmt == "zarr" and self._member is not None:
+                    self._commit_zarr_member()
+                else:
+                    _swap_into_place(self.temp, self.final)
         except BaseException:
             self.abort()
             raise
@@ -342,9 +354,9 @@ class VolumeWriter:
             self._close_handle()
         except Exception:  # noqa: BLE001 - best effort while cleaning up
             pass
-        _remove(self.temp)
+        remove(self.temp)
         if self.location.format == "zarr" and getattr(self, "_member", None):
-            _remove(self._group_root / self._member_temp)
+            remove(self._group_root / self._member_temp)
 
     def __enter__(self) -> VolumeWriter:
         return self

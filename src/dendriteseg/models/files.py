@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,22 +34,33 @@ def save_model(path: str | Path, model: Any, info: ModelInfo, *, half: bool = Fa
     """
     from safetensors.torch import save_file
 
-    path = Path(path)
+    from dendriteseg.io.outputs import (
+        check_target,
+        remove_stale_partials,
+        resolve_output,
+        temp_sibling,
+        writing,
+    )
+
+    path = resolve_output(Path(path))
     if path.suffix != ".safetensors":
         raise InputError(f"{path}: model files end in .safetensors")
     if not path.parent.is_dir():
         raise InputError(f"{path}: folder {path.parent} does not exist")
+    check_target(path, folder=False)
+    remove_stale_partials(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {"format": FORMAT, "dendriteseg": json.dumps(asdict(info))}
-    temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    temp = temp_sibling(path)
     try:
-        save_file(tensors, str(temp), metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # as a plainly created file would be
-        os.replace(temp, path)
+        with writing(path):
+            save_file(tensors, str(temp), metadata=metadata)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temp, 0o666 & ~umask)  # as a plainly created file would be
+            os.replace(temp, path)
     finally:
         if temp.exists():
             temp.unlink()

@@ -7,6 +7,7 @@ the predicted label's outline is drawn over the grey image.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -16,16 +17,18 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.io import Volume
+from dendriteseg.io import Volume, as_volume
 from dendriteseg.io.labels import as_binary_labels
 from dendriteseg.metrics import boundary, score_slice
-from dendriteseg.preprocess import evenly_spaced
+from dendriteseg.preprocess import evenly_spaced, finite_volume, nonfinite_warning
 
 TP = (255, 255, 255)
 TN = (0, 0, 0)
 FP = (0, 200, 0)
 FN = (255, 105, 180)
 OUTLINE = (255, 200, 0)
+
+log = logging.getLogger(__name__)
 
 
 def robust_window(
@@ -239,18 +242,50 @@ def write_overlays(
     out = Path(out_dir)
     if not out.parent.is_dir():
         raise InputError(f"{out}: folder {out.parent} does not exist")
-    out.mkdir(exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; overlays go into a folder")
+    _check_labels(pred, pred_name)  # every slice, before anything is written
+    if gt is not None:
+        _check_labels(gt, gt_name)
+    image = finite_volume(image if isinstance(image, Volume) else np.asarray(image))
     window = window or robust_window(image)
     aspect = 1.0
     if voxel_size is not None and voxel_size[2] > 0:
         aspect = float(voxel_size[0]) / float(voxel_size[2])
-
+    created = not out.exists()
+    out.mkdir(exist_ok=True)
     written: list[Path] = []
+    try:
+        _draw_all(image, pred, gt, out, z_list, y_list, window, aspect, names, written)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    if warning := nonfinite_warning(image):
+        log.warning(warning)
+    return written
+
+
+def _check_labels(labels: Any, name: str) -> None:
+    """Refuse labels other than 0/1 (or 0/255) anywhere in the volume, reading it slab by slab."""
+    volume = labels if isinstance(labels, Volume) else as_volume(np.asarray(labels), name)
+    for _, _, slab in volume.iter_slabs(32):
+        as_binary_labels(slab, name)
+
+
+def _draw_all(
+    image: Any, pred: Any, gt: Any, out: Path, z_list: list[int], y_list: list[int],
+    window: tuple[float, float], aspect: float, names: tuple[str, str, str], written: list[Path],
+) -> None:  # fmt: skip
+    """Draw the z-slices and x-z sections, appending each file to ``written`` as it is made."""
+    _, pred_name, gt_name = names
 
     def draw(tag: str, img: np.ndarray, p: np.ndarray, g: np.ndarray | None, asp: float) -> None:
         path = out / f"{tag.replace(' ', '').replace('=', '')}.png"
-        _draw(path, tag, to_grey(img, window), as_binary_labels(p, pred_name), g, gt_name, asp)
         written.append(path)
+        _draw(path, tag, to_grey(img, window), as_binary_labels(p, pred_name), g, gt_name, asp)
 
     for zi in z_list:
         draw(
@@ -266,4 +301,3 @@ def write_overlays(
         gt_rows = None if gt is None else _xz_sections(gt, y_list)
         for k, yi in enumerate(y_list):
             draw(f"xz_y{yi:04d}", img_rows[k], pred_rows[k], None if gt_rows is None else gt_rows[k], aspect)
-    return written

@@ -13,9 +13,23 @@ from typing import Any
 
 from dendriteseg.data.augment import AugmentConfig
 from dendriteseg.device import AMP_MODES
-from dendriteseg.errors import InputError
+from dendriteseg.errors import InputError, check_ranges
 
 LR_SCHEDULES = ("cosine", "constant")
+# allowed ranges of numeric settings: (low, high, whether low itself is allowed); None: unbounded
+RANGES = {
+    "epochs": (1, None, True),
+    "steps_per_epoch": (1, None, True),
+    "batch": (1, None, True),
+    "lr": (0.0, 1.0, False),
+    "warmup_steps": (0, None, True),
+    "min_lr": (0.0, 1.0, True),
+    "weight_decay": (0.0, None, True),
+    "dice_weight": (0.0, None, True),
+    "boundary_weight": (0.0, None, True),
+    "foreground": (0.0, 1.0, True),
+    "seed": (0, None, True),
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,9 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
+        check_ranges(self, RANGES)
+        if len(self.patch) != 3 or min(self.patch) < 1:
+            raise InputError(f"patch: three sizes Z, W, W of at least 1, got {list(self.patch)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule: expected {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.amp not in AMP_MODES:

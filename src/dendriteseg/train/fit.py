@@ -6,8 +6,9 @@ built model, a patch sampler, validation volumes and a :class:`TrainConfig`,
 and reports each epoch through ``on_epoch`` (which HPO uses to prune).
 
 Files in ``out``: ``last.safetensors`` and ``best.safetensors`` (model
-files), ``optimizer.safetensors`` + ``state.json`` (to resume after a
-crash), ``log.jsonl`` (one line per epoch) and ``curve.png``.
+files), ``resume.safetensors`` (weights, optimiser and run state in one
+file, replaced atomically after each epoch: what a killed run resumes from),
+``state.json`` (the same run state, for people), ``log.jsonl`` (one line per epoch) and ``curve.png``.
 """
 
 from __future__ import annotations
@@ -111,9 +112,11 @@ def _better(new: dict[str, float], best: dict[str, float] | None) -> bool:
     return abs(new["iou"] - best["iou"]) <= 1e-6 and new["bde"] < best["bde"]
 
 
-def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
-    from safetensors.torch import save_file
+CHECKPOINT = "resume.safetensors"  # model, optimiser and run state in one file: one atomic rename
 
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The optimiser's tensors (by ``index.name``) and the rest of its state as plain data."""
     state = opt.state_dict()
     tensors, plain = {}, {}
     for idx, entry in state["state"].items():
@@ -122,21 +125,57 @@ def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
                 tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
             else:
                 plain[f"{idx}.{key}"] = value
-    temp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(temp))
-    os.replace(temp, path)
-    return {"param_groups": state["param_groups"], "plain": plain}
+    return tensors, {"param_groups": state["param_groups"], "plain": plain}
 
 
-def _load_optimizer(opt: torch.optim.Optimizer, path: Path, saved: dict[str, Any]) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
+def _load_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], saved: dict[str, Any]
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, value in list(tensors.items()) + list(saved["plain"].items()):
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+
+def save_checkpoint(
+    path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """Model weights, optimiser state and ``state`` (JSON) in one safetensors file, renamed into place:
+    a run killed at any moment leaves either the previous checkpoint or this one, never a mix."""
+    from safetensors.torch import save_file
+
+    from dendriteseg.io.outputs import temp_sibling, writing
+
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optimizer_tensors, optimizer_plain = _optimizer_tensors(opt)
+    tensors.update({f"optimizer/{k}": v for k, v in optimizer_tensors.items()})
+    metadata = {"state": json.dumps({**state, "optimizer": optimizer_plain})}
+    temp = temp_sibling(path)
+    try:
+        with writing(path):
+            save_file(tensors, str(temp), metadata=metadata)
+            os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+def load_checkpoint(path: Path, device: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict]:
+    """(state, model tensors, optimiser tensors) of a checkpoint; a damaged one is an InputError."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as fh:
+            state = json.loads((fh.metadata() or {})["state"])
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors and json raise several types
+        raise InputError(
+            f"{path}: damaged training checkpoint ({type(exc).__name__}); remove it to restart"
+        ) from None
+    model = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("model/")}
+    optimizer = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("optimizer/")}
+    return state, model, optimizer
 
 
 def _plot_curve(history: list[dict[str, Any]], path: Path) -> None:
@@ -192,7 +231,7 @@ def fit(
         Architecture and provenance written into the model files (the
         training history is added to the provenance).
     out_dir : path, optional
-        Default ``config.out``. With ``resume`` and a ``state.json`` there,
+        Default ``config.out``. With ``resume`` and a checkpoint there,
         training continues from the last finished epoch; if that state is
         another run's (other settings, architecture or starting weights;
         ``RESUMABLE`` settings may change), an :class:`InputError` says so.
@@ -203,7 +242,7 @@ def fit(
     out = Path(out_dir or config.out)
     out.mkdir(parents=True, exist_ok=True)
     run = _Run(model, sampler, config, info, out)
-    if resume and (out / "state.json").exists():
+    if resume and (out / CHECKPOINT).exists():
         run.resume()
     for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
@@ -252,23 +291,23 @@ class _Run:
         self.identity = _run_identity(model, config, info)
 
     def resume(self) -> None:
-        """Continue from the state a previous run of the same settings left in ``out``."""
-        from safetensors.torch import load_file
-
-        saved = json.loads((self.out / "state.json").read_text())
+        """Continue from the checkpoint a previous run of the same settings left in ``out``."""
+        saved, weights, optimizer = load_checkpoint(self.out / CHECKPOINT, self.device)
         _check_same_run(self.out, saved.get("run"), self.identity)
         try:
-            self.model.load_state_dict(load_file(str(self.out / "last.safetensors"), device=str(self.device)))
-        except RuntimeError:  # (a state written before the check above, of another architecture)
+            self.model.load_state_dict(weights)
+        except RuntimeError:
             raise InputError(
                 f"{self.out}: holds another training run (its model is of another size); "
                 "name a new output folder (--set out=...) or remove this one"
             ) from None
-        _load_optimizer(self.opt, self.out / "optimizer.safetensors", saved["optimizer"])
+        _load_optimizer(self.opt, optimizer, saved["optimizer"])
         self.history, self.best, self.start_epoch = saved["history"], saved["best"], saved["epoch"]
         self.gen.set_state(torch.tensor(saved["torch_generator"], dtype=torch.uint8))
         self.sampler.gen.bit_generator.state = saved["sampler_state"]
         torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
+        # the log as the checkpoint knows it: an epoch killed after its log line is not counted twice
+        write_text_atomic(self.out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         log.info("resuming %s after epoch %d", self.out, self.start_epoch)
 
     def train_epoch(
@@ -342,18 +381,20 @@ class _Run:
             shutil.copyfile(out / "last.safetensors", out / ".best.partial")
             os.replace(out / ".best.partial", out / "best.safetensors")
             record["best"] = True
-        optimizer_state = _save_optimizer(self.opt, out / "optimizer.safetensors")
         state = {
             "run": self.identity,
             "epoch": record["epoch"],
             "history": self.history,
             "best": self.best,
-            "optimizer": optimizer_state,
             "torch_generator": self.gen.get_state().tolist(),
             "torch_rng": torch.get_rng_state().tolist(),
             "sampler_state": self.sampler.gen.bit_generator.state,
         }
-        write_text_atomic(out / "state.json", json.dumps(state))
+        save_checkpoint(out / CHECKPOINT, self.model, self.opt, state)  # the commit point of the epoch
+        summary = {k: state[k] for k in ("run", "epoch", "history", "best")}
+        write_text_atomic(
+            out / "state.json", json.dumps(summary, indent=1)
+        )  # for people; resume reads the checkpoint
         with open(out / "log.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
         _plot_curve(self.history, out / "curve.png")

@@ -14,7 +14,7 @@ from dendriteseg import __version__
 from dendriteseg.data import LabelledVolume, PatchSampler, read_manifest, select
 from dendriteseg.errors import InputError
 from dendriteseg.models import build_model, spec_for
-from dendriteseg.models.files import ModelInfo, load_model
+from dendriteseg.models.files import ModelInfo, load_model, read_model_info
 from dendriteseg.preprocess import NORMALISATION
 from dendriteseg.train.config import TrainConfig, save_config
 from dendriteseg.train.fit import fit
@@ -26,6 +26,17 @@ def _volumes(entries: list, what: str, manifest: str) -> list[LabelledVolume]:
     if not entries:
         raise InputError(f"{manifest}: no {what} entries")
     return [LabelledVolume.from_entry(e) for e in entries]
+
+
+def check_patch(volumes: list[LabelledVolume], patch: tuple[int, int, int]) -> None:
+    """Refuse training patches larger than a training volume (its labelled slices), naming both."""
+    for vol in volumes:
+        if any(p > n for p, n in zip(patch, vol.image.shape, strict=True)):
+            shape = "x".join(str(n) for n in vol.image.shape)
+            raise InputError(
+                f"patch: {list(patch)} is larger than training volume {vol.name} ({shape}); "
+                "use a patch that fits every training volume"
+            )
 
 
 def train(
@@ -63,14 +74,20 @@ def train(
         "val_entries": [e.name for e in val_entries],
     }
     if parent is not None:
-        model, parent_info = load_model(parent)
+        parent_info = read_model_info(parent)
         architecture, arguments = parent_info.architecture, parent_info.arguments
+    else:
+        architecture, arguments = config.model, dict(config.model_args)
+    if spec_for(architecture).dims == 2 and config.patch[0] != 1:
+        config = config.replace(patch=(1, *config.patch[1:]))
+    check_patch(train_volumes, config.patch)  # before any tensor is built
+    if parent is not None:
+        model, parent_info = load_model(parent)
         provenance["parent"] = {
             "file": str(parent),
             "provenance": {k: v for k, v in parent_info.provenance.items() if k != "history"},
         }
     else:
-        architecture, arguments = config.model, dict(config.model_args)
         if spec_for(architecture).dims == 3:
             arguments.setdefault("z_levels", max(0, int(config.patch[0]).bit_length() - 1))
         torch.manual_seed(config.seed)  # the initial weights are part of a seeded run
@@ -78,11 +95,9 @@ def train(
             model = build_model(architecture, **arguments)
         except TypeError as exc:
             raise InputError(f"model_args do not fit {architecture}: {exc}") from None
-    if spec_for(architecture).dims == 2 and config.patch[0] != 1:
-        config = config.replace(patch=(1, *config.patch[1:]))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / "state.json").exists():  # a folder of another run keeps its config (fit refuses it)
+    if not (out / "resume.safetensors").exists():  # a folder of another run keeps its config (fit refuses it)
         save_config(config, out / "config.yaml")
     sampler = PatchSampler(
         train_volumes,
