@@ -157,12 +157,29 @@ def test_truncated_npy(tmp_path, odd_volume):
         open_volume(tmp_path / "v.npy")
 
 
-def test_4d_refused_and_singleton_squeezed(tmp_path):
-    np.save(tmp_path / "a.npy", np.zeros((2, 3, 4, 5), np.uint8))
-    with pytest.raises(FormatError, match="expected a 2D image or a 3D volume"):
-        open_volume(tmp_path / "a.npy")
-    np.save(tmp_path / "b.npy", np.zeros((1, 3, 4, 5), np.uint8))
-    assert open_volume(tmp_path / "b.npy").shape == (3, 4, 5)
+def test_one_rule_for_axes_beyond_three(tmp_path):
+    """Axes of length 1 beyond three, leading or trailing, are dropped in every format; others refused."""
+    data = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    for name, shape in [
+        ("a", (1, 3, 4, 5)),
+        ("b", (1, 1, 3, 4, 5)),
+        ("c", (3, 4, 5, 1)),
+        ("d", (1, 3, 4, 5, 1)),
+    ]:
+        np.save(tmp_path / f"{name}.npy", data.reshape(shape))
+        with h5py.File(tmp_path / f"{name}.h5", "w") as fh:
+            fh["/exchange/data"] = data.reshape(shape)
+        zarr.create_array(str(tmp_path / f"{name}.zarr"), shape=shape, dtype=np.uint8)[...] = data.reshape(
+            shape
+        )
+        for spec in (f"{name}.npy", f"{name}.h5", f"{name}.zarr"):
+            with open_volume(tmp_path / spec) as vol:
+                assert vol.shape == (3, 4, 5), spec
+                np.testing.assert_array_equal(vol[1:3], data[1:3])
+    for shape in [(2, 3, 4, 5), (3, 4, 5, 2), (1, 2, 3, 4, 5)]:
+        np.save(tmp_path / "bad.npy", np.zeros(shape, np.uint8))
+        with pytest.raises(FormatError, match=r"bad.npy: shape .* has \d axes; expected \(z, y, x\)"):
+            open_volume(tmp_path / "bad.npy")
 
 
 def test_failed_write_leaves_old_file_untouched(tmp_path, odd_volume):

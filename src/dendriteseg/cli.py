@@ -108,7 +108,7 @@ def main_options(
     version: bool = Opt(False, "--version", is_eager=True, help="Show the version.", callback=_version),
 ) -> None:
     level = logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
 @command()

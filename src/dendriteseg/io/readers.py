@@ -7,9 +7,11 @@ the resident memory of a streaming job stays the size of its slabs.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,34 @@ def _check_dtype(dtype: np.dtype, source: str) -> np.dtype:
 
 
 def _squeeze_shape(shape: tuple[int, ...], source: str) -> tuple[int, ...]:
-    """Drop leading singleton axes beyond three; refuse real 4D+ data."""
-    shape = tuple(int(s) for s in shape)
+    """The (z, y, x) or (y, x) shape of stored data: one rule for every format.
+
+    Axes of length 1 beyond three, leading or trailing (``(1, 1, Z, Y, X)``,
+    ``(1, Z, Y, X)``, ``(Z, Y, X, 1)``), are dropped; any other shape with
+    more than three axes (a time series, colour channels) is refused.
+    """
+    stored = tuple(int(s) for s in shape)
+    shape = stored
     while len(shape) > 3 and shape[0] == 1:
         shape = shape[1:]
-    if len(shape) > 3 or len(shape) < 2:
-        raise FormatError(f"{source}: expected a 2D image or a 3D volume (z, y, x), got shape {shape}")
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 3:
+        raise FormatError(
+            f"{source}: shape {stored} has {len(stored)} axes; expected (z, y, x), with any further axes "
+            "of length 1 (segment a time series one volume at a time)"
+        )
+    if len(shape) < 2 or min(shape) < 1:
+        raise FormatError(f"{source}: expected a 2D image or a 3D volume (z, y, x), got shape {stored}")
     return shape
+
+
+def _leading_axes(stored: tuple[int, ...]) -> int:
+    """How many leading axes :func:`_squeeze_shape` drops from a stored shape."""
+    lead = 0
+    while len(stored) - lead > 3 and stored[lead] == 1:
+        lead += 1
+    return lead
 
 
 def _voxel_size(value: Any) -> VoxelSize | None:
@@ -234,19 +257,24 @@ class TiffVolume(Volume):
 
         self.source = str(path)
         try:
-            self._tif = tifffile.TiffFile(path)
-            series = self._tif.series[0]
+            with _quiet("tifffile"):  # its complaints about a damaged file become our one line
+                self._tif = tifffile.TiffFile(path)
+                series = self._tif.series[0]
         except (tifffile.TiffFileError, OSError, IndexError, ValueError) as exc:
             raise FormatError(f"{path}: not a readable TIFF file ({exc})") from None
         self.dtype = _check_dtype(series.dtype, self.source)
         self.shape = _squeeze_shape(series.shape, self.source)
         self._series = series
+        with _quiet("tifffile"):
+            _check_not_truncated(self._tif, series, path)
         page_shape = tuple(series.keyframe.shape)
         self._by_page = (
             len(self.shape) == 3 and len(series) == self.shape[0] and page_shape == tuple(self.shape[1:])
         )
         self._zarr = None
-        if not self._by_page and len(self.shape) == 3:
+        self._offset = series.dataoffset  # contiguous voxels are read by offset: no page headers needed
+        self._raw_dtype = np.dtype(series.dtype).newbyteorder(self._tif.byteorder)
+        if self._offset is None and not self._by_page and len(self.shape) == 3:
             import zarr
 
             self._zarr = zarr.open(series.aszarr(), mode="r")
@@ -269,6 +297,15 @@ class TiffVolume(Volume):
         return None
 
     def _read(self, z0: int, z1: int) -> np.ndarray:
+        if self._offset is not None:
+            plane = int(np.prod(self.shape[1:])) if len(self.shape) == 3 else int(np.prod(self.shape))
+            z0, z1 = (z0, z1) if len(self.shape) == 3 else (0, 1)
+            fh = self._tif.filehandle
+            fh.seek(self._offset + z0 * plane * self._raw_dtype.itemsize)
+            data = np.frombuffer(fh.read((z1 - z0) * plane * self._raw_dtype.itemsize), self._raw_dtype)
+            if data.size != (z1 - z0) * plane:
+                raise FormatError(f"{self.source}: truncated TIFF")
+            return data.astype(self.dtype, copy=False)
         if len(self.shape) == 2:
             return self._series.asarray()
         if self._zarr is not None:
@@ -277,6 +314,45 @@ class TiffVolume(Volume):
 
     def close(self) -> None:
         self._tif.close()
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Silence a library's logger for a moment."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _check_not_truncated(tif: Any, series: Any, path: Path) -> None:
+    """Refuse a TIFF that was cut short: voxels past the end of the file, or fewer than it declares."""
+    size, total = tif.filehandle.size, int(np.prod(series.shape))
+    declared = [tuple(m["shape"]) for m in (tif.shaped_metadata or ()) if "shape" in m]
+    if declared and int(np.prod(declared[0])) > total:
+        raise FormatError(
+            f"{path}: truncated TIFF: it declares shape {declared[0]}, the file holds {series.shape}"
+        )
+    present = total
+    try:
+        if series.dataoffset is not None:  # contiguous voxels
+            end = series.dataoffset + total * series.dtype.itemsize
+        else:
+            pages = [p for p in series.pages if p is not None]
+            present = sum(int(p.size) for p in pages)
+            offsets = (o + c for p in pages for o, c in zip(p.dataoffsets, p.databytecounts, strict=False))
+            end = max(offsets, default=0)
+    except (IndexError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise FormatError(f"{path}: damaged TIFF ({type(exc).__name__}: {exc})") from None
+    if present < total:
+        raise FormatError(f"{path}: truncated TIFF: {present:,} of {total:,} voxels are present")
+    if end > size:
+        raise FormatError(
+            f"{path}: truncated TIFF: the file has {size:,} bytes, its voxels reach to byte {end:,}"
+        )
 
 
 class TiffFolderVolume(Volume):
@@ -346,7 +422,7 @@ class Hdf5Volume(Volume):
         self._dataset = node
         self.dtype = _check_dtype(node.dtype, self.source)
         self.shape = _squeeze_shape(node.shape, self.source)
-        self._lead = len(node.shape) - len(self.shape)
+        self._lead = _leading_axes(tuple(node.shape))
         self.voxel_size = _voxel_size(node.attrs.get("voxel_size_um"))
 
     def _read(self, z0: int, z1: int) -> np.ndarray:
@@ -377,7 +453,7 @@ class ZarrVolume(Volume):
         self._array = node
         self.dtype = _check_dtype(node.dtype, self.source)
         self.shape = _squeeze_shape(node.shape, self.source)
-        self._lead = len(node.shape) - len(self.shape)
+        self._lead = _leading_axes(tuple(node.shape))
         self.voxel_size = _voxel_size(dict(node.attrs).get("voxel_size_um"))
 
     @staticmethod

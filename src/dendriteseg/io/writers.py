@@ -406,9 +406,16 @@ def write_volume(
 def convert_volume(
     source: Any, target: str | Path, *, compression: str | None = None, slab: int = 16
 ) -> Path:
-    """Copy a (z, y, x) volume into another file, ``slab`` slices at a time; returns the output path."""
+    """Copy a (z, y, x) volume into another file, ``slab`` slices at a time; returns the output path.
+
+    The voxels are copied as they are, NaN and infinities included (a
+    conversion changes no value); their count is logged as a warning.
+    """
+    import logging
+
     from dendriteseg.io.readers import open_volume
 
+    nonfinite = 0
     with open_volume(source) as vol:
         if vol.ndim != 3:
             raise InputError(f"{source}: convert needs a (z, y, x) volume, got shape {vol.shape}")
@@ -416,5 +423,11 @@ def convert_volume(
             target, vol.shape, vol.dtype, voxel_size=vol.voxel_size, compression=compression
         ) as out:
             for z0, _, data in vol.iter_slabs(slab):
+                if data.dtype.kind == "f":
+                    nonfinite += int(np.count_nonzero(~np.isfinite(data)))
                 out.write(data, z0)
+    if nonfinite:
+        logging.getLogger(__name__).warning(
+            "%s: %s voxels are NaN or infinite; they were copied as they are", source, f"{nonfinite:,}"
+        )
     return out.final
