@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dendriteseg.errors import FormatError, InputError
+from dendriteseg.errors import DendritesegError, FormatError, InputError
 from dendriteseg.io.location import TIFF_SUFFIXES, Location, parse_location
 
 VoxelSize = tuple[float, float, float]
@@ -140,15 +140,17 @@ class Volume:
     def read(self, z0: int = 0, z1: int | None = None) -> np.ndarray:
         """Read slices ``z0:z1`` of a 3D volume (the whole of a 2D image)."""
         if self.ndim == 2:
-            return self._read(0, 1).reshape(self.shape)
+            with _damaged(self.source, "the image"):
+                return self._read(0, 1).reshape(self.shape)
         depth = self.shape[0]
         z1 = depth if z1 is None else z1
         if not 0 <= z0 <= z1 <= depth:
             raise IndexError(f"{self.source}: slab {z0}:{z1} outside 0:{depth}")
         if z0 == z1:
             return np.empty((0, *self.shape[1:]), self.dtype)
-        out = self._read(z0, z1)
-        return out.reshape((z1 - z0, *self.shape[1:]))
+        with _damaged(self.source, f"slices {z0}:{z1}"):
+            out = self._read(z0, z1)
+            return out.reshape((z1 - z0, *self.shape[1:]))
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if self.ndim == 2:
@@ -317,6 +319,19 @@ class TiffVolume(Volume):
 
 
 @contextmanager
+def _damaged(source: str, what: str) -> Iterator[None]:
+    """Turn a library's error on damaged data into one line naming the file."""
+    try:
+        with _quiet("tifffile"):  # its complaints become our one line
+            yield
+    except (DendritesegError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile, h5py, zarr and codecs raise many types
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise FormatError(f"{source}: cannot read {what}: damaged file ({reason})") from None
+
+
+@contextmanager
 def _quiet(logger: str) -> Iterator[None]:
     """Silence a library's logger for a moment."""
     log = logging.getLogger(logger)
@@ -387,15 +402,16 @@ class TiffFolderVolume(Volume):
         out = np.empty((z1 - z0, *self.shape[1:]), self.dtype)
         for i, file in enumerate(self._files[z0:z1]):
             try:
-                page = tifffile.imread(file)
+                with tifffile.TiffFile(file) as tif:
+                    series = tif.series[0]
+                    if tuple(series.shape) != self.shape[1:] or series.dtype != self.dtype:
+                        found = f"{tuple(series.shape)} {series.dtype}"
+                        first = f"{self.shape[1:]} {self.dtype}"
+                        raise FormatError(f"{file}: slice is {found}, the folder's first slice is {first}")
+                    _check_not_truncated(tif, series, file)  # before any voxel is read
+                    out[i] = series.asarray()
             except (tifffile.TiffFileError, OSError) as exc:
                 raise FormatError(f"{file}: not a readable TIFF file ({exc})") from None
-            if page.shape != self.shape[1:] or page.dtype != self.dtype:
-                raise FormatError(
-                    f"{file}: slice is {page.shape} {page.dtype}, the folder's first slice is "
-                    f"{self.shape[1:]} {self.dtype}"
-                )
-            out[i] = page
         return out
 
 
@@ -532,15 +548,16 @@ def open_volume(spec: str | Path | Location) -> Volume:
     path = location.path
     if not path.exists():
         raise FormatError(f"{path}: no such file or directory")
-    if location.format == "npy":
-        return NpyVolume(path)
-    if location.format == "tiff":
-        return TiffVolume(path)
-    if location.format == "tiff-dir":
-        return TiffFolderVolume(path)
-    if location.format == "hdf5":
-        return Hdf5Volume(path, location.key or "/exchange/data")
-    return ZarrVolume(path, location.key)
+    with _damaged(str(path), f"its {location.format} header"):
+        if location.format == "npy":
+            return NpyVolume(path)
+        if location.format == "tiff":
+            return TiffVolume(path)
+        if location.format == "tiff-dir":
+            return TiffFolderVolume(path)
+        if location.format == "hdf5":
+            return Hdf5Volume(path, location.key or "/exchange/data")
+        return ZarrVolume(path, location.key)
 
 
 def as_volume(data: Any, name: str = "array") -> Volume:

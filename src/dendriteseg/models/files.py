@@ -100,11 +100,16 @@ def load_model(path: str | Path, *, device: str = "cpu") -> tuple[Any, ModelInfo
     info = read_model_info(path)
     if info.architecture not in MODELS:
         raise InputError(f"{path}: unknown architecture {info.architecture!r}")
+    if not isinstance(info.arguments, dict):
+        raise InputError(f"{path}: damaged model metadata (arguments are not a mapping)")
     try:
         model = build_model(info.architecture, **info.arguments)
-    except TypeError as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"{path}: arguments do not fit {info.architecture} ({exc})") from None
-    state = load_file(str(path), device=device)
+    try:
+        state = load_file(str(path), device=device)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise InputError(f"{path}: damaged model file ({type(exc).__name__}: {exc})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
