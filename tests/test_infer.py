@@ -397,18 +397,16 @@ def test_cli_series_folder(scans, tmp_path, model_file):
     assert "3 segmented" in out and (tmp_path / "o" / "summary.csv").exists()
 
 
-@pytest.mark.parametrize("case", ["unreadable", "2d", "dataset", "model", "suffix"])
+@pytest.mark.parametrize("case", ["unreadable", "4d", "dataset", "model", "suffix"])
 def test_cli_bad_input_one_line_exit_2_no_output(tmp_path, volume, model_file, case):
     write_volume(tmp_path / "in.h5", volume.astype(np.uint16))
     args = [tmp_path / "in.h5", "--model", model_file]
     if case == "unreadable":
         (tmp_path / "bad.tif").write_bytes(b"not a tiff at all")
         args = [tmp_path / "bad.tif", "--model", model_file]
-    elif case == "2d":
-        import tifffile
-
-        tifffile.imwrite(tmp_path / "flat.tif", np.zeros((20, 21), np.uint16))
-        args = [tmp_path / "flat.tif", "--model", model_file]
+    elif case == "4d":
+        np.save(tmp_path / "series.npy", np.zeros((2, 3, 20, 21), np.uint16))
+        args = [tmp_path / "series.npy", "--model", model_file]
     elif case == "dataset":
         args = [f"{tmp_path / 'in.h5'}:/no/such", "--model", model_file]
     elif case == "model":

@@ -304,3 +304,40 @@ def test_a_damaged_checkpoint_is_one_line(dataset, tmp_path):
 
 def test_input_error_is_still_a_value_error():
     assert issubclass(InputError, ValueError) and issubclass(OutputError, OSError)
+
+
+# -- 2D images through every command ----------------------------------------------------------------
+
+
+def test_a_2d_image_goes_through_every_command_and_stays_2d(tmp_path, phantom):
+    image, label = phantom[0][4], phantom[1][4]
+    tifffile.imwrite(tmp_path / "slice.tif", image)  # a plain 2D TIFF, as other programs write it
+    write_volume(tmp_path / "truth.npy", label)
+    code, _, err = run("segment", tmp_path / "slice.tif", "-o", tmp_path / "pred.tif")
+    assert code == 0 and "a 2D image; the 3D model sees it repeated to 4 slices" in err
+    pred = read_volume(tmp_path / "pred.tif")
+    assert pred.shape == image.shape and set(np.unique(pred)) <= {0, 1}
+    assert (
+        run("segment", tmp_path / "slice.tif", "-o", tmp_path / "p2.zarr", "--model", "unet2d_default")[0]
+        == 0
+    )
+    assert read_volume(tmp_path / "p2.zarr").shape == image.shape
+    code, out, _ = run(
+        "evaluate", tmp_path / "pred.tif", tmp_path / "truth.npy", "--json", tmp_path / "s.json"
+    )
+    assert code == 0 and json.loads((tmp_path / "s.json").read_text())["counts"]["slices"] == 1
+    assert json.loads((tmp_path / "s.json").read_text())["iou"] > 0.5
+    assert run("baseline", "otsu", tmp_path / "slice.tif", "-o", tmp_path / "otsu.npy")[0] == 0
+    assert read_volume(tmp_path / "otsu.npy").shape == image.shape
+    code, out, _ = run("overlay", tmp_path / "slice.tif", tmp_path / "pred.tif", tmp_path / "truth.npy",
+                       "-o", tmp_path / "ov")  # fmt: skip
+    assert code == 0 and [p.name for p in (tmp_path / "ov").iterdir()] == ["z0000.png"]
+
+
+@pytest.mark.parametrize("suffix", ["tif", "npy", "h5", "zarr"])
+def test_a_one_slice_volume_and_a_2d_image_survive_the_round_trip(tmp_path, suffix):
+    for shape in [(1, 5, 6), (5, 6)]:
+        data = np.arange(30, dtype=np.uint8).reshape(shape)
+        write_volume(tmp_path / f"x.{suffix}", data)
+        back = read_volume(tmp_path / f"x.{suffix}")
+        assert back.shape == shape and np.array_equal(back, data)

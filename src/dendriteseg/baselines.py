@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from dendriteseg.errors import InputError
-from dendriteseg.io import Volume, VolumeWriter, as_volume
+from dendriteseg.io import SliceStack, Volume, VolumeWriter, as_volume
 from dendriteseg.io.labels import as_binary_labels
 from dendriteseg.preprocess import evenly_spaced, finite_volume, nonfinite_warning
 from dendriteseg.rng import Rng
@@ -34,11 +34,12 @@ log = logging.getLogger(__name__)
 
 
 def _as_volume(data: Any, name: str = "array") -> Volume:
-    """Like ``as_volume``, with a single 2D image taken as one slice."""
+    """Like ``as_volume``, with a single 2D image (array or file) taken as one slice."""
     if not isinstance(data, (Volume, str, Path)):
         data = np.asarray(data)
         data = data[None] if data.ndim == 2 else data
-    return as_volume(data, name)
+    volume = as_volume(data, name)
+    return SliceStack(volume) if volume.ndim == 2 else volume
 
 
 def _sample_slices(volume: Volume, count: int) -> np.ndarray:
@@ -424,18 +425,16 @@ def segment_with_baseline(
         model.fit_labelled(train_volume, train_label)
         if warning := nonfinite_warning(train_volume):
             log.warning(warning)
-    vol = _as_volume(volume, "input")
-    if vol.ndim != 3:
-        raise InputError(f"{vol.source}: expected a (z, y, x) volume, got shape {vol.shape}")
-    vol = finite_volume(vol)  # NaN and infinities: counted, read as the ends of the grey window
+    vol = volume if isinstance(volume, Volume) else as_volume(volume, "input")
+    image2d = vol.ndim == 2  # a 2D image: one slice in, a 2D image out
+    vol = finite_volume(
+        SliceStack(vol) if image2d else vol
+    )  # NaN, infinities: counted, read as the window's ends
     model.fit(vol)
     nz = vol.shape[0]
+    shape = vol.shape[1:] if image2d else vol.shape
     result = np.zeros(vol.shape, np.uint8) if output is None else None
-    with (
-        VolumeWriter(output, vol.shape, np.uint8, voxel_size=vol.voxel_size)
-        if output
-        else nullcontext() as out
-    ):
+    with VolumeWriter(output, shape, np.uint8, voxel_size=vol.voxel_size) if output else nullcontext() as out:
         for z0, z1, slab in vol.iter_slabs(slab_depth):
             labels = model.predict(slab.astype(np.float32))
             if out is None:
@@ -446,4 +445,4 @@ def segment_with_baseline(
                 progress(z1, nz)
     if warning := nonfinite_warning(vol):
         log.warning(warning)
-    return result
+    return result[0] if image2d and result is not None else result

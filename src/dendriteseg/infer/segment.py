@@ -33,7 +33,7 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import TorchPredictor, load_predictor
 from dendriteseg.infer.tiling import Tiling, alignment
-from dendriteseg.io import Location, Volume, VolumeWriter, as_volume
+from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume
 from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, window_for
 
 log = logging.getLogger(__name__)
@@ -284,37 +284,34 @@ def segment(
     started = time.perf_counter()
     owned = not isinstance(volume, Volume)
     vol = as_volume(volume)
+    image2d = vol.ndim == 2  # a 2D image: segmented as one slice, written and returned as 2D
+    if image2d:
+        vol = SliceStack(vol)
     try:
         check_volume(vol)  # before loading a model
         predictor = as_predictor(model, device=device, precision=precision, tta=tta, compile=compile)
+        if image2d and getattr(predictor, "tile_depth", None):
+            log.warning(
+                "%s: a 2D image; the 3D model sees it repeated to %d slices (a 2D model, such as "
+                "unet2d_default, is made for single slices)", vol.source, predictor.tile_depth,
+            )  # fmt: skip
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
-        outputs = _Outputs(plan.shape, vol.voxel_size, output, probabilities, compression)
-        total = int(np.prod(plan.shape))
-        done = dendrite = 0
+        shape = plan.shape[1:] if image2d else plan.shape
+        outputs = _Outputs(shape, vol.voxel_size, output, probabilities, compression)
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
-        try:
-            for z0, z1, logits in iter_logits(
-                source, predictor, plan.tiling, plan.window, batch_size=batch_size
-            ):
-                dendrite += outputs.write(z0, z1, logits)
-                done += (z1 - z0) * plan.shape[1] * plan.shape[2]
-                if progress:
-                    progress(done, total)
-            outputs.commit()
-        except BaseException:
-            outputs.abort()
-            raise
+        dendrite = _stream(source, predictor, plan, outputs, batch_size, progress)
         if warning := nonfinite_warning(source):
             log.warning(warning)
+        labels, probs = outputs.in_memory(squeeze=image2d)
         return SegmentResult(
-            shape=plan.shape,
+            shape=shape,
             seconds=time.perf_counter() - started,
-            dendrite_fraction=dendrite / total,
+            dendrite_fraction=dendrite / int(np.prod(plan.shape)),
             tile=plan.tiling.tile,
             work_ratio=plan.tiling.work_ratio(),
             window=plan.window,
-            labels=outputs.labels_mem,
-            probabilities=outputs.probs_mem,
+            labels=labels,
+            probabilities=probs,
             output=outputs.labels_out.final if outputs.labels_out else None,
             probabilities_output=outputs.probs_out.final if outputs.probs_out else None,
             extra={"nonfinite_voxels": source.nonfinite},
@@ -322,6 +319,26 @@ def segment(
     finally:
         if owned:
             vol.close()
+
+
+def _stream(
+    source: Volume, predictor: Any, plan: Any, outputs: Any, batch_size: int, progress: Progress | None
+) -> int:
+    """Run every tile row through the predictor into ``outputs``; returns the dendrite voxel count.
+    On any error (or interrupt) the outputs are aborted: nothing half-written stays."""
+    total = int(np.prod(plan.shape))
+    done = dendrite = 0
+    try:
+        for z0, z1, logits in iter_logits(source, predictor, plan.tiling, plan.window, batch_size=batch_size):
+            dendrite += outputs.write(z0, z1, logits)
+            done += (z1 - z0) * plan.shape[1] * plan.shape[2]
+            if progress:
+                progress(done, total)
+        outputs.commit()
+    except BaseException:
+        outputs.abort()
+        raise
+    return dendrite
 
 
 @dataclass
@@ -360,6 +377,7 @@ class _Outputs:
     ):
         self.labels_out = self.probs_out = None
         self.labels_mem = self.probs_mem = None
+        stack = shape if len(shape) == 3 else (1, *shape)  # memory holds a 2D image as one slice
         self.writers: list[VolumeWriter] = []
         if output is not None:
             self.labels_out = VolumeWriter(
@@ -367,9 +385,9 @@ class _Outputs:
             )
             self.writers.append(self.labels_out)
         else:
-            self.labels_mem = np.zeros(shape, np.uint8)
+            self.labels_mem = np.zeros(stack, np.uint8)
         if probabilities is True:
-            self.probs_mem = np.zeros(shape, np.float16)
+            self.probs_mem = np.zeros(stack, np.float16)
         elif probabilities:
             self.probs_out = VolumeWriter(
                 probabilities, shape, np.float16, voxel_size=voxel_size, compression=compression
@@ -394,6 +412,11 @@ class _Outputs:
     def commit(self) -> None:
         for writer in self.writers:
             writer.commit()
+
+    def in_memory(self, *, squeeze: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The labels and probabilities held in memory (a 2D image's with ``squeeze``)."""
+        arrays = (self.labels_mem, self.probs_mem)
+        return tuple(a[0] if squeeze and a is not None else a for a in arrays)  # type: ignore[return-value]
 
     def abort(self) -> None:
         for writer in self.writers:

@@ -8,6 +8,7 @@ write atomically (temporary name, then rename).
 from dendriteseg.io.location import DEFAULT_HDF5_DATASET, FORMATS, Location, parse_location
 from dendriteseg.io.readers import (
     ArrayVolume,
+    SliceStack,
     Volume,
     as_volume,
     open_volume,
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_HDF5_DATASET",
     "FORMATS",
     "ArrayVolume",
+    "SliceStack",
     "Location",
     "Volume",
     "VolumeWriter",

@@ -265,7 +265,7 @@ class TiffVolume(Volume):
         except (tifffile.TiffFileError, OSError, IndexError, ValueError) as exc:
             raise FormatError(f"{path}: not a readable TIFF file ({exc})") from None
         self.dtype = _check_dtype(series.dtype, self.source)
-        self.shape = _squeeze_shape(series.shape, self.source)
+        self.shape = _squeeze_shape(_declared_shape(self._tif, series), self.source)
         self._series = series
         with _quiet("tifffile"):
             _check_not_truncated(self._tif, series, path)
@@ -341,6 +341,16 @@ def _quiet(logger: str) -> Iterator[None]:
         yield
     finally:
         log.setLevel(level)
+
+
+def _declared_shape(tif: Any, series: Any) -> tuple[int, ...]:
+    """The series' shape, or the one our writer declared where that only adds a leading 1 (one slice)."""
+    shape = tuple(series.shape)
+    for meta in tif.shaped_metadata or ():
+        declared = tuple(int(n) for n in meta.get("shape", ()))
+        if declared == (1, *shape):
+            return declared
+    return shape
 
 
 def _check_not_truncated(tif: Any, series: Any, path: Path) -> None:
@@ -516,6 +526,24 @@ class ArrayVolume(Volume):
         return self._data[z0:z1] if self.ndim == 3 else self._data
 
 
+class SliceStack(Volume):
+    """A 2D image seen as a volume of one slice, ``(1, y, x)``."""
+
+    def __init__(self, image: Volume):
+        if image.ndim != 2:
+            raise InputError(f"{image.source}: expected a 2D image, got shape {image.shape}")
+        self.image = image
+        self.shape = (1, *image.shape)
+        self.dtype, self.source = image.dtype, image.source
+        self.voxel_size = image.voxel_size
+
+    def _read(self, z0: int, z1: int) -> np.ndarray:
+        return self.image.read()[None]
+
+    def close(self) -> None:
+        self.image.close()
+
+
 def open_volume(spec: str | Path | Location) -> Volume:
     """Open a volume lazily; nothing but its header is read.
 
@@ -599,4 +627,4 @@ def read_metadata(spec: str | Path | Location) -> dict[str, Any]:
         }
 
 
-__all__ = ["Volume", "ArrayVolume", "as_volume", "open_volume", "read_volume", "read_metadata"]
+__all__ = ["Volume", "ArrayVolume", "SliceStack", "as_volume", "open_volume", "read_volume", "read_metadata"]

@@ -94,9 +94,12 @@ class VolumeWriter:
         compression: str | None = None,
     ):
         self.location = spec if isinstance(spec, Location) else parse_location(spec, for_writing=True)
-        if len(shape) != 3 or min(shape) < 1:
-            raise InputError(f"{self.location}: can only write a 3D (z, y, x) volume, got {shape}")
+        if len(shape) not in (2, 3) or min(shape) < 1:
+            raise InputError(
+                f"{self.location}: can only write a 2D image or a 3D (z, y, x) volume, got {shape}"
+            )
         self.shape = tuple(int(s) for s in shape)
+        self._stack = self.shape if len(self.shape) == 3 else (1, *self.shape)  # 2D images: one slice
         self.dtype = np.dtype(dtype)
         self.voxel_size = tuple(float(v) for v in voxel_size) if voxel_size else None
         self.compression = compression
@@ -133,7 +136,7 @@ class VolumeWriter:
             if fmt == "tiff":
                 import tifffile
 
-                bigtiff = self.shape[0] * self.shape[1] * self.shape[2] * self.dtype.itemsize > 2**31
+                bigtiff = int(np.prod(self.shape)) * self.dtype.itemsize > 2**31
                 self._handle = tifffile.TiffWriter(self.temp, bigtiff=bigtiff)
             elif fmt == "tiff-dir":
                 self.temp.mkdir()
@@ -171,7 +174,7 @@ class VolumeWriter:
         key = self.location.key or "/exchange/data"
         if key in self._handle:
             del self._handle[key]
-        chunks = (1, min(self.shape[1], 512), min(self.shape[2], 512))
+        chunks = (1, min(self._stack[1], 512), min(self._stack[2], 512))[-len(self.shape) :]
         dataset = self._handle.create_dataset(
             key,
             shape=self.shape,
@@ -187,7 +190,9 @@ class VolumeWriter:
         import zarr
 
         key = (self.location.key or "").strip("/")
-        chunks = (min(self.shape[0], 8), min(self.shape[1], 256), min(self.shape[2], 256))
+        chunks = (min(self._stack[0], 8), min(self._stack[1], 256), min(self._stack[2], 256))[
+            -len(self.shape) :
+        ]
         kwargs: dict[str, Any] = {"shape": self.shape, "dtype": self.dtype, "chunks": chunks}
         if self.compression in ("zstd", "zlib", "gzip"):
             from zarr.codecs import GzipCodec, ZstdCodec
@@ -235,7 +240,7 @@ class VolumeWriter:
             slab = slab[None]
         z0 = self._next_z if z0 is None else int(z0)
         z1 = z0 + slab.shape[0]
-        if slab.shape[1:] != self.shape[1:] or not 0 <= z0 < z1 <= self.shape[0]:
+        if slab.shape[1:] != self._stack[1:] or not 0 <= z0 < z1 <= self._stack[0]:
             raise InputError(
                 f"{self.final}: slab of shape {slab.shape} at z={z0} does not fit volume {self.shape}"
             )
@@ -248,7 +253,7 @@ class VolumeWriter:
         elif fmt == "tiff-dir":
             import tifffile
 
-            width = max(5, len(str(self.shape[0] - 1)))
+            width = max(5, len(str(self._stack[0] - 1)))
             for i, page in enumerate(slab):
                 tifffile.imwrite(
                     self.temp / f"slice_{z0 + i:0{width}d}.tif",
@@ -258,13 +263,17 @@ class VolumeWriter:
                     compression=self.compression,
                 )
         elif fmt == "npy":
-            plane = self.shape[1] * self.shape[2] * self.dtype.itemsize
+            plane = self._stack[1] * self._stack[2] * self.dtype.itemsize
             data = np.ascontiguousarray(slab).tobytes()
             write_all(self._handle, data, self._offset + z0 * plane, self.final)
         elif fmt == "hdf5":
-            self._dataset[z0:z1] = slab
+            self._dataset[(slice(z0, z1),) if len(self.shape) == 3 else ...] = (
+                slab if len(self.shape) == 3 else slab[0]
+            )
         else:
-            self._handle[z0:z1] = slab
+            self._handle[(slice(z0, z1),) if len(self.shape) == 3 else ...] = (
+                slab if len(self.shape) == 3 else slab[0]
+            )
         self._next_z = max(self._next_z, z1)
 
     def _tiff_metadata(self, axes: str = "ZYX") -> dict[str, Any]:
@@ -277,13 +286,15 @@ class VolumeWriter:
         for page in slab:
             kwargs: dict[str, Any] = {}
             if self._next_z == 0:
-                kwargs["metadata"] = self._tiff_metadata()
+                kwargs["metadata"] = self._tiff_metadata("ZYX" if len(self.shape) == 3 else "YX")
                 if self.voxel_size:
                     # pixels per centimetre, so that ImageJ and others show the scale
                     kwargs["resolution"] = (1e4 / self.voxel_size[2], 1e4 / self.voxel_size[1])
                     kwargs["resolutionunit"] = "CENTIMETER"
             self._handle.write(
-                page,
+                page[None]
+                if self.shape[0] == 1 and len(self.shape) == 3
+                else page,  # keeps a one-slice volume 3D
                 contiguous=True,
                 photometric="minisblack",
                 compression=self.compression,
@@ -311,9 +322,9 @@ class VolumeWriter:
         if self._closed:
             return
         fmt = self.location.format
-        if fmt in ("tiff", "tiff-dir") and self._next_z != self.shape[0]:
+        if fmt in ("tiff", "tiff-dir") and self._next_z != self._stack[0]:
             self.abort()
-            raise InputError(f"{self.final}: only {self._next_z} of {self.shape[0]} slices were written")
+            raise InputError(f"{self.final}: only {self._next_z} of {self._stack[0]} slices were written")
         try:
             with writing(self.final):
                 self._close_handle()
@@ -383,24 +394,22 @@ def write_volume(
         ``out.tif``, ``out_slices/``, ``out.zarr``, ``out.h5:/exchange/data``,
         ``out.npy``. An existing HDF5 file keeps its other datasets.
     array : array-like
-        ``(z, y, x)``; a 2D image is written as one slice.
+        ``(z, y, x)``, or a 2D image ``(y, x)`` (written as a 2D image).
     voxel_size : tuple of float, optional
         ``(z, y, x)`` micrometres.
     compression : str, optional
         See :class:`VolumeWriter`.
     """
     data = np.asarray(array)
-    if data.ndim == 2:
-        data = data[None]
     if data.dtype == bool:
         data = data.astype(np.uint8)
     if data.dtype.kind not in "iuf":
         raise InputError(f"{spec}: cannot write voxel type {data.dtype}")
-    plane = max(1, data[0].nbytes) if data.size else 1
-    step = max(1, SLAB_BYTES // plane)
     with VolumeWriter(spec, data.shape, data.dtype, voxel_size=voxel_size, compression=compression) as out:
-        for z0 in range(0, data.shape[0], step):
-            out.write(data[z0 : z0 + step], z0)
+        stack = data if data.ndim == 3 else data[None]
+        step = max(1, SLAB_BYTES // max(1, stack[0].nbytes))
+        for z0 in range(0, stack.shape[0], step):
+            out.write(stack[z0 : z0 + step], z0)
 
 
 def convert_volume(

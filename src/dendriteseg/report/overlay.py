@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.io import Volume, as_volume
+from dendriteseg.io import SliceStack, Volume, as_volume
 from dendriteseg.io.labels import as_binary_labels
 from dendriteseg.metrics import boundary, score_slice
 from dendriteseg.preprocess import evenly_spaced, finite_volume, nonfinite_warning
@@ -231,11 +231,13 @@ def write_overlays(
             if v is not None
         )
         raise InputError(f"{pred_name}: shapes differ: {shapes}")
-    if len(image.shape) == 2:
-        raise InputError(f"{image_name}: overlays need a (z, y, x) volume, got {image.shape}")
+    image2d = len(image.shape) == 2  # a 2D image: its one overlay, no x-z section
+    if image2d:
+        image, pred = _stack(image, image_name), _stack(pred, pred_name)
+        gt = None if gt is None else _stack(gt, gt_name)
     nz, ny, _ = image.shape
     z_list = list(z) if z else _even(nz, 3)
-    y_list = list(y) if y else [ny // 2]
+    y_list = list(y) if y else ([] if image2d else [ny // 2])
     for value, n, axis in [(v, nz, "z") for v in z_list] + [(v, ny, "y") for v in y_list]:
         if not 0 <= value < n:
             raise InputError(f"{image_name}: --{axis} {value} outside 0..{n - 1}")
@@ -266,6 +268,11 @@ def write_overlays(
     if warning := nonfinite_warning(image):
         log.warning(warning)
     return written
+
+
+def _stack(data: Any, name: str) -> Volume:
+    """A 2D image (array or Volume) as a one-slice volume."""
+    return SliceStack(data if isinstance(data, Volume) else as_volume(np.asarray(data), name))
 
 
 def _check_labels(labels: Any, name: str) -> None:
