@@ -70,9 +70,9 @@ def command(group: typer.Typer = app, name: str | None = None) -> Callable[[F], 
 
 
 def _int_list(text: str | None, name: str) -> list[int] | None:
-    if not text:
-        return None
     try:
+        if not text:
+            return None
         return [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         raise InputError(f"--{name}: expected integers separated by commas, got {text!r}") from None
@@ -153,8 +153,7 @@ def overlay(
     written = write_overlay_files(
         image, pred, gt, out, z=_int_list(z, "z"), y=_int_list(y, "y"), window=window
     )
-    for path in written:
-        _say(str(path))
+    _say("\n".join(str(path) for path in written))
 
 
 @command()
@@ -215,8 +214,7 @@ def demo(
     from dendriteseg.demo import run_demo
 
     run_demo(out, seed=seed, on_step=lambda m: _say(f"- {m}", err=True))
-    _say((out / "metrics.md").read_text())
-    _say(f"outputs in {out}/")
+    _say((out / "metrics.md").read_text() + f"\noutputs in {out}/")
 
 
 def _run_training(config_path: Path | None, overrides: list[str] | None, parent: Path | None) -> None:
@@ -294,6 +292,9 @@ def segment(
     summary: str = Opt("summary.csv", help="Summary CSV name inside the output folder."),
     dask: str | None = Opt(None, help="Run on Dask: scheduler address or local:N (output .zarr)."),
     threads: int | None = Opt(None, help="Torch threads (per Dask worker with --dask)."),
+    sample_mask: str = Opt(
+        "auto", help="Where dendrites may be: auto (detect the sample), none, or a 0/1 file."
+    ),
 ) -> None:
     """Segment whole volumes with a network: tiled, blended, streamed to disk with bounded memory."""
     from rich.progress import TextColumn
@@ -315,7 +316,7 @@ def segment(
             inputs, output, model, probabilities=probabilities, fmt=format, summary=summary, dask=dask,
             threads=threads, compile=compile, on_volume=on_volume, progress=_segment_progress(bar, voxels),
             tile=tuple(tile_size) if tile_size else None, overlap=overlap, overlap_z=overlap_z,
-            batch_size=batch_size, tta=tta, device=device, precision=precision,
+            batch_size=batch_size, tta=tta, device=device, precision=precision, sample_mask=sample_mask,
         )  # fmt: skip
     _say(run.describe())
 

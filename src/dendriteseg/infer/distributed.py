@@ -26,6 +26,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.infer.segment import SegmentResult, as_predictor, iter_logits, plan_volume
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.io import VolumeWriter, open_volume, parse_location
+from dendriteseg.sample_region import sample_region_for
 
 _PREDICTORS: dict[tuple, Any] = {}  # per worker process: model loaded once
 
@@ -67,8 +68,9 @@ def _segment_block(
     member: str | None,
     batch_size: int,
     threads: int | None,
+    region: np.ndarray | None = None,
 ) -> int:
-    """Run one block on a worker; returns its dendrite voxel count."""
+    """Run one block on a worker; returns its dendrite voxel count (nothing outside ``region``)."""
     import torch
     import zarr
 
@@ -87,6 +89,8 @@ def _segment_block(
             vol, predictor, tiling, window, batch_size=batch_size, z_range=z_range
         ):
             labels = (logits > 0).astype(np.uint8)
+            if region is not None:
+                labels &= (region[None] if region.ndim == 2 else region[z0:z1]).astype(np.uint8)
             array[z0:z1] = labels
             count += int(labels.sum(dtype=np.int64))
     return count
@@ -103,7 +107,7 @@ def _run_blocks(
     """Run :func:`_segment_block` for every z-block on the cluster; returns the dendrite voxel count.
 
     ``task`` is (input, model, predictor options, tiling, window); ``sink`` is
-    (Zarr store, member, batch size, torch threads).
+    (Zarr store, member, batch size, torch threads, sample region or None).
     """
     from distributed import Client, LocalCluster, as_completed
 
@@ -115,12 +119,12 @@ def _run_blocks(
         if kind == "local"
         else None
     )
-    store, member, batch_size, threads = sink
+    store, member, batch_size, threads, region = sink
     try:
         with Client(cluster if cluster is not None else target) as client:
             futures = {
                 client.submit(
-                    _segment_block, *task, z_range, store, member, batch_size, threads, pure=False
+                    _segment_block, *task, z_range, store, member, batch_size, threads, region, pure=False
                 ): z_range
                 for z_range in blocks
             }
@@ -155,6 +159,7 @@ def segment_dask(
     precision: str = "auto",
     window: tuple[float, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sample_mask: Any = "auto",
 ) -> SegmentResult:
     """Segment a volume file into a Zarr array on a Dask cluster.
 
@@ -192,6 +197,7 @@ def segment_dask(
     with open_volume(spec) as vol:
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         voxel_size = vol.voxel_size
+        region = sample_region_for(vol, sample_mask)
     shape, tiling, window = plan.shape, plan.tiling, plan.window
     writer = VolumeWriter(output, shape, np.uint8, voxel_size=voxel_size)
     try:
@@ -200,7 +206,8 @@ def segment_dask(
         store, member = writer.zarr_temp()
         blocks = [(z, min(z + block, shape[0])) for z in range(0, shape[0], block)]
         task = (spec, model, predictor_options, tiling, window)
-        dendrite = _run_blocks(scheduler, task, blocks, (store, member, batch_size, threads), shape, progress)
+        sink = (store, member, batch_size, threads, None if region is None else region.mask)
+        dendrite = _run_blocks(scheduler, task, blocks, sink, shape, progress)
         writer.commit()
     except BaseException:
         writer.abort()
@@ -213,5 +220,5 @@ def segment_dask(
         work_ratio=tiling.work_ratio(),
         window=tuple(float(w) for w in window),
         output=writer.final,
-        extra={"scheduler": scheduler, "blocks": len(blocks)},
+        extra={"scheduler": scheduler, "blocks": len(blocks), "sample_region": region},
     )

@@ -48,6 +48,7 @@ class SegmentRun:
             f"dendrite {100 * r.dendrite_fraction:.2f} %, "
             f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
             f"{r.seconds:.1f} s ({r.voxels_per_second / 1e6:.2f} Mvoxels/s)"
+            + (f"; {region.describe()}" if (region := r.extra.get("sample_region")) is not None else "")
         )
 
 

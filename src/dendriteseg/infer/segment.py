@@ -35,6 +35,7 @@ from dendriteseg.infer.predictor import TorchPredictor, load_predictor
 from dendriteseg.infer.tiling import Tiling, alignment
 from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume
 from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, window_for
+from dendriteseg.sample_region import sample_region_for
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,7 @@ def segment(
     window: tuple[float, float] | None = None,
     compression: str | None = None,
     progress: Progress | None = None,
+    sample_mask: Any = "auto",
 ) -> SegmentResult:
     """Segment a whole volume with a network, tile by tile, streaming to disk.
 
@@ -276,6 +278,11 @@ def segment(
         Intensities mapped to 0 and 1; default: the model's percentile
         window measured on this volume.
     progress : callable(done_voxels, total_voxels), optional
+    sample_mask : "auto", "none", a file or an array
+        Where dendrites may be: "auto" detects the sample
+        (:mod:`dendriteseg.sample_region`) and labels nothing outside it;
+        a 0/1 file or array (a slice, or the volume's shape) gives the
+        region; "none" turns the net off.
 
     Returns
     -------
@@ -296,8 +303,12 @@ def segment(
                 "unet2d_default, is made for single slices)", vol.source, predictor.tile_depth,
             )  # fmt: skip
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
+        region = sample_region_for(vol, sample_mask)
+        if region is not None:
+            log.info("%s: %s", vol.source, region.describe())
         shape = plan.shape[1:] if image2d else plan.shape
         outputs = _Outputs(shape, vol.voxel_size, output, probabilities, compression)
+        outputs.region = None if region is None else region.mask
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
         dendrite = _stream(source, predictor, plan, outputs, batch_size, progress)
         if warning := nonfinite_warning(source):
@@ -314,7 +325,7 @@ def segment(
             probabilities=probs,
             output=outputs.labels_out.final if outputs.labels_out else None,
             probabilities_output=outputs.probs_out.final if outputs.probs_out else None,
-            extra={"nonfinite_voxels": source.nonfinite},
+            extra={"nonfinite_voxels": source.nonfinite, "sample_region": region},
         )
     finally:
         if owned:
@@ -377,6 +388,7 @@ class _Outputs:
     ):
         self.labels_out = self.probs_out = None
         self.labels_mem = self.probs_mem = None
+        self.region: np.ndarray | None = None
         stack = shape if len(shape) == 3 else (1, *shape)  # memory holds a 2D image as one slice
         self.writers: list[VolumeWriter] = []
         if output is not None:
@@ -395,7 +407,11 @@ class _Outputs:
             self.writers.append(self.probs_out)
 
     def write(self, z0: int, z1: int, logits: np.ndarray) -> int:
-        """Store slices ``z0:z1``; returns their dendrite voxel count."""
+        """Store slices ``z0:z1``; returns their dendrite voxel count. Outside ``region``
+        (the sample region, when there is one) nothing is dendrite."""
+        if self.region is not None:
+            inside = self.region[None] if self.region.ndim == 2 else self.region[z0:z1]
+            logits = np.where(inside, logits, np.float32(-30.0))
         labels = (logits > 0).astype(np.uint8)
         if self.labels_out is not None:
             self.labels_out.write(labels, z0)

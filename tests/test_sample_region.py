@@ -1,0 +1,82 @@
+"""Sample detection: the region outside which nothing is dendrite."""
+
+import numpy as np
+import pytest
+
+from dendriteseg.sample_region import detect_sample, sample_region_for
+from dendriteseg.synth.scan import make_scan
+
+
+def radius_map(shape):
+    ny, nx = shape
+    yy, xx = np.ogrid[:ny, :nx]
+    return np.hypot(yy - (ny - 1) / 2, xx - (nx - 1) / 2)
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return make_scan((8, 128, 128), preset="realistic", rng=3)
+
+
+def test_a_cylinder_in_air_is_found(scan):
+    region = detect_sample(scan["image"])
+    assert region is not None and region.mask.shape == (128, 128)
+    assert region.mask[scan["label"].any(axis=0)].all()  # every dendrite inside
+    assert (
+        region.mask[scan["sample"].any(axis=0) if scan["sample"].ndim == 3 else scan["sample"]].mean() > 0.99
+    )
+    assert not region.mask[radius_map((128, 128)) > 0.5 * 128 * 1.05].any()  # the corners are outside
+    assert 0.3 < region.share < 0.9
+
+
+@pytest.mark.parametrize("fill", ["zero", "mean", "bright"])
+def test_an_exterior_masked_to_a_constant_is_found(scan, fill):
+    image = scan["image"].astype(np.float32).copy()
+    outside = radius_map((128, 128)) > 0.42 * 128
+    value = {"zero": 0.0, "mean": float(image.mean()), "bright": float(image.max())}[fill]
+    image[:, outside] = value
+    region = detect_sample(image)
+    assert region is not None and region.how == "constant exterior"
+    assert not region.mask[radius_map((128, 128)) > 0.42 * 128 + 0.03 * 128].any()
+    assert region.mask[~outside].all()
+
+
+def test_a_container_wall_is_left_outside():
+    scan = make_scan((8, 128, 128), preset="realistic", rng=1, holder=1.0, variety="wide", vary=True)
+    params = scan["meta"]["scan"]
+    assert params["holder_thickness"] > 0
+    region = detect_sample(scan["image"])
+    assert region is not None
+    assert region.mask[scan["label"].any(axis=0)].all()
+    wall = (params["radius_fraction"] + params["holder_gap"] + params["holder_thickness"]) * 128
+    assert not region.mask[radius_map((128, 128)) > wall + 0.03 * 128].any()
+
+
+def test_a_crop_inside_the_sample_gets_no_region(scan):
+    crop = scan["image"][:, 40:88, 40:88]
+    assert detect_sample(crop) is None
+    assert detect_sample(np.full((4, 32, 32), 7.0, np.float32)) is None
+
+
+def test_given_regions_and_none(scan, tmp_path):
+    from dendriteseg.io import write_volume
+
+    mask = np.zeros((128, 128), np.uint8)
+    mask[10:50, 20:60] = 1
+    write_volume(tmp_path / "mask.tif", mask)
+    given = sample_region_for(scan["image"], str(tmp_path / "mask.tif"))
+    assert given.mask.sum() == 40 * 40 and given.how.startswith("from ")
+    assert sample_region_for(scan["image"], "none") is None
+    write_volume(tmp_path / "small.tif", mask[:64])
+    with pytest.raises(ValueError, match="does not fit"):
+        sample_region_for(scan["image"], str(tmp_path / "small.tif"))
+
+
+def test_segment_labels_nothing_outside_the_region(scan):
+    from dendriteseg.infer import segment
+
+    everywhere = lambda batch: np.full(batch.shape, 5.0, np.float32)  # noqa: E731 - calls every voxel dendrite
+    auto = segment(scan["image"], everywhere)
+    region = auto.extra["sample_region"]
+    assert region is not None and np.array_equal(auto.labels.any(axis=0), region.mask)
+    assert segment(scan["image"], everywhere, sample_mask="none").labels.all()
