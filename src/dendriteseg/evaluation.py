@@ -91,9 +91,11 @@ def write_json(result: Evaluation, path: str | Path, **extra: Any) -> None:
 
 
 def write_per_slice_csv(result: Evaluation, path: str | Path) -> None:
-    """One row per z-slice; empty cells where a metric was skipped."""
+    """One row per z-slice; empty cells where a metric was skipped (2D mode only)."""
     import io
 
+    if result.mode != "2d":
+        raise InputError(f"{path}: --per-slice needs --mode 2d (3D scores have no slices)")
     buffer = io.StringIO()
     names = [f.name for f in fields(SliceScores)]
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")

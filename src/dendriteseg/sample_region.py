@@ -11,7 +11,9 @@ in a few evenly spaced slices (averaged, about 256 pixels a side):
 2. otherwise the bright region: a Gaussian-smoothed slice thresholded by
    Otsu (the melt is the brightest large phase), its connected part that
    reaches the slice's central disc, holes filled (dendrites are darker),
-   its convex hull (dendrites at the sample's edge stay inside);
+   its convex hull (dendrites at the sample's edge stay inside), if it
+   covers at least ``MIN_COVER`` of the slice and is brighter than the rest
+   by ``MIN_CONTRAST``;
 3. the region is grown by ``MARGIN`` of the slice side, and refused (no
    mask) when it covers more than ``MAX_COVER`` of the slice or its edge
    runs along the slice's border: a scan cropped inside the sample has no
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 SIDE = 256  # detection runs on about this many pixels a side
 MIN_EXTERIOR = 0.05  # a constant exterior covers at least this share of the slice
 MAX_COVER = 0.9  # a region larger than this share of the slice is no sample boundary
+MIN_COVER = 0.1  # a bright region smaller than this share is no sample (noise, a bright grain)
+MIN_CONTRAST = 0.15  # the bright region's mean above the rest's, in units of the 1st-99th percentile range
 MARGIN = 0.02  # the region grows by this share of the slice side
 BORDER_TOUCH = 0.05  # a region whose edge runs along more than this share of the border is a crop
 
@@ -106,8 +110,14 @@ def _bright_region(image: np.ndarray) -> np.ndarray | None:
     if touching.size == 0:
         return None
     sizes = ndimage.sum(bright, labels, touching)
-    region = ndimage.binary_fill_holes(labels == touching[int(np.argmax(sizes))])
-    return convex_hull_image(region)
+    region = convex_hull_image(ndimage.binary_fill_holes(labels == touching[int(np.argmax(sizes))]))
+    if (
+        region.mean() < MIN_COVER
+        or region.all()
+        or smooth[region].mean() - smooth[~region].mean() < MIN_CONTRAST
+    ):
+        return None
+    return region
 
 
 def _along_border(region: np.ndarray) -> float:

@@ -264,10 +264,8 @@ def segment(
         Also write (or, with True, return) float16 dendrite probabilities.
     tile : (y, x) or (z, y, x), optional
         Tile size; see :func:`choose_tile` for the default.
-    overlap : float
-        In-plane overlap of neighbouring tiles, as a fraction of the tile.
-    overlap_z : float, optional
-        Overlap along z; default 0 (tiles follow one another).
+    overlap, overlap_z : float
+        Overlap of neighbouring tiles in-plane and along z (default 0), as a fraction of the tile.
     batch_size : int
         Tiles per network call.
     tta : bool
@@ -279,10 +277,8 @@ def segment(
         window measured on this volume.
     progress : callable(done_voxels, total_voxels), optional
     sample_mask : "auto", "none", a file or an array
-        Where dendrites may be: "auto" detects the sample
-        (:mod:`dendriteseg.sample_region`) and labels nothing outside it;
-        a 0/1 file or array (a slice, or the volume's shape) gives the
-        region; "none" turns the net off.
+        Where dendrites may be (:mod:`dendriteseg.sample_region`): "auto"
+        detects the sample; a 0/1 file or array gives it; "none": anywhere.
 
     Returns
     -------
@@ -304,8 +300,6 @@ def segment(
             )  # fmt: skip
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         region = sample_region_for(vol, sample_mask)
-        if region is not None:
-            log.info("%s: %s", vol.source, region.describe())
         shape = plan.shape[1:] if image2d else plan.shape
         outputs = _Outputs(shape, vol.voxel_size, output, probabilities, compression)
         outputs.region = None if region is None else region.mask

@@ -89,6 +89,13 @@ def validate(
     return score_model(predictor, volumes, window=(0.0, 1.0)).mean
 
 
+def describe_epoch(record: dict[str, Any]) -> str:
+    """One line on a finished epoch: its loss and validation scores."""
+    v, best = record["val"], " (best)" if record.get("best") else ""
+    scores = f"val IoU {v['iou']:.4f}, BF1 {v['bf1']:.4f}, BDE {v['bde']:.3f}{best}"
+    return f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, {scores}"
+
+
 def learning_rate(config: TrainConfig, step: int) -> float:
     """The learning rate of global step ``step`` (0-based) under ``config``'s schedule
     (a pure function of the step, so a resumed run follows the same curve)."""

@@ -127,8 +127,6 @@ def evaluate(
     from dendriteseg.evaluation import evaluate as run
     from dendriteseg.evaluation import format_table, write_json, write_per_slice_csv
 
-    if per_slice and mode != "2d":
-        _fail("--per-slice needs --mode 2d")
     result = run(pred, gt, tolerance=tolerance, mode=mode, spacing=spacing)
     _table(f"{pred} vs {gt}", ("metric", "value"), format_table(result))
     if json_path:
@@ -221,15 +219,14 @@ def _run_training(config_path: Path | None, overrides: list[str] | None, parent:
     from rich.progress import TextColumn
 
     from dendriteseg.train import load_config, train
+    from dendriteseg.train.fit import describe_epoch
 
     config = load_config(config_path, overrides or [])
     with _progress(TextColumn("epoch {task.fields[epoch]}")) as bar:
         task = bar.add_task("train", total=config.steps_per_epoch, epoch=1, rate="")
 
         def on_epoch(epoch: int, record: dict) -> None:
-            v, best = record["val"], " (best)" if record.get("best") else ""
-            scores = f"val IoU {v['iou']:.4f}, BF1 {v['bf1']:.4f}, BDE {v['bde']:.3f}{best}"
-            _say(f"epoch {epoch}: loss {record['train_loss']:.4f}, {scores}", err=True)
+            _say(describe_epoch(record), err=True)
             bar.update(task, completed=0, epoch=epoch + 1)
 
         best = train(
@@ -398,3 +395,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:  # pragma: no cover - during typer's own parsing
         sys.exit(130)
+
+
+from dendriteseg.cli import morphology as _morphology  # noqa: E402,F401 - registers mesh and analyze
