@@ -59,7 +59,7 @@ def render_png(mesh: Any, path: str | Path, *, title: str | None = None, elevati
     bar = _nice_length(2 * half)
     start = np.array([centre[0] - half, centre[1] - half, centre[2] - half])
     ax.plot([start[0], start[0] + bar], [start[1]] * 2, [start[2]] * 2, color="black", linewidth=3)
-    ax.text(start[0] + bar / 2, start[1], start[2] - 0.08 * half, f"{bar:g} um", ha="center", fontsize=9)
+    ax.text(start[0] + 1.15 * bar, start[1], start[2], f"{bar:g} \u00b5m", ha="left", va="center", fontsize=9)
     if title:
         ax.set_title(title, fontsize=10)
     temp = temp_sibling(path).with_suffix(".png")
