@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from dendriteseg.errors import InputError, OutputError
 
@@ -189,3 +190,20 @@ def write_text(path: str | Path, text: str) -> None:
     finally:
         if temp.exists():
             temp.unlink()
+
+
+def save_figure(fig: Any, path: str | Path, **options: Any) -> Path:
+    """Save a matplotlib figure as PNG under a temporary name, rename it into place, close the figure."""
+    import matplotlib.pyplot as plt
+
+    path = resolve_output(Path(path))
+    temp = temp_sibling(path)
+    try:
+        with writing(path):
+            fig.savefig(temp, format="png", **options)
+            os.replace(temp, path)
+    finally:
+        plt.close(fig)
+        if temp.exists():
+            temp.unlink()
+    return path

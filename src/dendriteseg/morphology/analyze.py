@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -164,14 +163,13 @@ def analyze_series(
 
 def plot_series(rows: list[dict[str, Any]], path: Any) -> None:
     """Solid fraction, S_v and mean curvature over time in one PNG (flagged steps marked)."""
-    import os
 
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from dendriteseg.io.outputs import temp_sibling
+    from dendriteseg.io.outputs import save_figure
 
     t = [r["time_index"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
@@ -185,14 +183,7 @@ def plot_series(rows: list[dict[str, Any]], path: Any) -> None:
         ax.set_xlabel("time step")
         ax.set_title(label, fontsize=10)
     fig.tight_layout()
-    temp = temp_sibling(Path(path)).with_suffix(".png")
-    try:
-        fig.savefig(temp, dpi=100)
-        os.replace(temp, path)
-    finally:
-        plt.close(fig)
-        if temp.exists():
-            temp.unlink()
+    save_figure(fig, path, dpi=100)
 
 
 def series_table(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:

@@ -9,7 +9,6 @@ dependency; it draws 10^5 faces in seconds.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ def render_png(mesh: Any, path: str | Path, *, title: str | None = None, elevati
     import matplotlib.pyplot as plt
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-    from dendriteseg.io.outputs import resolve_output, temp_sibling, writing
+    from dendriteseg.io.outputs import resolve_output, save_figure
 
     path = resolve_output(Path(path))
     if len(mesh.faces) > MAX_FACES:
@@ -62,13 +61,4 @@ def render_png(mesh: Any, path: str | Path, *, title: str | None = None, elevati
     ax.text(start[0] + 1.15 * bar, start[1], start[2], f"{bar:g} \u00b5m", ha="left", va="center", fontsize=9)
     if title:
         ax.set_title(title, fontsize=10)
-    temp = temp_sibling(path).with_suffix(".png")
-    try:
-        with writing(path):
-            fig.savefig(temp, dpi=120, bbox_inches="tight")
-            os.replace(temp, path)
-    finally:
-        plt.close(fig)
-        if temp.exists():
-            temp.unlink()
-    return path
+    return save_figure(fig, path, dpi=120, bbox_inches="tight")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.io import SliceStack, Volume, as_volume
 from dendriteseg.io.labels import as_binary_labels
+from dendriteseg.io.outputs import save_figure
 from dendriteseg.metrics import boundary, score_slice
 from dendriteseg.preprocess import evenly_spaced, finite_volume, nonfinite_warning
 
@@ -133,14 +133,7 @@ def _save_figure(
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.07 if legend else 0, 1, 0.95))
-    temp = path.with_name(f".{path.name}.partial-{os.getpid()}.png")
-    try:
-        fig.savefig(temp, dpi=150)
-        os.replace(temp, path)
-    finally:
-        plt.close(fig)
-        if temp.exists():
-            temp.unlink()
+    save_figure(fig, path, dpi=150)
 
 
 def _draw(

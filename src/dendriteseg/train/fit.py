@@ -34,6 +34,7 @@ from dendriteseg.device import precision_for_amp, resolve_device, training_autoc
 from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import TorchPredictor
 from dendriteseg.io import write_text_atomic
+from dendriteseg.io.outputs import save_figure
 from dendriteseg.models import encoder_parameters
 from dendriteseg.models.files import ModelInfo, save_model
 from dendriteseg.scoring import SCORES, score_model
@@ -205,10 +206,7 @@ def _plot_curve(history: list[dict[str, Any]], path: Path) -> None:
     for axis in (a, b):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     fig.tight_layout()
-    temp = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(temp, dpi=100)
-    plt.close(fig)
-    os.replace(temp, path)
+    save_figure(fig, path, dpi=100)
 
 
 def fit(
