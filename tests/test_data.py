@@ -319,3 +319,19 @@ def test_drift_reaches_two_slice_patches():
     d = intensity(x, only(drift=0.1), torch.Generator().manual_seed(3)) / x
     ratio = d.mean(dim=(1, 3, 4))
     assert (ratio[:, 1] - ratio[:, 0]).abs().max() > 0.01
+
+
+def test_exterior_replaces_only_the_air_and_broad_rings_appear():
+    from dendriteseg.data.augment import AIR, intensity
+
+    x = patches(b=8, z=2, h=48, w=48)
+    x[:, :, :, :, :10] = 0.02  # air along one side
+    out = intensity(x, only(p_exterior=1.0), torch.Generator().manual_seed(0))
+    air = x < AIR
+    assert torch.equal(out[~air], x[~air])  # the sample untouched
+    assert (out[air] != x[air]).float().mean() > 0.9 and out[air].std() > 0.05
+    rings = intensity(x, only(p_broad_rings=1.0), torch.Generator().manual_seed(1)) - x
+    assert torch.allclose(rings, rings[:, :, :1].expand_as(rings), atol=1e-6)  # the same in every slice
+    peak = rings.flatten(1).abs().max(1).values
+    assert (peak <= 0.4 + 1e-5).all() and (peak > 0.01).sum() >= 6  # most patches get a visible ring
+    assert torch.equal(intensity(x, only(p_exterior=0.0, p_broad_rings=0.0), torch.Generator()), x)

@@ -7,7 +7,9 @@ size of the dendrites). Intensity (image only): a random monotone grey-scale
 curve (``curve``: the grey levels of air, solid and melt move apart or
 together, as another detector, reconstruction or alloy would put them),
 brightness, contrast, gamma, and the XCT artefacts a model must ignore: noise, blur, ring
-artefacts around a random centre, streaks, and an intensity drift along z.
+artefacts around a random centre, streaks, and an intensity drift along z; opt-in, what
+real scans put around and over the sample: an exterior masked to a grey or filled with
+grainy material (``p_exterior``) and broad rings and arcs (``p_broad_rings``).
 ``rewindow`` is applied earlier, by the patch sampler (it needs the whole
 volume): a patch is cut from a random crop of its scan and normalised by
 that crop's window, as if the user had cropped the scan to the sample.
@@ -53,6 +55,8 @@ class AugmentConfig:
     streaks: float = 0.05
     p_streaks: float = 0.2
     drift: float = 0.1
+    p_exterior: float = 0.0  # the air replaced by a constant grey or a grainy band (real exteriors)
+    p_broad_rings: float = 0.0  # rings and arcs 8-40 px wide, both signs, as strong as the solid's contrast
     image_interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
@@ -70,7 +74,16 @@ class AugmentConfig:
             )
         if self.curve_points < 1:
             raise InputError(f"augment.curve_points: at least 1, got {self.curve_points}")
-        for name in ("p_affine", "curve", "rewindow", "p_blur", "p_rings", "p_streaks"):
+        for name in (
+            "p_affine",
+            "curve",
+            "rewindow",
+            "p_blur",
+            "p_rings",
+            "p_streaks",
+            "p_exterior",
+            "p_broad_rings",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"augment.{name}: a probability between 0 and 1, got {getattr(self, name)}")
 
@@ -153,6 +166,55 @@ def grey_curve(x: torch.Tensor, points: int, chance: float, gen: torch.Generator
     return out.view(x.shape).to(dt)
 
 
+AIR = 0.15  # normalised intensities below this are the air around the sample
+
+
+def exterior(x: torch.Tensor, chance: float, gen: torch.Generator) -> torch.Tensor:
+    """Replace the air in a patch (below ``AIR``) by what real scans put there, per patch with ``chance``:
+    a constant grey (a masked reconstruction; 0 to 1.2 of the window) or a grainy band of melt-like
+    grey with dark and bright grains (a container wall, packing material). Labels stay 0 there."""
+    b = x.shape[0]
+    dev, dt = x.device, x.dtype
+    shape5 = (b, 1, 1, 1, 1)
+    air = x < AIR
+    use = _chance(b, chance, gen, dev).view(shape5) & (air.flatten(1).float().mean(1) > 0.02).view(shape5)
+    if not use.any():
+        return x
+    constant = _uniform(b, 0.0, 1.2, gen, dev).view(shape5).to(dt)
+    grains = torch.randn(x.shape, generator=gen, device="cpu").to(dev, dt)
+    grains = F.avg_pool3d(grains, (1, 3, 3), stride=1, padding=(0, 1, 1)) * 3.0
+    level = _uniform(b, 0.5, 1.0, gen, dev).view(shape5).to(dt)
+    band = level + 0.25 * grains
+    textured = _chance(b, 0.5, gen, dev).view(shape5)
+    fill = torch.where(textured, band, constant.expand_as(x))
+    return torch.where(use & air, fill, x)
+
+
+def broad_rings(x: torch.Tensor, chance: float, gen: torch.Generator) -> torch.Tensor:
+    """Add, per patch with ``chance``, a ring 8 to 40 px wide about a random centre (in or out of the
+    patch), of either sign and 0.1 to 0.4 of the window (a solid's contrast), full or an arc;
+    the same in every slice, as a detector defect makes it."""
+    b, _, _, h, w = x.shape
+    dev, dt = x.device, x.dtype
+    shape5 = (b, 1, 1, 1, 1)
+    use = _chance(b, chance, gen, dev).view(shape5).to(dt)
+    yy = torch.arange(h, device=dev, dtype=dt).view(1, 1, 1, h, 1)
+    xx = torch.arange(w, device=dev, dtype=dt).view(1, 1, 1, 1, w)
+    cy = _uniform(b, -h, 2 * h, gen, dev).view(shape5).to(dt)
+    cx = _uniform(b, -w, 2 * w, gen, dev).view(shape5).to(dt)
+    radius = torch.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+    centre = _uniform(b, 0, 1.5 * max(h, w), gen, dev).view(shape5).to(dt)
+    width = _uniform(b, 8, 40, gen, dev).view(shape5).to(dt)
+    sign = torch.where(_chance(b, 0.5, gen, dev), 1.0, -1.0).view(shape5).to(dt)
+    strength = _uniform(b, 0.1, 0.4, gen, dev).view(shape5).to(dt) * sign
+    ring = torch.exp(-0.5 * ((radius - centre) / (width / 2.355)) ** 2)
+    angle = torch.atan2(yy - cy, xx - cx)
+    start = _uniform(b, -math.pi, math.pi, gen, dev).view(shape5).to(dt)
+    arc = _chance(b, 0.5, gen, dev).view(shape5)
+    ring = torch.where(arc, ring * (torch.cos(angle - start) > 0), ring)
+    return x + use * strength * ring
+
+
 def intensity(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """Grey-scale curve, brightness, contrast and XCT artefacts (image only)."""
     b, _, z, h, w = x.shape
@@ -190,6 +252,10 @@ def intensity(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torc
         offset = _uniform(b, -0.5, 0.5, gen, dev).view(shape5).to(dt) * max(h, w)
         dist = (yy - h / 2) * torch.cos(angle) - (xx - w / 2) * torch.sin(angle) - offset
         x = x + use * cfg.streaks * torch.exp(-(dist**2) / 8.0)
+    if cfg.p_exterior > 0:
+        x = exterior(x, cfg.p_exterior, gen)
+    if cfg.p_broad_rings > 0:
+        x = broad_rings(x, cfg.p_broad_rings, gen)
     if cfg.p_blur > 0:
         use = _chance(b, cfg.p_blur, gen, dev).view(shape5).to(dt)
         kernel = torch.tensor([0.25, 0.5, 0.25], device=dev, dtype=dt)
