@@ -335,3 +335,16 @@ def test_exterior_replaces_only_the_air_and_broad_rings_appear():
     peak = rings.flatten(1).abs().max(1).values
     assert (peak <= 0.4 + 1e-5).all() and (peak > 0.01).sum() >= 6  # most patches get a visible ring
     assert torch.equal(intensity(x, only(p_exterior=0.0, p_broad_rings=0.0), torch.Generator()), x)
+
+
+def test_exterior_leaves_dark_solid_alone():
+    from dendriteseg.data.augment import augment
+
+    x = patches(b=4, z=1, h=32, w=32)
+    x[:, :, :, :, :8] = 0.02  # air
+    x[:, :, :, 10:20, 10:20] = 0.05  # solid as dark as air
+    y = torch.zeros(4, 1, 32, 32, dtype=torch.uint8)
+    y[:, :, 10:20, 10:20] = 1
+    out, _ = augment(x, y, only(p_exterior=1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :, :, 10:20, 10:20], x[:, :, :, 10:20, 10:20])
+    assert not torch.equal(out[:, :, :, :, :8], x[:, :, :, :, :8])

@@ -169,14 +169,19 @@ def grey_curve(x: torch.Tensor, points: int, chance: float, gen: torch.Generator
 AIR = 0.15  # normalised intensities below this are the air around the sample
 
 
-def exterior(x: torch.Tensor, chance: float, gen: torch.Generator) -> torch.Tensor:
-    """Replace the air in a patch (below ``AIR``) by what real scans put there, per patch with ``chance``:
+def exterior(
+    x: torch.Tensor, chance: float, gen: torch.Generator, y: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Replace the air in a patch (below ``AIR`` and, given labels ``y``, not dendrite: dark solid is
+    no air) by what real scans put there, per patch with ``chance``:
     a constant grey (a masked reconstruction; 0 to 1.2 of the window) or a grainy band of melt-like
     grey with dark and bright grains (a container wall, packing material). Labels stay 0 there."""
     b = x.shape[0]
     dev, dt = x.device, x.dtype
     shape5 = (b, 1, 1, 1, 1)
     air = x < AIR
+    if y is not None:
+        air &= y[:, None] == 0
     use = _chance(b, chance, gen, dev).view(shape5) & (air.flatten(1).float().mean(1) > 0.02).view(shape5)
     if not use.any():
         return x
@@ -215,8 +220,11 @@ def broad_rings(x: torch.Tensor, chance: float, gen: torch.Generator) -> torch.T
     return x + use * strength * ring
 
 
-def intensity(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Grey-scale curve, brightness, contrast and XCT artefacts (image only)."""
+def intensity(
+    x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, y: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Grey-scale curve, brightness, contrast and XCT artefacts (image only; the labels ``y``,
+    when given, keep the exterior augmentation off the solid)."""
     b, _, z, h, w = x.shape
     dev, dt = x.device, x.dtype
     shape5 = (b, 1, 1, 1, 1)
@@ -253,7 +261,7 @@ def intensity(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torc
         dist = (yy - h / 2) * torch.cos(angle) - (xx - w / 2) * torch.sin(angle) - offset
         x = x + use * cfg.streaks * torch.exp(-(dist**2) / 8.0)
     if cfg.p_exterior > 0:
-        x = exterior(x, cfg.p_exterior, gen)
+        x = exterior(x, cfg.p_exterior, gen, y)
     if cfg.p_broad_rings > 0:
         x = broad_rings(x, cfg.p_broad_rings, gen)
     if cfg.p_blur > 0:
@@ -278,4 +286,4 @@ def augment(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Geometry on both, then intensity on the image."""
     x, y = geometric(x, y, cfg, gen)
-    return intensity(x, cfg, gen), y
+    return intensity(x, cfg, gen, y), y
