@@ -24,28 +24,18 @@ import numpy as np
 from scipy import ndimage
 
 from dendriteseg.errors import InputError
-from dendriteseg.io import SliceStack, Volume, VolumeWriter, as_volume
+from dendriteseg.io import SliceStack, Volume, VolumeWriter, as_stack, as_volume
 from dendriteseg.io.labels import as_binary_labels
-from dendriteseg.preprocess import evenly_spaced, finite_volume, nonfinite_warning
+from dendriteseg.preprocess import evenly_spaced, finite_volume, nonfinite_warning, sample_slices
 from dendriteseg.rng import Rng
 from dendriteseg.rng import as_generator as _rng
 
 log = logging.getLogger(__name__)
 
 
-def _as_volume(data: Any, name: str = "array") -> Volume:
-    """Like ``as_volume``, with a single 2D image (array or file) taken as one slice."""
-    if not isinstance(data, (Volume, str, Path)):
-        data = np.asarray(data)
-        data = data[None] if data.ndim == 2 else data
-    volume = as_volume(data, name)
-    return SliceStack(volume) if volume.ndim == 2 else volume
-
-
 def _sample_slices(volume: Volume, count: int) -> np.ndarray:
     """Up to ``count`` evenly spaced z-slices as float32."""
-    idx = evenly_spaced(volume.shape[0], count)
-    return np.stack([volume.read(int(i), int(i) + 1)[0] for i in idx]).astype(np.float32)
+    return sample_slices(volume, count)
 
 
 def sample_mask(volume: Any, *, margin: int = 2, max_slices: int = 16) -> np.ndarray:
@@ -59,7 +49,7 @@ def sample_mask(volume: Any, *, margin: int = 2, max_slices: int = 16) -> np.nda
     part is not much darker than the rest), the whole slice is returned.
     """
 
-    return _mask_from_slices(_sample_slices(_as_volume(volume), max_slices), margin=margin)
+    return _mask_from_slices(_sample_slices(as_stack(volume), max_slices), margin=margin)
 
 
 def _mask_from_slices(slices: np.ndarray, *, margin: int = 2) -> np.ndarray:
@@ -108,7 +98,7 @@ class Otsu:
     def fit(self, volume: Any) -> Otsu:
         from skimage.filters import threshold_otsu
 
-        slices = _sample_slices(_as_volume(volume), self.max_slices)
+        slices = _sample_slices(as_stack(volume), self.max_slices)
         self.mask = _mask_from_slices(slices)
         self.threshold = float(threshold_otsu(slices[:, self.mask]))
         return self
@@ -134,7 +124,7 @@ class KMeans:
         if self.n_clusters < 2:
             raise InputError(f"kmeans needs at least 2 clusters, got {self.n_clusters}")
         gen = _rng(self.rng)
-        slices = _sample_slices(_as_volume(volume), self.max_slices)
+        slices = _sample_slices(as_stack(volume), self.max_slices)
         self.mask = _mask_from_slices(slices)
         values = _inside(slices, self.mask, self.max_samples, gen)
         model = SkKMeans(self.n_clusters, n_init=4, random_state=int(gen.integers(2**31)))
@@ -217,7 +207,7 @@ class EMMPM:
     def fit(self, volume: Any) -> EMMPM:
         from skimage.filters import threshold_otsu
 
-        y = _sample_slices(_as_volume(volume), self.max_slices)
+        y = _sample_slices(as_stack(volume), self.max_slices)
         self.mask = _mask_from_slices(y)
         inside = y[:, self.mask]
         t = threshold_otsu(inside)
@@ -295,7 +285,7 @@ class PixelClassifier:
         from sklearn.ensemble import RandomForestClassifier
 
         gen = _rng(self.rng)
-        img, lab = _as_volume(image, "train image"), _as_volume(labels, "train labels")
+        img, lab = as_stack(image, "train image"), as_stack(labels, "train labels")
         if img.shape != lab.shape:
             raise InputError(f"{lab.source}: shape {lab.shape} differs from {img.source} {img.shape}")
         mask, window = self._mask_and_window(img)
@@ -327,7 +317,7 @@ class PixelClassifier:
         """Prepare for ``volume``: its sample mask and intensity window."""
         if self.forest is None:
             raise InputError("forest: train it first with fit_labelled (--train-image/--train-label)")
-        vol = _as_volume(volume)
+        vol = as_stack(volume)
         self.mask, self._target_window = self._mask_and_window(vol)
         return self
 
@@ -421,11 +411,11 @@ def segment_with_baseline(
     if method == "forest":
         if train_image is None or train_label is None:
             raise InputError("forest: needs --train-image and --train-label (a labelled volume)")
-        train_volume = finite_volume(_as_volume(train_image, "train image"))
+        train_volume = finite_volume(as_stack(train_image, "train image"))
         model.fit_labelled(train_volume, train_label)
         if warning := nonfinite_warning(train_volume):
             log.warning(warning)
-    vol = volume if isinstance(volume, Volume) else as_volume(volume, "input")
+    vol = as_volume(volume, "input")
     image2d = vol.ndim == 2  # a 2D image: one slice in, a 2D image out
     vol = finite_volume(
         SliceStack(vol) if image2d else vol

@@ -31,6 +31,21 @@ def evenly_spaced(length: int, count: int) -> np.ndarray:
     return np.unique(np.linspace(0, length - 1, min(count, length)).round().astype(int))
 
 
+def sample_slices(image: Any, count: int = 16) -> np.ndarray:
+    """Up to ``count`` evenly spaced z-slices of a volume (a 2D image: itself), float32, ``(n, y, x)``;
+    refused when none of their voxels is finite."""
+    if image.ndim == 2:
+        sample = np.asarray(image[:], np.float32)[None]
+    else:
+        sample = np.stack(
+            [np.asarray(image[int(i)], np.float32) for i in evenly_spaced(image.shape[0], count)]
+        )
+    if not np.isfinite(sample).any():
+        name = getattr(image, "source", None) or "volume"
+        raise InputError(f"{name}: no finite voxels in {len(sample)} sampled slices (all NaN or infinite)")
+    return sample
+
+
 def percentile_window(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
     """The ``low``/``high`` percentiles of the finite values; (0, 1) if none, never hi <= lo."""
     values = np.asarray(values).ravel()
@@ -57,11 +72,7 @@ def normalisation_window(
     where the air would be (:func:`widen_without_air`, which takes the
     keyword arguments in ``widening``).
     """
-    idx = evenly_spaced(image.shape[0], max_slices)
-    sample = np.stack([np.asarray(image[int(i)], np.float32) for i in idx])
-    if not np.isfinite(sample).any():
-        name = getattr(image, "source", None) or "volume"
-        raise InputError(f"{name}: no finite voxels in {len(idx)} sampled slices (all NaN or infinite)")
+    sample = sample_slices(image, max_slices)
     return widen_without_air(sample, percentile_window(sample, low, high), **widening)
 
 
@@ -177,20 +188,8 @@ def finite_volume(data: Any, window: tuple[float, float] | None = None) -> Finit
     the 1st/99th percentiles of its sampled slices (which must hold some finite voxels)."""
     volume = data if isinstance(data, Volume) else as_volume(data)
     if window is None:
-        window = percentile_window(_sample(volume), 1.0, 99.0)
+        window = percentile_window(sample_slices(volume), 1.0, 99.0)
     return FiniteVolume(volume, window)
-
-
-def _sample(volume: Volume, count: int = 16) -> np.ndarray:
-    if volume.ndim == 2:
-        sample = np.asarray(volume.read(), np.float32)
-    else:
-        sample = np.stack(
-            [np.asarray(volume[int(i)], np.float32) for i in evenly_spaced(volume.shape[0], count)]
-        )
-    if not np.isfinite(sample).any():
-        raise InputError(f"{volume.source}: no finite voxels in the sampled slices (all NaN or infinite)")
-    return sample
 
 
 def nonfinite_warning(volume: FiniteVolume) -> str | None:

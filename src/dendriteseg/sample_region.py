@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from dendriteseg.errors import InputError
-from dendriteseg.preprocess import evenly_spaced
+from dendriteseg.preprocess import sample_slices
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ class SampleRegion:
 
 
 def _mean_slice(volume: Any, count: int = 8) -> np.ndarray:
-    if volume.ndim == 2:
-        return np.asarray(volume[:] if hasattr(volume, "read") else volume, np.float32)
-    idx = evenly_spaced(volume.shape[0], count)
-    stack = np.stack([np.asarray(volume[int(i)], np.float32) for i in idx])
+    stack = sample_slices(volume, count)
     return np.nanmean(np.where(np.isfinite(stack), stack, np.nan), axis=0)
 
 

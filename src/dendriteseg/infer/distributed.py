@@ -26,6 +26,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.infer.segment import SegmentResult, as_predictor, iter_logits, plan_volume
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.io import VolumeWriter, open_volume, parse_location
+from dendriteseg.preprocess import FiniteVolume
 from dendriteseg.sample_region import sample_region_for
 
 _PREDICTORS: dict[tuple, Any] = {}  # per worker process: model loaded once
@@ -85,8 +86,9 @@ def _segment_block(
     array = zarr.open_array(store, path=member, mode="r+") if member else zarr.open_array(store, mode="r+")
     count = 0
     with open_volume(spec) as vol:
+        source = FiniteVolume(vol, window)  # NaN and infinities read as the window's ends, as in segment
         for z0, z1, logits in iter_logits(
-            vol, predictor, tiling, window, batch_size=batch_size, z_range=z_range
+            source, predictor, tiling, window, batch_size=batch_size, z_range=z_range
         ):
             labels = (logits > 0).astype(np.uint8)
             if region is not None:

@@ -150,7 +150,8 @@ def iter_logits(
     batch_size: int = 1,
     z_range: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(z0, z1, logits)`` for consecutive finished slabs of the volume.
+    """Yield ``(z0, z1, logits)`` for consecutive finished slabs of the volume (whose voxels are
+    finite: wrap it in a :class:`~dendriteseg.preprocess.FiniteVolume`).
 
     ``logits`` are the blended dendrite log-odds of slices ``z0:z1``. With
     ``z_range`` only the slabs inside that range are computed and yielded,
@@ -171,9 +172,8 @@ def iter_logits(
     scale = 1.0 / (hi - lo)
 
     def read_row(z: int) -> np.ndarray:
-        data = np.asarray(volume.read(z, min(z + tz, nz)), np.float32)
-        data = (data - lo) * scale
-        return np.nan_to_num(data, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        data = np.asarray(volume.read(z, min(z + tz, nz)), np.float32)  # finite: a FiniteVolume
+        return (data - lo) * scale
 
     acc = np.zeros((tz, ny, nx), np.float32)
     base = rows[0]  # slice index of acc[0]
@@ -301,8 +301,7 @@ def segment(
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         region = sample_region_for(vol, sample_mask)
         shape = plan.shape[1:] if image2d else plan.shape
-        outputs = _Outputs(shape, vol.voxel_size, output, probabilities, compression)
-        outputs.region = None if region is None else region.mask
+        outputs = _Outputs(shape, vol.voxel_size, output, probabilities, compression, region)
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
         dendrite = _stream(source, predictor, plan, outputs, batch_size, progress)
         if warning := nonfinite_warning(source):
@@ -378,11 +377,12 @@ class _Outputs:
     """Where :func:`segment` puts labels and probabilities: files written slab by slab, or memory."""
 
     def __init__(
-        self, shape: tuple[int, int, int], voxel_size: Any, output: Any, probabilities: Any, compression: Any
-    ):
+        self, shape: tuple[int, ...], voxel_size: Any, output: Any, probabilities: Any, compression: Any,
+        region: Any = None,
+    ):  # fmt: skip
         self.labels_out = self.probs_out = None
         self.labels_mem = self.probs_mem = None
-        self.region: np.ndarray | None = None
+        self.region = None if region is None else region.mask
         stack = shape if len(shape) == 3 else (1, *shape)  # memory holds a 2D image as one slice
         self.writers: list[VolumeWriter] = []
         if output is not None:

@@ -167,7 +167,7 @@ def write_all(fd: int, data: bytes, offset: int, path: Path) -> None:
         done += written
 
 
-def write_text(path: str | Path, text: str) -> None:
+def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a text file atomically (or through a device or pipe); errors name ``path``."""
     path = resolve_output(Path(path))
     if is_special(path):

@@ -259,16 +259,14 @@ class TiffVolume(Volume):
 
         self.source = str(path)
         try:
-            with _quiet("tifffile"):  # its complaints about a damaged file become our one line
-                self._tif = tifffile.TiffFile(path)
-                series = self._tif.series[0]
+            self._tif = tifffile.TiffFile(path)
+            series = self._tif.series[0]
         except (tifffile.TiffFileError, OSError, IndexError, ValueError) as exc:
             raise FormatError(f"{path}: not a readable TIFF file ({exc})") from None
         self.dtype = _check_dtype(series.dtype, self.source)
         self.shape = _squeeze_shape(_declared_shape(self._tif, series), self.source)
         self._series = series
-        with _quiet("tifffile"):
-            _check_not_truncated(self._tif, series, path)
+        _check_not_truncated(self._tif, series, path)
         page_shape = tuple(series.keyframe.shape)
         self._by_page = (
             len(self.shape) == 3 and len(series) == self.shape[0] and page_shape == tuple(self.shape[1:])
@@ -544,6 +542,12 @@ class SliceStack(Volume):
         self.image.close()
 
 
+def as_stack(data: Any, name: str = "array") -> Volume:
+    """A path, Volume or array as a ``(z, y, x)`` volume; a 2D image becomes one slice (a SliceStack)."""
+    volume = as_volume(data, name)
+    return SliceStack(volume) if volume.ndim == 2 else volume
+
+
 def open_volume(spec: str | Path | Location) -> Volume:
     """Open a volume lazily; nothing but its header is read.
 
@@ -627,4 +631,13 @@ def read_metadata(spec: str | Path | Location) -> dict[str, Any]:
         }
 
 
-__all__ = ["Volume", "ArrayVolume", "SliceStack", "as_volume", "open_volume", "read_volume", "read_metadata"]
+__all__ = [
+    "Volume",
+    "ArrayVolume",
+    "SliceStack",
+    "as_stack",
+    "as_volume",
+    "open_volume",
+    "read_volume",
+    "read_metadata",
+]

@@ -26,7 +26,6 @@ from dendriteseg.io.outputs import (
     resolve_output,
     temp_sibling,
     write_all,
-    write_text,
     writing,
 )
 
@@ -46,11 +45,6 @@ def _swap_into_place(temp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(temp, final)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a text file under a temporary name, then rename it into place (see :mod:`.outputs`)."""
-    write_text(path, text)
 
 
 class VolumeWriter:

@@ -179,7 +179,7 @@ def summarize_model(path: str | Path) -> ModelSummary:
     history = info.provenance.get("history") or []
     scores = dict(info.provenance.get("test_scores", {}))
     record = path.with_suffix(".json")  # a shipped model's scores, kept beside it
-    if record.is_file():
+    if path.resolve().parent == WEIGHTS and record.is_file():
         try:
             scores = json.loads(record.read_text())
         except ValueError as exc:

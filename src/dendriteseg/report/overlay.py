@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.io import SliceStack, Volume, as_volume
+from dendriteseg.io import Volume, as_stack, as_volume
 from dendriteseg.io.labels import as_binary_labels
 from dendriteseg.io.outputs import save_figure
 from dendriteseg.metrics import boundary, score_slice
@@ -226,8 +226,8 @@ def write_overlays(
         raise InputError(f"{pred_name}: shapes differ: {shapes}")
     image2d = len(image.shape) == 2  # a 2D image: its one overlay, no x-z section
     if image2d:
-        image, pred = _stack(image, image_name), _stack(pred, pred_name)
-        gt = None if gt is None else _stack(gt, gt_name)
+        image, pred = as_stack(image, image_name), as_stack(pred, pred_name)
+        gt = None if gt is None else as_stack(gt, gt_name)
     nz, ny, _ = image.shape
     z_list = list(z) if z else _even(nz, 3)
     y_list = list(y) if y else ([] if image2d else [ny // 2])
@@ -261,11 +261,6 @@ def write_overlays(
     if warning := nonfinite_warning(image):
         log.warning(warning)
     return written
-
-
-def _stack(data: Any, name: str) -> Volume:
-    """A 2D image (array or Volume) as a one-slice volume."""
-    return SliceStack(data if isinstance(data, Volume) else as_volume(np.asarray(data), name))
 
 
 def _check_labels(labels: Any, name: str) -> None:
