@@ -1,6 +1,9 @@
 """Two-step training (pretrain on noisy, fine-tune on exact), reload, resume."""
 
+import hashlib
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -352,3 +355,17 @@ def test_recipe_rebuilds_a_model_from_an_empty_folder(tmp_path):
     bad.write_text("name: x\nmodel: unet9d\n")
     with pytest.raises(InputError, match="bad.yaml: not a recipe.*unknown model 'unet9d'"):
         load_recipe(bad)
+    # a recipe that continues a model: pinned by its hash, checked before any work
+    digest = hashlib.sha256(result.model.read_bytes()).hexdigest()
+    init = os.path.relpath(result.model, tmp_path)
+    path.write_text(path.read_text() + f"init: {init}\ninit_sha256: {digest}\n")
+    again = run_recipe(load_recipe(path), tmp_path / "again")
+    parent = read_model_info(again.pretrained).provenance["parent"]["file"]
+    assert Path(parent) == result.model.resolve()
+    path.write_text(path.read_text().replace(digest, "0" * 64))
+    with pytest.raises(InputError, match="is not the recipe's init_sha256"):
+        run_recipe(load_recipe(path), tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    path.write_text(path.read_text().replace(f"init_sha256: {'0' * 64}\n", ""))
+    with pytest.raises(InputError, match="init needs init_sha256"):
+        load_recipe(path)

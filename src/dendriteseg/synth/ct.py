@@ -10,11 +10,19 @@ Per z-slice (parallel beam, as at a synchrotron):
 2. projections at ``n_views`` angles taken in interlaced order; if the
    structure grows during the scan, each view sees the state at its own
    acquisition time;
-3. detector physics: beam hardening (cupping), phase-contrast edge fringes,
-   detector blur, per-pixel gain errors and dead pixels (rings), Poisson
-   photon noise;
-4. filtered back-projection (or SIRT), then blur along z and an intensity
-   drift between scans.
+3. detector physics: beam hardening (cupping), phase-contrast edge fringes
+   (a simple edge term, or Fresnel propagation with optional Paganin phase
+   retrieval, :mod:`dendriteseg.synth.beamline`), detector blur, per-pixel
+   gain errors and dead pixels (narrow rings), broad full and partial
+   detector stripes (broad rings and arcs) and a stripe on the rotation
+   axis (a spot at the centre), Poisson photon noise (dense inclusions
+   starve it: streaks);
+4. filtered back-projection (or SIRT), then blur along z, an intensity
+   drift between scans and, optionally, everything beyond a radius masked
+   to one grey as reconstruction software does.
+
+The holder tube's wall can be textured (grains darker and brighter than
+its mean: a crucible, oxide skin or packing material).
 
 Projectors: astra-toolbox's CPU 2D projector when installed, else
 scikit-image's ``radon``/``iradon``. The label is the structure at the
@@ -31,14 +39,23 @@ import numpy as np
 from scipy import ndimage
 
 from dendriteseg.rng import Rng, as_generator
+from dendriteseg.synth.beamline import detector_stripes, propagate, retrieve_phase
 
 
 @dataclass(frozen=True)
 class ScanParams:
     """Every knob of the simulated scan (attenuation in units of the melt's).
 
-    Lengths ``radius_fraction``, ``holder_thickness`` and ``holder_gap`` are
-    fractions of the slice width; ``holder_thickness=0`` means no holder.
+    Lengths ``radius_fraction``, ``holder_thickness``, ``holder_gap`` and
+    ``mask_radius`` are fractions of the slice width; ``holder_thickness=0``
+    means no holder, ``mask_radius=0`` no masking. ``fresnel`` and
+    ``paganin`` are the propagation and retrieval ``alpha`` in detector
+    pixels squared (:mod:`dendriteseg.synth.beamline`), 0 for off; with
+    ``fresnel`` on, ``detector_blur`` acts on the intensity instead of the
+    line integrals. ``broad_ring_strength`` and ``axis_spot`` are relative
+    gain errors; ``holder_texture`` the relative spread of the wall's grains
+    (``holder_grain`` px across); ``dense_inclusions`` small particles of
+    ``dense_mu`` times the melt's attenuation.
     """
 
     n_views: int = 360
@@ -67,6 +84,18 @@ class ScanParams:
     reconstruction: str = "fbp"
     sirt_iterations: int = 50
     projector: str = "auto"
+    fresnel: float = 0.0
+    paganin: float = 0.0
+    broad_rings: int = 0
+    broad_ring_strength: float = 0.05
+    broad_ring_width: float = 30.0
+    axis_spot: float = 0.0
+    dense_inclusions: int = 0
+    dense_mu: float = 10.0
+    holder_texture: float = 0.0
+    holder_grain: float = 1.5
+    mask_radius: float = 0.0
+    mask_value: float = 0.0
 
     def replace(self, **changes: Any) -> ScanParams:
         return replace(self, **changes)
@@ -162,25 +191,37 @@ def acquisition_times(n_views: int, interlace: int) -> tuple[np.ndarray, np.ndar
 
 def _distractors(
     shape: tuple[int, int, int], params: ScanParams, sample: np.ndarray, gen: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks of pores (air) and oxide particles (bright), inside the sample."""
-    pores = np.zeros(shape, bool)
-    particles = np.zeros(shape, bool)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean masks of pores (air), oxide particles (bright) and dense inclusions, inside the sample."""
+    masks = [np.zeros(shape, bool) for _ in range(3)]
     ys, xs = np.nonzero(sample)
     if ys.size == 0:
-        return pores, particles
+        return masks[0], masks[1], masks[2]
     zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
     size = min(shape[1:])
-    for target, count, (rmin, rmax) in (
-        (pores, params.pores, (0.02 * size, 0.05 * size)),
-        (particles, params.particles, (0.006 * size, 0.015 * size)),
-    ):
+    kinds = [
+        (params.pores, (0.02 * size, 0.05 * size)),
+        (params.particles, (0.006 * size, 0.015 * size)),
+        (params.dense_inclusions, (0.6, max(0.006 * size, 1.5))),
+    ]
+    for target, (count, (rmin, rmax)) in zip(masks, kinds, strict=True):
         for _ in range(count):
             k = gen.integers(ys.size)
             cz = gen.uniform(0, shape[0])
-            r = max(gen.uniform(rmin, rmax), 1.0)
+            r = max(gen.uniform(rmin, rmax), 1.0 if rmin >= 1 else 0.6)
             target |= (zz - cz) ** 2 + (yy - ys[k]) ** 2 + (xx - xs[k]) ** 2 <= r * r
-    return pores & sample[None], particles & sample[None]
+    return tuple(m & sample[None] for m in masks)
+
+
+def holder_grains(shape: tuple[int, int, int], params: ScanParams, gen: np.random.Generator) -> np.ndarray:
+    """Relative attenuation of the holder wall, voxel by voxel: 1 + texture x grains.
+
+    Grains are smoothed white noise (``holder_grain`` px), sharpened to give
+    distinct dark and bright grains, scaled to a spread of ``holder_texture``.
+    """
+    field = ndimage.gaussian_filter(gen.standard_normal(shape), params.holder_grain)
+    field = np.sign(field) * np.abs(field / (field.std() + 1e-12)) ** 1.5
+    return np.clip(1 + params.holder_texture * field / (field.std() + 1e-12), 0.0, None).astype(np.float32)
 
 
 def holder_ring(n: int, params: ScanParams) -> np.ndarray:
@@ -202,8 +243,11 @@ def attenuation(
     pores: np.ndarray,
     particles: np.ndarray,
     holder: np.ndarray | None = None,
+    dense: np.ndarray | None = None,
+    grains: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Attenuation map of one slice (units of the melt's attenuation)."""
+    """Attenuation map of one slice (units of the melt's attenuation); ``grains``
+    (relative attenuation, the slice's shape) textures the holder."""
     melt = params.mu_melt
     solid = melt * solid_ratio
     phi = (
@@ -218,9 +262,11 @@ def attenuation(
         mu += params.halo * melt * np.clip(spread - phi, 0, None) * (1 - phi)
     mu[particles] = 1.8 * melt
     mu[pores] = 0.02 * melt
+    if dense is not None:
+        mu[dense] = params.dense_mu * melt
     mu[~sample] = 0.0
     if holder is not None:
-        mu[holder] = params.holder_mu * melt
+        mu[holder] = params.holder_mu * melt * (1.0 if grains is None else grains[holder])
     return mu
 
 
@@ -255,12 +301,7 @@ def simulate_scan(
     gen = as_generator(rng)
     phase = np.asarray(phase, np.float32)
     nz, ny, nx = phase.shape
-    if ny != nx:
-        raise ValueError(f"slices must be square for the CT geometry, got {ny} x {nx}")
-    if phase_end is not None and phase_end.shape != phase.shape:
-        raise ValueError("phase_end must have the shape of phase")
-    if params.reconstruction not in ("fbp", "sirt"):
-        raise ValueError(f"reconstruction must be 'fbp' or 'sirt', got {params.reconstruction!r}")
+    _check_inputs(phase, phase_end, params)
     backend = params.projector
     if backend == "auto":
         backend = "astra" if _astra_available() else "skimage"
@@ -268,38 +309,43 @@ def simulate_scan(
     radius = params.radius_fraction * nx
     sample = (yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2 <= radius**2
     solid_ratio = float(params.solid_ratio * (1 + params.solid_ratio_spread * gen.standard_normal()))
-    pores, particles = _distractors(phase.shape, params, sample, gen)
+    pores, particles, dense = _distractors(phase.shape, params, sample, gen)
     holder = holder_ring(nx, params)
+    grains = holder_grains(phase.shape, params, gen) if params.holder_texture > 0 and holder.any() else None
     angles, times = acquisition_times(params.n_views, params.interlace)
     projector = _Projector(nx, angles, backend)
-    n_det = projector.n_det
     # detector: per-pixel gain errors (rings) and dead pixels, fixed for the whole scan
-    gain = 1.0 + params.ring_strength * gen.standard_normal(n_det)
-    dead = gen.choice(n_det, min(params.dead_pixels, n_det), replace=False)
+    gain = 1.0 + params.ring_strength * gen.standard_normal(projector.n_det)
+    dead = gen.choice(projector.n_det, min(params.dead_pixels, projector.n_det), replace=False)
     gain[dead] = gen.uniform(0.8, 0.95, dead.size)  # weak pixels: half rings after FBP
+    stripes: list[dict[str, float]] = []
+    gain = gain[None]
+    if params.broad_rings > 0 or params.axis_spot > 0:
+        bands, stripes = detector_stripes(
+            len(angles),
+            projector.n_det,
+            broad=params.broad_rings,
+            strength=params.broad_ring_strength,
+            max_width=params.broad_ring_width,
+            axis_spot=params.axis_spot,
+            gen=gen,
+            reach=radius + params.holder_gap * nx + params.holder_thickness * nx,
+        )
+        gain = gain * bands
     scale = -math.log(params.transmission) / (params.mu_melt * 2 * radius)
     image = np.empty(phase.shape, np.float32)
     w = times[:, None]
+
+    def slice_map(source: np.ndarray, z: int) -> np.ndarray:
+        g = None if grains is None else grains[z]
+        return attenuation(source[z], sample, params, solid_ratio, pores[z], particles[z], holder, dense[z], g)
+
     try:
         for z in range(nz):
-            sino = projector.forward(
-                attenuation(phase[z], sample, params, solid_ratio, pores[z], particles[z], holder)
-            )
+            sino = projector.forward(slice_map(phase, z))
             if phase_end is not None:
-                end = projector.forward(
-                    attenuation(phase_end[z], sample, params, solid_ratio, pores[z], particles[z], holder)
-                )
-                sino = (1 - w) * sino + w * end
-            p = sino * scale
-            if params.beam_hardening:
-                p = p - params.beam_hardening * p**2
-            if params.phase_contrast:
-                # propagation-based phase contrast: bright/dark fringes at edges
-                p = p - params.phase_contrast * ndimage.convolve1d(p, [1.0, -2.0, 1.0], axis=1)
-            if params.detector_blur > 0:
-                p = ndimage.gaussian_filter1d(p, params.detector_blur, axis=1)
-            counts = gen.poisson(params.photons * gain[None] * np.exp(-p))
-            measured = -np.log(np.maximum(counts, 1) / params.photons) / scale
+                sino = (1 - w) * sino + w * projector.forward(slice_map(phase_end, z))
+            measured = _measure(sino * scale, params, gain, gen) / scale
             image[z] = projector.reconstruct(measured, params.reconstruction, params.sirt_iterations)
     finally:
         projector.close()
@@ -308,8 +354,12 @@ def simulate_scan(
     gain_drift = float(1 + params.drift * gen.standard_normal())
     offset_drift = float(params.drift * 0.5 * gen.standard_normal())
     image = (image * gain_drift + offset_drift).astype(np.float32)
+    if params.mask_radius > 0:
+        image[:, (yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2 > (params.mask_radius * nx) ** 2] = (
+            params.mask_value
+        )
     mid = phase if phase_end is None else 0.5 * (phase + phase_end)
-    label = ((mid > 0.5) & sample[None] & ~pores & ~particles).astype(np.uint8)
+    label = ((mid > 0.5) & sample[None] & ~pores & ~particles & ~dense).astype(np.uint8)
     meta = {
         "scan": asdict(params),
         "projector": backend,
@@ -317,10 +367,39 @@ def simulate_scan(
         "gain_drift": gain_drift,
         "offset_drift": offset_drift,
         "dead_pixels": sorted(int(d) for d in dead),
+        "detector_stripes": stripes,
         "growth_during_scan": phase_end is not None,
         "cnr": contrast_to_noise(image, label, sample),
     }
     return {"image": image, "label": label, "phase": mid.astype(np.float32), "sample": sample, "meta": meta}
+
+
+def _check_inputs(phase: np.ndarray, phase_end: np.ndarray | None, params: ScanParams) -> None:
+    ny, nx = phase.shape[1:]
+    if ny != nx:
+        raise ValueError(f"slices must be square for the CT geometry, got {ny} x {nx}")
+    if phase_end is not None and phase_end.shape != phase.shape:
+        raise ValueError("phase_end must have the shape of phase")
+    if params.reconstruction not in ("fbp", "sirt"):
+        raise ValueError(f"reconstruction must be 'fbp' or 'sirt', got {params.reconstruction!r}")
+
+
+def _measure(p: np.ndarray, params: ScanParams, gain: np.ndarray, gen: np.random.Generator) -> np.ndarray:
+    """Measured line integrals (in units of ``p``) from true ones: the detector physics of step 3."""
+    if params.beam_hardening:
+        p = p - params.beam_hardening * p**2
+    if params.phase_contrast:
+        # a simple edge term for propagation-based phase contrast: bright/dark fringes at edges
+        p = p - params.phase_contrast * ndimage.convolve1d(p, [1.0, -2.0, 1.0], axis=1)
+    if params.fresnel > 0:
+        intensity = propagate(np.exp(-p), params.fresnel, params.detector_blur)
+    else:
+        if params.detector_blur > 0:
+            p = ndimage.gaussian_filter1d(p, params.detector_blur, axis=1)
+        intensity = np.exp(-p)
+    counts = gen.poisson(params.photons * gain * intensity)
+    measured = np.maximum(counts, 1) / params.photons
+    return -np.log(retrieve_phase(measured, params.paganin))
 
 
 def contrast_to_noise(image: np.ndarray, label: np.ndarray, sample: np.ndarray) -> float:

@@ -221,11 +221,14 @@ def build_dataset(
     seed : int
     noise : LabelNoise, optional
         How wrong the noisy labels are (default ``LabelNoise()``).
-    variety : {"standard", "wide"}
+    variety : {"standard", "wide", "real"}
         How widely the scans' knobs vary (:func:`dendriteseg.synth.scan.jitter`):
         ``"wide"`` adds more air, larger and smaller dendrites, more and less
-        noise and contrast, for training data that generalises; the
-        benchmark is ``"standard"``.
+        noise and contrast, for training data that generalises; ``"real"``
+        adds what real scans show (:func:`dendriteseg.synth.scan.real_scan_draws`:
+        fringes, phase retrieval, broad and partial rings, an axis spot,
+        dense inclusions, textured walls, masked exteriors); the benchmark is
+        ``"standard"``.
     holder : float
         Share of scans with a holder tube around the sample (label 0).
     generator : {"ct", "image"}

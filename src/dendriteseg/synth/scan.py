@@ -77,7 +77,7 @@ def scan_params(preset: str, **overrides: Any) -> tuple[ScanParams, float]:
     return ScanParams(**{**spec["scan"], **overrides}), float(spec["growth"])
 
 
-VARIETIES = ("standard", "wide")
+VARIETIES = ("standard", "wide", "real")
 
 
 def check_variety(variety: str) -> None:
@@ -93,15 +93,16 @@ def jitter(
     ``variety="wide"`` spans more scanners and samples than the benchmark
     (``"standard"``): 2.5x wider photon range, weaker and stronger solid
     contrast, and samples from 22 % to 48 % of the field of view wide, so
-    much more air around them.
+    much more air around them. ``variety="real"`` draws as ``"wide"`` does
+    and adds what real scans show (:func:`real_scan_draws`).
     """
     check_variety(variety)
-    wide = variety == "wide"
+    wide = variety in ("wide", "real")
     gen = as_generator(rng)
     photons = gen.uniform(-1.4, 1.0) if wide else gen.uniform(-0.7, 0.7)
     ratio = gen.uniform(-0.16, 0.14) if wide else gen.uniform(-0.08, 0.08)
     ratio_range = (0.4, 0.88) if wide else (0.45, 0.85)
-    return params.replace(
+    params = params.replace(
         photons=params.photons * math.exp(photons),
         solid_ratio=float(np.clip(params.solid_ratio + ratio, *ratio_range)),
         ring_strength=params.ring_strength * gen.uniform(0.3, 2.0),
@@ -112,7 +113,70 @@ def jitter(
         halo=params.halo * gen.uniform(0, 2),
         radius_fraction=gen.uniform(0.22, 0.48) if wide else gen.uniform(0.38, 0.48),
         interlace=int(gen.choice([1, 2, 4, 8])),
-    ), growth * gen.uniform(0.0, 1.5)
+    )
+    growth *= gen.uniform(0.0, 1.5)
+    if variety == "real":
+        params = params.replace(**real_scan_draws(params, gen))
+    return params, growth
+
+
+def real_scan_draws(params: ScanParams, gen: np.random.Generator) -> dict[str, Any]:
+    """What real scans show, each drawn at random per scan (``../shared/REAL-SCANS.md``).
+
+    * contrast: solid 7 % to 55 % darker than the melt;
+    * optics: half the scans with Fresnel fringes (alpha 1-40 px^2,
+      log-uniform), half of those phase-retrieved (Paganin, 0.5x-2x the
+      propagation's alpha: blurred instead); a few retrieved without fringes;
+    * rings: 0-5 broad detector stripes (3 to 5-40 px wide, gain errors of
+      2 % to 30 %, full or partial: rings and arcs of either sign), narrow
+      rings 0.3x-4x the preset's, a spot on the rotation axis in half;
+    * dense inclusions (5-30x the melt's attenuation: streaks) in a third;
+    * exterior: air, a textured wall (crucible, oxide skin or packing,
+      touching the sample or not) or not; masked beyond a radius to one grey
+      (0, about the melt's, or any) in 40 %.
+    """
+    draws: dict[str, Any] = {"solid_ratio": float(gen.uniform(0.45, 0.93)), "phase_contrast": 0.0}
+    if gen.random() < 0.5:
+        draws["fresnel"] = float(math.exp(gen.uniform(0.0, math.log(40.0))))
+        if gen.random() < 0.5:
+            draws["paganin"] = draws["fresnel"] * float(gen.uniform(0.5, 2.0))
+    elif gen.random() < 0.2:
+        draws["paganin"] = float(gen.uniform(1.0, 10.0))
+    draws.update(
+        broad_rings=int(gen.integers(0, 6)),
+        broad_ring_strength=float(math.exp(gen.uniform(math.log(0.02), math.log(0.3)))),
+        broad_ring_width=float(gen.uniform(5.0, 40.0)),
+        ring_strength=params.ring_strength * float(gen.uniform(0.3, 4.0)),
+        axis_spot=float(gen.uniform(0.05, 0.5)) if gen.random() < 0.5 else 0.0,
+    )
+    if gen.random() < 0.33:
+        draws.update(dense_inclusions=int(gen.integers(1, 10)), dense_mu=float(gen.uniform(5.0, 30.0)))
+    if gen.random() < 0.6:
+        room = max(0.5 - params.radius_fraction - 0.01, 0.0)
+        gap = float(gen.uniform(0.0, 0.03)) if gen.random() < 0.5 else 0.0
+        draws.update(
+            holder_gap=min(gap, room),
+            holder_thickness=min(float(gen.uniform(0.01, 0.12)), max(room - gap, 0.0)),
+            holder_mu=float(gen.uniform(0.3, 1.5)),
+            holder_texture=float(gen.uniform(0.0, 0.8)),
+            holder_grain=float(gen.uniform(0.7, 3.0)),
+        )
+    if gen.random() < 0.4:
+        outer = params.radius_fraction + draws.get("holder_gap", 0.0) + draws.get("holder_thickness", 0.0)
+        draws["mask_radius"] = float(gen.uniform(min(outer + 0.005, 0.5), 0.5))
+        draws["mask_value"] = float(gen.choice([0.0, gen.uniform(0.8, 1.1), gen.uniform(0.0, 1.5)]))
+    return draws
+
+
+def sharpen_interfaces(phase: np.ndarray) -> np.ndarray:
+    """A solid fraction whose interfaces ramp over one voxel, wherever they lie.
+
+    Resampling a structure at a zoom widens its diffuse interface by that
+    zoom; real optics keep an interface as sharp at every magnification.
+    The 0.5 level stays where it is (signed distance from the gradient).
+    """
+    grad = np.sqrt(sum(g.astype(np.float32) ** 2 for g in np.gradient(phase)))
+    return np.clip(0.5 + (phase - 0.5) / np.maximum(grad, 1e-3), 0.0, 1.0).astype(np.float32)
 
 
 def holder_params(params: ScanParams, rng: Rng = None) -> dict[str, float]:
@@ -181,10 +245,10 @@ def _default_zoom(structure: str, shape: tuple[int, int, int]) -> float:
     return 1.5 if structure == "procedural" else max(1.0, shape[1] / 56)
 
 
-def _wide_zoom_factor(structure: str, gen: np.random.Generator) -> float:
-    """Log-uniform from 0.6x to 2x (from 1x for the phase field, whose cost grows as zoom^-4)."""
+def _wide_zoom_factor(structure: str, gen: np.random.Generator, high: float = 2.0) -> float:
+    """Log-uniform from 0.6x to ``high`` (from 1x for the phase field, whose cost grows as zoom^-4)."""
     low = 0.6 if structure == "procedural" else 1.0
-    return math.exp(gen.uniform(math.log(low), math.log(2.0)))
+    return math.exp(gen.uniform(math.log(low), math.log(high)))
 
 
 def make_scan(
@@ -214,11 +278,13 @@ def make_scan(
         ``shape / 56`` (phase field, so a 64^3 simulation fills the view).
     vary : bool
         Jitter the preset's knobs (for datasets).
-    variety : {"standard", "wide"}
+    variety : {"standard", "wide", "real"}
         How far ``vary`` jitters (see :func:`jitter`); ``"wide"`` also
         draws the zoom log-uniformly from 0.6x to 2x of the default (from
         1x for the phase field, whose cost grows as zoom^-4), where
-        ``"standard"`` draws 0.8x to 1.25x.
+        ``"standard"`` draws 0.8x to 1.25x; ``"real"`` draws it from 0.6x
+        to 4x and keeps interfaces one voxel sharp at every zoom
+        (:func:`sharpen_interfaces`).
     holder : float
         Probability of a holder tube around the sample (label 0, see
         :func:`holder_params`). Its draws come from a stream of their own,
@@ -243,8 +309,8 @@ def make_scan(
     if vary:
         params, growth = jitter(params, growth, gen, variety)
     zoom = float(zoom if zoom is not None else _default_zoom(structure, shape))
-    if vary and variety == "wide":
-        zoom *= _wide_zoom_factor(structure, gen)
+    if vary and variety in ("wide", "real"):
+        zoom *= _wide_zoom_factor(structure, gen, 4.0 if variety == "real" else 2.0)
     elif vary:
         zoom *= gen.uniform(0.8, 1.25)
     start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
@@ -254,6 +320,8 @@ def make_scan(
         params = params.replace(**holder_params(params, holder_gen))
     elastic = float(gen.uniform(0, 3)) if vary else 0.0
     placed = [place_structure(p, shape, zoom=zoom, elastic=elastic, rng=placement_seed) for p in (start, end)]
+    if vary and variety == "real":
+        placed = [sharpen_interfaces(p) for p in placed]
     moving = growth > 0 and not np.array_equal(start, end)
     out = simulate_scan(placed[0], phase_end=placed[1] if moving else None, params=params, rng=gen)
     out["meta"].update(

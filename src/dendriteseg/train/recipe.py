@@ -9,6 +9,12 @@ benchmark's exact val and test groups stay as they are, so its scores stay
 comparable), runs both steps and scores the benchmark's exact test groups
 with :func:`dendriteseg.scoring.score_model`.
 
+A recipe may start from an earlier model (``init``: a model file, relative
+to the recipe's folder, pinned by its SHA-256 in ``init_sha256``) instead
+of random weights: both steps then continue it on the recipe's data. The
+file is checked before any work, so a recipe never silently starts from
+other weights.
+
 ``scale`` shrinks a recipe for a quick end-to-end check: steps are scaled
 (at least one per epoch), and only the first ``ceil(scale x n)`` of the
 extra datasets are built; ``preset`` replaces the datasets' size preset
@@ -17,6 +23,7 @@ extra datasets are built; ``preset`` replaces the datasets' size preset
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -76,6 +83,8 @@ class Recipe:
     datasets: tuple[DatasetSpec, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)  # of both stages
     seed: int = 0
+    init: str | None = None
+    init_sha256: str | None = None
 
     def scaled(self, scale: float, preset: str | None = None) -> Recipe:
         """A smaller recipe for a quick check (see the module notes)."""
@@ -92,9 +101,14 @@ class Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read a recipe from YAML; unknown keys are errors."""
+    """Read a recipe from YAML; unknown keys are errors; ``init`` is resolved against its folder."""
     path = Path(path)
     values = read_yaml_mapping(path, "recipe")
+    if values.get("init"):
+        values["init"] = str((path.parent / values["init"]).resolve())
+        if values.get("init_sha256") is None:
+            raise InputError(f"{path}: init needs init_sha256 (the SHA-256 of the model file)")
+        values["init_sha256"] = str(values["init_sha256"])
     try:
         spec_for(values.get("model", ""))
         return Recipe(
@@ -172,6 +186,7 @@ def run_recipe(
     recipe resumes where it stopped when run again into the same folder.
     """
     work = Path(work)
+    init = check_init(recipe)
     work.mkdir(parents=True, exist_ok=True)
     bench, manifest = build_manifest(recipe, work, on_entry)
 
@@ -179,7 +194,9 @@ def run_recipe(
         return lambda epoch, record: on_epoch(stage, epoch, record) if on_epoch else None
 
     pre = train(
-        stage_config(recipe, recipe.pretrain, manifest, work / "pre", "noisy"), on_epoch=report("pre")
+        stage_config(recipe, recipe.pretrain, manifest, work / "pre", "noisy"),
+        parent=init,
+        on_epoch=report("pre"),
     )
     ft_config = stage_config(recipe, recipe.finetune, manifest, work / "ft", "exact")
     best = train(ft_config, parent=pre, on_epoch=report("ft"))
@@ -188,6 +205,19 @@ def run_recipe(
     ]
     scores = score_model(best, tests, window=(0.0, 1.0), device="cpu", precision="fp32").mean
     return RecipeResult(best, pre, scores, bench)
+
+
+def check_init(recipe: Recipe) -> Path | None:
+    """The recipe's starting model file, after checking it exists and is the pinned one."""
+    if recipe.init is None:
+        return None
+    path = Path(recipe.init)
+    if not path.is_file():
+        raise InputError(f"{path}: the recipe's init model does not exist")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != recipe.init_sha256:
+        raise InputError(f"{path}: SHA-256 {digest[:12]}... is not the recipe's init_sha256 {recipe.init_sha256}")
+    return path
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
