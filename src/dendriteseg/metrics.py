@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 
+UNLABELLED = 2  # a label value: not labelled here (sparse slices, scribbles); training and scoring skip it
+
 def _as_bool(mask: Any, name: str = "mask") -> np.ndarray:
     array = np.asarray(mask)
     if array.dtype == bool:
@@ -385,4 +387,34 @@ def score_volume_3d(pred: Any, gt: Any, *, tolerance: float = 4.0, spacing: Any 
         mode="3d",
         tolerance=float(tolerance),
         counts=counts,
+    )
+
+
+def score_labelled(pred: Any, truth: Any, *, tolerance: float = 4.0) -> Evaluation:
+    """Scores of a prediction against a truth known only in part (:data:`UNLABELLED` elsewhere).
+
+    Accuracy and IoU are pooled over the labelled voxels; BF1 and BDE are
+    the NaN-mean over the slices labelled whole (NaN when there is none).
+    ``counts`` gives the labelled voxels and the whole slices used.
+    """
+    pred = np.asarray(pred).astype(bool)
+    truth = np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred shape {pred.shape} differs from truth shape {truth.shape}")
+    if pred.ndim == 2:
+        pred, truth = pred[None], truth[None]
+    known = truth != UNLABELLED
+    t, p = truth[known] == 1, pred[known]
+    union = int((t | p).sum())
+    whole = [z for z in range(truth.shape[0]) if known[z].all()]
+    slices = score_slices(pred[whole], truth[whole] == 1, tolerance=tolerance) if whole else []
+    return Evaluation(
+        accuracy=float((t == p).mean()) if t.size else math.nan,
+        iou=float((t & p).sum() / union) if union else math.nan,
+        bf1=_nanmean([s.bf1 for s in slices]),
+        bde=_nanmean([s.bde for s in slices]),
+        mode="labelled",
+        tolerance=float(tolerance),
+        counts={"labelled_voxels": int(known.sum()), "whole_slices": len(whole)},
+        per_slice=slices,
     )

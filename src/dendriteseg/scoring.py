@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.infer.segment import as_predictor, segment
-from dendriteseg.metrics import Evaluation, score_slices, summarize
+from dendriteseg.metrics import UNLABELLED, Evaluation, score_labelled, score_slices, summarize
 
 SCORES = ("accuracy", "iou", "bf1", "bde")
 
@@ -65,6 +65,14 @@ def score_predictions(pairs: Iterable[tuple[Any, Any]], *, tolerance: float = 4.
     return ModelScores(mean_scores(evaluations), evaluations)
 
 
+def _evaluate(pred: np.ndarray, truth: Any, tolerance: float) -> Evaluation:
+    """A volume's summary: per slice, or over the labelled voxels where labels are partial."""
+    truth = np.asarray(truth)
+    if truth.dtype != bool and (truth == UNLABELLED).any():
+        return score_labelled(pred, truth, tolerance=tolerance)
+    return summarize(score_slices(pred, truth, tolerance=tolerance), tolerance=tolerance)
+
+
 def score_model(
     model: Any,
     volumes: Iterable[Any],
@@ -102,7 +110,7 @@ def score_model(
         image, truth = _pair(volume)
         result = segment(image, predictor, window=window, **options)
         pred, seconds, voxels = result.labels, seconds + result.seconds, voxels + int(np.prod(result.shape))
-        evaluations.append(summarize(score_slices(pred, truth, tolerance=tolerance), tolerance=tolerance))
+        evaluations.append(_evaluate(pred, truth, tolerance))
         if keep_labels:
             labels.append(pred)
     return ModelScores(mean_scores(evaluations), evaluations, labels, seconds, voxels)

@@ -246,18 +246,6 @@ def train_command(config: ConfigArg = None, set_: SetOpt = None) -> None:
     _run_training(config, set_, None)
 
 
-@command()
-def finetune(
-    config: ConfigArg = None,
-    parent: Path | None = Opt(None, "--from", help="Model file to start from (needed)."),
-    set_: SetOpt = None,
-) -> None:
-    """Fine-tune a trained model on the exact labels (train_quality=exact by default)."""
-    if parent is None:
-        _fail("finetune needs --from MODEL.safetensors")
-    _run_training(config, ["train_quality=exact", *(set_ or [])], parent)
-
-
 def _segment_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
     state = {"start": time.perf_counter(), "base": 0}
 
@@ -398,3 +386,4 @@ def main() -> None:
 
 
 from dendriteseg.cli import morphology as _morphology  # noqa: E402,F401 - registers mesh and analyze
+from dendriteseg.cli import tune as _tune  # noqa: E402,F401 - registers finetune and hpo

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dendriteseg.data.manifest import Entry
+from dendriteseg.metrics import UNLABELLED
 from dendriteseg.errors import InputError
 from dendriteseg.io import open_volume
 from dendriteseg.io.labels import as_binary_labels
@@ -61,7 +62,7 @@ def crop_windows(
 
 @dataclass
 class LabelledVolume:
-    """A normalised image with its 0/1 label, both (z, y, x)."""
+    """A normalised image with its label, both (z, y, x): 0/1, or :data:`UNLABELLED` where unknown."""
 
     name: str
     image: np.ndarray
@@ -95,7 +96,8 @@ class PatchSampler:
     """Random (Z, W, W) patches that do not starve on rare dendrite voxels.
 
     With probability ``foreground`` a patch is centred near a random dendrite
-    voxel; otherwise anywhere. Volumes are drawn in proportion to their size.
+    voxel; otherwise anywhere (in a volume labelled only in part: near a
+    random labelled voxel, so no patch is all unlabelled). Volumes are drawn in proportion to their size.
     With probability ``rewindow`` a patch is cut from a random crop of its
     volume (reflect-padded where the crop is smaller) and re-normalised by
     that crop's window, as if a user had cropped the scan (see
@@ -120,18 +122,23 @@ class PatchSampler:
         self.gen = as_generator(rng)
         sizes = np.array([v.image.size for v in volumes], float)
         self.weights = sizes / sizes.sum()
-        self._fg = []
-        for v in volumes:
-            coords = np.argwhere(v.label > 0)
-            if len(coords) > 20000:
-                coords = coords[self.gen.choice(len(coords), 20000, replace=False)]
-            self._fg.append(coords)
+        self._fg = [self._some(np.argwhere(v.label == 1)) for v in volumes]
+        self._known = [
+            self._some(np.argwhere(v.label != UNLABELLED)) if (v.label == UNLABELLED).any() else None
+            for v in volumes
+        ]
         self._crops = [crop_windows(v.image, rng=self.gen) for v in volumes] if rewindow > 0 else []
+
+    def _some(self, coords: np.ndarray, most: int = 20000) -> np.ndarray:
+        return coords[self.gen.choice(len(coords), most, replace=False)] if len(coords) > most else coords
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         k = int(self.gen.choice(len(self.volumes), p=self.weights))
         vol = self.volumes[k]
         image, label, fg = vol.image, vol.label, self._fg[k]
+        centred = self._known[k] is not None  # a sparse volume: near dendrite or near any labelled voxel
+        if centred and not (len(fg) and self.gen.random() < self.foreground):
+            fg = self._known[k]
         window = None
         if self.rewindow > 0 and self.gen.random() < self.rewindow:
             windows, boxes = self._crops[k]
@@ -143,7 +150,7 @@ class PatchSampler:
             window = windows[i]
         shape = image.shape
         starts = []
-        if len(fg) and self.gen.random() < self.foreground:
+        if len(fg) and (centred or self.gen.random() < self.foreground):
             centre = fg[self.gen.integers(len(fg))]
             for c, p, s in zip(centre, self.patch, shape, strict=True):
                 lo = int(c) - p // 2 + int(self.gen.integers(-(p // 4), p // 4 + 1))

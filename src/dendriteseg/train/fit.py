@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dendriteseg.data.augment import augment
-from dendriteseg.data.volumes import LabelledVolume, PatchSampler
+from dendriteseg.data.volumes import UNLABELLED, LabelledVolume, PatchSampler
 from dendriteseg.device import precision_for_amp, resolve_device, training_autocast
 from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import TorchPredictor
@@ -50,22 +50,31 @@ def is_2d(model: torch.nn.Module) -> bool:
 def segmentation_loss(
     logits: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 1.0, boundary_weight: float = 0.0
 ) -> torch.Tensor:
-    """Cross-entropy (optionally up-weighted near label boundaries) + soft Dice of the dendrite class."""
+    """Cross-entropy (optionally up-weighted near label boundaries) + soft Dice of the dendrite class.
+
+    Voxels labelled :data:`~dendriteseg.data.UNLABELLED` (sparse slices,
+    scribbles) add nothing; a batch without a labelled voxel has loss 0.
+    """
     logits = logits.float()
     target = target.long()
+    known = target != UNLABELLED
+    sparse = not bool(known.all())
+    if sparse:
+        target = torch.where(known, target, torch.zeros_like(target))
     ce = F.cross_entropy(logits, target, reduction="none")
     if boundary_weight > 0:  # in-plane label edges: dilation minus erosion (3 x 3)
         h, w = target.shape[-2:]
         flat = target.float().reshape(-1, 1, h, w)
         edge = F.max_pool2d(flat, 3, 1, 1) + F.max_pool2d(-flat, 3, 1, 1)
         ce = ce * (1 + boundary_weight * edge.reshape(ce.shape))
-    loss = ce.mean()
+    weight = known.float()
+    loss = (ce * weight).sum() / weight.sum().clamp(min=1) if sparse else ce.mean()
     if dice_weight > 0:
-        prob = logits.softmax(1)[:, 1]
-        tgt = target.float()
+        prob = logits.softmax(1)[:, 1] * weight
+        tgt = target.float() * weight
         inter = (prob * tgt).sum()
         dice = 1 - (2 * inter + 1) / (prob.sum() + tgt.sum() + 1)
-        loss = loss + dice_weight * dice
+        loss = loss + dice_weight * dice * (1.0 if bool(known.any()) else 0.0)
     return loss
 
 

@@ -66,12 +66,42 @@ def train(
     train_volumes = _volumes(train_entries, f"{config.train_quality} train", config.data)
     val_volumes = [LabelledVolume.from_entry(e) for e in val_entries]
     provenance: dict[str, Any] = {
-        "dendriteseg": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "data": str(config.data),
         "train_quality": config.train_quality,
         "train_entries": [e.name for e in train_entries],
         "val_entries": [e.name for e in val_entries],
+    }
+    return train_on(
+        config,
+        train_volumes,
+        val_volumes,
+        parent=parent,
+        provenance=provenance,
+        resume=resume,
+        on_step=on_step,
+        on_epoch=on_epoch,
+    )
+
+
+def train_on(
+    config: TrainConfig,
+    train_volumes: list[LabelledVolume],
+    val_volumes: list[LabelledVolume],
+    *,
+    parent: str | Path | None = None,
+    provenance: dict[str, Any] | None = None,
+    resume: bool = True,
+    on_step: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+) -> Path:
+    """:func:`train` on volumes in memory (``config.data`` unused); ``provenance`` says what they are.
+
+    Labels may be partial (:data:`~dendriteseg.data.UNLABELLED` where unknown).
+    """
+    provenance = {
+        "dendriteseg": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **(provenance or {}),
     }
     if parent is not None:
         parent_info = read_model_info(parent)

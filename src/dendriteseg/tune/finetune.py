@@ -1,0 +1,199 @@
+"""Fine-tuning on a user's own labelled slices, its settings found by the step-2 search.
+
+:func:`finetune_on_labels` holds part of the labels out for validation
+(:func:`~dendriteseg.tune.labels.split_labels`), scores the starting model
+there, then searches, within a time budget, learning rate (log scale),
+epochs, augmentation set and whether to freeze the encoder
+(:func:`~dendriteseg.tune.spaces.finetune_space`), ASHA stopping weak
+trials early. The first trial is a plain fine-tune (lr 3e-4, standard
+augmentations), so the search starts from a sensible point. The model kept
+is the best on validation, the starting model included; its provenance
+records the labelled slices, the split, every trial and the chosen settings.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from dendriteseg.data import UNLABELLED, LabelledVolume
+from dendriteseg.errors import InputError
+from dendriteseg.models import spec_for
+from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model
+from dendriteseg.train.config import TrainConfig, config_to_dict
+from dendriteseg.train.fit import validate
+from dendriteseg.train.run import train_on
+from dendriteseg.tune.labels import UserScan, split_labels
+from dendriteseg.tune.search import (
+    Deadline,
+    describe_trial,
+    objective_value,
+    open_study,
+    report_epoch,
+    run_trials,
+)
+from dendriteseg.tune.spaces import budget as budget_named
+from dendriteseg.tune.spaces import finetune_space
+
+FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tune made and measured (validation scores before and after)."""
+
+    model: Path
+    before: dict[str, float]
+    after: dict[str, float]
+    kept: str
+    chosen: dict[str, Any]
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    split: dict[str, Any] = field(default_factory=dict)
+
+
+def starting_model(scans: list[UserScan], start: str | Path | None) -> Path:
+    """The model to start from: as named, else a 2D model for 2D images and the default 3D one otherwise."""
+    from dendriteseg.infer.predictor import resolve_model_path
+
+    if start is None:
+        start = "unet2d_default" if all(s.was_2d for s in scans) else None
+    return resolve_model_path(start)
+
+
+def _pad_depth(scan: UserScan, depth: int) -> UserScan:
+    """A scan thinner than a 3D model's patches, reflect-padded along z (padding unlabelled)."""
+    if scan.image.shape[0] >= depth:
+        return scan
+    extra = depth - scan.image.shape[0]
+    image = np.pad(scan.image, ((0, extra), (0, 0), (0, 0)), mode="symmetric")
+    label = np.pad(scan.label, ((0, extra), (0, 0), (0, 0)), constant_values=UNLABELLED)
+    return UserScan(scan.name, image, label, scan.was_2d)
+
+
+def _base_config(parent: Path, scans: list[UserScan], seed: int) -> TrainConfig:
+    """Everything not searched: the parent's patch (narrowed to the images) and batch, exact labels."""
+    info = read_model_info(parent)
+    trained = info.provenance.get("config", {})
+    dims = spec_for(info.architecture).dims
+    depth = 1 if dims == 2 else int(trained.get("patch", [4])[0])
+    side = min(min(s.image.shape[1:]) for s in scans)
+    width = min(int(trained.get("patch", [0, 96])[1]), side) // 16 * 16
+    if width < 16:
+        raise InputError(f"{scans[0].name}: images must be at least 16 x 16 pixels to fine-tune on")
+    return TrainConfig(model=info.architecture, patch=(depth, width, width), batch=int(trained.get("batch", 8)),
+                       train_quality="exact", foreground=0.5, boundary_weight=float(trained.get(
+                           "boundary_weight", 0.0)), seed=seed, lr_schedule="cosine")  # fmt: skip
+
+
+def finetune_on_labels(
+    scans: list[UserScan],
+    out: str | Path,
+    *,
+    start: str | Path | None = None,
+    minutes: float = 5.0,
+    trials: int | None = None,
+    budget: str = "cpu",
+    devices: list[str] | None = None,
+    seed: int = 0,
+    on_trial: Callable[[str], None] | None = None,
+    on_epoch: Callable[[float], None] | None = None,
+) -> FinetuneResult:
+    """Search fine-tuning settings on ``scans``' labels within ``minutes`` and write the best model to ``out``.
+
+    ``trials`` caps the number of trials (default: as many as the time
+    allows); ``devices`` runs trials side by side (one per GPU); ``on_trial``
+    gets a line per finished trial, ``on_epoch`` the share of the budget used.
+    """
+    deadline = Deadline(minutes * 60)
+    parent = starting_model(scans, start)
+    base = _base_config(parent, scans, seed)
+    scans = [_pad_depth(s, base.patch[0]) for s in scans]
+    train, val, split = split_labels(scans, depth=base.patch[0], seed=seed)
+    model, info = load_model(parent)
+    before = validate(model, val, depth=base.patch[0], device="cpu", amp="none")
+    b = budget_named(budget)
+    with tempfile.TemporaryDirectory(prefix="dendriteseg-finetune-") as work:
+        study = open_study(work, "finetune", seed=seed)
+        study.enqueue_trial({**FIRST_TRIAL, "lr": min(max(FIRST_TRIAL["lr"], b.finetune_lr[0]), b.finetune_lr[1]),
+                             "epochs": max(2, b.max_epochs // 2)})  # fmt: skip
+        objective = _objective(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch)
+        run_trials(study, objective, trials=trials or 10**6, seconds=max(deadline.left(), 1.0), devices=devices,
+                   on_trial=lambda t: on_trial(describe_trial(t)) if on_trial else None)  # fmt: skip
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        best = max(done, key=lambda t: t.value) if done else None
+        improved = best is not None and best.value > objective_value(before)
+        kept_path = Path(best.user_attrs["model"]) if improved else parent
+        after = best.user_attrs["scores"] if improved else before
+        record = {
+            "from": str(parent),
+            "images": [s.name for s in scans],
+            "labelled_slices": {s.name: s.labelled_slices for s in scans},
+            "split": split,
+            "budget_minutes": minutes,
+            "trials": [_trial_record(t) for t in study.trials],
+            "chosen": dict(best.params) if improved else {},
+            "before": before,
+            "after": after,
+            "kept": f"trial {best.number}" if improved else "the starting model (no trial beat it)",
+        }
+        model, kept_info = load_model(kept_path)
+        provenance = {**kept_info.provenance, "finetune": record}
+        save_model(out, model, ModelInfo(kept_info.architecture, kept_info.arguments, kept_info.normalisation,
+                                         provenance))  # fmt: skip
+    return FinetuneResult(Path(out), before, after, record["kept"], record["chosen"], record["trials"], split)
+
+
+def _objective(base: TrainConfig, b: Any, train: list[LabelledVolume], val: list[LabelledVolume], parent: Path,
+               work: Path, deadline: Deadline, minutes: float, on_epoch: Callable[[float], None] | None):  # fmt: skip
+    """The trial function: one fine-tune with the trial's settings, reporting validation IoU per epoch."""
+
+    def objective(trial: optuna.Trial, device: str) -> float:
+        settings = finetune_space(trial, b, freeze=True)
+        config = base.replace(**settings, steps_per_epoch=b.steps_per_epoch, device=device,
+                              out=str(work / f"trial_{trial.number:04d}"))  # fmt: skip
+        best = [-math.inf]
+
+        def epoch_done(epoch: int, record: dict[str, Any]) -> None:
+            value = objective_value(record["val"])
+            if value > best[0]:
+                best[0] = value
+                trial.set_user_attr("scores", dict(record["val"]))
+            if on_epoch:
+                on_epoch(min(1.0, 1 - deadline.left() / (minutes * 60)))
+            report_epoch(trial, epoch, value)
+            if deadline.passed():
+                raise _OutOfTime
+
+        try:
+            path = train_on(config, train, val, parent=parent, on_epoch=epoch_done,
+                            provenance={"train_quality": "exact", "config": config_to_dict(config)})  # fmt: skip
+        except _OutOfTime:
+            path = Path(config.out) / "best.safetensors"
+            trial.set_user_attr("stopped_by_budget", True)
+        trial.set_user_attr("model", str(path))
+        return best[0]
+
+    return objective
+
+
+class _OutOfTime(Exception):
+    """The budget is spent: the running trial ends with its best epoch so far."""
+
+
+def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return {
+        "number": trial.number,
+        "state": trial.state.name.lower(),
+        "params": dict(trial.params),
+        "score": trial.value if trial.value is not None else None,
+        "val": trial.user_attrs.get("scores"),
+        "epochs_run": len(trial.intermediate_values),
+        "device": trial.user_attrs.get("device"),
+    }

@@ -1,0 +1,184 @@
+"""The paper's two-step hyperparameter search on manifest datasets.
+
+``pretrain``: trials train from scratch on the noisy labels over the step-1
+space (:func:`~dendriteseg.tune.spaces.pretrain_space`); ``finetune``:
+trials continue a model on the exact labels over the step-2 space, patch
+and batch fixed as the model was trained. Each trial is scored on the exact
+validation split after every epoch; ASHA stops the weak ones. Everything
+lives in the run folder: ``study.journal`` (both studies; a killed search
+started again keeps its finished trials and runs only the missing ones),
+``<step>/trial_NNNN/`` (each trial's training run) and
+``<step>/best.safetensors`` (the best trial's best epoch, an ordinary
+model file). With a Dask scheduler address, each of its workers runs
+trials into the same study.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from dendriteseg.errors import InputError
+from dendriteseg.models import spec_for
+from dendriteseg.models.files import read_model_info
+from dendriteseg.train.config import TrainConfig, config_from_dict, config_to_dict
+from dendriteseg.train.run import train
+from dendriteseg.tune.search import Deadline, finished, objective_value, open_study, report_epoch, run_trials
+from dendriteseg.tune.spaces import budget as budget_named
+from dendriteseg.tune.spaces import finetune_space, pretrain_space
+
+STEPS = ("pretrain", "finetune")
+
+
+class _OutOfTime(Exception):
+    """The search's time is up: the running trial ends with its best epoch so far."""
+
+
+@dataclass
+class SearchResult:
+    """A finished (or stopped) search: the best model file and the study."""
+
+    best_model: Path | None
+    best_value: float
+    best_params: dict[str, Any]
+    trials: int
+    pruned: int
+
+
+def _parent_settings(parent: Path) -> dict[str, Any]:
+    """Patch and batch the parent model was trained with (step 2 keeps them)."""
+    config = read_model_info(parent).provenance.get("config", {})
+    out = {}
+    if "patch" in config:
+        out["patch"] = tuple(config["patch"])
+    if "batch" in config:
+        out["batch"] = int(config["batch"])
+    return out
+
+
+def make_objective(
+    step: str, base: TrainConfig, run: Path, budget: str, parent: Path | None, deadline: Deadline
+) -> Callable[[optuna.Trial, str], float]:
+    """The trial function of a step: settings from its space, training, per-epoch reports."""
+    b = budget_named(budget)
+    fixed = _parent_settings(parent) if parent is not None else {}
+
+    def objective(trial: optuna.Trial, device: str) -> float:
+        if step == "pretrain":
+            settings = pretrain_space(trial, b, spec_for(base.model).dims)
+        else:
+            settings = {**finetune_space(trial, b), **fixed}
+        out = run / step / f"trial_{trial.number:04d}"
+        config = base.replace(**settings, steps_per_epoch=b.steps_per_epoch, out=str(out), device=device,
+                              train_quality="noisy" if step == "pretrain" else "exact")  # fmt: skip
+        best = [-math.inf]
+
+        def on_epoch(epoch: int, record: dict[str, Any]) -> None:
+            value = objective_value(record["val"])
+            if value > best[0]:
+                best[0] = value
+                trial.set_user_attr("scores", dict(record["val"]))
+            report_epoch(trial, epoch, value)
+            if deadline.passed():
+                raise _OutOfTime
+
+        try:
+            path = train(config, parent=parent, on_epoch=on_epoch)
+        except _OutOfTime:
+            path = out / "best.safetensors"
+            trial.set_user_attr("stopped_by_budget", True)
+        trial.set_user_attr("model", str(path))
+        return best[0]
+
+    return objective
+
+
+def search(
+    step: str,
+    base: TrainConfig,
+    run: str | Path,
+    *,
+    parent: str | Path | None = None,
+    trials: int = 30,
+    budget: str = "cpu",
+    seconds: float | None = None,
+    dask: str | None = None,
+    seed: int = 0,
+    on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+) -> SearchResult:
+    """Run (or continue) step ``pretrain`` or ``finetune`` of the search in ``run``.
+
+    ``base`` gives everything not searched (data manifest, architecture,
+    loss, seed); ``parent`` is the model step 2 starts from.
+    """
+    if step not in STEPS:
+        raise InputError(f"step: expected pretrain or finetune, got {step!r}")
+    if step == "finetune" and parent is None:
+        raise InputError("hpo finetune: name the model to start from (--from MODEL)")
+    if not base.data:
+        raise InputError("config: 'data' (a dataset manifest) is required")
+    run = Path(run)
+    budget_named(budget)
+    study = open_study(run, step, seed=seed)
+    study.set_user_attr("architecture", read_model_info(parent).architecture if parent else base.model)
+    study.set_user_attr("config", config_to_dict(base))
+    study.set_user_attr("parent", str(parent) if parent else None)
+    study.set_user_attr("budget", budget)
+    if dask:
+        _search_on_dask(dask, step, base, run, parent, trials, budget, seconds, seed)
+    else:
+        objective = make_objective(step, base, run, budget, Path(parent) if parent else None, Deadline(seconds))
+        run_trials(study, objective, trials=trials, seconds=seconds, on_trial=on_trial)
+    return export_best(study, run / step / "best.safetensors")
+
+
+def export_best(study: optuna.Study, target: Path) -> SearchResult:
+    """Copy the best trial's model to ``target`` (atomically) and summarise the study."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    pruned = sum(s == optuna.trial.TrialState.PRUNED for s in states)
+    try:
+        best = study.best_trial
+    except ValueError:
+        return SearchResult(None, math.nan, {}, finished(study), pruned)
+    source = Path(best.user_attrs["model"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+    return SearchResult(target, float(best.value), dict(best.params), finished(study), pruned)
+
+
+def _worker(run: str, step: str, config: dict, parent: str | None, trials: int, budget: str,
+            seconds: float | None, seed: int) -> int:  # fmt: skip
+    """One Dask worker's share: trials into the shared study until it has enough; returns its count."""
+    study = open_study(run, step, seed=seed)
+    base = config_from_dict(config)
+    objective = make_objective(step, base, Path(run), budget, Path(parent) if parent else None, Deadline(seconds))
+    before = finished(study)
+    run_trials(study, objective, trials=trials, seconds=seconds)
+    return finished(study) - before
+
+
+def _search_on_dask(address: str, step: str, base: TrainConfig, run: Path, parent: str | Path | None,
+                    trials: int, budget: str, seconds: float | None, seed: int) -> None:  # fmt: skip
+    """Every worker of the cluster at ``address`` runs trials into the same study (journal file)."""
+    from distributed import Client
+
+    with Client(address) as client:
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise InputError(f"{address}: the Dask cluster has no workers")
+        config = config_to_dict(base)
+        futures = [
+            client.submit(_worker, str(run.resolve()), step, config, str(parent) if parent else None, trials,
+                          budget, seconds, seed + i, workers=[w], pure=False, allow_other_workers=False)
+            for i, w in enumerate(workers)
+        ]  # fmt: skip
+        client.gather(futures)

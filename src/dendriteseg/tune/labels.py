@@ -1,0 +1,158 @@
+"""A user's labels for fine-tuning: whole volumes, some slices, or scribbles; and their split.
+
+Labels are read into one array per image with 0 (background), 1
+(dendrite) and :data:`~dendriteseg.data.UNLABELLED` where nothing is known:
+
+* a label volume of the image's shape, 0/1 or 0/255 (every voxel labelled);
+* with ``slices``: only those z-slices count, given either as a volume of
+  the image's shape or as a stack of just those slices, in that order;
+* scribbles (the napari/ilastik convention): 0 unlabelled, 1 background,
+  2 dendrite, of the image's shape.
+
+A 2D image is a volume of one slice. :func:`split_labels` then holds part
+of the labels out for validation, never the same voxels as training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dendriteseg.data import UNLABELLED, LabelledVolume
+from dendriteseg.errors import InputError
+from dendriteseg.io.labels import as_binary_labels
+from dendriteseg.io.readers import as_volume
+from dendriteseg.preprocess import normalisation_window, normalise
+
+
+@dataclass
+class UserScan:
+    """One image with its (partial) labels, the image normalised as models expect."""
+
+    name: str
+    image: np.ndarray  # float32 (z, y, x)
+    label: np.ndarray  # uint8 (z, y, x): 0, 1 or UNLABELLED
+    was_2d: bool
+
+    @property
+    def labelled_slices(self) -> list[int]:
+        return [int(z) for z in np.flatnonzero((self.label != UNLABELLED).any(axis=(1, 2)))]
+
+
+def read_user_scan(
+    image: str | Path,
+    labels: str | Path | None = None,
+    *,
+    slices: list[int] | None = None,
+    scribbles: str | Path | None = None,
+) -> UserScan:
+    """Read an image and its labels (exactly one of ``labels`` or ``scribbles``)."""
+    if (labels is None) == (scribbles is None):
+        raise InputError(f"{image}: give either labels or scribbles")
+    data, was_2d = _read_stack(image)
+    source = str(scribbles if scribbles is not None else labels)
+    given, _ = _read_stack(source)
+    if scribbles is not None:
+        label = _from_scribbles(given, data.shape, source)
+    else:
+        label = _from_labels(given, data.shape, source, slices)
+    if not (label != UNLABELLED).any():
+        raise InputError(f"{source}: no labelled voxel")
+    window = normalisation_window(data)
+    return UserScan(Path(str(image)).name, normalise(data, window), label, was_2d)
+
+
+def _read_stack(path: str | Path) -> tuple[np.ndarray, bool]:
+    """A file's voxels as (z, y, x), and whether it was a 2D image."""
+    with as_volume(path, str(path)) as vol:
+        was_2d = vol.ndim == 2
+        data = vol.read()
+    return (data[None] if was_2d else data), was_2d
+
+
+def _from_scribbles(given: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarray:
+    if given.shape != shape:
+        raise InputError(f"{source}: scribbles of shape {given.shape}, the image is {shape}")
+    values = set(np.unique(given).tolist())
+    if not values <= {0, 1, 2}:
+        raise InputError(f"{source}: scribbles must be 0 (unlabelled), 1 (background) or 2 (dendrite), "
+                         f"got {sorted(values)[:6]}")  # fmt: skip
+    label = np.full(shape, UNLABELLED, np.uint8)
+    label[given == 1] = 0
+    label[given == 2] = 1
+    return label
+
+
+def _from_labels(given: np.ndarray, shape: tuple[int, ...], source: str, slices: list[int] | None) -> np.ndarray:
+    binary = as_binary_labels(given, source).astype(np.uint8)
+    if slices is None:
+        if binary.shape != shape:
+            raise InputError(f"{source}: labels of shape {binary.shape}, the image is {shape}")
+        return binary
+    bad = [z for z in slices if not 0 <= z < shape[0]]
+    if bad or len(set(slices)) != len(slices):
+        raise InputError(f"--slices: {slices} must be distinct slices of 0..{shape[0] - 1}")
+    label = np.full(shape, UNLABELLED, np.uint8)
+    if binary.shape == shape:
+        label[slices] = binary[slices]
+    elif binary.shape == (len(slices), *shape[1:]):
+        label[slices] = binary
+    else:
+        raise InputError(f"{source}: labels of shape {binary.shape}; expected the image's {shape} or "
+                         f"{len(slices)} slices of {shape[1]} x {shape[2]}")  # fmt: skip
+    return label
+
+
+def split_labels(scans: list[UserScan], *, depth: int, seed: int = 0) -> tuple[list, list, dict]:
+    """Training and validation volumes from the scans' labels, never sharing a labelled voxel.
+
+    With two or more labelled slices in all, about a quarter of them (at
+    least one, evenly spread) are held out whole; with one, a quarter of
+    its labelled pixels, in 16 x 16-px blocks, are. Validation volumes are
+    slabs of ``depth`` slices around each held-out slice (the context a 3D
+    model needs), labelled only there. Returns the training volumes, the
+    validation volumes and a description of the split.
+    """
+    pairs = [(i, z) for i, scan in enumerate(scans) for z in scan.labelled_slices]
+    gen = np.random.default_rng(seed)
+    train_labels = [scan.label.copy() for scan in scans]
+    held: dict[int, dict[int, np.ndarray]] = {}
+    if len(pairs) >= 2:
+        n_val = max(1, round(len(pairs) / 4))
+        picks = [pairs[int(k)] for k in np.linspace(0, len(pairs) - 1, n_val + 2)[1:-1].round()]
+        picks = picks or [pairs[-1]]
+        for i, z in picks:
+            held.setdefault(i, {})[z] = scans[i].label[z].copy()
+            train_labels[i][z] = UNLABELLED
+        how = {"by": "slices", "validation": [[scans[i].name, z] for i, z in picks]}
+    else:
+        i, z = pairs[0]
+        blocks = _blocks(scans[i].label.shape[1:], 16)
+        chosen = gen.random(blocks.max() + 1) < 0.25
+        chosen[gen.integers(len(chosen))] = True
+        mask = chosen[blocks] & (scans[i].label[z] != UNLABELLED)
+        if not mask.any() or mask.sum() == (scans[i].label[z] != UNLABELLED).sum():
+            raise InputError(f"{scans[i].name}: too few labelled pixels to hold some out for validation")
+        val = np.where(mask, scans[i].label[z], UNLABELLED).astype(np.uint8)
+        held[i] = {z: val}
+        train_labels[i][z][mask] = UNLABELLED
+        how = {"by": "pixels", "validation_pixels": int(mask.sum()), "slice": [scans[i].name, z]}
+    train = [LabelledVolume(s.name, s.image, lab, "exact") for s, lab in zip(scans, train_labels, strict=True)]
+    val = [_slab(scans[i], z, lab, depth) for i, slices in held.items() for z, lab in slices.items()]
+    return train, val, how
+
+
+def _blocks(shape: tuple[int, int], size: int) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    per_row = -(-shape[1] // size)
+    return (yy // size) * per_row + xx // size
+
+
+def _slab(scan: UserScan, z: int, label: np.ndarray, depth: int) -> LabelledVolume:
+    z0 = max(0, min(z - depth // 2, scan.image.shape[0] - depth))
+    z1 = min(scan.image.shape[0], z0 + max(depth, 1))
+    slab = np.full((z1 - z0, *label.shape), UNLABELLED, np.uint8)
+    slab[z - z0] = label
+    return LabelledVolume(f"{scan.name}:z{z}", scan.image[z0:z1], slab, "exact")

@@ -1,0 +1,100 @@
+"""``hpo report``: our Table 1, the optimisation history and parameter importances of a run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import optuna
+
+from dendriteseg.errors import InputError
+from dendriteseg.io import write_text_atomic
+from dendriteseg.io.outputs import save_figure
+from dendriteseg.tune.search import STUDY_FILE, open_study
+
+COLUMNS = ("patch_width", "lr", "augment", "epochs", "batch", "freeze_encoder")
+
+
+def _studies(run: Path) -> dict[str, optuna.Study]:
+    if not (run / STUDY_FILE).is_file():
+        raise InputError(f"{run}: no {STUDY_FILE} here; is it the run folder of dendriteseg hpo?")
+    storage = open_study(run, "_probe")._storage
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name != "_probe"]
+    return {name: open_study(run, name) for name in ("pretrain", "finetune") if name in names}
+
+
+def table1(studies: dict[str, optuna.Study]) -> str:
+    """Markdown: the chosen hyperparameters per architecture and step, as the paper's Table 1."""
+    lines = [
+        "| architecture | step | " + " | ".join(COLUMNS) + " | val IoU | trials (pruned) |",
+        "|" + "---|" * (len(COLUMNS) + 4),
+    ]
+    for step, study in studies.items():
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+        arch = study.user_attrs.get("architecture", "?")
+        if not done:
+            lines.append(f"| {arch} | {step} | " + " | ".join("-" for _ in COLUMNS) + f" | - | {len(trials)} ({pruned}) |")
+            continue
+        best = study.best_trial
+        fixed = study.user_attrs.get("config", {})
+        cells = []
+        for key in COLUMNS:
+            value = best.params.get(key)
+            if value is None and key == "patch_width" and fixed.get("patch"):
+                value = f"{fixed['patch'][-1]} (fixed)"
+            if value is None and key == "batch" and "batch" in fixed:
+                value = f"{fixed['batch']} (fixed)"
+            cells.append(f"{value:.3g}" if isinstance(value, float) else ("-" if value is None else str(value)))
+        lines.append(f"| {arch} | {step} | " + " | ".join(cells) + f" | {best.value:.4f} | {len(trials)} ({pruned}) |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run: str | Path, *, export: str | Path | None = None, step: str = "finetune") -> list[Path]:
+    """Write ``table1.md``, ``history_<step>.png`` and ``importance_<step>.png`` into ``run``; returns them.
+
+    With ``export``, the best model of ``step`` is also copied there.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization import matplotlib as plots
+
+    run = Path(run)
+    studies = _studies(run)
+    if not studies:
+        raise InputError(f"{run}: holds no pretrain or finetune study")
+    written = [run / "table1.md"]
+    write_text_atomic(written[0], table1(studies))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's matplotlib plots are marked experimental
+        for name, study in studies.items():
+            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            if not done:
+                continue
+            ax = plots.plot_optimization_history(study)
+            written.append(save_figure(ax.figure, run / f"history_{name}.png", dpi=100))
+            if len(done) >= 2 and len({tuple(sorted(t.params.items())) for t in done}) >= 2:
+                ax = plots.plot_param_importances(study)
+                written.append(save_figure(ax.figure, run / f"importance_{name}.png", dpi=100))
+    if export is not None:
+        written.append(_export(studies, step, Path(export)))
+    return written
+
+
+def _export(studies: dict[str, optuna.Study], step: str, target: Path) -> Path:
+    if step not in studies:
+        raise InputError(f"--step: the run has no {step} study")
+    try:
+        source = Path(studies[step].best_trial.user_attrs["model"])
+    except ValueError:
+        raise InputError(f"--step: no {step} trial finished; nothing to export") from None
+    if target.suffix != ".safetensors":
+        raise InputError(f"{target}: model files end in .safetensors")
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+    return target

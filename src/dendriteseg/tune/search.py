@@ -1,0 +1,177 @@
+"""The one search engine: Optuna, with asynchronous successive halving (ASHA).
+
+Optuna because it is maintained and made for this: a TPE sampler, an ASHA
+pruner (:class:`optuna.pruners.SuccessiveHalvingPruner`) that stops weak
+trials at each rung of epochs, studies kept in a journal file that several
+processes (Dask workers) append to safely and that a killed search reopens
+with its finished trials intact, and the plots of ``hpo report``.
+
+A trial is a function ``objective(trial, device) -> float`` (validation IoU,
+maximised: :func:`objective_value`) that calls :func:`report_epoch` after
+each epoch of training.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import TrialState
+
+STUDY_FILE = "study.journal"
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_study(folder: str | Path, name: str, *, seed: int = 0, min_epochs: int = 1) -> optuna.Study:
+    """Create or reopen study ``name`` in ``folder/study.journal``.
+
+    Trials left running by a process that is gone (killed search) are
+    marked failed, so they neither count nor block; finished ones are kept.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = str(folder / STUDY_FILE)
+    storage = JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3),
+        load_if_exists=True,
+    )
+    fail_orphans(study)
+    return study
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_orphans(study: optuna.Study) -> list[int]:
+    """Mark failed the running trials whose process (on this machine) has died; returns their numbers."""
+    host, orphans = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("host") == host and "pid" in attrs and not _alive(int(attrs["pid"])):
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            orphans.append(trial.number)
+    return orphans
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count towards the target: completed or pruned."""
+    return len(study.get_trials(deepcopy=False, states=DONE))
+
+
+def objective_value(scores: dict[str, float]) -> float:
+    """What a search maximises: validation IoU (NaN counts as 0), ties broken by accuracy / 1000.
+
+    Early epochs of small models often call everything background (IoU 0
+    everywhere); accuracy still tells those trials apart, so ASHA can rank them.
+    """
+    iou = 0.0 if math.isnan(scores["iou"]) else scores["iou"]
+    accuracy = 0.0 if math.isnan(scores["accuracy"]) else scores["accuracy"]
+    return iou + 1e-3 * accuracy
+
+
+def report_epoch(trial: optuna.Trial, epoch: int, value: float) -> None:
+    """Report a trial's validation score after ``epoch``; raise TrialPruned where ASHA stops it."""
+    trial.report(value, epoch)
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial, str], float],
+    *,
+    trials: int,
+    seconds: float | None = None,
+    devices: list[str] | None = None,
+    on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+) -> None:
+    """Run trials until the study has ``trials`` finished ones or ``seconds`` have passed.
+
+    With several ``devices`` (e.g. one per GPU) trials run side by side, one
+    per device; each trial records the machine, process and device it ran on.
+    """
+    devices = devices or ["cpu"]
+    free: queue.Queue[str] = queue.Queue()
+    for device in devices:
+        free.put(device)
+
+    def wrapped(trial: optuna.Trial) -> float:
+        device = free.get()
+        try:
+            trial.set_user_attr("host", socket.gethostname())
+            trial.set_user_attr("pid", os.getpid())
+            trial.set_user_attr("device", device)
+            return objective(trial, device)
+        finally:
+            free.put(device)
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if on_trial:
+            on_trial(trial)
+        if finished(study) >= trials:
+            study.stop()
+
+    remaining = trials - finished(study)
+    if remaining <= 0:
+        return
+    study.optimize(
+        wrapped,
+        n_trials=remaining,
+        timeout=seconds,
+        n_jobs=len(devices),
+        callbacks=[callback],
+        catch=(),
+        gc_after_trial=True,
+    )
+
+
+def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
+    """One line on a finished trial: its settings, score and state."""
+    settings = ", ".join(f"{k} {_short(v)}" for k, v in trial.params.items())
+    if trial.state == TrialState.PRUNED:
+        last = max(trial.intermediate_values) if trial.intermediate_values else 0
+        value = trial.intermediate_values.get(last, float("nan"))
+        return f"trial {trial.number}: {settings}: score {value:.4f}, pruned after epoch {last}"
+    if trial.state == TrialState.COMPLETE:
+        return f"trial {trial.number}: {settings}: score {trial.value:.4f}"
+    return f"trial {trial.number}: {settings}: {trial.state.name.lower()}"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class Deadline:
+    """A wall-clock budget shared by a search's trials."""
+
+    def __init__(self, seconds: float | None):
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float:
+        return float("inf") if self.end is None else self.end - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.left() <= 0

@@ -1,0 +1,162 @@
+"""Fine-tuning on a user's labels and the two-step search: tiny models, a few steps."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+torch = pytest.importorskip("torch")
+optuna = pytest.importorskip("optuna")
+
+from dendriteseg.data import UNLABELLED, LabelledVolume, PatchSampler  # noqa: E402
+from dendriteseg.errors import InputError  # noqa: E402
+from dendriteseg.metrics import score_labelled  # noqa: E402
+from dendriteseg.models import build_model  # noqa: E402
+from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model  # noqa: E402
+from dendriteseg.preprocess import NORMALISATION  # noqa: E402
+from dendriteseg.synth.scan import make_scan  # noqa: E402
+from dendriteseg.train.fit import segmentation_loss  # noqa: E402
+from dendriteseg.tune.finetune import finetune_on_labels  # noqa: E402
+from dendriteseg.tune.labels import UserScan, read_user_scan, split_labels  # noqa: E402
+
+
+def _tiny_model(path, arch):
+    patch = [1, 32, 32] if arch == "unet2d" else [2, 32, 32]
+    torch.manual_seed(0)
+    model = build_model(arch, base=4, depth=2)
+    save_model(path, model, ModelInfo(arch, {"base": 4, "depth": 2}, dict(NORMALISATION),
+                                      {"config": {"patch": patch, "batch": 2}}))  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def scan_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("user")
+    scan = make_scan((5, 40, 40), rng=2)
+    tifffile.imwrite(folder / "img.tif", scan["image"])
+    tifffile.imwrite(folder / "lab.tif", scan["label"] * 255)
+    tifffile.imwrite(folder / "img2d.tif", scan["image"][2])
+    tifffile.imwrite(folder / "lab2d.tif", scan["label"][2])
+    scribbles = np.zeros(scan["label"].shape, np.uint8)
+    for z in (0, 4):
+        scribbles[z, ::3, ::3] = scan["label"][z, ::3, ::3] + 1  # 1 background, 2 dendrite
+    tifffile.imwrite(folder / "scribbles.tif", scribbles)
+    _tiny_model(folder / "m2d.safetensors", "unet2d")
+    _tiny_model(folder / "m3d.safetensors", "unet3d")
+    return folder, scan
+
+
+def test_user_labels_whole_some_slices_and_scribbles(scan_files):
+    folder, scan = scan_files
+    whole = read_user_scan(folder / "img.tif", folder / "lab.tif")
+    assert whole.labelled_slices == [0, 1, 2, 3, 4] and set(np.unique(whole.label)) <= {0, 1}
+    some = read_user_scan(folder / "img.tif", folder / "lab.tif", slices=[1, 3])
+    assert some.labelled_slices == [1, 3] and np.all(some.label[0] == UNLABELLED)
+    np.testing.assert_array_equal(some.label[3], scan["label"][3])
+    tifffile.imwrite(folder / "two.tif", scan["label"][[1, 3]])
+    stack = read_user_scan(folder / "img.tif", folder / "two.tif", slices=[1, 3])
+    np.testing.assert_array_equal(stack.label, some.label)
+    scribbled = read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif")
+    assert scribbled.labelled_slices == [0, 4]
+    assert (scribbled.label[0, ::3, ::3] == scan["label"][0, ::3, ::3]).all()
+    assert (scribbled.label[0, 1::3] == UNLABELLED).all()
+    flat = read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")
+    assert flat.was_2d and flat.image.shape == (1, 40, 40)
+    with pytest.raises(InputError, match="lab.tif: scribbles must be 0"):
+        read_user_scan(folder / "img.tif", scribbles=folder / "lab.tif")
+    with pytest.raises(InputError, match="two.tif: labels of shape"):
+        read_user_scan(folder / "img.tif", folder / "two.tif", slices=[1, 2, 3])
+
+
+def _labelled(volume: LabelledVolume, z_offset: int = 0) -> set:
+    return {(volume.name.split(":")[0], z + z_offset, y, x) for z, y, x in np.argwhere(volume.label != UNLABELLED)}
+
+
+def test_validation_never_sees_training_voxels(scan_files):
+    folder, _ = scan_files
+    for scan in (read_user_scan(folder / "img.tif", folder / "lab.tif"),
+                 read_user_scan(folder / "img2d.tif", folder / "lab2d.tif"),
+                 read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif")):  # fmt: skip
+        train, val, how = split_labels([scan], depth=2)
+        trained = _labelled(train[0])
+        held = set()
+        for v in val:
+            z = int(v.name.split(":z")[1])
+            offset = z - int(np.flatnonzero((v.label != UNLABELLED).any(axis=(1, 2)))[0])
+            held |= _labelled(v, offset)
+        known = _labelled(LabelledVolume(scan.name, scan.image, scan.label))
+        assert held and trained and not held & trained and held | trained == known, how
+
+
+def test_unlabelled_voxels_add_nothing_to_the_loss_and_are_skipped_in_scores():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 2, 3, 8, 8, generator=gen)
+    target = torch.randint(0, 2, (2, 3, 8, 8), generator=gen)
+    partial = target.clone()
+    partial[:, 1:] = UNLABELLED
+    changed = logits.clone()
+    changed[:, :, 1:] = -changed[:, :, 1:]  # what the unlabelled voxels see does not matter
+    a = segmentation_loss(logits, partial, boundary_weight=1.0)
+    assert torch.allclose(a, segmentation_loss(changed, partial, boundary_weight=1.0))
+    assert not torch.allclose(a, segmentation_loss(changed, target, boundary_weight=1.0))
+    assert float(segmentation_loss(logits, torch.full_like(target, UNLABELLED))) == 0.0
+    truth = np.full((2, 4, 4), UNLABELLED, np.uint8)
+    truth[0, :2] = [[1, 1, 0, 0], [0, 0, 0, 0]]
+    pred = np.zeros((2, 4, 4), bool)
+    pred[0, 0, :3] = True
+    pred[1] = True  # unlabelled: never counted
+    e = score_labelled(pred, truth)
+    assert e.iou == pytest.approx(2 / 3) and e.accuracy == pytest.approx(7 / 8)
+    assert np.isnan(e.bf1) and e.counts == {"labelled_voxels": 8, "whole_slices": 0}
+
+
+def test_sparse_patches_are_centred_on_labelled_voxels():
+    label = np.full((6, 40, 40), UNLABELLED, np.uint8)
+    label[3, 30:, 30:] = 0
+    sampler = PatchSampler([LabelledVolume("v", np.zeros((6, 40, 40), np.float32), label)], (2, 8, 8),
+                           foreground=0.5, rng=0)  # fmt: skip
+    for _ in range(30):
+        _, patch = sampler.sample()
+        assert (patch != UNLABELLED).any()
+
+
+@pytest.mark.parametrize("arch,kind", [("unet2d", "labels"), ("unet3d", "scribbles")])
+def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_files, tmp_path, arch, kind):
+    folder, _ = scan_files
+    if kind == "labels":
+        scans = [read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")]
+    else:
+        scans = [read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif")]
+    lines = []
+    out = tmp_path / "tuned.safetensors"
+    model = folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
+    result = finetune_on_labels(scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append)
+    assert len(lines) == 3 and lines[0].startswith("trial 0: lr 0.0003")
+    assert result.after["iou"] >= result.before["iou"]
+    loaded, info = load_model(out)
+    record = info.provenance["finetune"]
+    assert info.architecture == arch and len(record["trials"]) == 3
+    assert record["labelled_slices"][scans[0].name] == scans[0].labelled_slices
+    assert record["before"]["iou"] == pytest.approx(result.before["iou"])
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_finetune_command_line(scan_files, tmp_path):
+    folder, _ = scan_files
+    cli = [sys.executable, "-m", "dendriteseg", "finetune"]
+    out = tmp_path / "cli.safetensors"
+    run = subprocess.run(cli + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--slices", "0,2,4",
+                                "--from", str(folder / "m3d.safetensors"), "--budget", "tiny", "--trials", "2",
+                                "-o", str(out)], capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "validation (held-out slices img.tif z2)" in run.stdout and out.is_file()
+    bad = subprocess.run(cli + [str(folder / "img.tif"), "--labels", str(folder / "lab2d.tif"), "-o", str(out)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "lab2d.tif" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    old = subprocess.run(cli + ["config.yaml"], capture_output=True, text=True, cwd=tmp_path)
+    assert old.returncode == 2 and "needs --from" in old.stderr
