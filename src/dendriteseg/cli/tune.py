@@ -31,7 +31,7 @@ def finetune(
     inputs = inputs or []
     if len(inputs) <= 1 and not labels and not scribbles and (not inputs or inputs[0].endswith((".yaml", ".yml"))):
         if parent is None:
-            _fail("finetune CONFIG needs --from MODEL.safetensors")
+            _fail("finetune needs --from MODEL.safetensors to fine-tune on a CONFIG's dataset")
         _run_training(Path(inputs[0]) if inputs else None, ["train_quality=exact", *(set_ or [])], Path(parent))
         return
     _finetune_images(inputs, labels or [], slices, scribbles or [], parent, minutes, trials, budget, out)

@@ -314,24 +314,7 @@ def simulate_scan(
     grains = holder_grains(phase.shape, params, gen) if params.holder_texture > 0 and holder.any() else None
     angles, times = acquisition_times(params.n_views, params.interlace)
     projector = _Projector(nx, angles, backend)
-    # detector: per-pixel gain errors (rings) and dead pixels, fixed for the whole scan
-    gain = 1.0 + params.ring_strength * gen.standard_normal(projector.n_det)
-    dead = gen.choice(projector.n_det, min(params.dead_pixels, projector.n_det), replace=False)
-    gain[dead] = gen.uniform(0.8, 0.95, dead.size)  # weak pixels: half rings after FBP
-    stripes: list[dict[str, float]] = []
-    gain = gain[None]
-    if params.broad_rings > 0 or params.axis_spot > 0:
-        bands, stripes = detector_stripes(
-            len(angles),
-            projector.n_det,
-            broad=params.broad_rings,
-            strength=params.broad_ring_strength,
-            max_width=params.broad_ring_width,
-            axis_spot=params.axis_spot,
-            gen=gen,
-            reach=radius + params.holder_gap * nx + params.holder_thickness * nx,
-        )
-        gain = gain * bands
+    gain, dead, stripes = _detector_gain(len(angles), projector.n_det, params, radius, nx, gen)
     scale = -math.log(params.transmission) / (params.mu_melt * 2 * radius)
     image = np.empty(phase.shape, np.float32)
     w = times[:, None]
@@ -372,6 +355,32 @@ def simulate_scan(
         "cnr": contrast_to_noise(image, label, sample),
     }
     return {"image": image, "label": label, "phase": mid.astype(np.float32), "sample": sample, "meta": meta}
+
+
+def _detector_gain(
+    n_views: int, n_det: int, params: ScanParams, radius: float, nx: int, gen: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]]]:
+    """The detector's gain (views, pixels), fixed for the whole scan: per-pixel errors (narrow rings),
+    weak pixels (half rings after FBP), broad and partial stripes and an axis stripe; also the weak
+    pixels and the stripes drawn."""
+    gain = 1.0 + params.ring_strength * gen.standard_normal(n_det)
+    dead = gen.choice(n_det, min(params.dead_pixels, n_det), replace=False)
+    gain[dead] = gen.uniform(0.8, 0.95, dead.size)
+    stripes: list[dict[str, float]] = []
+    gain = gain[None]
+    if params.broad_rings > 0 or params.axis_spot > 0:
+        bands, stripes = detector_stripes(
+            n_views,
+            n_det,
+            broad=params.broad_rings,
+            strength=params.broad_ring_strength,
+            max_width=params.broad_ring_width,
+            axis_spot=params.axis_spot,
+            gen=gen,
+            reach=radius + (params.holder_gap + params.holder_thickness) * nx,
+        )
+        gain = gain * bands
+    return gain, dead, stripes
 
 
 def _check_inputs(phase: np.ndarray, phase_end: np.ndarray | None, params: ScanParams) -> None:

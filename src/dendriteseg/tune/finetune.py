@@ -102,6 +102,7 @@ def finetune_on_labels(
     budget: str = "cpu",
     devices: list[str] | None = None,
     seed: int = 0,
+    search: bool = True,
     on_trial: Callable[[str], None] | None = None,
     on_epoch: Callable[[float], None] | None = None,
 ) -> FinetuneResult:
@@ -110,6 +111,8 @@ def finetune_on_labels(
     ``trials`` caps the number of trials (default: as many as the time
     allows); ``devices`` runs trials side by side (one per GPU); ``on_trial``
     gets a line per finished trial, ``on_epoch`` the share of the budget used.
+    ``search=False`` is the plain alternative: one fine-tune at the first
+    trial's fixed settings, for as many epochs as the budget allows.
     """
     deadline = Deadline(minutes * 60)
     parent = starting_model(scans, start)
@@ -123,8 +126,8 @@ def finetune_on_labels(
         study = open_study(work, "finetune", seed=seed)
         study.enqueue_trial({**FIRST_TRIAL, "lr": min(max(FIRST_TRIAL["lr"], b.finetune_lr[0]), b.finetune_lr[1]),
                              "epochs": max(2, b.max_epochs // 2)})  # fmt: skip
-        objective = _objective(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch)
-        run_trials(study, objective, trials=trials or 10**6, seconds=max(deadline.left(), 1.0), devices=devices,
+        objective = _objective(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, search)
+        run_trials(study, objective, trials=(trials or 10**6) if search else 1, seconds=max(deadline.left(), 1.0), devices=devices,
                    on_trial=lambda t: on_trial(describe_trial(t)) if on_trial else None)  # fmt: skip
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         best = max(done, key=lambda t: t.value) if done else None
@@ -151,11 +154,16 @@ def finetune_on_labels(
 
 
 def _objective(base: TrainConfig, b: Any, train: list[LabelledVolume], val: list[LabelledVolume], parent: Path,
-               work: Path, deadline: Deadline, minutes: float, on_epoch: Callable[[float], None] | None):  # fmt: skip
-    """The trial function: one fine-tune with the trial's settings, reporting validation IoU per epoch."""
+               work: Path, deadline: Deadline, minutes: float, on_epoch: Callable[[float], None] | None,
+               search: bool = True):  # fmt: skip
+    """The trial function: one fine-tune with the trial's settings, reporting validation IoU per epoch
+    (without ``search``: the first trial's settings, epochs until the budget is spent, never pruned)."""
 
     def objective(trial: optuna.Trial, device: str) -> float:
         settings = finetune_space(trial, b, freeze=True)
+        if not search:
+            settings.update(epochs=10**6, lr_schedule="constant")
+            trial.set_user_attr("fixed", True)
         config = base.replace(**settings, steps_per_epoch=b.steps_per_epoch, device=device,
                               out=str(work / f"trial_{trial.number:04d}"))  # fmt: skip
         best = [-math.inf]
@@ -165,9 +173,11 @@ def _objective(base: TrainConfig, b: Any, train: list[LabelledVolume], val: list
             if value > best[0]:
                 best[0] = value
                 trial.set_user_attr("scores", dict(record["val"]))
+            trial.set_user_attr("epochs_run", epoch)
             if on_epoch:
                 on_epoch(min(1.0, 1 - deadline.left() / (minutes * 60)))
-            report_epoch(trial, epoch, value)
+            if search:
+                report_epoch(trial, epoch, value)
             if deadline.passed():
                 raise _OutOfTime
 
@@ -194,6 +204,7 @@ def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "params": dict(trial.params),
         "score": trial.value if trial.value is not None else None,
         "val": trial.user_attrs.get("scores"),
-        "epochs_run": len(trial.intermediate_values),
+        "epochs_run": trial.user_attrs.get("epochs_run", 0),
+        "fixed_settings": not trial.params or trial.user_attrs.get("fixed", False),
         "device": trial.user_attrs.get("device"),
     }
