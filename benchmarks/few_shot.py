@@ -52,7 +52,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     shape = tuple(int(s) for s in args.shape.split(","))
     counts = [int(c) for c in args.counts.split(",")]
-    print(f"{args.model}; {args.minutes:g} min per fine-tune; skeleton-generator scans {shape}, seed {args.seed}")
+    print(
+        f"{args.model}; {args.minutes:g} min per fine-tune; skeleton-generator scans {shape}, "
+        f"seed {args.seed}"
+    )
     print(f"{'scan':>4} {'slices':>6}" + "".join(f"{m:>26s}" for m in ("before", "fixed", "searched")))
     rows = {m: [] for m in ("before", "fixed", "searched")}
     for i in range(args.scans):
@@ -73,13 +76,18 @@ def main() -> None:
                     cells[method] = _scores(out, image, truth)
             for m, s in cells.items():
                 rows[m].append(s)
-            print(f"{i:>4} {count:>6}" + "".join(
-                f"{s['iou']:>10.3f} /{s['bf1']:6.3f} /{s['bde']:6.2f}" for s in cells.values()), flush=True)  # fmt: skip
+            print(
+                f"{i:>4} {count:>6}"
+                + "".join(f"{s['iou']:>10.3f} /{s['bf1']:6.3f} /{s['bde']:6.2f}" for s in cells.values()),
+                flush=True,
+            )
     base = np.mean([r["iou"] for r in rows["before"]])
     for m, scores in rows.items():
         iou = np.mean([s["iou"] for s in scores])
-        print(f"mean {m:>9}: IoU {iou:.3f} (x{iou / base:.2f} of before), BF1 "
-              f"{np.nanmean([s['bf1'] for s in scores]):.3f}, BDE {np.nanmean([s['bde'] for s in scores]):.2f}")  # fmt: skip
+        print(
+            f"mean {m:>9}: IoU {iou:.3f} (x{iou / base:.2f} of before), BF1 "
+            f"{np.nanmean([s['bf1'] for s in scores]):.3f}, BDE {np.nanmean([s['bde'] for s in scores]):.2f}"
+        )
 
 
 if __name__ == "__main__":

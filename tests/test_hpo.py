@@ -29,17 +29,35 @@ def manifest(tmp_path_factory):
 
 
 def _base(manifest, out, **changes):
-    return config_from_dict({"data": str(manifest), "out": str(out), "model": "unet2d",
-                             "model_args": {"base": 8, "depth": 2}, "patch": [1, 32, 32], "batch": 2,
-                             "amp": "none", **changes})  # fmt: skip
+    return config_from_dict(
+        {
+            "data": str(manifest),
+            "out": str(out),
+            "model": "unet2d",
+            "model_args": {"base": 8, "depth": 2},
+            "patch": [1, 32, 32],
+            "batch": 2,
+            "amp": "none",
+            **changes,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def segmenting_model(manifest, tmp_path_factory):
     """A model that finds some dendrite already (trials that fine-tune it then differ)."""
     out = tmp_path_factory.mktemp("start")
-    config = _base(manifest, out, train_quality="exact", epochs=2, steps_per_epoch=30, lr=3e-3, batch=4,
-                   foreground=0.7, lr_schedule="constant")  # fmt: skip
+    config = _base(
+        manifest,
+        out,
+        train_quality="exact",
+        epochs=2,
+        steps_per_epoch=30,
+        lr=3e-3,
+        batch=4,
+        foreground=0.7,
+        lr_schedule="constant",
+    )
     return train(config)
 
 
@@ -60,8 +78,12 @@ def test_both_steps_prune_export_and_report(manifest, segmenting_model, tmp_path
     written = write_report(run, export=export, step="finetune")
     table = (run / "table1.md").read_text()
     assert "| unet2d | pretrain |" in table and "| unet2d | finetune |" in table and "(fixed)" in table
-    assert {p.name for p in written} >= {"table1.md", "history_pretrain.png", "history_finetune.png",
-                                          "best.safetensors"}  # fmt: skip
+    assert {p.name for p in written} >= {
+        "table1.md",
+        "history_pretrain.png",
+        "history_finetune.png",
+        "best.safetensors",
+    }
     load_model(export)
     with pytest.raises(InputError, match="no study.journal"):
         write_report(tmp_path)
@@ -107,9 +129,12 @@ def test_a_killed_search_keeps_its_trials_and_continues(manifest, tmp_path):
 def test_two_dask_workers_contribute_to_one_study(manifest, tmp_path):
     distributed = pytest.importorskip("distributed")
     run = tmp_path / "run"
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:  # fmt: skip
-        result = search("pretrain", _base(manifest, run), run, trials=4, budget="tiny", dask=cluster.scheduler_address)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        result = search(
+            "pretrain", _base(manifest, run), run, trials=4, budget="tiny", dask=cluster.scheduler_address
+        )
     trials = open_study(run, "pretrain").get_trials(deepcopy=False)
     assert result.trials >= 4
     assert len({t.user_attrs["pid"] for t in trials if t.state in DONE}) == 2

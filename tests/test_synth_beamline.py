@@ -40,7 +40,9 @@ def test_propagation_draws_a_bright_and_a_dark_fringe_at_an_edge():
 
 def test_paganin_retrieval_undoes_propagation_and_otherwise_blurs():
     edge = _edge()
-    np.testing.assert_allclose(retrieve_phase(propagate(edge, 0.3), 0.3), edge, atol=1e-6)  # no undershoot clipped
+    np.testing.assert_allclose(
+        retrieve_phase(propagate(edge, 0.3), 0.3), edge, atol=1e-6
+    )  # no undershoot clipped
     blurred = retrieve_phase(edge, 6.0)
     assert 0.3 < blurred[0, 31] < 1 and 0.3 < blurred[0, 32] < 1  # the step became a ramp
     assert retrieve_phase(edge, 0.0) is edge
@@ -52,7 +54,9 @@ def test_detector_stripes_are_broad_of_both_signs_full_and_partial():
     gen = np.random.default_rng(0)
     drawn = []
     for _ in range(6):
-        gain, stripes = detector_stripes(100, 200, broad=4, strength=0.2, max_width=30, axis_spot=0.0, gen=gen)
+        gain, stripes = detector_stripes(
+            100, 200, broad=4, strength=0.2, max_width=30, axis_spot=0.0, gen=gen
+        )
         drawn += stripes
         assert gain.shape == (100, 200) and gain.min() > 0
     widths = [s["width"] for s in drawn]
@@ -84,8 +88,12 @@ def test_broad_rings_show_in_the_reconstruction():
 def test_axis_spot_sits_at_the_rotation_axis():
     plain, spot = _scan(beam_hardening=0.0), _scan(beam_hardening=0.0, axis_spot=0.5)
     diff = np.abs(spot["image"][0] - plain["image"][0])
-    assert np.unravel_index(diff.argmax(), diff.shape) in {(N // 2 - 1, N // 2 - 1), (N // 2, N // 2),
-                                                            (N // 2 - 1, N // 2), (N // 2, N // 2 - 1)}  # fmt: skip
+    assert np.unravel_index(diff.argmax(), diff.shape) in {
+        (N // 2 - 1, N // 2 - 1),
+        (N // 2, N // 2),
+        (N // 2 - 1, N // 2),
+        (N // 2, N // 2 - 1),
+    }
 
 
 def test_fresnel_fringes_at_the_sample_edge_and_retrieval_removes_them():
@@ -99,7 +107,9 @@ def test_fresnel_fringes_at_the_sample_edge_and_retrieval_removes_them():
 
 def test_dense_inclusions_are_bright_and_not_dendrite():
     phase = np.ones((2, N, N), np.float32)
-    scan = simulate_scan(phase, params=ScanParams(**{**QUIET, "dense_inclusions": 4, "dense_mu": 20.0}), rng=3)
+    scan = simulate_scan(
+        phase, params=ScanParams(**{**QUIET, "dense_inclusions": 4, "dense_mu": 20.0}), rng=3
+    )
     plain = simulate_scan(phase, params=ScanParams(**QUIET), rng=3)
     dense = plain["label"].astype(bool) & ~scan["label"].astype(bool)
     assert dense.sum() > 0

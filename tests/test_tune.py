@@ -1,7 +1,5 @@
 """Fine-tuning on a user's labels and the two-step search: tiny models, a few steps."""
 
-import json
-import os
 import subprocess
 import sys
 
@@ -16,20 +14,25 @@ from dendriteseg.data import UNLABELLED, LabelledVolume, PatchSampler  # noqa: E
 from dendriteseg.errors import InputError  # noqa: E402
 from dendriteseg.metrics import score_labelled  # noqa: E402
 from dendriteseg.models import build_model  # noqa: E402
-from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model  # noqa: E402
+from dendriteseg.models.files import ModelInfo, load_model, save_model  # noqa: E402
 from dendriteseg.preprocess import NORMALISATION  # noqa: E402
 from dendriteseg.synth.scan import make_scan  # noqa: E402
 from dendriteseg.train.fit import segmentation_loss  # noqa: E402
 from dendriteseg.tune.finetune import finetune_on_labels  # noqa: E402
-from dendriteseg.tune.labels import UserScan, read_user_scan, split_labels  # noqa: E402
+from dendriteseg.tune.labels import read_user_scan, split_labels  # noqa: E402
 
 
 def _tiny_model(path, arch):
     patch = [1, 32, 32] if arch == "unet2d" else [2, 32, 32]
     torch.manual_seed(0)
     model = build_model(arch, base=4, depth=2)
-    save_model(path, model, ModelInfo(arch, {"base": 4, "depth": 2}, dict(NORMALISATION),
-                                      {"config": {"patch": patch, "batch": 2}}))  # fmt: skip
+    save_model(
+        path,
+        model,
+        ModelInfo(
+            arch, {"base": 4, "depth": 2}, dict(NORMALISATION), {"config": {"patch": patch, "batch": 2}}
+        ),
+    )
     return path
 
 
@@ -73,14 +76,18 @@ def test_user_labels_whole_some_slices_and_scribbles(scan_files):
 
 
 def _labelled(volume: LabelledVolume, z_offset: int = 0) -> set:
-    return {(volume.name.split(":")[0], z + z_offset, y, x) for z, y, x in np.argwhere(volume.label != UNLABELLED)}
+    return {
+        (volume.name.split(":")[0], z + z_offset, y, x) for z, y, x in np.argwhere(volume.label != UNLABELLED)
+    }
 
 
 def test_validation_never_sees_training_voxels(scan_files):
     folder, _ = scan_files
-    for scan in (read_user_scan(folder / "img.tif", folder / "lab.tif"),
-                 read_user_scan(folder / "img2d.tif", folder / "lab2d.tif"),
-                 read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif")):  # fmt: skip
+    for scan in (
+        read_user_scan(folder / "img.tif", folder / "lab.tif"),
+        read_user_scan(folder / "img2d.tif", folder / "lab2d.tif"),
+        read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif"),
+    ):
         train, val, how = split_labels([scan], depth=2)
         trained = _labelled(train[0])
         held = set()
@@ -117,8 +124,9 @@ def test_unlabelled_voxels_add_nothing_to_the_loss_and_are_skipped_in_scores():
 def test_sparse_patches_are_centred_on_labelled_voxels():
     label = np.full((6, 40, 40), UNLABELLED, np.uint8)
     label[3, 30:, 30:] = 0
-    sampler = PatchSampler([LabelledVolume("v", np.zeros((6, 40, 40), np.float32), label)], (2, 8, 8),
-                           foreground=0.5, rng=0)  # fmt: skip
+    sampler = PatchSampler(
+        [LabelledVolume("v", np.zeros((6, 40, 40), np.float32), label)], (2, 8, 8), foreground=0.5, rng=0
+    )
     for _ in range(30):
         _, patch = sampler.sample()
         assert (patch != UNLABELLED).any()
@@ -134,7 +142,9 @@ def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_file
     lines = []
     out = tmp_path / "tuned.safetensors"
     model = folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
-    result = finetune_on_labels(scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append)
+    result = finetune_on_labels(
+        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append
+    )
     assert len(lines) == 3 and lines[0].startswith("trial 0: lr 0.0003")
     assert result.after["iou"] >= result.before["iou"]
     loaded, info = load_model(out)
@@ -149,13 +159,33 @@ def test_finetune_command_line(scan_files, tmp_path):
     folder, _ = scan_files
     cli = [sys.executable, "-m", "dendriteseg", "finetune"]
     out = tmp_path / "cli.safetensors"
-    run = subprocess.run(cli + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--slices", "0,2,4",
-                                "--from", str(folder / "m3d.safetensors"), "--budget", "tiny", "--trials", "2",
-                                "-o", str(out)], capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        cli
+        + [
+            str(folder / "img.tif"),
+            "--labels",
+            str(folder / "lab.tif"),
+            "--slices",
+            "0,2,4",
+            "--from",
+            str(folder / "m3d.safetensors"),
+            "--budget",
+            "tiny",
+            "--trials",
+            "2",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert "validation (held-out slices img.tif z2)" in run.stdout and out.is_file()
-    bad = subprocess.run(cli + [str(folder / "img.tif"), "--labels", str(folder / "lab2d.tif"), "-o", str(out)],
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        cli + [str(folder / "img.tif"), "--labels", str(folder / "lab2d.tif"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "lab2d.tif" in bad.stderr
     assert "Traceback" not in bad.stderr
     old = subprocess.run(cli + ["config.yaml"], capture_output=True, text=True, cwd=tmp_path)

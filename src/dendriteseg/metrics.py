@@ -49,6 +49,7 @@ __all__ = [
 
 UNLABELLED = 2  # a label value: not labelled here (sparse slices, scribbles); training and scoring skip it
 
+
 def _as_bool(mask: Any, name: str = "mask") -> np.ndarray:
     array = np.asarray(mask)
     if array.dtype == bool:

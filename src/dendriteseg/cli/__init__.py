@@ -364,7 +364,9 @@ def synth_dataset(
     out_dir: Path = Arg(..., help="Folder for the scans and manifest.json."),
     preset: str = Opt("small", help="tiny (seconds), small, or paper (large)."),
     seed: SeedOpt = 0,
-    variety: str = Opt("standard", help="standard (the benchmark), wide (air, sizes, noise) or real (+ real-scan artefacts)."),
+    variety: str = Opt(
+        "standard", help="standard (the benchmark), wide (air, sizes, noise) or real (+ real-scan artefacts)."
+    ),
     holder: float = Opt(0.0, help="Share of scans with a holder tube around the sample (0 to 1)."),
     generator: str = Opt("ct", help="ct (projections, reconstruction) or image (image scans)."),
 ) -> None:

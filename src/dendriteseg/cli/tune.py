@@ -10,7 +10,9 @@ from typer import Option as Opt
 
 from dendriteseg.cli import _fail, _int_list, _progress, _run_training, _say, app, command
 
-hpo_app = typer.Typer(help="The paper's two-step hyperparameter search (ASHA) and its report.", no_args_is_help=True)
+hpo_app = typer.Typer(
+    help="The paper's two-step hyperparameter search (ASHA) and its report.", no_args_is_help=True
+)
 app.add_typer(hpo_app, name="hpo")
 
 
@@ -18,9 +20,15 @@ app.add_typer(hpo_app, name="hpo")
 def finetune(
     inputs: list[str] = Arg(None, help="Image(s): volumes or 2D images; or one YAML config (dataset form)."),
     labels: list[str] | None = Opt(None, help="Labels per image: 0/1 or 0/255, the image's shape."),
-    slices: str | None = Opt(None, help="Only these labelled slices count: Z,Z,... (labels whole or just them)."),
-    scribbles: list[str] | None = Opt(None, help="Sparse labels per image: 0 unlabelled, 1 background, 2 dendrite."),
-    parent: str | None = Opt(None, "--from", help="Model to start from (default: the shipped default; 2D for 2D)."),
+    slices: str | None = Opt(
+        None, help="Only these labelled slices count: Z,Z,... (labels whole or just them)."
+    ),
+    scribbles: list[str] | None = Opt(
+        None, help="Sparse labels per image: 0 unlabelled, 1 background, 2 dendrite."
+    ),
+    parent: str | None = Opt(
+        None, "--from", help="Model to start from (default: the shipped default; 2D for 2D)."
+    ),
     minutes: float = Opt(5.0, help="Time budget of the search."),
     trials: int | None = Opt(None, help="At most this many trials (default: as time allows)."),
     budget: str = Opt("cpu", help="Trial sizes: cpu, paper (GPU) or tiny (smoke test)."),
@@ -29,10 +37,17 @@ def finetune(
 ) -> None:
     """Fine-tune a model on your own labelled slices, its settings searched within a time budget."""
     inputs = inputs or []
-    if len(inputs) <= 1 and not labels and not scribbles and (not inputs or inputs[0].endswith((".yaml", ".yml"))):
+    if (
+        len(inputs) <= 1
+        and not labels
+        and not scribbles
+        and (not inputs or inputs[0].endswith((".yaml", ".yml")))
+    ):
         if parent is None:
             _fail("finetune needs --from MODEL.safetensors to fine-tune on a CONFIG's dataset")
-        _run_training(Path(inputs[0]) if inputs else None, ["train_quality=exact", *(set_ or [])], Path(parent))
+        _run_training(
+            Path(inputs[0]) if inputs else None, ["train_quality=exact", *(set_ or [])], Path(parent)
+        )
         return
     _finetune_images(inputs, labels or [], slices, scribbles or [], parent, minutes, trials, budget, out)
 
@@ -49,17 +64,31 @@ def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials,
     if (labels and scribbles) or len(given) != len(inputs):
         _fail("finetune: give one --labels or one --scribbles file per image")
     scans = [
-        read_user_scan(image, None if scribbles else lab, slices=_int_list(slices, 'slices'), scribbles=lab if scribbles else None)
+        read_user_scan(
+            image,
+            None if scribbles else lab,
+            slices=_int_list(slices, "slices"),
+            scribbles=lab if scribbles else None,
+        )
         for image, lab in zip(inputs, given, strict=True)
-    ]  # fmt: skip
+    ]
     with _progress(TextColumn("{task.description}")) as bar:
         task = bar.add_task("search", total=1.0, rate="")
         result = finetune_on_labels(
-            scans, out, start=parent, minutes=minutes, trials=trials, budget=budget,
-            on_trial=lambda line: _say(line, err=True), on_epoch=lambda used: bar.update(task, completed=used),
-        )  # fmt: skip
+            scans,
+            out,
+            start=parent,
+            minutes=minutes,
+            trials=trials,
+            budget=budget,
+            on_trial=lambda line: _say(line, err=True),
+            on_epoch=lambda used: bar.update(task, completed=used),
+        )
     before, after = result.before, result.after
-    _say(f"validation ({_describe_split(result.split)}): IoU {before['iou']:.4f} before, {after['iou']:.4f} after")
+    _say(
+        f"validation ({_describe_split(result.split)}): "
+        f"IoU {before['iou']:.4f} before, {after['iou']:.4f} after"
+    )
     _say(f"kept {result.kept}; settings {result.chosen or 'of the starting model'}")
     _say(f"model: {result.model}")
 
@@ -70,8 +99,17 @@ def _describe_split(split: dict) -> str:
     return f"{split.get('validation_pixels', 0)} held-out pixels"
 
 
-def _search(step: str, config: Path | None, parent: str | None, run: Path | None, trials: int, budget: str,
-            minutes: float | None, dask: str | None, set_: list[str] | None) -> None:  # fmt: skip
+def _search(
+    step: str,
+    config: Path | None,
+    parent: str | None,
+    run: Path | None,
+    trials: int,
+    budget: str,
+    minutes: float | None,
+    dask: str | None,
+    set_: list[str] | None,
+) -> None:
     from dendriteseg.infer.predictor import resolve_model_path
     from dendriteseg.train import load_config
     from dendriteseg.tune.hpo import search
@@ -79,13 +117,22 @@ def _search(step: str, config: Path | None, parent: str | None, run: Path | None
 
     base = load_config(config, set_ or [])
     result = search(
-        step, base, run or Path(base.out), parent=resolve_model_path(parent) if parent else None, trials=trials,
-        budget=budget, seconds=minutes * 60 if minutes else None, dask=dask,
+        step,
+        base,
+        run or Path(base.out),
+        parent=resolve_model_path(parent) if parent else None,
+        trials=trials,
+        budget=budget,
+        seconds=minutes * 60 if minutes else None,
+        dask=dask,
         on_trial=lambda t: _say(describe_trial(t), err=True),
-    )  # fmt: skip
+    )
     if result.best_model is None:
         _fail(f"{run or base.out}: no trial finished; nothing to export", code=1)
-    _say(f"{result.trials} trials ({result.pruned} pruned); best val IoU {result.best_value:.4f} with {result.best_params}")
+    _say(
+        f"{result.trials} trials ({result.pruned} pruned); "
+        f"best score {result.best_value:.4f} with {result.best_params}"
+    )
     _say(f"best model: {result.best_model}")
 
 
@@ -99,26 +146,40 @@ SetOpt = Opt(None, "--set", help="Override KEY=VALUE.")
 
 
 @command(hpo_app, "pretrain")
-def hpo_pretrain(config: Path | None = ConfigArg, run: Path | None = RunOpt, trials: int = TrialsOpt,
-                 budget: str = BudgetOpt, minutes: float | None = MinutesOpt, dask: str | None = DaskOpt,
-                 set_: list[str] | None = SetOpt) -> None:  # fmt: skip
+def hpo_pretrain(
+    config: Path | None = ConfigArg,
+    run: Path | None = RunOpt,
+    trials: int = TrialsOpt,
+    budget: str = BudgetOpt,
+    minutes: float | None = MinutesOpt,
+    dask: str | None = DaskOpt,
+    set_: list[str] | None = SetOpt,
+) -> None:
     """Step 1: search patch width, learning rate, augmentations, epochs and batch on the noisy labels."""
     _search("pretrain", config, None, run, trials, budget, minutes, dask, set_)
 
 
 @command(hpo_app, "finetune")
-def hpo_finetune(config: Path | None = ConfigArg, parent: str = Opt(..., "--from", help="Model to fine-tune."),
-                 run: Path | None = RunOpt, trials: int = TrialsOpt, budget: str = BudgetOpt,
-                 minutes: float | None = MinutesOpt, dask: str | None = DaskOpt,
-                 set_: list[str] | None = SetOpt) -> None:  # fmt: skip
+def hpo_finetune(
+    config: Path | None = ConfigArg,
+    parent: str = Opt(..., "--from", help="Model to fine-tune."),
+    run: Path | None = RunOpt,
+    trials: int = TrialsOpt,
+    budget: str = BudgetOpt,
+    minutes: float | None = MinutesOpt,
+    dask: str | None = DaskOpt,
+    set_: list[str] | None = SetOpt,
+) -> None:
     """Step 2: search learning rate, epochs and augmentations on the exact labels (patch and batch fixed)."""
     _search("finetune", config, parent, run, trials, budget, minutes, dask, set_)
 
 
 @command(hpo_app, "report")
-def hpo_report(run: Path = Arg(..., help="Run folder of hpo pretrain/finetune."),
-               export: Path | None = Opt(None, help="Also copy the best model of --step here."),
-               step: str = Opt("finetune", help="Whose best model --export copies: pretrain or finetune.")) -> None:  # fmt: skip
+def hpo_report(
+    run: Path = Arg(..., help="Run folder of hpo pretrain/finetune."),
+    export: Path | None = Opt(None, help="Also copy the best model of --step here."),
+    step: str = Opt("finetune", help="Whose best model --export copies: pretrain or finetune."),
+) -> None:
     """Write Table 1 (chosen settings per step), the optimisation history and parameter importances."""
     from dendriteseg.tune.report import write_report
 

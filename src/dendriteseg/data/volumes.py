@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from dendriteseg.data.manifest import Entry
-from dendriteseg.metrics import UNLABELLED
 from dendriteseg.errors import InputError
 from dendriteseg.io import open_volume
 from dendriteseg.io.labels import as_binary_labels
+from dendriteseg.metrics import UNLABELLED
 from dendriteseg.preprocess import (
     evenly_spaced,
     normalisation_window,

@@ -321,7 +321,9 @@ def simulate_scan(
 
     def slice_map(source: np.ndarray, z: int) -> np.ndarray:
         g = None if grains is None else grains[z]
-        return attenuation(source[z], sample, params, solid_ratio, pores[z], particles[z], holder, dense[z], g)
+        return attenuation(
+            source[z], sample, params, solid_ratio, pores[z], particles[z], holder, dense[z], g
+        )
 
     try:
         for z in range(nz):

@@ -216,7 +216,9 @@ def check_init(recipe: Recipe) -> Path | None:
         raise InputError(f"{path}: the recipe's init model does not exist")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != recipe.init_sha256:
-        raise InputError(f"{path}: SHA-256 {digest[:12]}... is not the recipe's init_sha256 {recipe.init_sha256}")
+        raise InputError(
+            f"{path}: SHA-256 {digest[:12]}... is not the recipe's init_sha256 {recipe.init_sha256}"
+        )
     return path
 
 

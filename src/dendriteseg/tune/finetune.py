@@ -87,9 +87,16 @@ def _base_config(parent: Path, scans: list[UserScan], seed: int) -> TrainConfig:
     width = min(int(trained.get("patch", [0, 96])[1]), side) // 16 * 16
     if width < 16:
         raise InputError(f"{scans[0].name}: images must be at least 16 x 16 pixels to fine-tune on")
-    return TrainConfig(model=info.architecture, patch=(depth, width, width), batch=int(trained.get("batch", 8)),
-                       train_quality="exact", foreground=0.5, boundary_weight=float(trained.get(
-                           "boundary_weight", 0.0)), seed=seed, lr_schedule="cosine")  # fmt: skip
+    return TrainConfig(
+        model=info.architecture,
+        patch=(depth, width, width),
+        batch=int(trained.get("batch", 8)),
+        train_quality="exact",
+        foreground=0.5,
+        boundary_weight=float(trained.get("boundary_weight", 0.0)),
+        seed=seed,
+        lr_schedule="cosine",
+    )
 
 
 def finetune_on_labels(
@@ -106,7 +113,7 @@ def finetune_on_labels(
     on_trial: Callable[[str], None] | None = None,
     on_epoch: Callable[[float], None] | None = None,
 ) -> FinetuneResult:
-    """Search fine-tuning settings on ``scans``' labels within ``minutes`` and write the best model to ``out``.
+    """Search fine-tuning settings on ``scans``' labels within ``minutes``; write the best model to ``out``.
 
     ``trials`` caps the number of trials (default: as many as the time
     allows); ``devices`` runs trials side by side (one per GPU); ``on_trial``
@@ -120,15 +127,26 @@ def finetune_on_labels(
     scans = [_pad_depth(s, base.patch[0]) for s in scans]
     train, val, split = split_labels(scans, depth=base.patch[0], seed=seed)
     model, info = load_model(parent)
-    before = validate(model, val, depth=base.patch[0], device="cpu", amp="none")
+    before = validate(model, val, depth=base.patch[0], device="auto", amp="auto")
     b = budget_named(budget)
     with tempfile.TemporaryDirectory(prefix="dendriteseg-finetune-") as work:
         study = open_study(work, "finetune", seed=seed)
-        study.enqueue_trial({**FIRST_TRIAL, "lr": min(max(FIRST_TRIAL["lr"], b.finetune_lr[0]), b.finetune_lr[1]),
-                             "epochs": max(2, b.max_epochs // 2)})  # fmt: skip
+        study.enqueue_trial(
+            {
+                **FIRST_TRIAL,
+                "lr": min(max(FIRST_TRIAL["lr"], b.finetune_lr[0]), b.finetune_lr[1]),
+                "epochs": max(2, b.max_epochs // 2),
+            }
+        )
         objective = _objective(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, search)
-        run_trials(study, objective, trials=(trials or 10**6) if search else 1, seconds=max(deadline.left(), 1.0), devices=devices,
-                   on_trial=lambda t: on_trial(describe_trial(t)) if on_trial else None)  # fmt: skip
+        run_trials(
+            study,
+            objective,
+            trials=(trials or 10**6) if search else 1,
+            seconds=max(deadline.left(), 1.0),
+            devices=devices,
+            on_trial=lambda t: on_trial(describe_trial(t)) if on_trial else None,
+        )
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         best = max(done, key=lambda t: t.value) if done else None
         improved = best is not None and best.value > objective_value(before)
@@ -148,14 +166,26 @@ def finetune_on_labels(
         }
         model, kept_info = load_model(kept_path)
         provenance = {**kept_info.provenance, "finetune": record}
-        save_model(out, model, ModelInfo(kept_info.architecture, kept_info.arguments, kept_info.normalisation,
-                                         provenance))  # fmt: skip
+        save_model(
+            out,
+            model,
+            ModelInfo(kept_info.architecture, kept_info.arguments, kept_info.normalisation, provenance),
+        )
     return FinetuneResult(Path(out), before, after, record["kept"], record["chosen"], record["trials"], split)
 
 
-def _objective(base: TrainConfig, b: Any, train: list[LabelledVolume], val: list[LabelledVolume], parent: Path,
-               work: Path, deadline: Deadline, minutes: float, on_epoch: Callable[[float], None] | None,
-               search: bool = True):  # fmt: skip
+def _objective(
+    base: TrainConfig,
+    b: Any,
+    train: list[LabelledVolume],
+    val: list[LabelledVolume],
+    parent: Path,
+    work: Path,
+    deadline: Deadline,
+    minutes: float,
+    on_epoch: Callable[[float], None] | None,
+    search: bool = True,
+):
     """The trial function: one fine-tune with the trial's settings, reporting validation IoU per epoch
     (without ``search``: the first trial's settings, epochs until the budget is spent, never pruned)."""
 
@@ -164,8 +194,12 @@ def _objective(base: TrainConfig, b: Any, train: list[LabelledVolume], val: list
         if not search:
             settings.update(epochs=10**6, lr_schedule="constant")
             trial.set_user_attr("fixed", True)
-        config = base.replace(**settings, steps_per_epoch=b.steps_per_epoch, device=device,
-                              out=str(work / f"trial_{trial.number:04d}"))  # fmt: skip
+        config = base.replace(
+            **settings,
+            steps_per_epoch=b.steps_per_epoch,
+            device=device,
+            out=str(work / f"trial_{trial.number:04d}"),
+        )
         best = [-math.inf]
 
         def epoch_done(epoch: int, record: dict[str, Any]) -> None:
@@ -182,8 +216,14 @@ def _objective(base: TrainConfig, b: Any, train: list[LabelledVolume], val: list
                 raise _OutOfTime
 
         try:
-            path = train_on(config, train, val, parent=parent, on_epoch=epoch_done,
-                            provenance={"train_quality": "exact", "config": config_to_dict(config)})  # fmt: skip
+            path = train_on(
+                config,
+                train,
+                val,
+                parent=parent,
+                on_epoch=epoch_done,
+                provenance={"train_quality": "exact", "config": config_to_dict(config)},
+            )
         except _OutOfTime:
             path = Path(config.out) / "best.safetensors"
             trial.set_user_attr("stopped_by_budget", True)

@@ -76,8 +76,13 @@ def make_objective(
         else:
             settings = {**finetune_space(trial, b), **fixed}
         out = run / step / f"trial_{trial.number:04d}"
-        config = base.replace(**settings, steps_per_epoch=b.steps_per_epoch, out=str(out), device=device,
-                              train_quality="noisy" if step == "pretrain" else "exact")  # fmt: skip
+        config = base.replace(
+            **settings,
+            steps_per_epoch=b.steps_per_epoch,
+            out=str(out),
+            device=device,
+            train_quality="noisy" if step == "pretrain" else "exact",
+        )
         best = [-math.inf]
 
         def on_epoch(epoch: int, record: dict[str, Any]) -> None:
@@ -134,7 +139,9 @@ def search(
     if dask:
         _search_on_dask(dask, step, base, run, parent, trials, budget, seconds, seed)
     else:
-        objective = make_objective(step, base, run, budget, Path(parent) if parent else None, Deadline(seconds))
+        objective = make_objective(
+            step, base, run, budget, Path(parent) if parent else None, Deadline(seconds)
+        )
         run_trials(study, objective, trials=trials, seconds=seconds, on_trial=on_trial)
     return export_best(study, run / step / "best.safetensors")
 
@@ -155,19 +162,38 @@ def export_best(study: optuna.Study, target: Path) -> SearchResult:
     return SearchResult(target, float(best.value), dict(best.params), finished(study), pruned)
 
 
-def _worker(run: str, step: str, config: dict, parent: str | None, trials: int, budget: str,
-            seconds: float | None, seed: int) -> int:  # fmt: skip
+def _worker(
+    run: str,
+    step: str,
+    config: dict,
+    parent: str | None,
+    trials: int,
+    budget: str,
+    seconds: float | None,
+    seed: int,
+) -> int:
     """One Dask worker's share: trials into the shared study until it has enough; returns its count."""
     study = open_study(run, step, seed=seed)
     base = config_from_dict(config)
-    objective = make_objective(step, base, Path(run), budget, Path(parent) if parent else None, Deadline(seconds))
+    objective = make_objective(
+        step, base, Path(run), budget, Path(parent) if parent else None, Deadline(seconds)
+    )
     before = finished(study)
     run_trials(study, objective, trials=trials, seconds=seconds)
     return finished(study) - before
 
 
-def _search_on_dask(address: str, step: str, base: TrainConfig, run: Path, parent: str | Path | None,
-                    trials: int, budget: str, seconds: float | None, seed: int) -> None:  # fmt: skip
+def _search_on_dask(
+    address: str,
+    step: str,
+    base: TrainConfig,
+    run: Path,
+    parent: str | Path | None,
+    trials: int,
+    budget: str,
+    seconds: float | None,
+    seed: int,
+) -> None:
     """Every worker of the cluster at ``address`` runs trials into the same study (journal file)."""
     from distributed import Client
 
@@ -177,8 +203,20 @@ def _search_on_dask(address: str, step: str, base: TrainConfig, run: Path, paren
             raise InputError(f"{address}: the Dask cluster has no workers")
         config = config_to_dict(base)
         futures = [
-            client.submit(_worker, str(run.resolve()), step, config, str(parent) if parent else None, trials,
-                          budget, seconds, seed + i, workers=[w], pure=False, allow_other_workers=False)
+            client.submit(
+                _worker,
+                str(run.resolve()),
+                step,
+                config,
+                str(parent) if parent else None,
+                trials,
+                budget,
+                seconds,
+                seed + i,
+                workers=[w],
+                pure=False,
+                allow_other_workers=False,
+            )
             for i, w in enumerate(workers)
-        ]  # fmt: skip
+        ]
         client.gather(futures)

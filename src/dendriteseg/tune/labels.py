@@ -77,15 +77,19 @@ def _from_scribbles(given: np.ndarray, shape: tuple[int, ...], source: str) -> n
         raise InputError(f"{source}: scribbles of shape {given.shape}, the image is {shape}")
     values = set(np.unique(given).tolist())
     if not values <= {0, 1, 2}:
-        raise InputError(f"{source}: scribbles must be 0 (unlabelled), 1 (background) or 2 (dendrite), "
-                         f"got {sorted(values)[:6]}")  # fmt: skip
+        raise InputError(
+            f"{source}: scribbles must be 0 (unlabelled), 1 (background) or 2 (dendrite), "
+            f"got {sorted(values)[:6]}"
+        )
     label = np.full(shape, UNLABELLED, np.uint8)
     label[given == 1] = 0
     label[given == 2] = 1
     return label
 
 
-def _from_labels(given: np.ndarray, shape: tuple[int, ...], source: str, slices: list[int] | None) -> np.ndarray:
+def _from_labels(
+    given: np.ndarray, shape: tuple[int, ...], source: str, slices: list[int] | None
+) -> np.ndarray:
     binary = as_binary_labels(given, source).astype(np.uint8)
     if slices is None:
         if binary.shape != shape:
@@ -100,8 +104,10 @@ def _from_labels(given: np.ndarray, shape: tuple[int, ...], source: str, slices:
     elif binary.shape == (len(slices), *shape[1:]):
         label[slices] = binary
     else:
-        raise InputError(f"{source}: labels of shape {binary.shape}; expected the image's {shape} or "
-                         f"{len(slices)} slices of {shape[1]} x {shape[2]}")  # fmt: skip
+        raise InputError(
+            f"{source}: labels of shape {binary.shape}; expected the image's {shape} or "
+            f"{len(slices)} slices of {shape[1]} x {shape[2]}"
+        )
     return label
 
 
@@ -139,7 +145,9 @@ def split_labels(scans: list[UserScan], *, depth: int, seed: int = 0) -> tuple[l
         held[i] = {z: val}
         train_labels[i][z][mask] = UNLABELLED
         how = {"by": "pixels", "validation_pixels": int(mask.sum()), "slice": [scans[i].name, z]}
-    train = [LabelledVolume(s.name, s.image, lab, "exact") for s, lab in zip(scans, train_labels, strict=True)]
+    train = [
+        LabelledVolume(s.name, s.image, lab, "exact") for s, lab in zip(scans, train_labels, strict=True)
+    ]
     val = [_slab(scans[i], z, lab, depth) for i, slices in held.items() for z, lab in slices.items()]
     return train, val, how
 

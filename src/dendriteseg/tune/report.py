@@ -37,7 +37,11 @@ def table1(studies: dict[str, optuna.Study]) -> str:
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
         arch = study.user_attrs.get("architecture", "?")
         if not done:
-            lines.append(f"| {arch} | {step} | " + " | ".join("-" for _ in COLUMNS) + f" | - | {len(trials)} ({pruned}) |")
+            lines.append(
+                f"| {arch} | {step} | "
+                + " | ".join("-" for _ in COLUMNS)
+                + f" | - | {len(trials)} ({pruned}) |"
+            )
             continue
         best = study.best_trial
         fixed = study.user_attrs.get("config", {})
@@ -48,8 +52,12 @@ def table1(studies: dict[str, optuna.Study]) -> str:
                 value = f"{fixed['patch'][-1]} (fixed)"
             if value is None and key == "batch" and "batch" in fixed:
                 value = f"{fixed['batch']} (fixed)"
-            cells.append(f"{value:.3g}" if isinstance(value, float) else ("-" if value is None else str(value)))
-        lines.append(f"| {arch} | {step} | " + " | ".join(cells) + f" | {best.value:.4f} | {len(trials)} ({pruned}) |")
+            cells.append(
+                f"{value:.3g}" if isinstance(value, float) else ("-" if value is None else str(value))
+            )
+        lines.append(
+            f"| {arch} | {step} | " + " | ".join(cells) + f" | {best.value:.4f} | {len(trials)} ({pruned}) |"
+        )
     return "\n".join(lines) + "\n"
 
 

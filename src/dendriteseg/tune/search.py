@@ -110,10 +110,11 @@ def run_trials(
 ) -> None:
     """Run trials until the study has ``trials`` finished ones or ``seconds`` have passed.
 
-    With several ``devices`` (e.g. one per GPU) trials run side by side, one
-    per device; each trial records the machine, process and device it ran on.
+    With several ``devices`` (default: every GPU, else the CPU) trials run
+    side by side, one per device; each trial records the machine, process
+    and device it ran on.
     """
-    devices = devices or ["cpu"]
+    devices = devices or default_devices()
     free: queue.Queue[str] = queue.Queue()
     for device in devices:
         free.put(device)
@@ -146,6 +147,16 @@ def run_trials(
         catch=(),
         gc_after_trial=True,
     )
+
+
+def default_devices() -> list[str]:
+    """One entry per GPU (``cuda:0``, ``cuda:1``, ...), or ``["cpu"]`` without one."""
+    try:
+        import torch
+    except ImportError:
+        return ["cpu"]
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
 
 
 def describe_trial(trial: optuna.trial.FrozenTrial) -> str:

@@ -18,8 +18,17 @@ import optuna
 from dendriteseg.data.augment import AugmentConfig
 from dendriteseg.errors import InputError
 
-_NONE = dict(flip=False, p_affine=0.0, brightness=0.0, contrast=0.0, noise=0.0, p_blur=0.0, p_rings=0.0,
-             p_streaks=0.0, drift=0.0)  # fmt: skip
+_NONE = dict(
+    flip=False,
+    p_affine=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    noise=0.0,
+    p_blur=0.0,
+    p_rings=0.0,
+    p_streaks=0.0,
+    drift=0.0,
+)
 AUGMENT_SETS: dict[str, AugmentConfig] = {  # weakest to strongest
     "none": AugmentConfig(**_NONE),
     "flips": AugmentConfig(**{**_NONE, "flip": True}),

@@ -1,0 +1,78 @@
+"""The real Mg-alloy slice (``../shared/real``, never trained on): how much each model calls dendrite.
+
+The slice has no labels; what can be checked is where the models put
+dendrite. Real petals cover a few per cent of the slice; everything beyond
+the container wall (radius over 500 px from the centre) is not dendrite.
+Each model segments the slice as a 2D image (as ``dendriteseg segment``
+does), with the sample region on (``auto``, the default) and off; the table
+gives the share of the slice called dendrite and the pixels called dendrite
+beyond the wall, and an overlay PNG per model shows where.
+
+    python benchmarks/real_slice.py [MODEL ...] [--png-dir DIR]
+        [--image ../shared/real/mg_dendrites_slice.tif]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from dendriteseg.infer import segment
+
+WALL = 500  # px from the image centre: beyond it lies the container wall and the material outside
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", default=["unet3d_default", "unet2d_default"])
+    parser.add_argument(
+        "--image", default=str(Path(__file__).resolve().parents[1] / "../shared/real/mg_dendrites_slice.tif")
+    )
+    parser.add_argument("--png-dir", default=None)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image = tifffile.imread(args.image)
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    beyond = np.hypot(yy - (image.shape[0] - 1) / 2, xx - (image.shape[1] - 1) / 2) > WALL
+    print(f"{Path(args.image).name} {image.shape}: share called dendrite / pixels beyond r = {WALL} px")
+    print(f"{'model':48s}{'sample mask auto':>24s}{'sample mask none':>24s}")
+    for model in args.models:
+        cells, labels = [], {}
+        for mask in ("auto", "none"):
+            result = segment(image, model, sample_mask=mask, precision="fp32")
+            labels[mask] = result.labels.astype(bool)
+            cells.append(f"{labels[mask].mean() * 100:8.1f} % / {int(labels[mask][beyond].sum()):7d}")
+        print(f"{model[-48:]:48s}" + "".join(f"{c:>24s}" for c in cells), flush=True)
+        if args.png_dir:
+            _overlay(image, labels["auto"], Path(args.png_dir) / f"real_slice_{Path(model).stem}.png", model)
+
+
+def _overlay(image: np.ndarray, label: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dendriteseg.io.outputs import save_figure
+
+    fig, ax = plt.subplots(figsize=(8, 8))
+    lo, hi = np.percentile(image, [1, 99])
+    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+    ax.imshow(np.ma.masked_where(~label, label), cmap="autumn", alpha=0.45)
+    ax.add_patch(
+        plt.Circle(((image.shape[1] - 1) / 2, (image.shape[0] - 1) / 2), WALL, fill=False, color="c", lw=0.8)
+    )
+    ax.set_title(f"{title}: {label.mean() * 100:.1f} % dendrite (sample mask auto)")
+    ax.axis("off")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, path, dpi=90)
+
+
+if __name__ == "__main__":
+    main()
