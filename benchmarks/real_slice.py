@@ -4,7 +4,9 @@ The slice has no labels; what can be checked is where the models put
 dendrite. Real petals cover a few per cent of the slice; everything beyond
 the container wall (radius over 500 px from the centre) is not dendrite.
 Each model segments the slice as a 2D image (as ``dendriteseg segment``
-does), with the sample region on (``auto``, the default) and off; the table
+does), at each ``--scale`` (pixels binned per side before the network:
+the slice's petals and pixel noise are far finer than our training
+scans'), with the sample region on (``auto``, the default) and off; the table
 gives the share of the slice called dendrite and the pixels called dendrite
 beyond the wall, and an overlay PNG per model shows where.
 
@@ -33,6 +35,7 @@ def main() -> None:
         "--image", default=str(Path(__file__).resolve().parents[1] / "../shared/real/mg_dendrites_slice.tif")
     )
     parser.add_argument("--png-dir", default=None)
+    parser.add_argument("--scale", type=int, nargs="*", default=[1, 3], help="binning factors to compare")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
@@ -41,16 +44,18 @@ def main() -> None:
     yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
     beyond = np.hypot(yy - (image.shape[0] - 1) / 2, xx - (image.shape[1] - 1) / 2) > WALL
     print(f"{Path(args.image).name} {image.shape}: share called dendrite / pixels beyond r = {WALL} px")
-    print(f"{'model':48s}{'sample mask auto':>24s}{'sample mask none':>24s}")
+    print(f"{'model':44s}{'scale':>6s}{'sample mask auto':>24s}{'sample mask none':>24s}")
     for model in args.models:
-        cells, labels = [], {}
-        for mask in ("auto", "none"):
-            result = segment(image, model, sample_mask=mask, precision="fp32")
-            labels[mask] = result.labels.astype(bool)
-            cells.append(f"{labels[mask].mean() * 100:8.1f} % / {int(labels[mask][beyond].sum()):7d}")
-        print(f"{model[-48:]:48s}" + "".join(f"{c:>24s}" for c in cells), flush=True)
-        if args.png_dir:
-            _overlay(image, labels["auto"], Path(args.png_dir) / f"real_slice_{Path(model).stem}.png", model)
+        for scale in args.scale:
+            cells, labels = [], {}
+            for mask in ("auto", "none"):
+                result = segment(image, model, sample_mask=mask, precision="fp32", scale=scale)
+                labels[mask] = result.labels.astype(bool)
+                cells.append(f"{labels[mask].mean() * 100:8.1f} % / {int(labels[mask][beyond].sum()):7d}")
+            print(f"{model[-44:]:44s}{scale:6d}" + "".join(f"{c:>24s}" for c in cells), flush=True)
+            if args.png_dir:
+                name = f"real_slice_{Path(model).stem}_scale{scale}.png"
+                _overlay(image, labels["auto"], Path(args.png_dir) / name, f"{model} (scale {scale})")
 
 
 def _overlay(image: np.ndarray, label: np.ndarray, path: Path, title: str) -> None:

@@ -589,3 +589,32 @@ def test_tiling_sums_work_ratio_padding_and_alignment():
     assert alignment(pointwise) == (1, 1, 1)
     assert alignment(type("P", (), {"size_multiple": (4, 8)})()) == (1, 4, 8)
     assert alignment(type("P", (), {"size_multiple": (2, 4, 8)})()) == (2, 4, 8)
+
+
+def test_binned_predictor_sees_block_means_and_returns_every_pixel():
+    from dendriteseg.infer.predictor import BinnedPredictor
+
+    seen = []
+
+    def inner(batch):
+        seen.append(batch.shape)
+        return batch * 10.0
+
+    binned = BinnedPredictor(inner, 3)
+    batch = np.repeat(np.repeat(np.arange(8, dtype=np.float32).reshape(1, 1, 2, 4), 3, 2), 3, 3)
+    out = binned(batch)
+    assert seen == [(1, 1, 2, 4)] and out.shape == batch.shape
+    np.testing.assert_allclose(out[0, 0, 4, 4], 10 * batch[0, 0, 4, 4])  # a block's centre keeps its value
+    assert binned.size_multiple[1:] == (3, 3)
+    with pytest.raises(InputError, match="scale: a whole number"):
+        BinnedPredictor(inner, 1.5)
+
+
+def test_segment_at_a_coarser_scale_keeps_the_shape_and_finds_large_features():
+    image = np.full((3, 61, 58), 1.0, np.float32)
+    image[:, 10:40, 12:44] = 0.2  # a large dark region: "dendrite" to the rule below
+    rule = lambda batch: (0.5 - batch) * 20  # noqa: E731 - dark is dendrite
+    plain = segment(image, rule, window=(0.0, 1.0), sample_mask="none")
+    coarse = segment(image, rule, window=(0.0, 1.0), sample_mask="none", scale=2)
+    assert coarse.labels.shape == image.shape
+    assert (coarse.labels != plain.labels).mean() < 0.03  # only the region's edge may move

@@ -280,6 +280,7 @@ def segment(
     sample_mask: str = Opt(
         "auto", help="Where dendrites may be: auto (detect the sample), none, or a 0/1 file."
     ),
+    scale: int = Opt(1, help="Bin N x N pixels before the network (scans much finer than its training)."),
 ) -> None:
     """Segment whole volumes with a network: tiled, blended, streamed to disk with bounded memory."""
     from rich.progress import TextColumn
@@ -302,6 +303,7 @@ def segment(
             threads=threads, compile=compile, on_volume=on_volume, progress=_segment_progress(bar, voxels),
             tile=tuple(tile_size) if tile_size else None, overlap=overlap, overlap_z=overlap_z,
             batch_size=batch_size, tta=tta, device=device, precision=precision, sample_mask=sample_mask,
+            scale=scale,
         )  # fmt: skip
     _say(run.describe())
 

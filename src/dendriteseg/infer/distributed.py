@@ -162,6 +162,7 @@ def segment_dask(
     window: tuple[float, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
     sample_mask: Any = "auto",
+    scale: int = 1,
 ) -> SegmentResult:
     """Segment a volume file into a Zarr array on a Dask cluster.
 
@@ -194,7 +195,7 @@ def segment_dask(
         from dendriteseg.infer.predictor import ensemble_members, resolve_model_path
 
         model = "+".join(str(resolve_model_path(m)) for m in ensemble_members(model) or [model])
-    predictor_options = {"device": device, "precision": precision, "tta": tta}
+    predictor_options = {"device": device, "precision": precision, "tta": tta, "scale": scale}
     predictor = as_predictor(model, **predictor_options)
     with open_volume(spec) as vol:
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)

@@ -268,6 +268,46 @@ class EnsemblePredictor:
         return f"EnsemblePredictor({', '.join(repr(m) for m in self.members)})"
 
 
+class BinnedPredictor:
+    """A predictor that sees its tiles binned ``factor`` x ``factor`` in-plane (the mean of each block).
+
+    For scans whose pixels are much finer than the structure the model was
+    trained on (large petals, strong pixel noise): the network sees the
+    scan at ``1 / factor`` of its resolution, where the features have the
+    sizes it knows and the noise is averaged down, and its log-odds are
+    brought back to every pixel by bilinear interpolation. Tiles are
+    ``factor`` times the network's alignment in-plane.
+    """
+
+    def __init__(self, inner: Any, factor: int):
+        if int(factor) != factor or factor < 1:
+            raise InputError(f"scale: a whole number of pixels per binned pixel (1, 2, 3, ...), got {factor}")
+        self.inner, self.factor = inner, int(factor)
+        self.normalisation = getattr(inner, "normalisation", None)
+        self.tile_depth = getattr(inner, "tile_depth", None)
+        mz, my, mx = alignment(inner)
+        self.size_multiple = (mz, my * self.factor, mx * self.factor)
+
+    def prepare(self, voxels: int) -> None:
+        if hasattr(self.inner, "prepare"):
+            self.inner.prepare(voxels // self.factor**2)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        f = self.factor
+        b, z, y, x = batch.shape
+        binned = np.asarray(batch, np.float32).reshape(b, z, y // f, f, x // f, f).mean(axis=(3, 5))
+        logits = torch.from_numpy(np.ascontiguousarray(self.inner(binned), np.float32))
+        up = F.interpolate(logits.reshape(b * z, 1, y // f, x // f), size=(y, x), mode="bilinear",
+                           align_corners=False)  # fmt: skip
+        return up.reshape(b, z, y, x).numpy()
+
+    def __repr__(self) -> str:
+        return f"BinnedPredictor({self.inner!r}, factor={self.factor})"
+
+
 def load_predictor(model: Any = None, **kwargs: Any) -> TorchPredictor | EnsemblePredictor:
     """A predictor from a model file, a shipped model name, None (the default model),
     or several of those joined by ``+`` (an :class:`EnsemblePredictor`).

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.infer.predictor import TorchPredictor, load_predictor
+from dendriteseg.infer.predictor import BinnedPredictor, TorchPredictor, load_predictor
 from dendriteseg.infer.tiling import Tiling, alignment
 from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume
 from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, window_for
@@ -208,8 +208,11 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)
 
 
-def as_predictor(model: Any, **kwargs: Any) -> Any:
-    """A predictor from a model file or name (None: the default), a torch module, or a callable."""
+def as_predictor(model: Any, *, scale: int = 1, **kwargs: Any) -> Any:
+    """A predictor from a model file or name (None: the default), a torch module, or a callable;
+    with ``scale`` > 1 it sees its tiles binned (:class:`~dendriteseg.infer.predictor.BinnedPredictor`)."""
+    if scale != 1:
+        return BinnedPredictor(as_predictor(model, **kwargs), scale)
     if model is None or isinstance(model, (str, Path)):
         return load_predictor(model, **kwargs)
     if _is_module(model):
@@ -245,6 +248,7 @@ def segment(
     compression: str | None = None,
     progress: Progress | None = None,
     sample_mask: Any = "auto",
+    scale: int = 1,
 ) -> SegmentResult:
     """Segment a whole volume with a network, tile by tile, streaming to disk.
 
@@ -279,6 +283,11 @@ def segment(
     sample_mask : "auto", "none", a file or an array
         Where dendrites may be (:mod:`dendriteseg.sample_region`): "auto"
         detects the sample; a 0/1 file or array gives it; "none": anywhere.
+    scale : int
+        Pixels per pixel the network sees, in-plane (1: as they are); 2 or 3
+        for scans finer than the model's training data (features tens of
+        pixels across, strong pixel noise); see
+        :class:`~dendriteseg.infer.predictor.BinnedPredictor`.
 
     Returns
     -------
@@ -292,7 +301,9 @@ def segment(
         vol = SliceStack(vol)
     try:
         check_volume(vol)  # before loading a model
-        predictor = as_predictor(model, device=device, precision=precision, tta=tta, compile=compile)
+        predictor = as_predictor(
+            model, device=device, precision=precision, tta=tta, compile=compile, scale=scale
+        )
         if image2d and getattr(predictor, "tile_depth", None):
             log.warning(
                 "%s: a 2D image; the 3D model sees it repeated to %d slices (a 2D model, such as "
