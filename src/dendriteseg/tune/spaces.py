@@ -53,7 +53,7 @@ BUDGETS = {
     # the paper's ranges (patch 200 px to the whole slice, batch 4-16, lr 1e-7 to 1e-3) on a GPU
     "paper": Budget(500, 20, (208, 256, 320), (4, 8, 16), (1e-7, 1e-3), (1e-7, 1e-3)),
     # the same kinds of choice, small enough for trials of minutes on a CPU
-    "cpu": Budget(40, 6, (48, 64, 96), (4, 8), (1e-5, 3e-3), (1e-6, 1e-3)),
+    "cpu": Budget(40, 12, (48, 64, 96), (4, 8), (1e-5, 3e-3), (1e-6, 1e-3)),
     # seconds per trial: for tests and smoke checks
     "tiny": Budget(6, 3, (32,), (2,), (1e-4, 1e-2), (1e-4, 1e-2)),
 }
