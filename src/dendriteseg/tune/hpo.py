@@ -133,7 +133,8 @@ def search(
     budget_named(budget)
     study = open_study(run, step, seed=seed)
     study.set_user_attr("architecture", read_model_info(parent).architecture if parent else base.model)
-    study.set_user_attr("config", config_to_dict(base))
+    fixed = _parent_settings(Path(parent)) if step == "finetune" else {}
+    study.set_user_attr("config", config_to_dict(base.replace(**fixed)))  # as the trials train
     study.set_user_attr("parent", str(parent) if parent else None)
     study.set_user_attr("budget", budget)
     if dask:

@@ -55,8 +55,9 @@ def table1(studies: dict[str, optuna.Study]) -> str:
             cells.append(
                 f"{value:.3g}" if isinstance(value, float) else ("-" if value is None else str(value))
             )
+        iou = best.user_attrs.get("scores", {}).get("iou", float("nan"))
         lines.append(
-            f"| {arch} | {step} | " + " | ".join(cells) + f" | {best.value:.4f} | {len(trials)} ({pruned}) |"
+            f"| {arch} | {step} | " + " | ".join(cells) + f" | {iou:.4f} | {len(trials)} ({pruned}) |"
         )
     return "\n".join(lines) + "\n"
 
@@ -84,10 +85,14 @@ def write_report(run: str | Path, *, export: str | Path | None = None, step: str
             if not done:
                 continue
             ax = plots.plot_optimization_history(study)
-            written.append(save_figure(ax.figure, run / f"history_{name}.png", dpi=100))
+            ax.set_title(f"{name}: score of each completed trial (pruned ones stopped early)")
+            written.append(save_figure(ax.figure, run / f"history_{name}.png", dpi=100, bbox_inches="tight"))
             if len(done) >= 2 and len({tuple(sorted(t.params.items())) for t in done}) >= 2:
                 ax = plots.plot_param_importances(study)
-                written.append(save_figure(ax.figure, run / f"importance_{name}.png", dpi=100))
+                ax.set_title(f"{name}: hyperparameter importances (fANOVA)")
+                written.append(
+                    save_figure(ax.figure, run / f"importance_{name}.png", dpi=100, bbox_inches="tight")
+                )
     if export is not None:
         written.append(_export(studies, step, Path(export)))
     return written
