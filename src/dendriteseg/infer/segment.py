@@ -208,6 +208,12 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)
 
 
+IMAGE_2D_WARNING = (
+    "%s: a 2D image; the 3D model sees it repeated to %d slices "
+    "(a 2D model, such as unet2d_default, is made for single slices)"
+)
+
+
 def as_predictor(model: Any, *, scale: int = 1, **kwargs: Any) -> Any:
     """A predictor from a model file or name (None: the default), a torch module, or a callable;
     with ``scale`` > 1 it sees its tiles binned (:class:`~dendriteseg.infer.predictor.BinnedPredictor`)."""
@@ -284,10 +290,8 @@ def segment(
         Where dendrites may be (:mod:`dendriteseg.sample_region`): "auto"
         detects the sample; a 0/1 file or array gives it; "none": anywhere.
     scale : int
-        Pixels per pixel the network sees, in-plane (1: as they are); 2 or 3
-        for scans finer than the model's training data (features tens of
-        pixels across, strong pixel noise); see
-        :class:`~dendriteseg.infer.predictor.BinnedPredictor`.
+        The network sees ``scale`` x ``scale`` binned pixels (1: as they are), for scans much
+        finer than its training data (:class:`~dendriteseg.infer.predictor.BinnedPredictor`).
 
     Returns
     -------
@@ -305,10 +309,7 @@ def segment(
             model, device=device, precision=precision, tta=tta, compile=compile, scale=scale
         )
         if image2d and getattr(predictor, "tile_depth", None):
-            log.warning(
-                "%s: a 2D image; the 3D model sees it repeated to %d slices (a 2D model, such as "
-                "unet2d_default, is made for single slices)", vol.source, predictor.tile_depth,
-            )  # fmt: skip
+            log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         region = sample_region_for(vol, sample_mask)
         shape = plan.shape[1:] if image2d else plan.shape
