@@ -27,7 +27,7 @@ from dendriteseg.data import UNLABELLED, LabelledVolume
 from dendriteseg.errors import InputError
 from dendriteseg.models import spec_for
 from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model
-from dendriteseg.train.config import TrainConfig, config_to_dict
+from dendriteseg.train.config import TrainConfig
 from dendriteseg.train.fit import validate
 from dendriteseg.train.run import train_on
 from dendriteseg.tune.labels import UserScan, split_labels
@@ -222,7 +222,12 @@ def _objective(
                 val,
                 parent=parent,
                 on_epoch=epoch_done,
-                provenance={"train_quality": "exact", "config": config_to_dict(config)},
+                provenance={
+                    "data": ", ".join(v.name for v in train),
+                    "train_quality": "exact",
+                    "train_entries": [v.name for v in train],
+                    "val_entries": [v.name for v in val],
+                },
             )
         except _OutOfTime:
             path = Path(config.out) / "best.safetensors"
