@@ -188,5 +188,11 @@ def test_finetune_command_line(scan_files, tmp_path):
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "lab2d.tif" in bad.stderr
     assert "Traceback" not in bad.stderr
+    where = subprocess.run(
+        cli + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--minutes", "5", "-o", "x.pt"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert where.returncode == 2 and "x.pt: model files end in .safetensors" in where.stderr
+    assert "trial" not in where.stderr  # refused before the search, not after it
     old = subprocess.run(cli + ["config.yaml"], capture_output=True, text=True, cwd=tmp_path)
     assert old.returncode == 2 and "needs --from" in old.stderr

@@ -121,6 +121,7 @@ def finetune_on_labels(
     ``search=False`` is the plain alternative: one fine-tune at the first
     trial's fixed settings, for as many epochs as the budget allows.
     """
+    _check_output(Path(out))  # before minutes of work
     deadline = Deadline(minutes * 60)
     parent = starting_model(scans, start)
     base = _base_config(parent, scans, seed)
@@ -172,6 +173,18 @@ def finetune_on_labels(
             ModelInfo(kept_info.architecture, kept_info.arguments, kept_info.normalisation, provenance),
         )
     return FinetuneResult(Path(out), before, after, record["kept"], record["chosen"], record["trials"], split)
+
+
+def _check_output(out: Path) -> None:
+    """Refuse an output model path that could not be written, before any work."""
+    from dendriteseg.io.outputs import check_target, resolve_output
+
+    out = resolve_output(out)
+    if out.suffix != ".safetensors":
+        raise InputError(f"{out}: model files end in .safetensors")
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: folder {out.parent} does not exist")
+    check_target(out, folder=False)
 
 
 def _objective(
