@@ -13,7 +13,6 @@ records the labelled slices, the split, every trial and the chosen settings.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,10 +32,11 @@ from dendriteseg.train.run import train_on
 from dendriteseg.tune.labels import UserScan, split_labels
 from dendriteseg.tune.search import (
     Deadline,
+    OutOfTime,
     describe_trial,
+    epoch_reporter,
     objective_value,
     open_study,
-    report_epoch,
     run_trials,
 )
 from dendriteseg.tune.spaces import budget as budget_named
@@ -213,20 +213,8 @@ def _objective(
             device=device,
             out=str(work / f"trial_{trial.number:04d}"),
         )
-        best = [-math.inf]
-
-        def epoch_done(epoch: int, record: dict[str, Any]) -> None:
-            value = objective_value(record["val"])
-            if value > best[0]:
-                best[0] = value
-                trial.set_user_attr("scores", dict(record["val"]))
-            trial.set_user_attr("epochs_run", epoch)
-            if on_epoch:
-                on_epoch(min(1.0, 1 - deadline.left() / (minutes * 60)))
-            if search:
-                report_epoch(trial, epoch, value)
-            if deadline.passed():
-                raise _OutOfTime
+        used = (lambda: on_epoch(min(1.0, 1 - deadline.left() / (minutes * 60)))) if on_epoch else None
+        epoch_done, best = epoch_reporter(trial, deadline, prune=search, on_epoch=used)
 
         try:
             path = train_on(
@@ -242,17 +230,13 @@ def _objective(
                     "val_entries": [v.name for v in val],
                 },
             )
-        except _OutOfTime:
+        except OutOfTime:
             path = Path(config.out) / "best.safetensors"
             trial.set_user_attr("stopped_by_budget", True)
         trial.set_user_attr("model", str(path))
         return best[0]
 
     return objective
-
-
-class _OutOfTime(Exception):
-    """The budget is spent: the running trial ends with its best epoch so far."""
 
 
 def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

@@ -30,15 +30,11 @@ from dendriteseg.models import spec_for
 from dendriteseg.models.files import read_model_info
 from dendriteseg.train.config import TrainConfig, config_from_dict, config_to_dict
 from dendriteseg.train.run import train
-from dendriteseg.tune.search import Deadline, finished, objective_value, open_study, report_epoch, run_trials
+from dendriteseg.tune.search import Deadline, OutOfTime, epoch_reporter, finished, open_study, run_trials
 from dendriteseg.tune.spaces import budget as budget_named
 from dendriteseg.tune.spaces import finetune_space, pretrain_space
 
 STEPS = ("pretrain", "finetune")
-
-
-class _OutOfTime(Exception):
-    """The search's time is up: the running trial ends with its best epoch so far."""
 
 
 @dataclass
@@ -83,20 +79,10 @@ def make_objective(
             device=device,
             train_quality="noisy" if step == "pretrain" else "exact",
         )
-        best = [-math.inf]
-
-        def on_epoch(epoch: int, record: dict[str, Any]) -> None:
-            value = objective_value(record["val"])
-            if value > best[0]:
-                best[0] = value
-                trial.set_user_attr("scores", dict(record["val"]))
-            report_epoch(trial, epoch, value)
-            if deadline.passed():
-                raise _OutOfTime
-
+        on_epoch, best = epoch_reporter(trial, deadline)
         try:
             path = train(config, parent=parent, on_epoch=on_epoch)
-        except _OutOfTime:
+        except OutOfTime:
             path = out / "best.safetensors"
             trial.set_user_attr("stopped_by_budget", True)
         trial.set_user_attr("model", str(path))

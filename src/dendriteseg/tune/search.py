@@ -99,6 +99,38 @@ def report_epoch(trial: optuna.Trial, epoch: int, value: float) -> None:
         raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
 
+class OutOfTime(Exception):
+    """The search's time is up: the running trial ends with its best epoch so far."""
+
+
+def epoch_reporter(
+    trial: optuna.Trial, deadline: Deadline, *, prune: bool = True, on_epoch: Callable[[], None] | None = None
+) -> tuple[Callable[[int, dict[str, Any]], None], list[float]]:
+    """A training ``on_epoch`` callback for a trial, and a one-item list holding its best score.
+
+    After each epoch it keeps the best score (:func:`objective_value`) and
+    its validation scores (user attribute ``scores``), records the epochs
+    run, reports to ASHA (with ``prune``) and raises :class:`OutOfTime` once
+    ``deadline`` has passed.
+    """
+    best = [-math.inf]
+
+    def callback(epoch: int, record: dict[str, Any]) -> None:
+        value = objective_value(record["val"])
+        if value > best[0]:
+            best[0] = value
+            trial.set_user_attr("scores", dict(record["val"]))
+        trial.set_user_attr("epochs_run", epoch)
+        if on_epoch:
+            on_epoch()
+        if prune:
+            report_epoch(trial, epoch, value)
+        if deadline.passed():
+            raise OutOfTime
+
+    return callback, best
+
+
 def run_trials(
     study: optuna.Study,
     objective: Callable[[optuna.Trial, str], float],
