@@ -12,7 +12,7 @@ import optuna
 from dendriteseg.errors import InputError
 from dendriteseg.io import write_text_atomic
 from dendriteseg.io.outputs import save_figure
-from dendriteseg.tune.search import STUDY_FILE, open_study
+from dendriteseg.tune.search import STUDY_FILE, journal, open_study
 
 COLUMNS = ("patch_width", "lr", "augment", "epochs", "batch", "freeze_encoder")
 
@@ -20,8 +20,7 @@ COLUMNS = ("patch_width", "lr", "augment", "epochs", "batch", "freeze_encoder")
 def _studies(run: Path) -> dict[str, optuna.Study]:
     if not (run / STUDY_FILE).is_file():
         raise InputError(f"{run}: no {STUDY_FILE} here; is it the run folder of dendriteseg hpo?")
-    storage = open_study(run, "_probe")._storage
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name != "_probe"]
+    names = optuna.get_all_study_names(journal(run))
     return {name: open_study(run, name) for name in ("pretrain", "finetune") if name in names}
 
 

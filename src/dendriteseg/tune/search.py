@@ -41,11 +41,9 @@ def open_study(folder: str | Path, name: str, *, seed: int = 0, min_epochs: int 
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = str(folder / STUDY_FILE)
-    storage = JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
     study = optuna.create_study(
         study_name=name,
-        storage=storage,
+        storage=journal(folder),
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3),
@@ -53,6 +51,12 @@ def open_study(folder: str | Path, name: str, *, seed: int = 0, min_epochs: int 
     )
     fail_orphans(study)
     return study
+
+
+def journal(folder: str | Path) -> JournalStorage:
+    """The storage of the studies in ``folder/study.journal`` (shared safely by processes)."""
+    path = str(Path(folder) / STUDY_FILE)
+    return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
 
 
 def _alive(pid: int) -> bool:
