@@ -145,11 +145,16 @@ def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_file
     result = finetune_on_labels(
         scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append
     )
-    assert len(lines) == 3 and lines[0].startswith("trial 0: lr 0.0003")
+    # three search trials, then the winner trained on for the time left
+    assert len(lines) == 4 and lines[0].startswith("trial 0: lr 0.0003")
+    assert "continued" in lines[3]
     assert result.after["iou"] >= result.before["iou"]
     loaded, info = load_model(out)
     record = info.provenance["finetune"]
-    assert info.architecture == arch and len(record["trials"]) == 3
+    assert info.architecture == arch and len(record["trials"]) == 4
+    winner = max((t for t in record["trials"][:3] if t["score"] is not None), key=lambda t: t["score"])
+    assert record["trials"][3]["continues"] == winner["number"]
+    assert record["trials"][3]["params"] == winner["params"]
     assert record["labelled_slices"][scans[0].name] == scans[0].labelled_slices
     assert record["before"]["iou"] == pytest.approx(result.before["iou"])
     assert not list(tmp_path.glob(".*partial*"))

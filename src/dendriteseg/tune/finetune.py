@@ -6,9 +6,16 @@ there, then searches, within a time budget, learning rate (log scale),
 epochs, augmentation set and whether to freeze the encoder
 (:func:`~dendriteseg.tune.spaces.finetune_space`), ASHA stopping weak
 trials early. The first trial is a plain fine-tune (lr 3e-4, standard
-augmentations), so the search starts from a sensible point. The model kept
-is the best on validation, the starting model included; its provenance
-records the labelled slices, the split, every trial and the chosen settings.
+augmentations), so the search starts from a sensible point.
+
+The search has ``SEARCH_SHARE`` of the budget. The rest goes to the winner:
+its best checkpoint trains on at its settings, a cosine schedule over as
+many epochs as the time left allows (measured from the trials' time per
+epoch, at most the budget's ``max_epochs``). So the model kept has had about
+as many steps as one plain fine-tune of the whole budget, at settings the
+search chose. The model kept is the best on validation, the starting model,
+every trial and the continuation included; its provenance records the
+labelled slices, the split, every trial and the chosen settings.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from dendriteseg.train.fit import validate
 from dendriteseg.train.run import train_on
 from dendriteseg.tune.labels import UserScan, split_labels
 from dendriteseg.tune.search import (
+    DONE,
     Deadline,
     OutOfTime,
     describe_trial,
@@ -43,6 +51,7 @@ from dendriteseg.tune.spaces import budget as budget_named
 from dendriteseg.tune.spaces import finetune_space
 
 FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
+SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 
 
 @dataclass
@@ -139,15 +148,28 @@ def finetune_on_labels(
                 "epochs": max(2, b.max_epochs // 2),
             }
         )
-        objective = _objective(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, search)
-        run_trials(
-            study,
-            objective,
-            trials=(trials or 10**6) if search else 1,
-            seconds=max(deadline.left(), 1.0),
-            devices=devices,
-            on_trial=lambda t: on_trial(describe_trial(t)) if on_trial else None,
-        )
+        run = _Run(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch)
+        report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
+        if search:
+            seconds = max(deadline.left() * SEARCH_SHARE, 1.0)
+            run_trials(
+                study,
+                run.objective(),
+                trials=trials or 10**6,
+                seconds=seconds,
+                devices=devices,
+                on_trial=report,
+            )
+            _continue_winner(study, run, devices, report)
+        else:
+            run_trials(
+                study,
+                run.objective(fixed=True),
+                trials=1,
+                seconds=max(deadline.left(), 1.0),
+                devices=devices,
+                on_trial=report,
+            )
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         best = max(done, key=lambda t: t.value) if done else None
         improved = best is not None and best.value > objective_value(before)
@@ -159,6 +181,7 @@ def finetune_on_labels(
             "labelled_slices": {s.name: s.labelled_slices for s in scans},
             "split": split,
             "budget_minutes": minutes,
+            "search_share": SEARCH_SHARE if search else 0.0,
             "trials": [_trial_record(t) for t in study.trials],
             "chosen": dict(best.params) if improved else {},
             "before": before,
@@ -187,56 +210,96 @@ def _check_output(out: Path) -> None:
     check_target(out, folder=False)
 
 
-def _objective(
-    base: TrainConfig,
-    b: Any,
-    train: list[LabelledVolume],
-    val: list[LabelledVolume],
-    parent: Path,
-    work: Path,
-    deadline: Deadline,
-    minutes: float,
-    on_epoch: Callable[[float], None] | None,
-    search: bool = True,
-):
-    """The trial function: one fine-tune with the trial's settings, reporting validation IoU per epoch
-    (without ``search``: the first trial's settings, epochs until the budget is spent, never pruned)."""
+@dataclass
+class _Run:
+    """What every trial of one fine-tune shares: settings not searched, data, parent, time."""
 
-    def objective(trial: optuna.Trial, device: str) -> float:
-        settings = finetune_space(trial, b, freeze=True)
-        if not search:
-            settings.update(epochs=10**6, lr_schedule="constant")
-            trial.set_user_attr("fixed", True)
-        config = base.replace(
-            **settings,
-            steps_per_epoch=b.steps_per_epoch,
-            device=device,
-            out=str(work / f"trial_{trial.number:04d}"),
-        )
-        used = (lambda: on_epoch(min(1.0, 1 - deadline.left() / (minutes * 60)))) if on_epoch else None
-        epoch_done, best = epoch_reporter(trial, deadline, prune=search, on_epoch=used)
+    base: TrainConfig
+    b: Any
+    train: list[LabelledVolume]
+    val: list[LabelledVolume]
+    parent: Path
+    work: Path
+    deadline: Deadline
+    minutes: float
+    on_epoch: Callable[[float], None] | None
 
-        try:
-            path = train_on(
-                config,
-                train,
-                val,
-                parent=parent,
-                on_epoch=epoch_done,
-                provenance={
-                    "data": ", ".join(v.name for v in train),
-                    "train_quality": "exact",
-                    "train_entries": [v.name for v in train],
-                    "val_entries": [v.name for v in val],
-                },
+    def objective(self, *, fixed: bool = False, parent: Path | None = None, epochs: int | None = None):
+        """The trial function: one fine-tune with the trial's settings, reporting validation IoU per
+        epoch. ``fixed``: never pruned, epochs until the budget is spent at a constant learning rate
+        (the plain alternative), or exactly ``epochs`` from ``parent`` (the winner's continuation)."""
+
+        def objective(trial: optuna.Trial, device: str) -> float:
+            settings = finetune_space(trial, self.b, freeze=True)
+            if fixed:
+                run_for = {"epochs": epochs} if epochs else {"epochs": 10**6, "lr_schedule": "constant"}
+                settings.update(run_for)
+                trial.set_user_attr("fixed", True)
+            config = self.base.replace(
+                **settings,
+                steps_per_epoch=self.b.steps_per_epoch,
+                device=device,
+                out=str(self.work / f"trial_{trial.number:04d}"),
             )
-        except OutOfTime:
-            path = Path(config.out) / "best.safetensors"
-            trial.set_user_attr("stopped_by_budget", True)
-        trial.set_user_attr("model", str(path))
-        return best[0]
+            used = None
+            if self.on_epoch:
+                used = lambda: self.on_epoch(min(1.0, 1 - self.deadline.left() / (self.minutes * 60)))  # noqa: E731
+            epoch_done, best = epoch_reporter(trial, self.deadline, prune=not fixed, on_epoch=used)
+            try:
+                path = train_on(
+                    config,
+                    self.train,
+                    self.val,
+                    parent=parent or self.parent,
+                    on_epoch=epoch_done,
+                    provenance={
+                        "data": ", ".join(v.name for v in self.train),
+                        "train_quality": "exact",
+                        "train_entries": [v.name for v in self.train],
+                        "val_entries": [v.name for v in self.val],
+                    },
+                )
+            except OutOfTime:
+                path = Path(config.out) / "best.safetensors"
+                trial.set_user_attr("stopped_by_budget", True)
+            trial.set_user_attr("model", str(path))
+            return best[0]
 
-    return objective
+        return objective
+
+
+def _seconds_per_epoch(trials: list[optuna.trial.FrozenTrial]) -> float | None:
+    """Wall-clock seconds per epoch (training and validation) over the finished trials."""
+    seconds = epochs = 0.0
+    for t in trials:
+        if t.datetime_start and t.datetime_complete and t.user_attrs.get("epochs_run"):
+            seconds += (t.datetime_complete - t.datetime_start).total_seconds()
+            epochs += t.user_attrs["epochs_run"]
+    return seconds / epochs if epochs else None
+
+
+def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, report: Any) -> None:
+    """Train the search's best trial on from its best checkpoint for the time left (see module notes)."""
+    done = [
+        t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and "model" in t.user_attrs
+    ]
+    per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
+    if not done or per_epoch is None or run.deadline.passed():
+        return
+    winner = max(done, key=lambda t: t.value)
+    epochs = min(run.b.max_epochs, int(run.deadline.left() // per_epoch))
+    if epochs < 1:
+        return
+    study.enqueue_trial(dict(winner.params), user_attrs={"continues": winner.number})
+    objective = run.objective(fixed=True, parent=Path(winner.user_attrs["model"]), epochs=epochs)
+    run_trials(
+        study,
+        objective,
+        trials=len(study.get_trials(states=DONE)) + 1,
+        seconds=max(run.deadline.left(), 1.0),
+        devices=(devices or ["cpu"])[:1],
+        on_trial=report,
+    )
 
 
 def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -248,5 +311,6 @@ def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "val": trial.user_attrs.get("scores"),
         "epochs_run": trial.user_attrs.get("epochs_run", 0),
         "fixed_settings": not trial.params or trial.user_attrs.get("fixed", False),
+        "continues": trial.user_attrs.get("continues"),
         "device": trial.user_attrs.get("device"),
     }

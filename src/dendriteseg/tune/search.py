@@ -198,6 +198,10 @@ def default_devices() -> list[str]:
 def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
     """One line on a finished trial: its settings, score and state."""
     settings = ", ".join(f"{k} {_short(v)}" for k, v in trial.params.items())
+    if "continues" in trial.user_attrs:
+        settings = (
+            f"trial {trial.user_attrs['continues']} continued, {trial.user_attrs.get('epochs_run', 0)} epochs"
+        )
     if trial.state == TrialState.PRUNED:
         last = max(trial.intermediate_values) if trial.intermediate_values else 0
         value = trial.intermediate_values.get(last, float("nan"))
