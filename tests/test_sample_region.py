@@ -80,3 +80,20 @@ def test_segment_labels_nothing_outside_the_region(scan):
     region = auto.extra["sample_region"]
     assert region is not None and np.array_equal(auto.labels.any(axis=0), region.mask)
     assert segment(scan["image"], everywhere, sample_mask="none").labels.all()
+
+
+def test_dendrites_cut_by_the_edge_stay_inside_and_broad_dents_outside():
+    """A narrow dark notch at the sample's edge (a dendrite) is sample; a broad shallow dent (a gap
+    between an irregular sample and its wall, which models take for dendrite) is not."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    disc = np.hypot(yy - 127.5, xx - 127.5) < 100
+    image = np.where(disc, 0.8, 0.2) + rng.normal(0, 0.03, (256, 256))
+    dent = disc & (np.hypot(yy - 127.5, xx - 267.5) < 62)  # a bite about 95 px wide, 22 px deep
+    image[dent] = 0.3
+    notch = (abs(yy - 128) < 4) & (xx > 25) & (xx < 50)  # 7 px wide, reaching in from the edge
+    image[notch] = 0.35
+    region = detect_sample(image.astype(np.float32))
+    assert region is not None
+    assert region.mask[notch].all()
+    assert region.mask[dent & (np.hypot(yy - 127.5, xx - 267.5) < 58)].mean() < 0.1

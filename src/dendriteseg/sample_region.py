@@ -10,8 +10,11 @@ in a few evenly spaced slices (averaged, about 256 pixels a side):
    ``MIN_EXTERIOR`` of the slice; the sample is everything else;
 2. otherwise the bright region: a Gaussian-smoothed slice thresholded by
    Otsu (the melt is the brightest large phase), its connected part that
-   reaches the slice's central disc, holes filled (dendrites are darker),
-   its convex hull (dendrites at the sample's edge stay inside), if it
+   reaches the slice's central disc, closed by a disc of ``CLOSE`` of the
+   slice side and holes filled (dendrites are darker: those cut by the
+   sample's edge leave narrow notches, which this fills, while the broad
+   shallow dents of an irregular sample edge stay outside; a convex hull
+   took those in, and models call the dark gap there dendrite), if it
    covers at least ``MIN_COVER`` of the slice and is brighter than the rest
    by ``MIN_CONTRAST``;
 3. the region is grown by ``MARGIN`` of the slice side, and refused (no
@@ -44,7 +47,8 @@ MIN_EXTERIOR = 0.05  # a constant exterior covers at least this share of the sli
 MAX_COVER = 0.9  # a region larger than this share of the slice is no sample boundary
 MIN_COVER = 0.1  # a bright region smaller than this share is no sample (noise, a bright grain)
 MIN_CONTRAST = 0.15  # the bright region's mean above the rest's, in units of the 1st-99th percentile range
-MARGIN = 0.02  # the region grows by this share of the slice side
+CLOSE = 0.05  # notches narrower than twice this share of the slice side are filled
+MARGIN = 0.01  # the region grows by this share of the slice side
 BORDER_TOUCH = 0.05  # a region whose edge runs along more than this share of the border is a crop
 
 
@@ -88,7 +92,7 @@ def _constant_exterior(image: np.ndarray) -> np.ndarray | None:
 
 def _bright_region(image: np.ndarray) -> np.ndarray | None:
     from skimage.filters import threshold_otsu
-    from skimage.morphology import convex_hull_image, disk
+    from skimage.morphology import disk
 
     finite = np.isfinite(image)
     if not finite.any():
@@ -107,7 +111,7 @@ def _bright_region(image: np.ndarray) -> np.ndarray | None:
     if touching.size == 0:
         return None
     sizes = ndimage.sum(bright, labels, touching)
-    region = convex_hull_image(ndimage.binary_fill_holes(labels == touching[int(np.argmax(sizes))]))
+    region = _close(labels == touching[int(np.argmax(sizes))], max(1, int(round(CLOSE * min(ny, nx)))))
     if (
         region.mean() < MIN_COVER
         or region.all()
@@ -115,6 +119,15 @@ def _bright_region(image: np.ndarray) -> np.ndarray | None:
     ):
         return None
     return region
+
+
+def _close(region: np.ndarray, radius: int) -> np.ndarray:
+    """``region`` closed by a disc of ``radius`` (padded: the slice edge cuts nothing), holes filled."""
+    from skimage.morphology import disk
+
+    pad = radius + 1
+    closed = ndimage.binary_closing(np.pad(region, pad), disk(radius))[pad:-pad, pad:-pad]
+    return ndimage.binary_fill_holes(closed)
 
 
 def _along_border(region: np.ndarray) -> float:
