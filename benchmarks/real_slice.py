@@ -6,7 +6,8 @@ the container wall (radius over 500 px from the centre) is not dendrite.
 Each model segments the slice as a 2D image (as ``dendriteseg segment``
 does), at each ``--scale`` (pixels binned per side before the network:
 the slice's petals and pixel noise are far finer than our training
-scans'), with the sample region on (``auto``, the default) and off; the table
+scans'; ``auto``, the default of ``segment``, picks the binning where the
+network is surest and the table names it), with the sample region on (``auto``, the default) and off; the table
 gives the share of the slice called dendrite and the pixels called dendrite
 beyond the wall, and an overlay PNG per model shows where.
 
@@ -35,7 +36,9 @@ def main() -> None:
         "--image", default=str(Path(__file__).resolve().parents[1] / "../shared/real/mg_dendrites_slice.tif")
     )
     parser.add_argument("--png-dir", default=None)
-    parser.add_argument("--scale", type=int, nargs="*", default=[1, 3], help="binning factors to compare")
+    parser.add_argument(
+        "--scale", nargs="*", default=["1", "3", "auto"], help="binnings to compare (or auto)"
+    )
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
@@ -44,7 +47,7 @@ def main() -> None:
     yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
     beyond = np.hypot(yy - (image.shape[0] - 1) / 2, xx - (image.shape[1] - 1) / 2) > WALL
     print(f"{Path(args.image).name} {image.shape}: share called dendrite / pixels beyond r = {WALL} px")
-    print(f"{'model':44s}{'scale':>6s}{'sample mask auto':>24s}{'sample mask none':>24s}")
+    print(f"{'model':44s}{'scale':>8s}{'sample mask auto':>24s}{'sample mask none':>24s}")
     for model in args.models:
         for scale in args.scale:
             cells, labels = [], {}
@@ -52,7 +55,9 @@ def main() -> None:
                 result = segment(image, model, sample_mask=mask, precision="fp32", scale=scale)
                 labels[mask] = result.labels.astype(bool)
                 cells.append(f"{labels[mask].mean() * 100:8.1f} % / {int(labels[mask][beyond].sum()):7d}")
-            print(f"{model[-44:]:44s}{scale:6d}" + "".join(f"{c:>24s}" for c in cells), flush=True)
+                if mask == "auto" and result.extra.get("scale"):
+                    scale = f"auto={result.extra['scale'].scale}"
+            print(f"{model[-44:]:44s}{scale:>8s}" + "".join(f"{c:>24s}" for c in cells), flush=True)
             if args.png_dir:
                 name = f"real_slice_{Path(model).stem}_scale{scale}.png"
                 _overlay(image, labels["auto"], Path(args.png_dir) / name, f"{model} (scale {scale})")

@@ -397,7 +397,7 @@ def test_cli_series_folder(scans, tmp_path, model_file):
     assert "3 segmented" in out and (tmp_path / "o" / "summary.csv").exists()
 
 
-@pytest.mark.parametrize("case", ["unreadable", "4d", "dataset", "model", "suffix"])
+@pytest.mark.parametrize("case", ["unreadable", "4d", "dataset", "model", "suffix", "scale"])
 def test_cli_bad_input_one_line_exit_2_no_output(tmp_path, volume, model_file, case):
     write_volume(tmp_path / "in.h5", volume.astype(np.uint16))
     args = [tmp_path / "in.h5", "--model", model_file]
@@ -412,6 +412,8 @@ def test_cli_bad_input_one_line_exit_2_no_output(tmp_path, volume, model_file, c
     elif case == "model":
         (tmp_path / "other.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
         args = [tmp_path / "in.h5", "--model", tmp_path / "other.safetensors"]
+    elif case == "scale":
+        args = [tmp_path / "in.h5", "--model", model_file, "--scale", "two"]
     out_name = "seg.xyz" if case == "suffix" else "seg.tif"
     before = set(os.listdir(tmp_path))
     code, _, err = run("segment", *args, "-o", tmp_path / out_name)
@@ -618,3 +620,39 @@ def test_segment_at_a_coarser_scale_keeps_the_shape_and_finds_large_features():
     coarse = segment(image, rule, window=(0.0, 1.0), sample_mask="none", scale=2)
     assert coarse.labels.shape == image.shape
     assert (coarse.labels != plain.labels).mean() < 0.03  # only the region's edge may move
+
+
+def test_scale_auto_bins_where_the_network_is_surest_and_only_large_slices():
+    from dendriteseg.infer.scale_choice import candidates_for, mean_entropy
+
+    assert candidates_for((4, 191, 300)) == [1] and candidates_for((1, 200, 250)) == [1, 2]
+    assert candidates_for((1, 400, 400)) == [1, 2, 3, 4]
+    assert mean_entropy(np.full((2, 3, 3), 0.5)) == pytest.approx(np.log(2))
+    mask = np.zeros((3, 3), bool)
+    mask[0, 0] = True
+    probs = np.full((2, 3, 3), 0.5)
+    probs[:, 0, 0] = 1.0
+    assert mean_entropy(probs, mask) == pytest.approx(0.0, abs=1e-4)
+
+    rng = np.random.default_rng(0)
+    image = np.full((2, 200, 200), 0.7, np.float32)
+    image[:, 40:160, 60:140] = 0.3  # a large dark region under pixel noise as strong as its contrast
+    image += rng.normal(0, 0.4, image.shape).astype(np.float32)
+
+    def noise_averaged(batch):  # surer the less pixel noise it sees, as a network out of its depth
+        noise = np.abs(np.diff(batch, axis=-1)).mean() + 1e-3
+        return (0.5 - batch) * 2.0 / noise
+
+    auto = segment(image, noise_averaged, window=(0.0, 1.0), sample_mask="none")
+    choice = auto.extra["scale"]
+    assert set(choice.entropies) == {1, 2} and choice.scale == 2
+    binned = segment(image, noise_averaged, window=(0.0, 1.0), sample_mask="none", scale=2)
+    np.testing.assert_array_equal(auto.labels, binned.labels)
+
+    unsure = lambda batch: np.zeros_like(batch)  # noqa: E731 - as unsure at every binning: stays at 1
+    assert segment(image, unsure, window=(0.0, 1.0), sample_mask="none").extra["scale"].scale == 1
+    small = segment(image[:, :150, :150], noise_averaged, window=(0.0, 1.0), sample_mask="none")
+    assert small.extra["scale"].scale == 1 and not small.extra["scale"].entropies  # nothing probed
+    for bad in (0, "x", 1.5):
+        with pytest.raises(InputError, match="scale"):
+            segment(image, unsure, window=(0.0, 1.0), scale=bad)

@@ -280,7 +280,7 @@ def segment(
     sample_mask: str = Opt(
         "auto", help="Where dendrites may be: auto (detect the sample), none, or a 0/1 file."
     ),
-    scale: int = Opt(1, help="Bin N x N pixels before the network (scans much finer than its training)."),
+    scale: str = Opt("auto", help="Bin N x N pixels before the network; auto: where it is surest."),
 ) -> None:
     """Segment whole volumes with a network: tiled, blended, streamed to disk with bounded memory."""
     from rich.progress import TextColumn

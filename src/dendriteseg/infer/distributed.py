@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.infer.segment import SegmentResult, as_predictor, iter_logits, plan_volume
+from dendriteseg.infer.scale_choice import choose_scale
+from dendriteseg.infer.segment import SegmentResult, as_predictor, check_scale, iter_logits, plan_volume
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.io import VolumeWriter, open_volume, parse_location
 from dendriteseg.preprocess import FiniteVolume
@@ -162,7 +163,7 @@ def segment_dask(
     window: tuple[float, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
     sample_mask: Any = "auto",
-    scale: int = 1,
+    scale: int | str = "auto",
 ) -> SegmentResult:
     """Segment a volume file into a Zarr array on a Dask cluster.
 
@@ -195,12 +196,21 @@ def segment_dask(
         from dendriteseg.infer.predictor import ensemble_members, resolve_model_path
 
         model = "+".join(str(resolve_model_path(m)) for m in ensemble_members(model) or [model])
-    predictor_options = {"device": device, "precision": precision, "tta": tta, "scale": scale}
+    scale = check_scale(scale)
+    auto = scale == "auto"
+    predictor_options = {"device": device, "precision": precision, "tta": tta, "scale": 1 if auto else scale}
     predictor = as_predictor(model, **predictor_options)
+    choice = None
     with open_volume(spec) as vol:
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         voxel_size = vol.voxel_size
         region = sample_region_for(vol, sample_mask)
+        if auto:  # chosen here, once; the workers get the number
+            choice = choose_scale(vol, predictor, plan.window, region)
+            predictor_options["scale"] = choice.scale
+            if choice.scale > 1:
+                predictor = as_predictor(model, **predictor_options)
+                plan = plan_volume(vol, predictor, tile, overlap, overlap_z, plan.window)
     shape, tiling, window = plan.shape, plan.tiling, plan.window
     writer = VolumeWriter(output, shape, np.uint8, voxel_size=voxel_size)
     try:
@@ -223,5 +233,5 @@ def segment_dask(
         work_ratio=tiling.work_ratio(),
         window=tuple(float(w) for w in window),
         output=writer.final,
-        extra={"scheduler": scheduler, "blocks": len(blocks), "sample_region": region},
+        extra={"scheduler": scheduler, "blocks": len(blocks), "sample_region": region, "scale": choice},
     )

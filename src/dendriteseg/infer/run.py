@@ -49,6 +49,7 @@ class SegmentRun:
             f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
             f"{r.seconds:.1f} s ({r.voxels_per_second / 1e6:.2f} Mvoxels/s)"
             + (f"; {region.describe()}" if (region := r.extra.get("sample_region")) is not None else "")
+            + (f"; {choice.describe()}" if (choice := r.extra.get("scale")) and choice.entropies else "")
         )
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import BinnedPredictor, TorchPredictor, load_predictor
+from dendriteseg.infer.scale_choice import choose_scale
 from dendriteseg.infer.tiling import Tiling, alignment
 from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume
 from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, window_for
@@ -229,6 +230,17 @@ def as_predictor(model: Any, *, scale: int = 1, **kwargs: Any) -> Any:
     raise InputError(f"model: expected a model file, a torch module or a callable, got {kind}")
 
 
+def check_scale(scale: Any) -> int | str:
+    """A ``scale`` setting as given ("auto" or a whole number >= 1, also as text); a clear error otherwise."""
+    if isinstance(scale, str):
+        if scale == "auto":
+            return scale
+        scale = int(scale) if scale.strip().isdigit() else scale
+    if isinstance(scale, (int, np.integer)) and not isinstance(scale, bool) and scale >= 1:
+        return int(scale)
+    raise InputError(f"scale: 'auto' or a whole number of pixels per binned pixel (1, 2, ...), got {scale!r}")
+
+
 def check_volume(volume: Volume) -> None:
     if volume.ndim != 3:
         raise InputError(f"{volume.source}: expected a 3D (z, y, x) volume, got shape {volume.shape}")
@@ -254,7 +266,7 @@ def segment(
     compression: str | None = None,
     progress: Progress | None = None,
     sample_mask: Any = "auto",
-    scale: int = 1,
+    scale: int | str = "auto",
 ) -> SegmentResult:
     """Segment a whole volume with a network, tile by tile, streaming to disk.
 
@@ -289,9 +301,11 @@ def segment(
     sample_mask : "auto", "none", a file or an array
         Where dendrites may be (:mod:`dendriteseg.sample_region`): "auto"
         detects the sample; a 0/1 file or array gives it; "none": anywhere.
-    scale : int
+    scale : int or "auto"
         The network sees ``scale`` x ``scale`` binned pixels (1: as they are), for scans much
-        finer than its training data (:class:`~dendriteseg.infer.predictor.BinnedPredictor`).
+        finer than its training data (:class:`~dendriteseg.infer.predictor.BinnedPredictor`);
+        "auto" (the default) picks the binning at which the network is surest
+        (:mod:`dendriteseg.infer.scale_choice`; slices under 192 px a side are never binned).
 
     Returns
     -------
@@ -305,13 +319,21 @@ def segment(
         vol = SliceStack(vol)
     try:
         check_volume(vol)  # before loading a model
+        scale = check_scale(scale)
+        auto = scale == "auto"
         predictor = as_predictor(
-            model, device=device, precision=precision, tta=tta, compile=compile, scale=scale
+            model, device=device, precision=precision, tta=tta, compile=compile, scale=1 if auto else scale
         )
         if image2d and getattr(predictor, "tile_depth", None):
             log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         region = sample_region_for(vol, sample_mask)
+        choice = None
+        if auto:
+            choice = choose_scale(vol, predictor, plan.window, region)
+            if choice.scale > 1:
+                predictor = BinnedPredictor(predictor, choice.scale)
+                plan = plan_volume(vol, predictor, tile, overlap, overlap_z, plan.window)
         shape = plan.shape[1:] if image2d else plan.shape
         outputs = _Outputs(shape, vol.voxel_size, output, probabilities, compression, region)
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
@@ -330,7 +352,7 @@ def segment(
             probabilities=probs,
             output=outputs.labels_out.final if outputs.labels_out else None,
             probabilities_output=outputs.probs_out.final if outputs.probs_out else None,
-            extra={"nonfinite_voxels": source.nonfinite, "sample_region": region},
+            extra={"nonfinite_voxels": source.nonfinite, "sample_region": region, "scale": choice},
         )
     finally:
         if owned:

@@ -1,0 +1,87 @@
+"""``--scale auto``: the binning at which the network is surest of itself.
+
+A network knows the feature sizes and pixel noise of its training scans.
+A scan much finer than those (petals of 40-80 px, grain-sized pixel noise,
+broad ring bands) makes it call texture dendrite, in unsure stripes; binned
+to the scale it knows, the same scan comes out clean. Which binning that is
+can be read off the network itself: :func:`choose_scale` segments a probe
+(the volume's central ``PROBE_DEPTH`` slices, whole in-plane) at each
+candidate binning and keeps the one whose dendrite probabilities have the
+lowest mean binary entropy inside the sample region (test-time selection by
+predictive entropy). A binning replaces 1 only where it lowers that entropy
+by at least ``MIN_GAIN``, and only binnings that leave at least
+``MIN_BINNED_SIDE`` pixels a side are tried: scans as small as the training
+patches are never binned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = (1, 2, 3, 4)
+MIN_BINNED_SIDE = 96  # pixels a side left after binning: the shipped models' training patch width
+PROBE_DEPTH = 8  # central slices segmented per candidate
+MIN_GAIN = 0.05  # relative drop in mean entropy that a binning must bring over none
+
+
+@dataclass
+class ScaleChoice:
+    """The binning chosen, and the mean entropy (nats per voxel) measured at each candidate."""
+
+    scale: int
+    entropies: dict[int, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        measured = ", ".join(f"{s}: {h:.4f}" for s, h in self.entropies.items())
+        return f"scale {self.scale} (auto; mean entropy per binning {measured})"
+
+
+def candidates_for(shape: tuple[int, ...]) -> list[int]:
+    """The binnings worth trying on slices of ``shape``'s last two sizes."""
+    side = min(int(s) for s in shape[-2:])
+    return [s for s in CANDIDATES if s == 1 or side // s >= MIN_BINNED_SIDE]
+
+
+def mean_entropy(probabilities: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean binary entropy (nats) of dendrite probabilities, over ``mask`` (y, x) where given."""
+    p = np.clip(np.asarray(probabilities, np.float64), 1e-6, 1 - 1e-6)
+    h = -(p * np.log(p) + (1 - p) * np.log1p(-p))
+    if mask is not None:
+        h = h[..., np.broadcast_to(mask, h.shape[-2:])]
+    return float(h.mean()) if h.size else 0.0
+
+
+def choose_scale(volume: Any, predictor: Any, window: tuple[float, float], region: Any = None) -> ScaleChoice:
+    """The binning for ``predictor`` (unbinned) on ``volume`` (a Volume, z-y-x); see the module notes.
+
+    ``window`` is the grey window of the whole volume, ``region`` its
+    :class:`~dendriteseg.sample_region.SampleRegion` (or None).
+    """
+    from dendriteseg.infer.segment import segment
+
+    scales = candidates_for(volume.shape)
+    if len(scales) == 1:
+        return ScaleChoice(1)
+    depth = min(int(volume.shape[0]), max(PROBE_DEPTH, int(getattr(predictor, "tile_depth", None) or 1)))
+    z0 = (int(volume.shape[0]) - depth) // 2
+    probe = np.asarray(volume[z0 : z0 + depth])
+    mask = None if region is None else region.mask
+    entropies = {}
+    for s in scales:
+        result = segment(
+            probe, predictor, window=window, scale=s, probabilities=True,
+            sample_mask="none" if mask is None else mask,
+        )  # fmt: skip
+        entropies[s] = mean_entropy(result.probabilities, mask)
+    best = min(scales, key=lambda s: (entropies[s], s))
+    if entropies[best] > (1 - MIN_GAIN) * entropies[1]:
+        best = 1
+    choice = ScaleChoice(best, entropies)
+    log.info("%s: %s", getattr(volume, "source", "volume"), choice.describe())
+    return choice
