@@ -7,9 +7,9 @@ Each model segments the slice as a 2D image (as ``dendriteseg segment``
 does), at each ``--scale`` (pixels binned per side before the network:
 the slice's petals and pixel noise are far finer than our training
 scans'; ``auto``, the default of ``segment``, picks the binning where the
-network is surest and the table names it), with the sample region on (``auto``, the default) and off; the table
-gives the share of the slice called dendrite and the pixels called dendrite
-beyond the wall, and an overlay PNG per model shows where.
+network is surest and the table names it), with the sample region on
+(``auto``, the default) and off; the table gives the share of the slice
+called dendrite and the pixels called dendrite beyond the wall, and an overlay PNG per model shows where.
 
     python benchmarks/real_slice.py [MODEL ...] [--png-dir DIR]
         [--image ../shared/real/mg_dendrites_slice.tif]
