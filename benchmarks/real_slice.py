@@ -50,14 +50,14 @@ def main() -> None:
     print(f"{'model':44s}{'scale':>8s}{'sample mask auto':>24s}{'sample mask none':>24s}")
     for model in args.models:
         for scale in args.scale:
-            cells, labels = [], {}
+            cells, labels, shown = [], {}, scale
             for mask in ("auto", "none"):
                 result = segment(image, model, sample_mask=mask, precision="fp32", scale=scale)
                 labels[mask] = result.labels.astype(bool)
                 cells.append(f"{labels[mask].mean() * 100:8.1f} % / {int(labels[mask][beyond].sum()):7d}")
                 if mask == "auto" and result.extra.get("scale"):
-                    scale = f"auto={result.extra['scale'].scale}"
-            print(f"{model[-44:]:44s}{scale:>8s}" + "".join(f"{c:>24s}" for c in cells), flush=True)
+                    shown = f"auto={result.extra['scale'].scale}"
+            print(f"{model[-44:]:44s}{shown:>8s}" + "".join(f"{c:>24s}" for c in cells), flush=True)
             if args.png_dir:
                 name = f"real_slice_{Path(model).stem}_scale{scale}.png"
                 _overlay(image, labels["auto"], Path(args.png_dir) / name, f"{model} (scale {scale})")
