@@ -84,8 +84,19 @@ def child_peak_rss(args: list[str]) -> tuple[float, float]:
 
 
 def segment_command(src: Path, out: Path, *options: str) -> list[str]:
-    """``dendriteseg segment SRC -o OUT OPTIONS`` run by this Python (in a process of its own)."""
-    return [sys.executable, "-m", "dendriteseg", "segment", str(src), "-o", str(out), *options]
+    """``dendriteseg segment SRC -o OUT --scale 1 OPTIONS`` run by this Python (in a process of its own)."""
+    return [
+        sys.executable,
+        "-m",
+        "dendriteseg",
+        "segment",
+        str(src),
+        "-o",
+        str(out),
+        "--scale",
+        "1",
+        *options,
+    ]
 
 
 def make_big_volume(path: Path, depth: int, plane: int, seed: int = 0) -> None:
@@ -135,8 +146,8 @@ def main() -> None:
         image, label = test_scan(shape)
         window = normalisation_window(image)
         predictor = load_predictor(model_path, device="cpu", compile=False)  # loaded once, as in a series
-        ours = segment(image, predictor)
-        ours = segment(image, predictor)  # second run: warm caches
+        ours = segment(image, predictor, scale=1)
+        ours = segment(image, predictor, scale=1)  # second run: warm caches
         tile = ours.tile
         monai_labels, monai_s = run_monai(model, image, tile, window)
         agree = float((monai_labels == ours.labels).mean())
@@ -150,9 +161,9 @@ def main() -> None:
         results["a"] = {"segment_s": ours.seconds, "monai_s": monai_s, "ratio": ratio, "agree": agree}
         compiled = load_predictor(model_path, device="cpu", compile=True)
         start = time.perf_counter()
-        segment(image, compiled)  # the first volume pays the compile time
+        segment(image, compiled, scale=1)  # the first volume pays the compile time
         first_s = time.perf_counter() - start
-        warm = segment(image, compiled)
+        warm = segment(image, compiled, scale=1)
         agree_c = float((warm.labels == ours.labels).mean())
         print(
             f"(a) the same with torch.compile (as in a series, or any volume >= 64 M voxels): first volume "
@@ -183,9 +194,9 @@ def main() -> None:
 
         # (e) fp32 vs bf16 on the trained model ------------------------------------------------
         crop = image if cpu_has_bf16() else image[: 2 * tile[0], :128, :128]
-        fp32 = segment(crop, model_path, device="cpu", precision="fp32", window=window)
+        fp32 = segment(crop, model_path, device="cpu", precision="fp32", window=window, scale=1)
         start = time.perf_counter()
-        bf16 = segment(crop, model_path, device="cpu", precision="bf16", window=window)
+        bf16 = segment(crop, model_path, device="cpu", precision="bf16", window=window, scale=1)
         bf16_s = time.perf_counter() - start
         bf_agree = float((fp32.labels == bf16.labels).mean())
         print(
