@@ -68,12 +68,15 @@ def main() -> None:
             truth = label.copy()
             truth[chosen] = UNLABELLED  # scored only where nobody labelled
             scan = UserScan(f"scan{i}", image, train_label, False)
-            cells = {"before": _scores(args.model, image, truth)}
+            cells, kept = {"before": _scores(args.model, image, truth)}, []
             with tempfile.TemporaryDirectory() as work:
                 for method, search in (("fixed", False), ("searched", True)):
                     out = Path(work) / f"{method}.safetensors"
-                    finetune_on_labels([scan], out, start=args.model, minutes=args.minutes, search=search)
+                    run = finetune_on_labels(
+                        [scan], out, start=args.model, minutes=args.minutes, search=search
+                    )
                     cells[method] = _scores(out, image, truth)
+                    kept.append(f"{method}: kept {run.kept} {run.chosen} of {len(run.trials)} trial(s)")
             for m, s in cells.items():
                 rows[m].append(s)
             print(
@@ -81,6 +84,7 @@ def main() -> None:
                 + "".join(f"{s['iou']:>10.3f} /{s['bf1']:6.3f} /{s['bde']:6.2f}" for s in cells.values()),
                 flush=True,
             )
+            print("            " + "; ".join(kept), flush=True)
     base = np.mean([r["iou"] for r in rows["before"]])
     for m, scores in rows.items():
         iou = np.mean([s["iou"] for s in scores])
