@@ -24,7 +24,15 @@ import numpy as np
 
 from dendriteseg.errors import InputError
 from dendriteseg.infer.scale_choice import choose_scale
-from dendriteseg.infer.segment import SegmentResult, as_predictor, check_scale, iter_logits, plan_volume
+from dendriteseg.infer.segment import (
+    SegmentResult,
+    as_predictor,
+    check_scale,
+    check_volume,
+    iter_logits,
+    plan_volume,
+    window_for_volume,
+)
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.io import VolumeWriter, open_volume, parse_location
 from dendriteseg.preprocess import FiniteVolume
@@ -202,15 +210,16 @@ def segment_dask(
     predictor = as_predictor(model, **predictor_options)
     choice = None
     with open_volume(spec) as vol:
-        plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         voxel_size = vol.voxel_size
         region = sample_region_for(vol, sample_mask)
         if auto:  # chosen here, once; the workers get the number
-            choice = choose_scale(vol, predictor, plan.window, region)
+            check_volume(vol)
+            window = window or window_for_volume(vol, predictor)
+            choice = choose_scale(vol, predictor, window, region)
             predictor_options["scale"] = choice.scale
             if choice.scale > 1:
                 predictor = as_predictor(model, **predictor_options)
-                plan = plan_volume(vol, predictor, tile, overlap, overlap_z, plan.window)
+        plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
     shape, tiling, window = plan.shape, plan.tiling, plan.window
     writer = VolumeWriter(output, shape, np.uint8, voxel_size=voxel_size)
     try:

@@ -70,7 +70,9 @@ def choose_scale(volume: Any, predictor: Any, window: tuple[float, float], regio
         return ScaleChoice(1)
     depth = min(int(volume.shape[0]), max(PROBE_DEPTH, int(getattr(predictor, "tile_depth", None) or 1)))
     z0 = (int(volume.shape[0]) - depth) // 2
-    probe = np.asarray(volume[z0 : z0 + depth])
+    probe = np.asarray(volume[z0 : z0 + depth], np.float32)
+    lo, hi = window  # non-finite voxels read as the window's ends, as the whole run reads them (quietly here)
+    probe = np.nan_to_num(probe, nan=lo, posinf=hi, neginf=lo)
     mask = None if region is None else region.mask
     entropies = {}
     for s in scales:

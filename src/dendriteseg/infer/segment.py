@@ -326,14 +326,13 @@ def segment(
         )
         if image2d and getattr(predictor, "tile_depth", None):
             log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
-        plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         region = sample_region_for(vol, sample_mask)
         choice = None
-        if auto:
-            choice = choose_scale(vol, predictor, plan.window, region)
-            if choice.scale > 1:
-                predictor = BinnedPredictor(predictor, choice.scale)
-                plan = plan_volume(vol, predictor, tile, overlap, overlap_z, plan.window)
+        if auto:  # probed before the whole volume's plan, which may compile for its tile shape
+            window = window or window_for_volume(vol, predictor)
+            choice = choose_scale(vol, predictor, window, region)
+            predictor = BinnedPredictor(predictor, choice.scale) if choice.scale > 1 else predictor
+        plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         shape = plan.shape[1:] if image2d else plan.shape
         outputs = _Outputs(shape, vol.voxel_size, output, probabilities, compression, region)
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
@@ -403,7 +402,7 @@ def plan_volume(
     if hasattr(predictor, "prepare"):
         predictor.prepare(int(np.prod(shape)))
     tiling = plan_tiling(shape, predictor, tile, overlap, overlap_z)
-    window = window or _window_for(volume, predictor)
+    window = window or window_for_volume(volume, predictor)
     return VolumePlan(shape, tiling, (float(window[0]), float(window[1])))  # type: ignore[arg-type]
 
 
@@ -475,5 +474,6 @@ def _is_module(model: Any) -> bool:
     return isinstance(model, nn.Module)
 
 
-def _window_for(volume: Volume, predictor: Any) -> tuple[float, float]:
+def window_for_volume(volume: Volume, predictor: Any) -> tuple[float, float]:
+    """The grey window the predictor's normalisation asks for, measured on ``volume``."""
     return window_for(volume, getattr(predictor, "normalisation", None))
