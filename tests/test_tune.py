@@ -156,6 +156,7 @@ def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_file
     assert record["trials"][3]["continues"] == winner["number"]
     assert record["trials"][3]["params"] == winner["params"]
     assert record["labelled_slices"][scans[0].name] == scans[0].labelled_slices
+    assert record["kept"].startswith("the average") == bool(record["soup"])
     assert record["before"]["iou"] == pytest.approx(result.before["iou"])
     assert not list(tmp_path.glob(".*partial*"))
 
@@ -201,3 +202,27 @@ def test_finetune_command_line(scan_files, tmp_path):
     assert "trial" not in where.stderr  # refused before the search, not after it
     old = subprocess.run(cli + ["config.yaml"], capture_output=True, text=True, cwd=tmp_path)
     assert old.returncode == 2 and "needs --from" in old.stderr
+
+
+def test_greedy_soup_averages_weights_and_keeps_only_what_helps(tmp_path):
+    from dendriteseg.tune.soup import average_weights, greedy_soup
+
+    paths = []
+    for name, offset in (("a", 1.0), ("b", -1.0), ("c", 5.0)):  # best first by the score below
+        path = _tiny_model(tmp_path / f"{name}.safetensors", "unet2d")
+        model, info = load_model(path)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(offset)
+        save_model(path, model, info)
+        paths.append(path)
+    first = lambda m: next(m.parameters())  # noqa: E731
+    soup = greedy_soup(paths, lambda m: -abs(float(first(m).detach().mean())))  # best: weights at zero
+    assert soup.members == paths[:2] and soup.value == pytest.approx(0.0)  # c would move it off zero
+    assert float(first(soup.model).abs().max()) == pytest.approx(0.0)
+    states = [
+        {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(7)},
+        {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(9)},
+    ]
+    mean = average_weights(states)
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0])) and int(mean["n"]) == 7

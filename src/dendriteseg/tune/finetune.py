@@ -16,10 +16,16 @@ as many steps as one plain fine-tune of the whole budget, at settings the
 search chose. The model kept is the best on validation, the starting model,
 every trial and the continuation included; its provenance records the
 labelled slices, the split, every trial and the chosen settings.
+
+Last, the trials' weights are averaged greedily, best first, each kept
+only where the validation score does not drop (:mod:`dendriteseg.tune.soup`):
+a few held-out labels are a noisy judge of one model, and the average of
+several fine-tunes generalises better than the one that fits them best.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,11 +53,13 @@ from dendriteseg.tune.search import (
     open_study,
     run_trials,
 )
+from dendriteseg.tune.soup import greedy_soup
 from dendriteseg.tune.spaces import budget as budget_named
 from dendriteseg.tune.spaces import finetune_space
 
 FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
 SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
+SOUP_MAX = 8  # trials, best first, that the weight average may take in
 
 
 @dataclass
@@ -170,11 +178,7 @@ def finetune_on_labels(
                 devices=devices,
                 on_trial=report,
             )
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        best = max(done, key=lambda t: t.value) if done else None
-        improved = best is not None and best.value > objective_value(before)
-        kept_path = Path(best.user_attrs["model"]) if improved else parent
-        after = best.user_attrs["scores"] if improved else before
+        kept = _keep(study, run, before, Path(work), soup=search)
         record = {
             "from": str(parent),
             "images": [s.name for s in scans],
@@ -183,18 +187,20 @@ def finetune_on_labels(
             "budget_minutes": minutes,
             "search_share": SEARCH_SHARE if search else 0.0,
             "trials": [_trial_record(t) for t in study.trials],
-            "chosen": dict(best.params) if improved else {},
+            "chosen": kept.chosen,
+            "soup": kept.soup,
             "before": before,
-            "after": after,
-            "kept": f"trial {best.number}" if improved else "the starting model (no trial beat it)",
+            "after": kept.scores,
+            "kept": kept.label,
         }
-        model, kept_info = load_model(kept_path)
+        model, kept_info = load_model(kept.path)
         provenance = {**kept_info.provenance, "finetune": record}
         save_model(
             out,
             model,
             ModelInfo(kept_info.architecture, kept_info.arguments, kept_info.normalisation, provenance),
         )
+    after = record["after"]
     return FinetuneResult(Path(out), before, after, record["kept"], record["chosen"], record["trials"], split)
 
 
@@ -268,6 +274,51 @@ class _Run:
         return objective
 
 
+@dataclass
+class _Kept:
+    """The model a fine-tune keeps: its file, validation scores, and what it is."""
+
+    path: Path
+    scores: dict[str, float]
+    label: str
+    chosen: dict[str, Any] = field(default_factory=dict)
+    soup: list[int] = field(default_factory=list)
+
+
+def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, *, soup: bool) -> _Kept:
+    """The best on validation of the starting model, every finished trial and (with ``soup``) the
+    greedy average of the trials' weights (:mod:`dendriteseg.tune.soup`, up to ``SOUP_MAX`` of them)."""
+    done = [
+        t
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and math.isfinite(t.value)
+        and Path(t.user_attrs.get("model", "")).is_file()
+    ]
+    done.sort(key=lambda t: t.value, reverse=True)
+    if not done or done[0].value <= objective_value(before):
+        return _Kept(run.parent, before, "the starting model (no trial beat it)")
+    best = done[0]
+    kept = _Kept(
+        Path(best.user_attrs["model"]), best.user_attrs["scores"], f"trial {best.number}", dict(best.params)
+    )
+    if not soup or len(done) < 2:
+        return kept
+
+    def score(model: Any) -> float:
+        return objective_value(validate(model, run.val, depth=run.base.patch[0], device="auto", amp="auto"))
+
+    paths = [Path(t.user_attrs["model"]) for t in done[:SOUP_MAX]]
+    mixed = greedy_soup(paths, score)
+    if len(mixed.members) < 2:
+        return kept
+    numbers = [done[paths.index(p)].number for p in mixed.members]
+    target = work / "soup.safetensors"
+    save_model(target, mixed.model, mixed.info)
+    mixed_scores = validate(mixed.model, run.val, depth=run.base.patch[0], device="auto", amp="auto")
+    return _Kept(target, mixed_scores, f"the average of trials {numbers}", dict(best.params), numbers)
+
+
 def _seconds_per_epoch(trials: list[optuna.trial.FrozenTrial]) -> float | None:
     """Wall-clock seconds per epoch (training and validation) over the finished trials."""
     seconds = epochs = 0.0
@@ -281,7 +332,11 @@ def _seconds_per_epoch(trials: list[optuna.trial.FrozenTrial]) -> float | None:
 def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, report: Any) -> None:
     """Train the search's best trial on from its best checkpoint for the time left (see module notes)."""
     done = [
-        t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and "model" in t.user_attrs
+        t
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and math.isfinite(t.value)
+        and Path(t.user_attrs.get("model", "")).is_file()
     ]
     per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
     if not done or per_epoch is None or run.deadline.passed():
