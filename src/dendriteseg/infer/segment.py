@@ -319,19 +319,9 @@ def segment(
         vol = SliceStack(vol)
     try:
         check_volume(vol)  # before loading a model
-        scale = check_scale(scale)
-        auto = scale == "auto"
-        predictor = as_predictor(
-            model, device=device, precision=precision, tta=tta, compile=compile, scale=1 if auto else scale
-        )
-        if image2d and getattr(predictor, "tile_depth", None):
-            log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
         region = sample_region_for(vol, sample_mask)
-        choice = None
-        if auto:  # probed before the whole volume's plan, which may compile for its tile shape
-            window = window or window_for_volume(vol, predictor)
-            choice = choose_scale(vol, predictor, window, region)
-            predictor = BinnedPredictor(predictor, choice.scale) if choice.scale > 1 else predictor
+        options = dict(device=device, precision=precision, tta=tta, compile=compile)
+        predictor, window, choice = _predictor_at_scale(vol, model, scale, window, region, image2d, **options)
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         shape = plan.shape[1:] if image2d else plan.shape
         outputs = _Outputs(shape, vol.voxel_size, output, probabilities, compression, region)
@@ -356,6 +346,22 @@ def segment(
     finally:
         if owned:
             vol.close()
+
+
+def _predictor_at_scale(
+    vol: Volume, model: Any, scale: Any, window: Any, region: Any, image2d: bool, **options: Any
+) -> tuple[Any, Any, Any]:
+    """The predictor at ``scale`` (binned as :func:`choose_scale` finds best for "auto"), the window
+    and the choice. The probe runs before the whole volume's plan, which may compile the network."""
+    scale = check_scale(scale)
+    predictor = as_predictor(model, scale=1 if scale == "auto" else scale, **options)
+    if image2d and getattr(predictor, "tile_depth", None):
+        log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
+    if scale != "auto":
+        return predictor, window, None
+    window = window or window_for_volume(vol, predictor)
+    choice = choose_scale(vol, predictor, window, region)
+    return (BinnedPredictor(predictor, choice.scale) if choice.scale > 1 else predictor), window, choice
 
 
 def _stream(
