@@ -175,6 +175,25 @@ def test_stale_partials_of_dead_runs_are_removed(tmp_path, image):
     assert not stale.exists() and alive.exists()
 
 
+def test_a_figure_clears_the_partial_a_killed_run_left(tmp_path):
+    """A training run killed while it drew ``curve.png`` leaves its temporary file; the next drawing
+    of that figure (the resumed run's) removes it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dendriteseg.io.outputs import save_figure
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f".curve.png.partial-{dead.stdout.strip()}-0badc0de"
+    stale.write_bytes(b"half a png")
+    save_figure(plt.figure(), tmp_path / "curve.png")
+    assert not stale.exists() and (tmp_path / "curve.png").exists()
+
+
 # -- 5. and 7. training settings --------------------------------------------------------------------
 
 

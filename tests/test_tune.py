@@ -219,7 +219,7 @@ def test_greedy_soup_averages_weights_and_keeps_only_what_helps(tmp_path):
     first = lambda m: next(m.parameters())  # noqa: E731
     soup = greedy_soup(paths, lambda m: -abs(float(first(m).detach().mean())))  # best: weights at zero
     assert soup.members == paths[:2] and soup.value == pytest.approx(0.0)  # c would move it off zero
-    assert float(first(soup.model).abs().max()) == pytest.approx(0.0)
+    assert float(first(soup.model).detach().abs().max()) == pytest.approx(0.0)
     states = [
         {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(7)},
         {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(9)},

@@ -197,6 +197,7 @@ def save_figure(fig: Any, path: str | Path, **options: Any) -> Path:
     import matplotlib.pyplot as plt
 
     path = resolve_output(Path(path))
+    remove_stale_partials(path)
     temp = temp_sibling(path)
     try:
         with writing(path):
