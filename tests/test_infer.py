@@ -1,5 +1,6 @@
 """Whole-volume inference: blending, seams, streaming, fast CPU path, series resume, Dask, CLI errors."""
 
+import csv
 import os
 import signal
 import subprocess
@@ -306,7 +307,33 @@ def test_series_skips_finished_and_summarises(scans, tmp_path, model_file):
     assert sorted(os.listdir(out)) == ["summary.csv", "t000.tif", "t001.tif", "t002.tif"]
     summary = (out / "summary.csv").read_text().splitlines()
     assert summary[0].startswith("input,output,status,shape,seconds") and len(summary) == 4
-    assert all(float(line.split(",")[-1]) >= 0 for line in summary[1:])
+    table = list(csv.DictReader(summary))
+    assert all(float(r["dendrite_fraction"]) >= 0 and r["scale"] == "1" for r in table)  # small: never binned
+
+
+def test_a_series_is_segmented_at_the_binning_its_first_volume_chose(tmp_path):
+    rng = np.random.default_rng(1)
+    clean = np.full((2, 200, 200), 0.7, np.float32)
+    clean[:, 40:160, 60:140] = 0.3
+    noisy = clean + rng.normal(0, 0.4, clean.shape).astype(np.float32)
+    np.save(tmp_path / "t0.npy", noisy)
+    np.save(tmp_path / "t1.npy", clean)
+    options = dict(window=(0.0, 1.0), sample_mask="none")
+    assert segment(clean, _noise_averaged, **options).extra["scale"].scale == 1  # alone: unbinned
+    assert segment(noisy, _noise_averaged, **options).extra["scale"].scale == 2
+    rows = segment_series([f"{tmp_path}/t*.npy"], tmp_path / "out", _noise_averaged, **options)
+    assert [r["scale"] for r in rows] == [2, 2]
+    binned = segment(clean, _noise_averaged, scale=2, **options).labels
+    np.testing.assert_array_equal(read_volume(tmp_path / "out" / "t1.tif"), binned)
+    (tmp_path / "out" / "t1.tif").unlink()  # resumed: the binning comes from the summary
+    rows = segment_series([f"{tmp_path}/t*.npy"], tmp_path / "out", _noise_averaged, **options)
+    assert [r["status"] for r in rows] == ["skipped", "done"] and rows[1]["scale"] == 2
+
+
+def _noise_averaged(batch):
+    """Surer the less pixel noise it sees, as a network on a scan much finer than its training."""
+    noise = np.abs(np.diff(batch, axis=-1)).mean() + 1e-3
+    return (0.5 - batch) * 2.0 / noise
 
 
 @pytest.mark.slow
@@ -639,10 +666,7 @@ def test_scale_auto_bins_where_the_network_is_surest_and_only_large_slices():
     image[:, 40:160, 60:140] = 0.3  # a large dark region under pixel noise as strong as its contrast
     image += rng.normal(0, 0.4, image.shape).astype(np.float32)
 
-    def noise_averaged(batch):  # surer the less pixel noise it sees, as a network out of its depth
-        noise = np.abs(np.diff(batch, axis=-1)).mean() + 1e-3
-        return (0.5 - batch) * 2.0 / noise
-
+    noise_averaged = _noise_averaged
     auto = segment(image, noise_averaged, window=(0.0, 1.0), sample_mask="none")
     choice = auto.extra["scale"]
     assert set(choice.entropies) == {1, 2} and choice.scale == 2

@@ -36,6 +36,7 @@ SUMMARY_FIELDS = [
     "seconds",
     "voxels_per_second",
     "dendrite_fraction",
+    "scale",
 ]
 
 
@@ -122,7 +123,10 @@ def segment_series(
     ``on_volume(index, count, input, status)`` is called as each volume
     starts (status "run") or is skipped ("skipped"); ``progress`` as in
     :func:`~dendriteseg.infer.segment`. Other options go to ``segment``.
-    The model is loaded once for all volumes.
+    The model is loaded once for all volumes. With ``scale="auto"`` (the
+    default) the first volume segmented chooses the binning and the rest of
+    the series uses it (a resumed run takes it from the summary), so a time
+    series is segmented at one scale.
     """
     from dendriteseg.infer.segment import as_predictor, segment
 
@@ -141,6 +145,7 @@ def segment_series(
     previous = read_summary(summary_path)
     predictor = None
     predictor_options = {k: options.pop(k) for k in ("device", "precision", "tta", "compile") if k in options}
+    options.setdefault("scale", "auto")
     rows: list[dict[str, Any]] = []
     count = len(plan.inputs)
     for index, (spec, target) in enumerate(zip(plan.inputs, plan.outputs, strict=True)):
@@ -149,6 +154,8 @@ def segment_series(
         if finished:
             row = dict(previous.get(str(target), {}))
             row.update(input=spec, output=str(target), status="skipped")
+            if options["scale"] == "auto" and str(row.get("scale", "")).isdigit():
+                options["scale"] = int(row["scale"])  # the binning the series was begun with
             rows.append(row)
             if on_volume:
                 on_volume(index, count, spec, "skipped")
@@ -165,6 +172,8 @@ def segment_series(
         result = segment(
             spec, predictor, output=target, probabilities=prob_target, progress=progress, **options
         )
+        if (choice := result.extra.get("scale")) is not None:
+            options["scale"] = choice.scale  # the rest of the series at the first volume's binning
         rows.append(
             {
                 "input": spec,
@@ -174,6 +183,7 @@ def segment_series(
                 "seconds": f"{result.seconds:.3f}",
                 "voxels_per_second": f"{result.voxels_per_second:.0f}",
                 "dendrite_fraction": f"{result.dendrite_fraction:.6f}",
+                "scale": options["scale"],
             }
         )
         write_summary(summary_path, rows + _rest(plan, index, previous))
