@@ -20,13 +20,17 @@ labelled slices, the split, every trial and the chosen settings.
 Last, the trials' weights are averaged greedily, best first, each kept
 only where the validation score does not drop (:mod:`dendriteseg.tune.soup`):
 a few held-out labels are a noisy judge of one model, and the average of
-several fine-tunes generalises better than the one that fits them best.
+several fine-tunes generalises better than the one that fits them best. The
+continuation leaves time for it (one validation per trial averaged, timed
+on the starting model's), and it takes in only as many trials as the time
+left allows.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +149,9 @@ def finetune_on_labels(
     scans = [_pad_depth(s, base.patch[0]) for s in scans]
     train, val, split = split_labels(scans, depth=base.patch[0], seed=seed)
     model, info = load_model(parent)
+    started = time.monotonic()
     before = validate(model, val, depth=base.patch[0], device="auto", amp="auto")
+    val_seconds = time.monotonic() - started  # what one scoring of a model costs
     b = budget_named(budget)
     with tempfile.TemporaryDirectory(prefix="dendriteseg-finetune-") as work:
         study = open_study(work, "finetune", seed=seed)
@@ -156,7 +162,7 @@ def finetune_on_labels(
                 "epochs": max(2, b.max_epochs // 2),
             }
         )
-        run = _Run(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch)
+        run = _Run(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, val_seconds)
         report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
         if search:
             seconds = max(deadline.left() * SEARCH_SHARE, 1.0)
@@ -229,6 +235,7 @@ class _Run:
     deadline: Deadline
     minutes: float
     on_epoch: Callable[[float], None] | None
+    val_seconds: float = 0.0
 
     def objective(self, *, fixed: bool = False, parent: Path | None = None, epochs: int | None = None):
         """The trial function: one fine-tune with the trial's settings, reporting validation IoU per
@@ -308,7 +315,10 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
     def score(model: Any) -> float:
         return objective_value(validate(model, run.val, depth=run.base.patch[0], device="auto", amp="auto"))
 
-    paths = [Path(t.user_attrs["model"]) for t in done[:SOUP_MAX]]
+    fits = int(max(run.deadline.left(), 0.0) // max(run.val_seconds, 1e-3)) - 1  # the last scores the soup
+    paths = [Path(t.user_attrs["model"]) for t in done[: min(SOUP_MAX, fits)]]
+    if len(paths) < 2:
+        return kept
     mixed = greedy_soup(paths, score)
     if len(mixed.members) < 2:
         return kept
@@ -342,7 +352,8 @@ def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, 
     if not done or per_epoch is None or run.deadline.passed():
         return
     winner = max(done, key=lambda t: t.value)
-    epochs = min(run.b.max_epochs, int(run.deadline.left() // per_epoch))
+    soup_time = (min(SOUP_MAX, len(done) + 1) + 1) * run.val_seconds  # kept back for the weight average
+    epochs = min(run.b.max_epochs, int((run.deadline.left() - soup_time) // per_epoch))
     if epochs < 1:
         return
     study.enqueue_trial(dict(winner.params), user_attrs={"continues": winner.number})
