@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.infer.scale_choice import choose_scale
 from dendriteseg.infer.segment import (
     SegmentResult,
     as_predictor,
@@ -31,7 +30,7 @@ from dendriteseg.infer.segment import (
     check_volume,
     iter_logits,
     plan_volume,
-    window_for_volume,
+    predictor_at_scale,
 )
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.io import VolumeWriter, open_volume, parse_location
@@ -204,22 +203,14 @@ def segment_dask(
         from dendriteseg.infer.predictor import ensemble_members, resolve_model_path
 
         model = "+".join(str(resolve_model_path(m)) for m in ensemble_members(model) or [model])
-    scale = check_scale(scale)
-    auto = scale == "auto"
-    predictor_options = {"device": device, "precision": precision, "tta": tta, "scale": 1 if auto else scale}
-    predictor = as_predictor(model, **predictor_options)
-    choice = None
+    predictor_options: dict[str, Any] = {"device": device, "precision": precision, "tta": tta}
     with open_volume(spec) as vol:
+        check_volume(vol)
         voxel_size = vol.voxel_size
         region = sample_region_for(vol, sample_mask)
-        if auto:  # chosen here, once; the workers get the number
-            check_volume(vol)
-            window = window or window_for_volume(vol, predictor)
-            choice = choose_scale(vol, predictor, window, region)
-            predictor_options["scale"] = choice.scale
-            if choice.scale > 1:
-                predictor = as_predictor(model, **predictor_options)
+        predictor, window, choice = predictor_at_scale(vol, model, scale, window, region, **predictor_options)
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
+    predictor_options["scale"] = choice.scale if choice else check_scale(scale)  # "auto" chosen once, here
     shape, tiling, window = plan.shape, plan.tiling, plan.window
     writer = VolumeWriter(output, shape, np.uint8, voxel_size=voxel_size)
     try:

@@ -321,7 +321,9 @@ def segment(
         check_volume(vol)  # before loading a model
         region = sample_region_for(vol, sample_mask)
         options = dict(device=device, precision=precision, tta=tta, compile=compile)
-        predictor, window, choice = _predictor_at_scale(vol, model, scale, window, region, image2d, **options)
+        predictor, window, choice = predictor_at_scale(
+            vol, model, scale, window, region, image2d=image2d, **options
+        )
         plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
         shape = plan.shape[1:] if image2d else plan.shape
         outputs = _Outputs(shape, vol.voxel_size, output, probabilities, compression, region)
@@ -348,11 +350,12 @@ def segment(
             vol.close()
 
 
-def _predictor_at_scale(
-    vol: Volume, model: Any, scale: Any, window: Any, region: Any, image2d: bool, **options: Any
+def predictor_at_scale(
+    vol: Volume, model: Any, scale: Any, window: Any, region: Any, *, image2d: bool = False, **options: Any
 ) -> tuple[Any, Any, Any]:
     """The predictor at ``scale`` (binned as :func:`choose_scale` finds best for "auto"), the window
-    and the choice. The probe runs before the whole volume's plan, which may compile the network."""
+    and the choice (None unless "auto"); shared by :func:`segment` and the Dask path. The probe runs
+    before the whole volume's plan, which may compile the network."""
     scale = check_scale(scale)
     predictor = as_predictor(model, scale=1 if scale == "auto" else scale, **options)
     if image2d and getattr(predictor, "tile_depth", None):
