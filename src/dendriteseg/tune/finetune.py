@@ -164,26 +164,16 @@ def finetune_on_labels(
         )
         run = _Run(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, val_seconds)
         report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
+        run_trials(
+            study,
+            run.objective(fixed=not search),
+            trials=(trials or 10**6) if search else 1,
+            seconds=max(deadline.left() * (SEARCH_SHARE if search else 1.0), 1.0),
+            devices=devices,
+            on_trial=report,
+        )
         if search:
-            seconds = max(deadline.left() * SEARCH_SHARE, 1.0)
-            run_trials(
-                study,
-                run.objective(),
-                trials=trials or 10**6,
-                seconds=seconds,
-                devices=devices,
-                on_trial=report,
-            )
             _continue_winner(study, run, devices, report)
-        else:
-            run_trials(
-                study,
-                run.objective(fixed=True),
-                trials=1,
-                seconds=max(deadline.left(), 1.0),
-                devices=devices,
-                on_trial=report,
-            )
         kept = _keep(study, run, before, Path(work), soup=search)
         record = {
             "from": str(parent),
@@ -206,8 +196,7 @@ def finetune_on_labels(
             model,
             ModelInfo(kept_info.architecture, kept_info.arguments, kept_info.normalisation, provenance),
         )
-    after = record["after"]
-    return FinetuneResult(Path(out), before, after, record["kept"], record["chosen"], record["trials"], split)
+    return FinetuneResult(Path(out), before, kept.scores, kept.label, kept.chosen, record["trials"], split)
 
 
 def _check_output(out: Path) -> None:
@@ -312,10 +301,14 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
     if not soup or len(done) < 2:
         return kept
 
-    def score(model: Any) -> float:
-        return objective_value(validate(model, run.val, depth=run.base.patch[0], device="auto", amp="auto"))
+    scored: dict[float, dict[str, float]] = {}  # validation scores by their objective value
 
-    fits = int(max(run.deadline.left(), 0.0) // max(run.val_seconds, 1e-3)) - 1  # the last scores the soup
+    def score(model: Any) -> float:
+        scores = validate(model, run.val, depth=run.base.patch[0], device="auto", amp="auto")
+        scored[objective_value(scores)] = scores
+        return objective_value(scores)
+
+    fits = int(max(run.deadline.left(), 0.0) // max(run.val_seconds, 1e-3)) - 1  # a validation each, 1 spare
     paths = [Path(t.user_attrs["model"]) for t in done[: min(SOUP_MAX, fits)]]
     if len(paths) < 2:
         return kept
@@ -325,8 +318,7 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
     numbers = [done[paths.index(p)].number for p in mixed.members]
     target = work / "soup.safetensors"
     save_model(target, mixed.model, mixed.info)
-    mixed_scores = validate(mixed.model, run.val, depth=run.base.patch[0], device="auto", amp="auto")
-    return _Kept(target, mixed_scores, f"the average of trials {numbers}", dict(best.params), numbers)
+    return _Kept(target, scored[mixed.value], f"the average of trials {numbers}", dict(best.params), numbers)
 
 
 def _seconds_per_epoch(trials: list[optuna.trial.FrozenTrial]) -> float | None:
