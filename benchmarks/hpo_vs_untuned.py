@@ -7,7 +7,7 @@ benchmark, ``dendriteseg synth dataset data --preset small``):
   finetune`` from its best model (step 2 on the exact labels), ``--trials``
   each, ASHA pruning;
 * ``untuned``: one pretraining and one fine-tuning at the settings of
-  ``recipes/unet3d_default.yaml``'s steps (lr 2e-3 then 5e-4, patch 4 x 96
+  ``recipes/unet3d_default_base.yaml``'s steps (lr 2e-3 then 5e-4, patch 4 x 96
   x 96, batch 8), given as many training steps in all as the whole search
   used (every trial's epochs, pruned ones included), split as the search's
   two steps were.

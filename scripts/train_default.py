@@ -1,13 +1,19 @@
 """Rebuild a shipped model from its recipe, from an empty folder, the paper's two-step way.
 
     python scripts/train_default.py recipes/unet3d_default.yaml [--work runs/unet3d_default]
-        [--scale 1.0] [--preset tiny] [--threads N] [--ship]
+        [--init MODEL] [--scale 1.0] [--preset tiny] [--threads N] [--ship]
 
 1. build the recipe's datasets (the benchmark, seed 0, and the extra ones);
 2. pretrain on the noisy labels of all of them, fine-tune on the exact
    groups (the benchmark's train split and every exact group of the extras),
    validating on the benchmark's exact val groups;
-3. score the benchmark's exact test groups (never trained on).
+3. with the recipe's ``wise``, keep the weight interpolation between the
+   starting and the continued model that the benchmark's val groups allow;
+4. score the benchmark's exact test groups (never trained on).
+
+A recipe that continues another (``init_recipe``) builds that one first;
+``--init MODEL`` starts from a model file instead (how a shipped model is
+continued from the one it replaces).
 
 Everything is seeded and the step counts are fixed, so the same command on
 the same machine gives the same weights; a killed run resumes when started
@@ -43,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", type=Path)
     parser.add_argument("--work", type=Path, default=None, help="default: runs/<recipe name>")
+    parser.add_argument("--init", type=Path, default=None, help="start from this model file")
     parser.add_argument("--scale", type=float, default=1.0, help="share of steps and extra datasets")
     parser.add_argument("--preset", default=None, help="dataset size preset instead of the recipe's")
     parser.add_argument("--threads", type=int, default=0)
@@ -59,6 +66,7 @@ def main() -> None:
         recipe,
         work,
         on_epoch=lambda stage, epoch, record: print(f"{stage} {epoch}: val {record['val']}", flush=True),
+        init=args.init,
     )
     minutes = (time.perf_counter() - started) / 60
     summary = {
@@ -69,6 +77,13 @@ def main() -> None:
         "recipe": recipe_to_dict(recipe),
         "command": "python scripts/train_default.py " + " ".join(sys.argv[1:]),
     }
+    if result.wise is not None:
+        summary["wise_ft"] = {
+            "alpha": result.wise.alpha,
+            "val_iou_by_alpha": result.wise.val_iou,
+            "rule": "the largest alpha whose exact val IoU is within the recipe's tolerance of alpha 0's",
+        }
+        print(f"wise: alpha {result.wise.alpha:g}; val IoU by alpha {result.wise.val_iou}", flush=True)
     print("exact test groups:", json.dumps(result.test_scores), f"({minutes:.1f} min)", flush=True)
     write_text_atomic(work / "result.json", json.dumps(summary, indent=2) + "\n")
     if args.ship:

@@ -13,7 +13,15 @@ A recipe may start from an earlier model (``init``: a model file, relative
 to the recipe's folder, pinned by its SHA-256 in ``init_sha256``) instead
 of random weights: both steps then continue it on the recipe's data. The
 file is checked before any work, so a recipe never silently starts from
-other weights.
+other weights. Or it may start from another recipe's model (``init_recipe``,
+a recipe file relative to its folder), built first in ``work/init``: a
+rebuild from nothing.
+
+A recipe that continues a model may end with robust fine-tuning by weight
+interpolation (``wise``, :mod:`dendriteseg.train.wise`): the model kept is
+the one on the line between the starting and the continued weights with the
+largest ``alpha`` whose IoU on the benchmark's exact val groups stays within
+``tolerance`` of the starting model's.
 
 ``scale`` shrinks a recipe for a quick end-to-end check: steps are scaled
 (at least one per epoch), and only the first ``ceil(scale x n)`` of the
@@ -27,7 +35,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +47,7 @@ from dendriteseg.scoring import score_model
 from dendriteseg.synth.dataset import build_dataset
 from dendriteseg.train.config import config_from_dict, read_yaml_mapping
 from dendriteseg.train.run import train
+from dendriteseg.train.wise import Interpolation, WiseResult, alphas_from, choose_alpha
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,9 @@ class Recipe:
     seed: int = 0
     init: str | None = None
     init_sha256: str | None = None
+    init_recipe: str | None = None
+    wise: Interpolation | None = None
+    shrunk: tuple[float, str | None] | None = None  # set by scaled(); the init recipe is shrunk alike
 
     def scaled(self, scale: float, preset: str | None = None) -> Recipe:
         """A smaller recipe for a quick check (see the module notes)."""
@@ -96,19 +108,34 @@ class Recipe:
             return Stage(steps, s.lr, s.epochs, min(s.warmup, steps // 10), dict(s.settings))
 
         keep = math.ceil(scale * len(self.datasets))
-        return Recipe(**{**asdict(self), "pretrain": stage(self.pretrain), "finetune": stage(self.finetune),
-                         "datasets": self.datasets[:keep], "preset": preset or self.preset})  # fmt: skip
+        return replace(self, pretrain=stage(self.pretrain), finetune=stage(self.finetune),
+                       datasets=self.datasets[:keep], preset=preset or self.preset,
+                       shrunk=(scale, preset))  # fmt: skip
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read a recipe from YAML; unknown keys are errors; ``init`` is resolved against its folder."""
+    """Read a recipe from YAML; unknown keys are errors; ``init`` and ``init_recipe`` are resolved
+    against its folder."""
     path = Path(path)
     values = read_yaml_mapping(path, "recipe")
+    if values.get("init") and values.get("init_recipe"):
+        raise InputError(f"{path}: give init or init_recipe, not both")
     if values.get("init"):
         values["init"] = str((path.parent / values["init"]).resolve())
         if values.get("init_sha256") is None:
             raise InputError(f"{path}: init needs init_sha256 (the SHA-256 of the model file)")
         values["init_sha256"] = str(values["init_sha256"])
+    if values.get("init_recipe"):
+        values["init_recipe"] = str((path.parent / values["init_recipe"]).resolve())
+    if values.get("wise") is not None:
+        if not (values.get("init") or values.get("init_recipe")):
+            raise InputError(
+                f"{path}: wise interpolates towards a starting model: it needs init or init_recipe"
+            )
+        try:
+            values["wise"] = alphas_from(values["wise"])
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
     try:
         spec_for(values.get("model", ""))
         return Recipe(
@@ -165,12 +192,14 @@ def stage_config(recipe: Recipe, stage: Stage, manifest: Path, out: Path, qualit
 
 @dataclass
 class RecipeResult:
-    """What :func:`run_recipe` made: the fine-tuned model and its test scores."""
+    """What :func:`run_recipe` made: the model kept, its test scores, and (with ``wise``) the
+    interpolation chosen."""
 
     model: Path
     pretrained: Path
     test_scores: dict[str, float]
     benchmark: Path
+    wise: WiseResult | None = None
 
 
 def run_recipe(
@@ -179,14 +208,26 @@ def run_recipe(
     *,
     on_entry: Callable | None = None,
     on_epoch: Callable[[str, int, dict], None] | None = None,
+    init: Path | None = None,
 ) -> RecipeResult:
     """Build the datasets, pretrain, fine-tune and score the benchmark's exact test groups.
 
-    ``work`` holds the datasets and the runs (``pre/``, ``ft/``); a killed
-    recipe resumes where it stopped when run again into the same folder.
+    ``work`` holds the datasets and the runs (``pre/``, ``ft/``, ``init/``,
+    ``wise/``); a killed recipe resumes where it stopped when run again into
+    the same folder. ``init`` starts from that model file instead of the
+    recipe's ``init`` or ``init_recipe`` (the exact weights a shipped model
+    was continued from).
     """
     work = Path(work)
-    init = check_init(recipe)
+    if init is not None:
+        if not Path(init).is_file():
+            raise InputError(f"{init}: the starting model does not exist")
+    elif recipe.init_recipe:
+        init = run_recipe(
+            load_recipe(recipe.init_recipe), work / "init", on_entry=on_entry, on_epoch=on_epoch
+        ).model
+    else:
+        init = check_init(recipe)
     work.mkdir(parents=True, exist_ok=True)
     bench, manifest = build_manifest(recipe, work, on_entry)
 
@@ -200,11 +241,22 @@ def run_recipe(
     )
     ft_config = stage_config(recipe, recipe.finetune, manifest, work / "ft", "exact")
     best = train(ft_config, parent=pre, on_epoch=report("ft"))
-    tests = [
-        LabelledVolume.from_entry(e) for e in select(read_manifest(bench), quality="exact", split="test")
+    wise = None
+    if recipe.wise and init is not None:
+        vals = _exact(bench, "val")
+        wise = choose_alpha(init, best, lambda path: _score(path, vals)["iou"], work / "wise", recipe.wise)
+        best = wise.model
+    return RecipeResult(best, pre, _score(best, _exact(bench, "test")), bench, wise)
+
+
+def _exact(manifest: Path, split: str) -> list[LabelledVolume]:
+    return [
+        LabelledVolume.from_entry(e) for e in select(read_manifest(manifest), quality="exact", split=split)
     ]
-    scores = score_model(best, tests, window=(0.0, 1.0), device="cpu", precision="fp32").mean
-    return RecipeResult(best, pre, scores, bench)
+
+
+def _score(model: Path, volumes: list[LabelledVolume]) -> dict[str, float]:
+    return score_model(model, volumes, window=(0.0, 1.0), device="cpu", precision="fp32").mean
 
 
 def check_init(recipe: Recipe) -> Path | None:
@@ -227,4 +279,6 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     out = asdict(recipe)
     out["patch"] = list(recipe.patch)
     out["datasets"] = [asdict(d) for d in recipe.datasets]
+    if recipe.wise:
+        out["wise"] = {"alphas": list(recipe.wise.alphas), "tolerance": recipe.wise.tolerance}
     return out
