@@ -8,13 +8,16 @@ and each count of labelled slices (1, 3, 8: evenly spread, centred), side by sid
   augmentations) for as many epochs as the budget allows, keeping its
   best epoch on the held-out labels (``finetune_on_labels(search=False)``);
 * ``searched``: ``dendriteseg finetune``'s search (learning rate, epochs,
-  augmentations, frozen encoder; ASHA) in the same budget.
+  augmentations, frozen encoder; ASHA) in the same budget, its winner then
+  refit on every label (``--finish refit``, the default) or trained on from
+  its best checkpoint and averaged with the other trials (``--finish continue``).
 
 Scores are IoU (pooled over voxels), BF1 and BDE on the slices nobody
 labelled, via :func:`dendriteseg.scoring.score_model`; the last lines give
 each method's mean and its IoU gain over ``before``.
 
     python benchmarks/few_shot.py [--model unet3d_default] [--minutes 5] [--scans 2] [--counts 1,3,8]
+        [--finish refit|continue]
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def main() -> None:
     parser.add_argument("--shape", default="24,160,160")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--finish", default="refit", help="what follows the search: refit or continue")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -54,7 +58,7 @@ def main() -> None:
     counts = [int(c) for c in args.counts.split(",")]
     print(
         f"{args.model}; {args.minutes:g} min per fine-tune; skeleton-generator scans {shape}, "
-        f"seed {args.seed}"
+        f"seed {args.seed}; searched then {args.finish}"
     )
     print(f"{'scan':>4} {'slices':>6}" + "".join(f"{m:>26s}" for m in ("before", "fixed", "searched")))
     rows = {m: [] for m in ("before", "fixed", "searched")}
@@ -73,7 +77,7 @@ def main() -> None:
                 for method, search in (("fixed", False), ("searched", True)):
                     out = Path(work) / f"{method}.safetensors"
                     run = finetune_on_labels(
-                        [scan], out, start=args.model, minutes=args.minutes, search=search
+                        [scan], out, start=args.model, minutes=args.minutes, search=search, finish=args.finish
                     )
                     cells[method] = _scores(out, image, truth)
                     kept.append(f"{method}: kept {run.kept} {run.chosen} of {len(run.trials)} trial(s)")

@@ -133,7 +133,20 @@ def test_sparse_patches_are_centred_on_labelled_voxels():
 
 
 @pytest.mark.parametrize("arch,kind", [("unet2d", "labels"), ("unet3d", "scribbles")])
-def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_files, tmp_path, arch, kind):
+def test_finetune_searches_then_refits_the_winner_on_every_label(
+    scan_files, tmp_path, arch, kind, monkeypatch
+):
+    import dendriteseg.tune.finetune as finetune
+
+    monkeypatch.setattr(finetune, "objective_value", lambda scores: -1.0)  # every trial beats the start
+    refits, train_on = [], finetune.train_on
+
+    def spy(config, train, val, **kwargs):
+        if not val:
+            refits.append([v.label.copy() for v in train])
+        return train_on(config, train, val, **kwargs)
+
+    monkeypatch.setattr(finetune, "train_on", spy)
     folder, _ = scan_files
     if kind == "labels":
         scans = [read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")]
@@ -144,6 +157,36 @@ def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_file
     model = folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
     result = finetune_on_labels(
         scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append
+    )
+    assert len(lines) == 3 and lines[0].startswith("trial 0: lr 0.0003")  # no continuation trial
+    _, info = load_model(out)
+    record = info.provenance["finetune"]
+    assert record["finish"] == "refit" and len(record["trials"]) == 3
+    finished = [t for t in record["trials"] if t["state"] == "complete"]
+    winner = max(finished, key=lambda t: t["score"])
+    refit = record["refit"]
+    assert refit["trial"] == winner["number"] and result.refit_epochs == refit["epochs"] >= 1
+    assert refit["epochs"] <= refit["winner_best_epoch"] <= winner["epochs_run"]
+    assert "refit on every label" in record["kept"] and result.after == winner["val"]
+    trained = info.provenance["config"]
+    assert trained["lr"] == pytest.approx(winner["params"]["lr"])  # the winner's settings
+    assert info.provenance["val_entries"] == [] and info.provenance["train_entries"] == [scans[0].name]
+    assert len(info.provenance["history"]) == refit["epochs"]
+    assert len(refits) == 1 and np.array_equal(refits[0][0][: scans[0].label.shape[0]], scans[0].label)
+
+
+@pytest.mark.parametrize("arch,kind", [("unet2d", "labels"), ("unet3d", "scribbles")])
+def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_files, tmp_path, arch, kind):
+    folder, _ = scan_files
+    if kind == "labels":
+        scans = [read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")]
+    else:
+        scans = [read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif")]
+    lines = []
+    out = tmp_path / "tuned.safetensors"
+    model = folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
+    result = finetune_on_labels(
+        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append, finish="continue"
     )
     # three search trials, then the winner trained on for the time left
     assert len(lines) == 4 and lines[0].startswith("trial 0: lr 0.0003")

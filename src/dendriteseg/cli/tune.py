@@ -88,6 +88,7 @@ def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials,
     _say(
         f"validation ({_describe_split(result.split)}): "
         f"IoU {before['iou']:.4f} before, {after['iou']:.4f} after"
+        + (" (the search's best, before it was refit on every label)" if result.refit_epochs else "")
     )
     _say(f"kept {result.kept}; settings {result.chosen or 'of the starting model'}")
     _say(f"model: {result.model}")

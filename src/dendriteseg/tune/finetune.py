@@ -8,22 +8,26 @@ epochs, augmentation set and whether to freeze the encoder
 trials early. The first trial is a plain fine-tune (lr 3e-4, standard
 augmentations), so the search starts from a sensible point.
 
-The search has ``SEARCH_SHARE`` of the budget. The rest goes to the winner:
-its best checkpoint trains on at its settings, a cosine schedule over as
-many epochs as the time left allows (measured from the trials' time per
-epoch, at most the budget's ``max_epochs``). So the model kept has had about
-as many steps as one plain fine-tune of the whole budget, at settings the
-search chose. The model kept is the best on validation, the starting model,
-every trial and the continuation included; its provenance records the
-labelled slices, the split, every trial and the chosen settings.
+The search has ``SEARCH_SHARE`` of the budget. What it is for is settings:
+the learning rate, augmentations, whether to freeze the encoder, and how
+many epochs of that schedule are best (the winner's best epoch). Then
+(``finish="refit"``, the default) the winner's settings train again from
+the starting model on every label, the held-out ones included, along the
+winner's schedule up to its best epoch: with a few labelled slices, the
+quarter held out for validation is a large share of what there is to learn
+from, and the search has already told how long to train (``refit`` in the
+provenance). If the time left does not allow the winner's epochs, the
+refit runs as many as fit; if no trial beat the starting model, nothing is
+refit and the starting model is kept. The validation scores printed after
+are the winner's, measured before the refit (the refit has seen those labels).
 
-Last, the trials' weights are averaged greedily, best first, each kept
-only where the validation score does not drop (:mod:`dendriteseg.tune.soup`):
-a few held-out labels are a noisy judge of one model, and the average of
-several fine-tunes generalises better than the one that fits them best. The
-continuation leaves time for it (one validation per trial averaged, timed
-on the starting model's), and it takes in only as many trials as the time
-left allows.
+``finish="continue"`` instead trains the winner's best checkpoint on for the
+time left (a cosine schedule, on the training labels only), keeps the best
+on validation of the starting model, every trial and the continuation, and
+last averages the trials' weights greedily, best first, each kept only
+where the validation score does not drop (:mod:`dendriteseg.tune.soup`).
+The provenance records the labelled slices, the split, every trial and the
+chosen settings.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from dendriteseg.tune.spaces import budget as budget_named
 from dendriteseg.tune.spaces import finetune_space
 
 FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
+FINISHES = ("refit", "continue")
 SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 SOUP_MAX = 8  # trials, best first, that the weight average may take in
 
@@ -77,6 +82,7 @@ class FinetuneResult:
     chosen: dict[str, Any]
     trials: list[dict[str, Any]] = field(default_factory=list)
     split: dict[str, Any] = field(default_factory=dict)
+    refit_epochs: int = 0  # > 0: the model kept is the winner refit on every label; ``after`` is the winner's
 
 
 def starting_model(scans: list[UserScan], start: str | Path | None) -> Path:
@@ -131,6 +137,7 @@ def finetune_on_labels(
     devices: list[str] | None = None,
     seed: int = 0,
     search: bool = True,
+    finish: str = "refit",
     on_trial: Callable[[str], None] | None = None,
     on_epoch: Callable[[float], None] | None = None,
 ) -> FinetuneResult:
@@ -141,7 +148,10 @@ def finetune_on_labels(
     gets a line per finished trial, ``on_epoch`` the share of the budget used.
     ``search=False`` is the plain alternative: one fine-tune at the first
     trial's fixed settings, for as many epochs as the budget allows.
+    ``finish``: what follows the search, ``"refit"`` or ``"continue"`` (module notes).
     """
+    if finish not in FINISHES:
+        raise InputError(f"finish: expected one of {', '.join(FINISHES)}, got {finish!r}")
     _check_output(Path(out))  # before minutes of work
     deadline = Deadline(minutes * 60)
     parent = starting_model(scans, start)
@@ -172,9 +182,17 @@ def finetune_on_labels(
             devices=devices,
             on_trial=report,
         )
-        if search:
+        refit = None
+        if search and finish == "continue":
             _continue_winner(study, run, devices, report)
-        kept = _keep(study, run, before, Path(work), soup=search)
+        kept = _keep(study, run, before, Path(work), soup=search and finish == "continue")
+        if search and finish == "refit" and kept.path != run.parent:
+            refit = _refit(study, run, scans, (devices or ["cpu"])[0])
+            if refit is not None:
+                kept.path, kept.label = (
+                    refit.path,
+                    f"{kept.label}, refit on every label ({refit.epochs} epochs)",
+                )
         record = {
             "from": str(parent),
             "images": [s.name for s in scans],
@@ -182,6 +200,8 @@ def finetune_on_labels(
             "split": split,
             "budget_minutes": minutes,
             "search_share": SEARCH_SHARE if search else 0.0,
+            "finish": finish if search else None,
+            "refit": refit.record if refit else None,
             "trials": [_trial_record(t) for t in study.trials],
             "chosen": kept.chosen,
             "soup": kept.soup,
@@ -196,7 +216,10 @@ def finetune_on_labels(
             model,
             ModelInfo(kept_info.architecture, kept_info.arguments, kept_info.normalisation, provenance),
         )
-    return FinetuneResult(Path(out), before, kept.scores, kept.label, kept.chosen, record["trials"], split)
+    return FinetuneResult(
+        Path(out), before, kept.scores, kept.label, kept.chosen, record["trials"], split,
+        refit.epochs if refit else 0,
+    )  # fmt: skip
 
 
 def _check_output(out: Path) -> None:
@@ -358,6 +381,61 @@ def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, 
         devices=(devices or ["cpu"])[:1],
         on_trial=report,
     )
+
+
+@dataclass
+class _Refit:
+    path: Path
+    epochs: int
+    record: dict[str, Any]
+
+
+class _Enough(Exception):
+    """The refit has run the epochs it was given."""
+
+
+def _refit(study: optuna.Study, run: _Run, scans: list[UserScan], device: str) -> _Refit | None:
+    """The search's best trial run again from the starting model on every label (see module notes)."""
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and math.isfinite(t.value)]
+    per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
+    if not done or per_epoch is None:
+        return None
+    winner = max(done, key=lambda t: t.value)
+    wanted = int(winner.user_attrs.get("best_epoch") or winner.user_attrs.get("epochs_run") or 0)
+    epochs = min(wanted, int(run.deadline.left() // per_epoch))
+    if epochs < 1:
+        return None
+    settings = finetune_space(optuna.trial.FixedTrial(dict(winner.params)), run.b, freeze=True)
+    config = run.base.replace(
+        **settings, steps_per_epoch=run.b.steps_per_epoch, device=device, out=str(run.work / "refit")
+    )
+    everything = [LabelledVolume(s.name, s.image, s.label, "exact") for s in scans]
+
+    def stop(epoch: int, record: dict[str, Any]) -> None:
+        if run.on_epoch:
+            run.on_epoch(min(1.0, 1 - run.deadline.left() / (run.minutes * 60)))
+        if epoch >= epochs:
+            raise _Enough
+
+    try:
+        train_on(
+            config,
+            everything,
+            [],
+            parent=run.parent,
+            on_epoch=stop,
+            provenance={
+                "data": ", ".join(v.name for v in everything),
+                "train_quality": "exact",
+                "train_entries": [v.name for v in everything],
+                "val_entries": [],
+            },
+        )
+    except _Enough:
+        pass
+    path = run.work / "refit" / "last.safetensors"
+    record = {"trial": winner.number, "epochs": epochs, "winner_best_epoch": wanted, "labels": "every"}
+    return _Refit(path, epochs, record) if path.is_file() else None
 
 
 def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

@@ -124,6 +124,7 @@ def epoch_reporter(
         if value > best[0]:
             best[0] = value
             trial.set_user_attr("scores", dict(record["val"]))
+            trial.set_user_attr("best_epoch", epoch)
         trial.set_user_attr("epochs_run", epoch)
         if on_epoch:
             on_epoch()
