@@ -7,7 +7,7 @@ tile before blending; on the test groups both gave IoU 0.8683) on
 
 * the exact test groups of the benchmark (``runs/default/data``, built if missing);
 * ``--fresh`` new scans of the benchmark's own generator (test-group
-  presets: realistic and hard, procedural and phase-field; seeds 5000+);
+  presets: moderate and hard, procedural and phase-field; seeds 5000+);
 * ``--heldout`` datasets (all their exact groups), when given;
 * ``--unseen`` scans of ``benchmarks/unseen_generator.py`` (a generator no
   training data came from).
@@ -44,7 +44,7 @@ Scans = list[tuple[np.ndarray, np.ndarray]]
 def fresh_scans(n: int) -> Scans:
     scans = []
     for i in range(n):
-        preset = "hard" if i % 4 == 3 else "realistic"
+        preset = "hard" if i % 4 == 3 else "moderate"
         structure = "phasefield" if i % 4 == 1 else "procedural"
         scan = make_scan((8, 128, 128), preset=preset, structure=structure, vary=True, rng=5000 + i)
         scans.append((scan["image"], scan["label"]))

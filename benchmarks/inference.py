@@ -55,7 +55,7 @@ def flops_per_voxel(model: torch.nn.Module, tile: tuple[int, int, int]) -> float
 def test_scan(shape: tuple[int, int, int], seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
     from dendriteseg.synth.scan import make_scan
 
-    scan = make_scan(shape, preset="realistic", rng=seed)
+    scan = make_scan(shape, preset="moderate", rng=seed)
     return scan["image"], scan["label"]
 
 

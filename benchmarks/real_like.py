@@ -1,6 +1,6 @@
 """What real scans show, one mechanism a row: how the models hold up, side by side.
 
-Each row takes scans of the CT forward model (``realistic`` preset, seeds
+Each row takes scans of the CT forward model (``moderate`` preset, seeds
 9000+, never used for training) and adds one thing real reconstructions
 have (``../shared/REAL-SCANS.md``):
 
@@ -106,7 +106,7 @@ def scans_for(row: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     overrides, change, shape = ROWS[row]
     scans = []
     for i in range(count):
-        scan = make_scan(shape, preset="realistic", rng=9000 + i, **overrides)
+        scan = make_scan(shape, preset="moderate", rng=9000 + i, **overrides)
         image, label = scan["image"].astype(np.float32), scan["label"]
         if change is not None:
             image, label = change(image, label, i, np.random.default_rng(9100 + i))

@@ -29,7 +29,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     shape = tuple(int(s) for s in args.shape.split(","))
-    scan = make_scan(shape, preset="realistic", rng=9000)
+    scan = make_scan(shape, preset="moderate", rng=9000)
     image, label = scan["image"].astype(np.float32), scan["label"].astype(bool)
     segment(image[:4, :256, :256], args.model, precision="fp32", scale=1)  # warm-up: load, first call
     runs = {}
@@ -39,7 +39,7 @@ def main() -> None:
         runs[scale] = (time.perf_counter() - start, result)
     (t1, plain), (ta, auto) = runs[1], runs["auto"]
     choice = auto.extra["scale"]
-    print(f"{args.model} on a {'x'.join(map(str, shape))} synthetic scan (realistic preset, seed 9000)")
+    print(f"{args.model} on a {'x'.join(map(str, shape))} synthetic scan (moderate preset, seed 9000)")
     print(f"scale 1:    {t1:7.1f} s")
     print(f"scale auto: {ta:7.1f} s   x{ta / t1:.2f} of scale 1; {choice.describe()}")
     for name, result in (("scale 1", plain), ("scale auto", auto)):

@@ -2,7 +2,7 @@
 
 (a) the phase-field model: ms per step and seconds per whole structure
     (default step count, 25 steps per voxel of side) at 128^3 and 192^3;
-(b) one simulated scan of 128 slices of 256 x 256 (realistic preset), with
+(b) one simulated scan of 128 slices of 256 x 256 (moderate preset), with
     astra-toolbox's CPU projector, and the scikit-image fallback on a few
     slices for the ratio.
 
@@ -36,7 +36,7 @@ def scan(depth: int, side: int, projector: str) -> float:
     from dendriteseg.synth.structure import grow_phase
 
     _, phase = procedural_dendrites((depth, side, side), n_seeds=12, rng=0)
-    params = ScanParams(**PRESETS["realistic"]["scan"], projector=projector)
+    params = ScanParams(**PRESETS["moderate"]["scan"], projector=projector)
     start = time.perf_counter()
     simulate_scan(phase, phase_end=grow_phase(phase, 1.0), params=params, rng=0)
     return time.perf_counter() - start
@@ -54,7 +54,7 @@ def main() -> None:
             f"  {side}^3: {ms:6.1f} ms/step, {steps} steps in {total:7.1f} s "
             f"({total / 60:.1f} min), solid fraction {fraction:.3f}"
         )
-    print("CT scan, 256 x 256 slices, realistic preset (360 views, growth during scan):")
+    print("CT scan, 256 x 256 slices, moderate preset (360 views, growth during scan):")
     t_astra = scan(128, 256, "astra")
     print(f"  astra   : 128 slices in {t_astra:6.1f} s ({t_astra / 128 * 1e3:.0f} ms/slice)")
     t_sk = scan(8, 256, "skimage")

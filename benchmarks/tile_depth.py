@@ -26,7 +26,7 @@ def main() -> None:
     shape = tuple(int(s) for s in args.shape.split(","))
     scans = []
     for i in range(args.scans):
-        preset = ("realistic", "hard", "easy")[i % 3]
+        preset = ("moderate", "hard", "easy")[i % 3]
         scan = make_scan(shape, preset=preset, vary=True, rng=args.seed + i)
         scans.append((preset, scan["image"], scan["label"]))
     settings = [

@@ -15,7 +15,7 @@ def radius_map(shape):
 
 @pytest.fixture(scope="module")
 def scan():
-    return make_scan((8, 128, 128), preset="realistic", rng=3)
+    return make_scan((8, 128, 128), preset="moderate", rng=3)
 
 
 def test_a_cylinder_in_air_is_found(scan):
@@ -42,7 +42,7 @@ def test_an_exterior_masked_to_a_constant_is_found(scan, fill):
 
 
 def test_a_container_wall_is_left_outside():
-    scan = make_scan((8, 128, 128), preset="realistic", rng=1, holder=1.0, variety="wide", vary=True)
+    scan = make_scan((8, 128, 128), preset="moderate", rng=1, holder=1.0, variety="wide", vary=True)
     params = scan["meta"]["scan"]
     assert params["holder_thickness"] > 0
     region = detect_sample(scan["image"])

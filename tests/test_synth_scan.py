@@ -92,7 +92,23 @@ def test_presets_order_difficulty():
     for name in PRESETS:
         out = simulate_scan(phase, params=ScanParams(**PRESETS[name]["scan"]), rng=0)
         cnr[name] = out["meta"]["cnr"]
+    assert cnr["easy"] > cnr["moderate"] > cnr["hard"]
     assert cnr["easy"] > cnr["realistic"] > cnr["hard"]
+
+
+def test_realistic_preset_is_moderate_in_a_container_that_defeats_a_global_threshold():
+    from dendriteseg.baselines import Otsu
+    from dendriteseg.metrics import iou
+
+    moderate = make_scan((8, 96, 96), preset="moderate", rng=1)
+    realistic = make_scan((8, 96, 96), preset="realistic", rng=1)
+    np.testing.assert_array_equal(moderate["label"], realistic["label"])  # same dendrites, wall label 0
+    wall = (realistic["image"] != moderate["image"]) & ~realistic["sample"]
+    assert wall.mean() > 0.05  # a container around the sample changes the image outside it
+    scores = {}
+    for name, scan in (("moderate", moderate), ("realistic", realistic)):
+        scores[name] = iou(Otsu().fit(scan["image"]).predict(scan["image"]), scan["label"])
+    assert scores["moderate"] > 0.6 and scores["realistic"] < 0.3  # the grainy wall is called dendrite
 
 
 def test_interlaced_acquisition_times():
@@ -172,7 +188,7 @@ def test_dataset_manifest_and_resume(tmp_path):
 
 
 def test_wide_variety_spans_more_air_and_sizes_than_standard():
-    params, growth = scan_params("realistic")
+    params, growth = scan_params("moderate")
     draws = {
         v: [jitter(params, growth, rng=i, variety=v)[0] for i in range(200)] for v in ("standard", "wide")
     }

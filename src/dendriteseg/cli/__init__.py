@@ -325,7 +325,7 @@ def models(files: list[Path] | None = Arg(None, help="Model files to describe.")
 
 SeedOpt = Annotated[int, Opt(help="Random seed (same seed, same data).")]
 FormatOpt = Annotated[str, Opt("--format", help="tif, zarr, h5 or npy.")]
-PresetOpt = Annotated[str, Opt(help="easy, realistic or hard.")]
+PresetOpt = Annotated[str, Opt(help="easy, moderate, realistic (moderate in a container) or hard.")]
 
 
 @command(synth_app, "volume")

@@ -5,7 +5,7 @@
 * exact set: 14 groups of 8 consecutive slices, each group from its own
   scan, with exact labels: 6 groups train, 4 validation, 4 test.
 
-Every scan draws its difficulty (easy/realistic/hard, with jittered knobs),
+Every scan draws its difficulty (easy/moderate/hard, with jittered knobs),
 its structure (procedural or phase field) and its placement at random, so
 models trained on it meet many scanners and samples. Each entry has its own
 seed (spawned from the dataset seed), so a killed run resumes where it
@@ -32,7 +32,7 @@ MANIFEST_FORMAT = "dendriteseg-dataset/1"
 EXACT_GROUPS = {"train": 6, "val": 4, "test": 4}
 GROUP_DEPTH = 8
 GENERATORS = ("ct", "image")
-DIFFICULTY_MIX = {"easy": 0.2, "realistic": 0.6, "hard": 0.2}
+DIFFICULTY_MIX = {"easy": 0.2, "moderate": 0.6, "hard": 0.2}
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def write_synthetic_scan(
     out_dir: str | Path,
     shape: tuple[int, int, int] = (64, 192, 192),
     *,
-    preset: str = "realistic",
+    preset: str = "moderate",
     structure: str = "procedural",
     seed: int = 0,
     fmt: str = "tif",
@@ -174,7 +174,7 @@ def write_series(
     *,
     scans: int = 5,
     shape: tuple[int, int, int] = (32, 128, 128),
-    preset: str = "realistic",
+    preset: str = "moderate",
     seed: int = 0,
     fmt: str = "tif",
 ) -> list[dict[str, Any]]:
