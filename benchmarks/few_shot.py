@@ -9,15 +9,15 @@ and each count of labelled slices (1, 3, 8: evenly spread, centred), side by sid
   best epoch on the held-out labels (``finetune_on_labels(search=False)``);
 * ``searched``: ``dendriteseg finetune``'s search (learning rate, epochs,
   augmentations, frozen encoder; ASHA) in the same budget, its winner then
-  refit on every label (``--finish refit``, the default) or trained on from
-  its best checkpoint and averaged with the other trials (``--finish continue``).
+  trained on from its best checkpoint and averaged with the other trials
+  (``--finish continue``, the default) or refit on every label (``--finish refit``).
 
 Scores are IoU (pooled over voxels), BF1 and BDE on the slices nobody
 labelled, via :func:`dendriteseg.scoring.score_model`; the last lines give
 each method's mean and its IoU gain over ``before``.
 
     python benchmarks/few_shot.py [--model unet3d_default] [--minutes 5] [--scans 2] [--counts 1,3,8]
-        [--finish refit|continue]
+        [--finish continue|refit]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--shape", default="24,160,160")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--finish", default="refit", help="what follows the search: refit or continue")
+    parser.add_argument("--finish", default="continue", help="what follows the search: continue or refit")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -156,7 +156,7 @@ def test_finetune_searches_then_refits_the_winner_on_every_label(
     out = tmp_path / "tuned.safetensors"
     model = folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
     result = finetune_on_labels(
-        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append
+        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append, finish="refit"
     )
     assert len(lines) == 3 and lines[0].startswith("trial 0: lr 0.0003")  # no continuation trial
     _, info = load_model(out)
@@ -186,7 +186,7 @@ def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_file
     out = tmp_path / "tuned.safetensors"
     model = folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
     result = finetune_on_labels(
-        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append, finish="continue"
+        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append
     )
     # three search trials, then the winner trained on for the time left
     assert len(lines) == 4 and lines[0].startswith("trial 0: lr 0.0003")

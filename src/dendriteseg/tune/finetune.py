@@ -8,24 +8,24 @@ epochs, augmentation set and whether to freeze the encoder
 trials early. The first trial is a plain fine-tune (lr 3e-4, standard
 augmentations), so the search starts from a sensible point.
 
-The search has ``SEARCH_SHARE`` of the budget. What it is for is settings:
-the learning rate, augmentations, whether to freeze the encoder, and how
-many epochs of that schedule are best (the winner's best epoch). Then
-(``finish="refit"``, the default) the winner's settings train again from
-the starting model on every label, the held-out ones included, along the
-winner's schedule up to its best epoch: with a few labelled slices, the
-quarter held out for validation is a large share of what there is to learn
-from, and the search has already told how long to train (``refit`` in the
-provenance). If the time left does not allow the winner's epochs, the
-refit runs as many as fit; if no trial beat the starting model, nothing is
-refit and the starting model is kept. The validation scores printed after
-are the winner's, measured before the refit (the refit has seen those labels).
+The search has ``SEARCH_SHARE`` of the budget. Then (``finish="continue"``,
+the default) the winner's best checkpoint trains on at its settings for the
+time left (a cosine schedule over as many epochs as fit, measured from the
+trials' time per epoch, at most the budget's ``max_epochs``), on the
+training labels only. The model kept is the best on validation of the
+starting model, every trial and the continuation; last, the trials' weights
+are averaged greedily, best first, each kept only where the validation
+score does not drop (:mod:`dendriteseg.tune.soup`): a few held-out labels
+are a noisy judge of one model. The continuation leaves time for the
+average (one validation per trial averaged, timed on the starting model's).
 
-``finish="continue"`` instead trains the winner's best checkpoint on for the
-time left (a cosine schedule, on the training labels only), keeps the best
-on validation of the starting model, every trial and the continuation, and
-last averages the trials' weights greedily, best first, each kept only
-where the validation score does not drop (:mod:`dendriteseg.tune.soup`).
+``finish="refit"`` instead trains the winner's settings again from the
+starting model on every label, the held-out ones included, along the
+winner's schedule up to its best epoch (``refit`` in the provenance); the
+validation scores printed after are then the winner's, measured before the
+refit. It uses the labels the validation held back, but trains as long as
+the winner's trial did, not for the whole budget: on the skeleton scans of
+``benchmarks/few_shot.py`` that cost more than the extra labels gave.
 The provenance records the labelled slices, the split, every trial and the
 chosen settings.
 """
@@ -66,7 +66,7 @@ from dendriteseg.tune.spaces import budget as budget_named
 from dendriteseg.tune.spaces import finetune_space
 
 FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
-FINISHES = ("refit", "continue")
+FINISHES = ("continue", "refit")
 SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 SOUP_MAX = 8  # trials, best first, that the weight average may take in
 
@@ -137,7 +137,7 @@ def finetune_on_labels(
     devices: list[str] | None = None,
     seed: int = 0,
     search: bool = True,
-    finish: str = "refit",
+    finish: str = "continue",
     on_trial: Callable[[str], None] | None = None,
     on_epoch: Callable[[float], None] | None = None,
 ) -> FinetuneResult:
