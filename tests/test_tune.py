@@ -132,6 +132,15 @@ def test_sparse_patches_are_centred_on_labelled_voxels():
         assert (patch != UNLABELLED).any()
 
 
+def _user_case(folder, arch, kind):
+    """A user's scan (2D with full labels, or 3D with scribbles) and the tiny model to start from."""
+    if kind == "labels":
+        scans = [read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")]
+    else:
+        scans = [read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif")]
+    return scans, folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
+
+
 @pytest.mark.parametrize("arch,kind", [("unet2d", "labels"), ("unet3d", "scribbles")])
 def test_finetune_searches_then_refits_the_winner_on_every_label(
     scan_files, tmp_path, arch, kind, monkeypatch
@@ -148,13 +157,9 @@ def test_finetune_searches_then_refits_the_winner_on_every_label(
 
     monkeypatch.setattr(finetune, "train_on", spy)
     folder, _ = scan_files
-    if kind == "labels":
-        scans = [read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")]
-    else:
-        scans = [read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif")]
+    scans, model = _user_case(folder, arch, kind)
     lines = []
     out = tmp_path / "tuned.safetensors"
-    model = folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
     result = finetune_on_labels(
         scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append, finish="refit"
     )
@@ -178,13 +183,9 @@ def test_finetune_searches_then_refits_the_winner_on_every_label(
 @pytest.mark.parametrize("arch,kind", [("unet2d", "labels"), ("unet3d", "scribbles")])
 def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_files, tmp_path, arch, kind):
     folder, _ = scan_files
-    if kind == "labels":
-        scans = [read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")]
-    else:
-        scans = [read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif")]
+    scans, model = _user_case(folder, arch, kind)
     lines = []
     out = tmp_path / "tuned.safetensors"
-    model = folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
     result = finetune_on_labels(
         scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append
     )
