@@ -83,10 +83,13 @@ def test_recipe_continues_another_recipe_and_interpolates(tmp_path):
         TINY.replace("tiny_default", "tiny_continued") + "preset: tiny\ninit_recipe: base.yaml\n"
         "datasets: [{seed: 8, generator: image}]\n" + STEPS + "wise: {alphas: [0.5, 1.0], tolerance: 1.0}\n"
     )
-    assert load_recipe(path).scaled(0.5, "tiny").shrunk == (0.5, "tiny")  # a quick check shrinks both
-    result = run_recipe(load_recipe(path), tmp_path / "work")
+    result = run_recipe(
+        load_recipe(path).scaled(0.5, "tiny"), tmp_path / "work"
+    )  # a quick check shrinks both
     start = tmp_path / "work" / "init" / "ft" / "best.safetensors"
     assert start.is_file() and result.wise.alpha == 1.0  # a tolerance of 1 allows every alpha
+    first_steps = read_model_info(start).provenance["config"]
+    assert first_steps["epochs"] * first_steps["steps_per_epoch"] == 1  # the base recipe was shrunk too
     assert result.model == tmp_path / "work" / "wise" / "alpha_1.safetensors"
     assert set(result.wise.val_iou) == {0.0, 0.5, 1.0}
     wise = read_model_info(result.model).provenance["wise_ft"]

@@ -223,9 +223,9 @@ def run_recipe(
         if not Path(init).is_file():
             raise InputError(f"{init}: the starting model does not exist")
     elif recipe.init_recipe:
-        init = run_recipe(
-            load_recipe(recipe.init_recipe), work / "init", on_entry=on_entry, on_epoch=on_epoch
-        ).model
+        first = load_recipe(recipe.init_recipe)
+        first = first.scaled(*recipe.shrunk) if recipe.shrunk else first
+        init = run_recipe(first, work / "init", on_entry=on_entry, on_epoch=on_epoch).model
     else:
         init = check_init(recipe)
     work.mkdir(parents=True, exist_ok=True)
