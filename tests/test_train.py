@@ -1,5 +1,6 @@
 """Two-step training (pretrain on noisy, fine-tune on exact), reload, resume."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -351,6 +352,8 @@ def test_recipe_rebuilds_a_model_from_an_empty_folder(tmp_path):
     }
     small = recipe.scaled(0.5)
     assert small.pretrain.steps == 2 and small.finetune.steps == 1 and len(small.datasets) == 1
+    wide = dataclasses.replace(recipe, patch=(4, 96, 96), preset="small")  # a quick check on tiny scans:
+    assert wide.scaled(0.5, "tiny").patch == (4, 48, 48) and wide.scaled(0.5).patch == (4, 96, 96)
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nmodel: unet9d\n")
     with pytest.raises(InputError, match="bad.yaml: not a recipe.*unknown model 'unet9d'"):

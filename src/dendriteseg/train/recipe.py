@@ -26,7 +26,7 @@ largest ``alpha`` whose IoU on the benchmark's exact val groups stays within
 ``scale`` shrinks a recipe for a quick end-to-end check: steps are scaled
 (at least one per epoch), and only the first ``ceil(scale x n)`` of the
 extra datasets are built; ``preset`` replaces the datasets' size preset
-(``tiny`` builds in seconds).
+(``tiny`` builds in seconds) and narrows the patches to fit its scans.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.io import write_text_atomic
 from dendriteseg.models import spec_for
 from dendriteseg.scoring import score_model
-from dendriteseg.synth.dataset import build_dataset
+from dendriteseg.synth.dataset import DATASET_PRESETS, build_dataset
 from dendriteseg.train.config import config_from_dict, read_yaml_mapping
 from dendriteseg.train.run import train
 from dendriteseg.train.wise import Interpolation, WiseResult, alphas_from, choose_alpha
@@ -108,8 +108,13 @@ class Recipe:
             return Stage(steps, s.lr, s.epochs, min(s.warmup, steps // 10), dict(s.settings))
 
         keep = math.ceil(scale * len(self.datasets))
+        sizes = DATASET_PRESETS.get(preset or self.preset)
+        patch = self.patch
+        if sizes is not None:  # a smaller dataset preset: patches narrowed to fit its scans
+            side = min(sizes.noisy_shape[1], sizes.exact_size) // 16 * 16
+            patch = (patch[0], min(patch[1], side), min(patch[2], side))
         return replace(self, pretrain=stage(self.pretrain), finetune=stage(self.finetune),
-                       datasets=self.datasets[:keep], preset=preset or self.preset,
+                       datasets=self.datasets[:keep], preset=preset or self.preset, patch=patch,
                        shrunk=(scale, preset))  # fmt: skip
 
 
