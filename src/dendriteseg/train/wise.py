@@ -50,20 +50,28 @@ class WiseResult:
     val_iou: dict[float, float] = field(default_factory=dict)
 
 
+def average_weights(
+    states: list[dict[str, torch.Tensor]], weights: Sequence[float] | None = None
+) -> dict[str, torch.Tensor]:
+    """The element-wise mean (``weights``: weighted; default equal) of state dicts of one architecture;
+    counters such as BatchNorm's ``num_batches_tracked`` are taken from the first."""
+    weights = list(weights) if weights is not None else [1.0 / len(states)] * len(states)
+    out = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            out[key] = sum(w * s[key].float() for w, s in zip(weights, states, strict=True)).to(first.dtype)
+        else:
+            out[key] = first.clone()
+    return out
+
+
 def blend_weights(
     start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: float
 ) -> dict[str, torch.Tensor]:
     """``(1 - alpha) * start + alpha * tuned`` for floating-point tensors; counters taken from ``tuned``."""
     if start.keys() != tuned.keys():
         raise InputError("wise: the two models do not have the same layers")
-    out = {}
-    for key, value in tuned.items():
-        if value.is_floating_point():
-            mixed = (1.0 - alpha) * start[key].float() + alpha * value.float()
-            out[key] = mixed.to(value.dtype)
-        else:
-            out[key] = value.clone()
-    return out
+    return average_weights([tuned, start], [alpha, 1.0 - alpha])
 
 
 def interpolate(start: Path, tuned: Path, alpha: float, out: Path) -> Path:

@@ -18,6 +18,9 @@ from typing import Any
 import torch
 
 from dendriteseg.models.files import ModelInfo, load_model
+from dendriteseg.train.wise import average_weights
+
+__all__ = ["Soup", "average_weights", "greedy_soup"]
 
 
 @dataclass
@@ -28,18 +31,6 @@ class Soup:
     info: ModelInfo
     members: list[Path]
     value: float
-
-
-def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The element-wise mean of state dicts of one architecture (counters such as BatchNorm's
-    ``num_batches_tracked`` are taken from the first)."""
-    out = {}
-    for key, first in states[0].items():
-        if first.is_floating_point():
-            out[key] = torch.stack([s[key].float() for s in states]).mean(dim=0).to(first.dtype)
-        else:
-            out[key] = first.clone()
-    return out
 
 
 def greedy_soup(paths: list[Path], score: Callable[[Any], float]) -> Soup:
