@@ -249,6 +249,11 @@ class _Run:
     on_epoch: Callable[[float], None] | None
     val_seconds: float = 0.0
 
+    def report_used(self) -> None:
+        """Tell ``on_epoch`` the share of the budget used so far."""
+        if self.on_epoch:
+            self.on_epoch(min(1.0, 1 - self.deadline.left() / (self.minutes * 60)))
+
     def objective(self, *, fixed: bool = False, parent: Path | None = None, epochs: int | None = None):
         """The trial function: one fine-tune with the trial's settings, reporting validation IoU per
         epoch. ``fixed``: never pruned, epochs until the budget is spent at a constant learning rate
@@ -266,10 +271,9 @@ class _Run:
                 device=device,
                 out=str(self.work / f"trial_{trial.number:04d}"),
             )
-            used = None
-            if self.on_epoch:
-                used = lambda: self.on_epoch(min(1.0, 1 - self.deadline.left() / (self.minutes * 60)))  # noqa: E731
-            epoch_done, best = epoch_reporter(trial, self.deadline, prune=not fixed, on_epoch=used)
+            epoch_done, best = epoch_reporter(
+                trial, self.deadline, prune=not fixed, on_epoch=self.report_used
+            )
             try:
                 path = train_on(
                     config,
@@ -277,12 +281,7 @@ class _Run:
                     self.val,
                     parent=parent or self.parent,
                     on_epoch=epoch_done,
-                    provenance={
-                        "data": ", ".join(v.name for v in self.train),
-                        "train_quality": "exact",
-                        "train_entries": [v.name for v in self.train],
-                        "val_entries": [v.name for v in self.val],
-                    },
+                    provenance=_provenance(self.train, self.val),
                 )
             except OutOfTime:
                 path = Path(config.out) / "best.safetensors"
@@ -304,16 +303,31 @@ class _Kept:
     soup: list[int] = field(default_factory=list)
 
 
-def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, *, soup: bool) -> _Kept:
-    """The best on validation of the starting model, every finished trial and (with ``soup``) the
-    greedy average of the trials' weights (:mod:`dendriteseg.tune.soup`, up to ``SOUP_MAX`` of them)."""
-    done = [
+def _provenance(train: list[LabelledVolume], val: list[LabelledVolume]) -> dict[str, Any]:
+    """What a fine-tune's model file says it was trained and validated on."""
+    return {
+        "data": ", ".join(v.name for v in train),
+        "train_quality": "exact",
+        "train_entries": [v.name for v in train],
+        "val_entries": [v.name for v in val],
+    }
+
+
+def _finished_with_model(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The completed trials with a finite score and a model file."""
+    return [
         t
         for t in study.trials
         if t.state == optuna.trial.TrialState.COMPLETE
         and math.isfinite(t.value)
         and Path(t.user_attrs.get("model", "")).is_file()
     ]
+
+
+def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, *, soup: bool) -> _Kept:
+    """The best on validation of the starting model, every finished trial and (with ``soup``) the
+    greedy average of the trials' weights (:mod:`dendriteseg.tune.soup`, up to ``SOUP_MAX`` of them)."""
+    done = _finished_with_model(study)
     done.sort(key=lambda t: t.value, reverse=True)
     if not done or done[0].value <= objective_value(before):
         return _Kept(run.parent, before, "the starting model (no trial beat it)")
@@ -356,13 +370,7 @@ def _seconds_per_epoch(trials: list[optuna.trial.FrozenTrial]) -> float | None:
 
 def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, report: Any) -> None:
     """Train the search's best trial on from its best checkpoint for the time left (see module notes)."""
-    done = [
-        t
-        for t in study.trials
-        if t.state == optuna.trial.TrialState.COMPLETE
-        and math.isfinite(t.value)
-        and Path(t.user_attrs.get("model", "")).is_file()
-    ]
+    done = _finished_with_model(study)
     per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
     if not done or per_epoch is None or run.deadline.passed():
         return
@@ -396,7 +404,7 @@ class _Enough(Exception):
 
 def _refit(study: optuna.Study, run: _Run, scans: list[UserScan], device: str) -> _Refit | None:
     """The search's best trial run again from the starting model on every label (see module notes)."""
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and math.isfinite(t.value)]
+    done = _finished_with_model(study)
     per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
     if not done or per_epoch is None:
         return None
@@ -412,8 +420,7 @@ def _refit(study: optuna.Study, run: _Run, scans: list[UserScan], device: str) -
     everything = [LabelledVolume(s.name, s.image, s.label, "exact") for s in scans]
 
     def stop(epoch: int, record: dict[str, Any]) -> None:
-        if run.on_epoch:
-            run.on_epoch(min(1.0, 1 - run.deadline.left() / (run.minutes * 60)))
+        run.report_used()
         if epoch >= epochs:
             raise _Enough
 
@@ -424,12 +431,7 @@ def _refit(study: optuna.Study, run: _Run, scans: list[UserScan], device: str) -
             [],
             parent=run.parent,
             on_epoch=stop,
-            provenance={
-                "data": ", ".join(v.name for v in everything),
-                "train_quality": "exact",
-                "train_entries": [v.name for v in everything],
-                "val_entries": [],
-            },
+            provenance=_provenance(everything, []),
         )
     except _Enough:
         pass
