@@ -38,11 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dendriteseg.data import LabelledVolume, read_manifest, select
 from dendriteseg.io import write_text_atomic
 from dendriteseg.models.files import WEIGHTS, ModelInfo, load_model, save_model
 from dendriteseg.scoring import score_model
-from dendriteseg.train.recipe import load_recipe, recipe_to_dict, run_recipe
+from dendriteseg.train.recipe import exact_volumes, load_recipe, recipe_to_dict, run_recipe
 
 
 def main() -> None:
@@ -93,9 +92,7 @@ def main() -> None:
 def ship(best: Path, bench: Path, name: str, summary: dict) -> None:
     """Write the model into the package (float16 where labels agree) and update its JSON."""
     model, info = load_model(best)
-    tests = [
-        LabelledVolume.from_entry(e) for e in select(read_manifest(bench), quality="exact", split="test")
-    ]
+    tests = exact_volumes(bench, "test")
     provenance = {**info.provenance, "test_scores": summary, "script": "scripts/train_default.py"}
     final = ModelInfo(info.architecture, info.arguments, info.normalisation, provenance)
     target = WEIGHTS / f"{name}.safetensors"

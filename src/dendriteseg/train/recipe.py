@@ -248,13 +248,14 @@ def run_recipe(
     best = train(ft_config, parent=pre, on_epoch=report("ft"))
     wise = None
     if recipe.wise and init is not None:
-        vals = _exact(bench, "val")
+        vals = exact_volumes(bench, "val")
         wise = choose_alpha(init, best, lambda path: _score(path, vals)["iou"], work / "wise", recipe.wise)
         best = wise.model
-    return RecipeResult(best, pre, _score(best, _exact(bench, "test")), bench, wise)
+    return RecipeResult(best, pre, _score(best, exact_volumes(bench, "test")), bench, wise)
 
 
-def _exact(manifest: Path, split: str) -> list[LabelledVolume]:
+def exact_volumes(manifest: Path, split: str) -> list[LabelledVolume]:
+    """The exact-label volumes of one split of a dataset manifest."""
     return [
         LabelledVolume.from_entry(e) for e in select(read_manifest(manifest), quality="exact", split=split)
     ]
