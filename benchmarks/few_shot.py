@@ -9,15 +9,17 @@ and each count of labelled slices (1, 3, 8: evenly spread, centred), side by sid
   best epoch on the held-out labels (``finetune_on_labels(search=False)``);
 * ``searched``: ``dendriteseg finetune``'s search (learning rate, epochs,
   augmentations, frozen encoder; ASHA) in the same budget, its winner then
-  trained on from its best checkpoint and averaged with the other trials
-  (``--finish continue``, the default) or refit on every label (``--finish refit``).
+  trained on from its best checkpoint for the time left on every label, the
+  held-out ones included (``--finish all-labels``, the default), or on the
+  training labels and averaged with the other trials (``--finish continue``),
+  or refit on every label (``--finish refit``).
 
 Scores are IoU (pooled over voxels), BF1 and BDE on the slices nobody
 labelled, via :func:`dendriteseg.scoring.score_model`; the last lines give
 each method's mean and its IoU gain over ``before``.
 
     python benchmarks/few_shot.py [--model unet3d_default] [--minutes 5] [--scans 2] [--counts 1,3,8]
-        [--finish continue|refit]
+        [--finish all-labels|continue|refit] [--methods fixed,searched]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from unseen_generator import unseen_scan
 
 from dendriteseg.data import UNLABELLED
+from dendriteseg.models.files import read_model_info
 from dendriteseg.preprocess import normalisation_window, normalise
 from dendriteseg.scoring import score_model
 from dendriteseg.tune.finetune import finetune_on_labels
@@ -50,7 +53,10 @@ def main() -> None:
     parser.add_argument("--shape", default="24,160,160")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--finish", default="continue", help="what follows the search: continue or refit")
+    parser.add_argument(
+        "--finish", default="all-labels", help="what follows the search: all-labels, continue or refit"
+    )
+    parser.add_argument("--methods", default="fixed,searched", help="which fine-tunes to run (default both)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,8 +66,9 @@ def main() -> None:
         f"{args.model}; {args.minutes:g} min per fine-tune; skeleton-generator scans {shape}, "
         f"seed {args.seed}; searched then {args.finish}"
     )
-    print(f"{'scan':>4} {'slices':>6}" + "".join(f"{m:>26s}" for m in ("before", "fixed", "searched")))
-    rows = {m: [] for m in ("before", "fixed", "searched")}
+    methods = [m for m in ("fixed", "searched") if m in args.methods.split(",")]
+    print(f"{'scan':>4} {'slices':>6}" + "".join(f"{m:>26s}" for m in ("before", *methods)))
+    rows = {m: [] for m in ("before", *methods)}
     for i in range(args.scans):
         raw, label, _ = unseen_scan(shape, args.seed, i)
         image = normalise(raw, normalisation_window(raw))
@@ -74,13 +81,17 @@ def main() -> None:
             scan = UserScan(f"scan{i}", image, train_label, False)
             cells, kept = {"before": _scores(args.model, image, truth)}, []
             with tempfile.TemporaryDirectory() as work:
-                for method, search in (("fixed", False), ("searched", True)):
+                for method in methods:
+                    search = method == "searched"
                     out = Path(work) / f"{method}.safetensors"
                     run = finetune_on_labels(
                         [scan], out, start=args.model, minutes=args.minutes, search=search, finish=args.finish
                     )
                     cells[method] = _scores(out, image, truth)
-                    kept.append(f"{method}: kept {run.kept} {run.chosen} of {len(run.trials)} trial(s)")
+                    selection = read_model_info(out).provenance["finetune"].get("selection")
+                    kept.append(
+                        f"{method}: kept {run.kept} {run.chosen} of {len(run.trials)} trial(s); {selection}"
+                    )
             for m, s in cells.items():
                 rows[m].append(s)
             print(

@@ -99,6 +99,31 @@ def test_validation_never_sees_training_voxels(scan_files):
         assert held and trained and not held & trained and held | trained == known, how
 
 
+def test_one_slice_holds_out_a_quarter_of_a_coarse_grid_and_finer_ones_for_sparse_labels():
+    from dendriteseg.tune.labels import UserScan
+
+    image = np.zeros((3, 160, 152), np.float32)
+    label = np.full(image.shape, UNLABELLED, np.uint8)
+    label[1] = (np.arange(152) % 7 == 0)[None, :]
+    train, val, how = split_labels([UserScan("s", image, label, False)], depth=3)
+    held = val[0].label[1] != UNLABELLED
+    assert how["by"] == "pixels" and how["grid"] == 4 and held.sum() == how["validation_pixels"]
+    tiles = (np.arange(160)[:, None] // 40) * 4 + np.arange(152)[None, :] // 38  # the 4 x 4 grid
+    assert len(np.unique(tiles[held])) == 4  # a quarter of 16 tiles, each held out whole:
+    assert all(held[(tiles == t) & (label[1] != UNLABELLED)].all() for t in np.unique(tiles[held]))
+    assert not (train[0].label[1][held] != UNLABELLED).any()
+    sparse = np.full(image.shape, UNLABELLED, np.uint8)
+    sparse[1, 10:14, 10:14] = 1  # both in one tile of the 4 x 4 grid: it would hold out all or nothing
+    sparse[1, 12:16, 22:26] = 0
+    train, val, how = split_labels([UserScan("s", image, sparse, False)], depth=3)
+    assert how["grid"] == 8 and how["validation_pixels"] == 16
+    assert (train[0].label[1] != UNLABELLED).sum() == 16
+    lonely = np.full(image.shape, UNLABELLED, np.uint8)
+    lonely[1, 5, 5] = 1
+    with pytest.raises(InputError, match="too few labelled pixels"):
+        split_labels([UserScan("s", image, lonely, False)], depth=3)
+
+
 def test_unlabelled_voxels_add_nothing_to_the_loss_and_are_skipped_in_scores():
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 2, 3, 8, 8, generator=gen)
@@ -180,6 +205,50 @@ def test_finetune_searches_then_refits_the_winner_on_every_label(
     assert len(refits) == 1 and np.array_equal(refits[0][0][: scans[0].label.shape[0]], scans[0].label)
 
 
+def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
+    scan_files, tmp_path, monkeypatch
+):
+    import dendriteseg.tune.finetune as finetune
+    import dendriteseg.tune.search as search
+
+    calls, train_on, scored = [], finetune.train_on, iter(range(10**6))
+    monkeypatch.setattr(search, "objective_value", lambda scores: next(scored))  # the latest trial is best
+    monkeypatch.setattr(finetune, "objective_value", lambda scores: -1.0)  # and every trial beats the start
+
+    def spy(config, train, val, **kwargs):
+        if not val:
+            calls.append((config, [v.label.copy() for v in train], kwargs["parent"]))
+        return train_on(config, train, val, **kwargs)
+
+    monkeypatch.setattr(finetune, "train_on", spy)
+    folder, _ = scan_files
+    scans, model = _user_case(folder, "unet3d", "scribbles")
+    lines = []
+    out = tmp_path / "tuned.safetensors"
+    result = finetune_on_labels(
+        scans, out, start=model, minutes=0.6, trials=3, budget="tiny", on_trial=lines.append,
+        finish="all-labels",
+    )  # fmt: skip
+    assert len(lines) == 3  # the search's trials only
+    _, info = load_model(out)
+    record = info.provenance["finetune"]
+    selection = record["selection"]  # the last trial is best; the plain first one its rival
+    assert (selection["best"], selection["plain"]) == (2, 0) and selection["tiles"] >= 1
+    clear = selection["difference"] > selection["standard_error"]
+    assert selection["chosen"] == (2 if clear else 0)
+    winner = record["trials"][selection["chosen"]]
+    step = record["refit"]
+    assert step["trial"] == winner["number"] and step["from"] == "the trial's best epoch"
+    assert "then trained on every label" in record["kept"] and result.after == winner["val"]
+    assert len(calls) == 1
+    config, labels, parent = calls[0]
+    assert parent.parent.name == f"trial_{winner['number']:04d}"  # from the winner's checkpoint
+    assert config.lr == pytest.approx(winner["params"]["lr"]) and config.lr_schedule == "cosine"
+    assert config.epochs >= step["epochs"] >= 1 and result.refit_epochs == step["epochs"]
+    assert len(info.provenance["history"]) == step["epochs"]
+    assert np.array_equal(labels[0][: scans[0].label.shape[0]], scans[0].label)  # held-out labels too
+
+
 @pytest.mark.parametrize("arch,kind", [("unet2d", "labels"), ("unet3d", "scribbles")])
 def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_files, tmp_path, arch, kind):
     folder, _ = scan_files
@@ -187,7 +256,7 @@ def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_file
     lines = []
     out = tmp_path / "tuned.safetensors"
     result = finetune_on_labels(
-        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append
+        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append, finish="continue"
     )
     # three search trials, then the winner trained on for the time left
     assert len(lines) == 4 and lines[0].startswith("trial 0: lr 0.0003")
@@ -223,6 +292,8 @@ def test_finetune_command_line(scan_files, tmp_path):
             "tiny",
             "--trials",
             "2",
+            "--minutes",
+            "0.3",  # the winner trains on every label for what the two trials leave
             "-o",
             str(out),
         ],
@@ -270,3 +341,29 @@ def test_greedy_soup_averages_weights_and_keeps_only_what_helps(tmp_path):
     ]
     mean = average_weights(states)
     assert torch.equal(mean["w"], torch.tensor([2.0, 4.0])) and int(mean["n"]) == 7
+
+
+def test_tile_counts_and_the_one_standard_error_rule():
+    from dendriteseg.tune.select import compare, tile_counts
+
+    label = np.full((3, 40, 40), UNLABELLED, np.uint8)
+    label[1] = 0
+    label[1, :, :10] = 1  # dendrite in the left quarter
+    volume = LabelledVolume("v", np.zeros(label.shape, np.float32), label)
+    exact = np.zeros(label.shape, np.uint8)
+    exact[1, :, :10] = 1
+    exact[0] = exact[2] = 1  # unlabelled slices: never counted
+    counts = tile_counts([exact], [volume])
+    assert counts.shape == (16, 2) and counts[:, 0].sum() == counts[:, 1].sum() == 400
+    sloppy = exact.copy()
+    sloppy[1, :, 10:12] = 1  # 80 false positives, spread over the 4 tiles of the second column
+    loose = tile_counts([sloppy], [volume])
+    assert loose[:, 1].sum() == 480 and loose[:, 0].sum() == 400
+    ahead = compare(counts, loose)
+    assert ahead.difference == pytest.approx(1 - 400 / 480) and ahead.clear and ahead.tiles == 16
+    assert not compare(loose, counts).clear
+    lucky = exact.copy()
+    lucky[1, :10, 10:14] = 1  # wrong, in one tile only
+    one_tile = tile_counts([lucky], [volume])
+    luckier = compare(one_tile, loose)  # ahead overall, far behind on one tile
+    assert luckier.difference > 0 and not luckier.clear

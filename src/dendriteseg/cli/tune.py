@@ -29,9 +29,14 @@ def finetune(
     parent: str | None = Opt(
         None, "--from", help="Model to start from (default: the shipped default; 2D for 2D)."
     ),
-    minutes: float = Opt(5.0, help="Time budget of the search."),
+    minutes: float = Opt(5.0, help="Time budget: the search, then training its winner."),
     trials: int | None = Opt(None, help="At most this many trials (default: as time allows)."),
     budget: str = Opt("cpu", help="Trial sizes: cpu, paper (GPU) or tiny (smoke test)."),
+    finish: str = Opt(
+        "all-labels",
+        help="After the search: all-labels (the winner trained on every label for the time left), "
+        "continue (on the training labels, validated, weights averaged) or refit.",
+    ),
     out: Path | None = Opt(None, "--out", "-o", help="Model file to write (.safetensors)."),
     set_: list[str] | None = Opt(None, "--set", help="Dataset form: override KEY=VALUE."),
 ) -> None:
@@ -49,10 +54,12 @@ def finetune(
             Path(inputs[0]) if inputs else None, ["train_quality=exact", *(set_ or [])], Path(parent)
         )
         return
-    _finetune_images(inputs, labels or [], slices, scribbles or [], parent, minutes, trials, budget, out)
+    _finetune_images(
+        inputs, labels or [], slices, scribbles or [], parent, minutes, trials, budget, finish, out
+    )
 
 
-def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials, budget, out) -> None:  # noqa: ANN001
+def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials, budget, finish, out) -> None:  # noqa: ANN001, E501
     from rich.progress import TextColumn
 
     from dendriteseg.tune.finetune import finetune_on_labels
@@ -81,6 +88,7 @@ def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials,
             minutes=minutes,
             trials=trials,
             budget=budget,
+            finish=finish,
             on_trial=lambda line: _say(line, err=True),
             on_epoch=lambda used: bar.update(task, completed=used),
         )
@@ -88,7 +96,7 @@ def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials,
     _say(
         f"validation ({_describe_split(result.split)}): "
         f"IoU {before['iou']:.4f} before, {after['iou']:.4f} after"
-        + (" (the search's best, before it was refit on every label)" if result.refit_epochs else "")
+        + (" (the search's best, measured before it trained on every label)" if result.refit_epochs else "")
     )
     _say(f"kept {result.kept}; settings {result.chosen or 'of the starting model'}")
     _say(f"model: {result.model}")

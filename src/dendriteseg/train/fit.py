@@ -89,6 +89,26 @@ def validate(
     """
     if not volumes:
         return {k: math.nan for k in SCORES}
+    return _validation_scores(model, volumes, depth=depth, device=device, amp=amp).mean
+
+
+def validation_labels(
+    model: torch.nn.Module, volumes: list[LabelledVolume], *, depth: int, device: Any, amp: str
+) -> list[np.ndarray]:
+    """The labels ``model`` predicts for each validation volume, as :func:`validate` scores them."""
+    scores = _validation_scores(model, volumes, depth=depth, device=device, amp=amp, keep_labels=True)
+    return scores.labels
+
+
+def _validation_scores(
+    model: torch.nn.Module,
+    volumes: list[LabelledVolume],
+    *,
+    depth: int,
+    device: Any,
+    amp: str,
+    **options: Any,
+) -> Any:
     predictor = TorchPredictor(
         model,
         device=resolve_device(device),
@@ -96,7 +116,7 @@ def validate(
         tile_depth=None if is_2d(model) else depth,
         name="validation",
     )
-    return score_model(predictor, volumes, window=(0.0, 1.0)).mean
+    return score_model(predictor, volumes, window=(0.0, 1.0), **options)
 
 
 def describe_epoch(record: dict[str, Any]) -> str:

@@ -8,24 +8,28 @@ epochs, augmentation set and whether to freeze the encoder
 trials early. The first trial is a plain fine-tune (lr 3e-4, standard
 augmentations), so the search starts from a sensible point.
 
-The search has ``SEARCH_SHARE`` of the budget. Then (``finish="continue"``,
-the default) the winner's best checkpoint trains on at its settings for the
-time left (a cosine schedule over as many epochs as fit, measured from the
-trials' time per epoch, at most the budget's ``max_epochs``), on the
-training labels only. The model kept is the best on validation of the
-starting model, every trial and the continuation; last, the trials' weights
-are averaged greedily, best first, each kept only where the validation
-score does not drop (:mod:`dendriteseg.tune.soup`): a few held-out labels
-are a noisy judge of one model. The continuation leaves time for the
-average (one validation per trial averaged, timed on the starting model's).
+The search has ``SEARCH_SHARE`` of the budget; the winner is the best on
+validation of the starting model and every trial. What follows, ``finish``:
 
-``finish="refit"`` instead trains the winner's settings again from the
-starting model on every label, the held-out ones included, along the
-winner's schedule up to its best epoch (``refit`` in the provenance); the
-validation scores printed after are then the winner's, measured before the
-refit. It uses the labels the validation held back, but trains as long as
-the winner's trial did, not for the whole budget: on the skeleton scans of
-``benchmarks/few_shot.py`` that cost more than the extra labels gave.
+* ``"all-labels"`` (the default): the winner's best checkpoint trains on at
+  its settings for the time left, on every label, the held-out ones
+  included, on a cosine schedule over as many epochs as fit (measured from
+  the trials' time per epoch); the last epoch is kept. Once the search has
+  chosen how to train, the labels it held back are more use as training
+  data than as a judge: with 1-8 labelled slices they are a quarter of all
+  there is. The validation scores printed after are the winner's, measured
+  before this step.
+* ``"continue"``: the same on the training labels only, validated each
+  epoch; the model kept is the best on validation of the starting model,
+  every trial and the continuation, and last the trials' weights are
+  averaged greedily, best first, each kept only where the validation score
+  does not drop (:mod:`dendriteseg.tune.soup`). The continuation leaves time
+  for the average (one validation per trial averaged, timed on the
+  starting model's).
+* ``"refit"``: the winner's settings train again from the starting model on
+  every label, along the winner's schedule up to its best epoch.
+
+If no trial beats the starting model, the starting model is kept.
 The provenance records the labelled slices, the split, every trial and the
 chosen settings.
 """
@@ -48,7 +52,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.models import spec_for
 from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model
 from dendriteseg.train.config import TrainConfig
-from dendriteseg.train.fit import validate
+from dendriteseg.train.fit import validate, validation_labels
 from dendriteseg.train.run import train_on
 from dendriteseg.tune.labels import UserScan, split_labels
 from dendriteseg.tune.search import (
@@ -61,12 +65,13 @@ from dendriteseg.tune.search import (
     open_study,
     run_trials,
 )
+from dendriteseg.tune.select import compare, tile_counts
 from dendriteseg.tune.soup import greedy_soup
 from dendriteseg.tune.spaces import budget as budget_named
 from dendriteseg.tune.spaces import finetune_space
 
 FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
-FINISHES = ("continue", "refit")
+FINISHES = ("continue", "all-labels", "refit")
 SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 SOUP_MAX = 8  # trials, best first, that the weight average may take in
 
@@ -137,7 +142,7 @@ def finetune_on_labels(
     devices: list[str] | None = None,
     seed: int = 0,
     search: bool = True,
-    finish: str = "continue",
+    finish: str = "all-labels",
     on_trial: Callable[[str], None] | None = None,
     on_epoch: Callable[[float], None] | None = None,
 ) -> FinetuneResult:
@@ -148,7 +153,7 @@ def finetune_on_labels(
     gets a line per finished trial, ``on_epoch`` the share of the budget used.
     ``search=False`` is the plain alternative: one fine-tune at the first
     trial's fixed settings, for as many epochs as the budget allows.
-    ``finish``: what follows the search, ``"refit"`` or ``"continue"`` (module notes).
+    ``finish``: what follows the search: ``"all-labels"``, ``"continue"`` or ``"refit"`` (module notes).
     """
     if finish not in FINISHES:
         raise InputError(f"finish: expected one of {', '.join(FINISHES)}, got {finish!r}")
@@ -170,7 +175,8 @@ def finetune_on_labels(
                 **FIRST_TRIAL,
                 "lr": min(max(FIRST_TRIAL["lr"], b.finetune_lr[0]), b.finetune_lr[1]),
                 "epochs": max(2, b.max_epochs // 2),
-            }
+            },
+            user_attrs={"plain": True},
         )
         run = _Run(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, val_seconds)
         report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
@@ -186,12 +192,14 @@ def finetune_on_labels(
         if search and finish == "continue":
             _continue_winner(study, run, devices, report)
         kept = _keep(study, run, before, Path(work), soup=search and finish == "continue")
-        if search and finish == "refit" and kept.path != run.parent:
-            refit = _refit(study, run, scans, (devices or ["cpu"])[0])
+        if search and finish != "continue" and kept.trial is not None:
+            device = (devices or ["cpu"])[0]
+            refit = _on_every_label(study, kept.trial, run, scans, device, resume=finish == "all-labels")
             if refit is not None:
+                how = "then trained" if finish == "all-labels" else "refit"
                 kept.path, kept.label = (
                     refit.path,
-                    f"{kept.label}, refit on every label ({refit.epochs} epochs)",
+                    f"{kept.label}, {how} on every label ({refit.epochs} epochs)",
                 )
         record = {
             "from": str(parent),
@@ -205,6 +213,7 @@ def finetune_on_labels(
             "trials": [_trial_record(t) for t in study.trials],
             "chosen": kept.chosen,
             "soup": kept.soup,
+            "selection": run.selection,
             "before": before,
             "after": kept.scores,
             "kept": kept.label,
@@ -248,6 +257,7 @@ class _Run:
     minutes: float
     on_epoch: Callable[[float], None] | None
     val_seconds: float = 0.0
+    selection: dict[str, Any] = field(default_factory=dict)  # the last best-against-plain comparison
 
     def report_used(self) -> None:
         """Tell ``on_epoch`` the share of the budget used so far."""
@@ -301,6 +311,7 @@ class _Kept:
     label: str
     chosen: dict[str, Any] = field(default_factory=dict)
     soup: list[int] = field(default_factory=list)
+    trial: optuna.trial.FrozenTrial | None = None  # the trial kept (or the soup's first), if any
 
 
 def _provenance(train: list[LabelledVolume], val: list[LabelledVolume]) -> dict[str, Any]:
@@ -324,17 +335,48 @@ def _finished_with_model(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     ]
 
 
+def _winner(study: optuna.Study, run: _Run) -> optuna.trial.FrozenTrial | None:
+    """The finished trial a fine-tune goes on with: the best on validation, unless the plain first trial
+    is within one standard error of it (:mod:`dendriteseg.tune.select`); ``run.selection`` says why."""
+    done = _finished_with_model(study)
+    if not done:
+        return None
+    best = max(done, key=lambda t: t.value)
+    plain = next((t for t in done if t.user_attrs.get("plain")), None)
+    if plain is None or plain.number == best.number:
+        run.selection = {"best": best.number, "chosen": best.number}
+        return best
+    counts = []
+    for trial in (best, plain):
+        model, _ = load_model(trial.user_attrs["model"])
+        predicted = validation_labels(model, run.val, depth=run.base.patch[0], device="auto", amp="auto")
+        counts.append(tile_counts(predicted, run.val))
+    comparison = compare(*counts)
+    chosen = best if comparison.clear else plain
+    run.selection = {
+        "best": best.number,
+        "plain": plain.number,
+        **comparison.record(),
+        "chosen": chosen.number,
+    }
+    return chosen
+
+
 def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, *, soup: bool) -> _Kept:
     """The best on validation of the starting model, every finished trial and (with ``soup``) the
     greedy average of the trials' weights (:mod:`dendriteseg.tune.soup`, up to ``SOUP_MAX`` of them)."""
-    done = _finished_with_model(study)
-    done.sort(key=lambda t: t.value, reverse=True)
-    if not done or done[0].value <= objective_value(before):
+    best = _winner(study, run)
+    if best is None or best.value <= objective_value(before):
         return _Kept(run.parent, before, "the starting model (no trial beat it)")
-    best = done[0]
-    kept = _Kept(
-        Path(best.user_attrs["model"]), best.user_attrs["scores"], f"trial {best.number}", dict(best.params)
+    done = [best] + sorted(
+        (t for t in _finished_with_model(study) if t.number != best.number),
+        key=lambda t: t.value,
+        reverse=True,
     )
+    kept = _Kept(
+        Path(best.user_attrs["model"]), best.user_attrs["scores"], f"trial {best.number}", dict(best.params),
+        trial=best,
+    )  # fmt: skip
     if not soup or len(done) < 2:
         return kept
 
@@ -355,7 +397,9 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
     numbers = [done[paths.index(p)].number for p in mixed.members]
     target = work / "soup.safetensors"
     save_model(target, mixed.model, mixed.info)
-    return _Kept(target, scored[mixed.value], f"the average of trials {numbers}", dict(best.params), numbers)
+    return _Kept(
+        target, scored[mixed.value], f"the average of trials {numbers}", dict(best.params), numbers, best
+    )
 
 
 def _seconds_per_epoch(trials: list[optuna.trial.FrozenTrial]) -> float | None:
@@ -374,8 +418,9 @@ def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, 
     per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
     if not done or per_epoch is None or run.deadline.passed():
         return
-    winner = max(done, key=lambda t: t.value)
-    soup_time = (min(SOUP_MAX, len(done) + 1) + 1) * run.val_seconds  # kept back for the weight average
+    winner = _winner(study, run)
+    # kept back for the weight average and the choice between the best and the plain trial
+    soup_time = (min(SOUP_MAX, len(done) + 1) + 3) * run.val_seconds
     epochs = min(run.b.max_epochs, int((run.deadline.left() - soup_time) // per_epoch))
     if epochs < 1:
         return
@@ -402,26 +447,43 @@ class _Enough(Exception):
     """The refit has run the epochs it was given."""
 
 
-def _refit(study: optuna.Study, run: _Run, scans: list[UserScan], device: str) -> _Refit | None:
-    """The search's best trial run again from the starting model on every label (see module notes)."""
-    done = _finished_with_model(study)
+def _on_every_label(
+    study: optuna.Study,
+    winner: optuna.trial.FrozenTrial,
+    run: _Run,
+    scans: list[UserScan],
+    device: str,
+    *,
+    resume: bool,
+) -> _Refit | None:
+    """The search's best trial trained on every label, the held-out ones included (see module notes):
+    with ``resume`` from its best checkpoint for the time left, on a cosine schedule over those epochs
+    ("all-labels"); else again from the starting model up to its best epoch ("refit")."""
     per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
-    if not done or per_epoch is None:
+    if per_epoch is None:
         return None
-    winner = max(done, key=lambda t: t.value)
-    wanted = int(winner.user_attrs.get("best_epoch") or winner.user_attrs.get("epochs_run") or 0)
-    epochs = min(wanted, int(run.deadline.left() // per_epoch))
+    fits = int(run.deadline.left() // per_epoch)
+    settings = finetune_space(optuna.trial.FixedTrial(dict(winner.params)), run.b, freeze=True)
+    if resume:
+        parent, wanted = Path(winner.user_attrs["model"]), fits
+        settings["epochs"] = max(fits, 1)  # the schedule ends where the budget does
+    else:
+        parent = run.parent
+        wanted = int(winner.user_attrs.get("best_epoch") or winner.user_attrs.get("epochs_run") or 0)
+    epochs = min(wanted, fits)
     if epochs < 1:
         return None
-    settings = finetune_space(optuna.trial.FixedTrial(dict(winner.params)), run.b, freeze=True)
     config = run.base.replace(
         **settings, steps_per_epoch=run.b.steps_per_epoch, device=device, out=str(run.work / "refit")
     )
     everything = [LabelledVolume(s.name, s.image, s.label, "exact") for s in scans]
 
+    ran = [0]
+
     def stop(epoch: int, record: dict[str, Any]) -> None:
         run.report_used()
-        if epoch >= epochs:
+        ran[0] = epoch
+        if epoch >= epochs or run.deadline.passed():
             raise _Enough
 
     try:
@@ -429,15 +491,21 @@ def _refit(study: optuna.Study, run: _Run, scans: list[UserScan], device: str) -
             config,
             everything,
             [],
-            parent=run.parent,
+            parent=parent,
             on_epoch=stop,
             provenance=_provenance(everything, []),
         )
     except _Enough:
         pass
     path = run.work / "refit" / "last.safetensors"
-    record = {"trial": winner.number, "epochs": epochs, "winner_best_epoch": wanted, "labels": "every"}
-    return _Refit(path, epochs, record) if path.is_file() else None
+    record = {
+        "trial": winner.number,
+        "from": "the trial's best epoch" if resume else "the starting model",
+        "epochs": ran[0],
+        "winner_best_epoch": winner.user_attrs.get("best_epoch"),
+        "labels": "every",
+    }
+    return _Refit(path, ran[0], record) if path.is_file() else None
 
 
 def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

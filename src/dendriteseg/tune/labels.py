@@ -115,8 +115,14 @@ def split_labels(scans: list[UserScan], *, depth: int, seed: int = 0) -> tuple[l
     """Training and validation volumes from the scans' labels, never sharing a labelled voxel.
 
     With two or more labelled slices in all, about a quarter of them (at
-    least one, evenly spread) are held out whole; with one, a quarter of
-    its labelled pixels, in 16 x 16-px blocks, are. Validation volumes are
+    least one, evenly spread) are held out whole. With one, the labelled
+    pixels of a quarter of the tiles of a 4 x 4 grid over the slice are
+    (of the tiles that hold labels; a finer grid when the labels, sparse
+    scribbles, fill only one tile).
+    Large tiles, not scattered small blocks: pixels beside a training pixel
+    share its arms, so small blocks reward settings that fit the one slice
+    rather than settings that carry to other slices (spatially blocked
+    validation, as in Roberts et al. 2017). Validation volumes are
     slabs of ``depth`` slices around each held-out slice (the context a 3D
     model needs), labelled only there. Returns the training volumes, the
     validation volumes and a description of the split.
@@ -135,16 +141,18 @@ def split_labels(scans: list[UserScan], *, depth: int, seed: int = 0) -> tuple[l
         how = {"by": "slices", "validation": [[scans[i].name, z] for i, z in picks]}
     else:
         i, z = pairs[0]
-        blocks = _blocks(scans[i].label.shape[1:], 16)
-        chosen = gen.random(blocks.max() + 1) < 0.25
-        chosen[gen.integers(len(chosen))] = True
-        mask = chosen[blocks] & (scans[i].label[z] != UNLABELLED)
-        if not mask.any() or mask.sum() == (scans[i].label[z] != UNLABELLED).sum():
+        mask, grid = _held_tiles(scans[i].label[z] != UNLABELLED, gen)
+        if mask is None:
             raise InputError(f"{scans[i].name}: too few labelled pixels to hold some out for validation")
         val = np.where(mask, scans[i].label[z], UNLABELLED).astype(np.uint8)
         held[i] = {z: val}
         train_labels[i][z][mask] = UNLABELLED
-        how = {"by": "pixels", "validation_pixels": int(mask.sum()), "slice": [scans[i].name, z]}
+        how = {
+            "by": "pixels",
+            "validation_pixels": int(mask.sum()),
+            "grid": grid,
+            "slice": [scans[i].name, z],
+        }
     train = [
         LabelledVolume(s.name, s.image, lab, "exact") for s, lab in zip(scans, train_labels, strict=True)
     ]
@@ -152,10 +160,20 @@ def split_labels(scans: list[UserScan], *, depth: int, seed: int = 0) -> tuple[l
     return train, val, how
 
 
-def _blocks(shape: tuple[int, int], size: int) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    per_row = -(-shape[1] // size)
-    return (yy // size) * per_row + xx // size
+def _held_tiles(labelled: np.ndarray, gen: np.random.Generator) -> tuple[np.ndarray | None, int]:
+    """The labelled pixels of a quarter (at least one) of the tiles that hold labels, on an n x n grid
+    of equal tiles over the slice, the coarsest n of 4, 8, 16, ... that has two such tiles; and n.
+    ``(None, 0)`` when the labels fill less than two tiles of the finest grid."""
+    h, w = labelled.shape
+    n = 4
+    while n <= max(4, min(h, w)):
+        tiles = (np.arange(h)[:, None] * n // h) * n + np.arange(w)[None, :] * n // w
+        holding = np.unique(tiles[labelled])
+        if len(holding) >= 2:
+            chosen = gen.choice(holding, size=max(1, round(len(holding) / 4)), replace=False)
+            return np.isin(tiles, chosen) & labelled, n
+        n *= 2
+    return None, 0
 
 
 def _slab(scan: UserScan, z: int, label: np.ndarray, depth: int) -> LabelledVolume:
