@@ -315,6 +315,12 @@ def test_finetune_command_line(scan_files, tmp_path):
     )  # fmt: skip
     assert where.returncode == 2 and "x.pt: model files end in .safetensors" in where.stderr
     assert "trial" not in where.stderr  # refused before the search, not after it
+    odd = subprocess.run(
+        cli + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--finish", "later", "-o", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert odd.returncode == 2 and "finish: expected one of all-labels, continue, refit" in odd.stderr
+    assert "Traceback" not in odd.stderr
     old = subprocess.run(cli + ["config.yaml"], capture_output=True, text=True, cwd=tmp_path)
     assert old.returncode == 2 and "needs --from" in old.stderr
 

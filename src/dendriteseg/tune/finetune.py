@@ -8,8 +8,11 @@ epochs, augmentation set and whether to freeze the encoder
 trials early. The first trial is a plain fine-tune (lr 3e-4, standard
 augmentations), so the search starts from a sensible point.
 
-The search has ``SEARCH_SHARE`` of the budget; the winner is the best on
-validation of the starting model and every trial. What follows, ``finish``:
+The search has ``SEARCH_SHARE`` of the budget. The winner is the best trial
+on validation, unless the plain first trial is within one standard error
+of it (:mod:`dendriteseg.tune.select`: a few held-out labels favour the
+luckiest of several trials), and only if it beats the starting model.
+What follows, ``finish``:
 
 * ``"all-labels"`` (the default): the winner's best checkpoint trains on at
   its settings for the time left, on every label, the held-out ones
