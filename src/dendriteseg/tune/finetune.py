@@ -74,7 +74,7 @@ from dendriteseg.tune.spaces import budget as budget_named
 from dendriteseg.tune.spaces import finetune_space
 
 FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
-FINISHES = ("continue", "all-labels", "refit")
+FINISHES = ("all-labels", "continue", "refit")
 SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 SOUP_MAX = 8  # trials, best first, that the weight average may take in
 
