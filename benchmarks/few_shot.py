@@ -88,7 +88,7 @@ def main() -> None:
                         [scan], out, start=args.model, minutes=args.minutes, search=search, finish=args.finish
                     )
                     cells[method] = _scores(out, image, truth)
-                    selection = read_model_info(out).provenance["finetune"].get("selection")
+                    selection = read_model_info(out).provenance["finetune"].get("selections")
                     kept.append(
                         f"{method}: kept {run.kept} {run.chosen} of {len(run.trials)} trial(s); {selection}"
                     )

@@ -44,6 +44,8 @@ def scan_files(tmp_path_factory):
     tifffile.imwrite(folder / "lab.tif", scan["label"] * 255)
     tifffile.imwrite(folder / "img2d.tif", scan["image"][2])
     tifffile.imwrite(folder / "lab2d.tif", scan["label"][2])
+    tifffile.imwrite(folder / "img2d_b.tif", scan["image"][4])
+    tifffile.imwrite(folder / "lab2d_b.tif", scan["label"][4])
     scribbles = np.zeros(scan["label"].shape, np.uint8)
     for z in (0, 4):
         scribbles[z, ::3, ::3] = scan["label"][z, ::3, ::3] + 1  # 1 background, 2 dendrite
@@ -158,9 +160,10 @@ def test_sparse_patches_are_centred_on_labelled_voxels():
 
 
 def _user_case(folder, arch, kind):
-    """A user's scan (2D with full labels, or 3D with scribbles) and the tiny model to start from."""
+    """A user's scans (two 2D images with full labels, or 3D with scribbles in two slices) and the tiny
+    model to start from."""
     if kind == "labels":
-        scans = [read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")]
+        scans = [read_user_scan(folder / f"img2d{n}.tif", folder / f"lab2d{n}.tif") for n in ("", "_b")]
     else:
         scans = [read_user_scan(folder / "img.tif", scribbles=folder / "scribbles.tif")]
     return scans, folder / ("m2d.safetensors" if arch == "unet2d" else "m3d.safetensors")
@@ -232,7 +235,7 @@ def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
     assert len(lines) == 3  # the search's trials only
     _, info = load_model(out)
     record = info.provenance["finetune"]
-    selection = record["selection"]  # the last trial is best; the plain first one its rival
+    selection = record["selections"][0]  # the last trial is best; the plain first one its rival
     assert (selection["best"], selection["plain"]) == (2, 0) and selection["tiles"] >= 1
     clear = selection["difference"] > selection["standard_error"]
     assert selection["chosen"] == (2 if clear else 0)
@@ -265,13 +268,30 @@ def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_file
     loaded, info = load_model(out)
     record = info.provenance["finetune"]
     assert info.architecture == arch and len(record["trials"]) == 4
-    winner = max((t for t in record["trials"][:3] if t["score"] is not None), key=lambda t: t["score"])
+    winner = record["trials"][record["selections"][0]["chosen"]]  # the best, or plain within one SE
+    best = max((t for t in record["trials"][:3] if t["score"] is not None), key=lambda t: t["score"])
+    assert record["selections"][0]["best"] == best["number"] and winner["number"] in (best["number"], 0)
     assert record["trials"][3]["continues"] == winner["number"]
     assert record["trials"][3]["params"] == winner["params"]
     assert record["labelled_slices"][scans[0].name] == scans[0].labelled_slices
     assert record["kept"].startswith("the average") == bool(record["soup"])
     assert record["before"]["iou"] == pytest.approx(result.before["iou"])
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_one_labelled_slice_trains_the_plain_settings_without_a_search(scan_files, tmp_path):
+    folder, _ = scan_files
+    scans = [read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")]  # one slice: tiles held out
+    lines = []
+    out = tmp_path / "one.safetensors"
+    finetune_on_labels(
+        scans, out, start=folder / "m2d.safetensors", minutes=2, trials=3, budget="tiny",
+        on_trial=lines.append, finish="continue",
+    )  # fmt: skip
+    assert len(lines) == 2 and lines[0].startswith("trial 0: lr 0.0003") and "continued" in lines[1]
+    record = load_model(out)[1].provenance["finetune"]
+    assert record["split"]["by"] == "pixels" and record["settings_searched"] is False
+    assert "one labelled slice" in record["kept"] or record["kept"].startswith("the starting model")
 
 
 def test_finetune_command_line(scan_files, tmp_path):
@@ -316,7 +336,8 @@ def test_finetune_command_line(scan_files, tmp_path):
     assert where.returncode == 2 and "x.pt: model files end in .safetensors" in where.stderr
     assert "trial" not in where.stderr  # refused before the search, not after it
     odd = subprocess.run(
-        cli + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--finish", "later", "-o", str(out)],
+        cli
+        + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--finish", "later", "-o", str(out)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert odd.returncode == 2 and "finish: expected one of all-labels, continue, refit" in odd.stderr

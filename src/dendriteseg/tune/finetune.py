@@ -12,6 +12,10 @@ The search has ``SEARCH_SHARE`` of the budget. The winner is the best trial
 on validation, unless the plain first trial is within one standard error
 of it (:mod:`dendriteseg.tune.select`: a few held-out labels favour the
 luckiest of several trials), and only if it beats the starting model.
+With labels in one slice only, nothing is searched: validation can hold
+out only tiles of that same slice, and those favour settings that fit the
+slice (higher learning rate, weaker augmentation) over ones that carry to
+other slices; the plain trial runs and ``finish`` follows (``ONE_SLICE``).
 What follows, ``finish``:
 
 * ``"all-labels"`` (the default): the winner's best checkpoint trains on at
@@ -77,6 +81,7 @@ FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
 FINISHES = ("all-labels", "continue", "refit")
 SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 SOUP_MAX = 8  # trials, best first, that the weight average may take in
+ONE_SLICE = "one labelled slice: nothing held out at another depth to judge settings by, so plain settings"
 
 
 @dataclass
@@ -183,10 +188,11 @@ def finetune_on_labels(
         )
         run = _Run(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, val_seconds)
         report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
+        settings_searched = search and split["by"] == "slices"  # see ONE_SLICE
         run_trials(
             study,
             run.objective(fixed=not search),
-            trials=(trials or 10**6) if search else 1,
+            trials=(trials or 10**6) if settings_searched else 1,
             seconds=max(deadline.left() * (SEARCH_SHARE if search else 1.0), 1.0),
             devices=devices,
             on_trial=report,
@@ -195,6 +201,8 @@ def finetune_on_labels(
         if search and finish == "continue":
             _continue_winner(study, run, devices, report)
         kept = _keep(study, run, before, Path(work), soup=search and finish == "continue")
+        if search and not settings_searched:
+            kept.label += f" ({ONE_SLICE})"
         if search and finish != "continue" and kept.trial is not None:
             device = (devices or ["cpu"])[0]
             refit = _on_every_label(study, kept.trial, run, scans, device, resume=finish == "all-labels")
@@ -211,12 +219,13 @@ def finetune_on_labels(
             "split": split,
             "budget_minutes": minutes,
             "search_share": SEARCH_SHARE if search else 0.0,
+            "settings_searched": settings_searched,
             "finish": finish if search else None,
             "refit": refit.record if refit else None,
             "trials": [_trial_record(t) for t in study.trials],
             "chosen": kept.chosen,
             "soup": kept.soup,
-            "selection": run.selection,
+            "selections": run.selections,
             "before": before,
             "after": kept.scores,
             "kept": kept.label,
@@ -260,7 +269,7 @@ class _Run:
     minutes: float
     on_epoch: Callable[[float], None] | None
     val_seconds: float = 0.0
-    selection: dict[str, Any] = field(default_factory=dict)  # the last best-against-plain comparison
+    selections: list[dict[str, Any]] = field(default_factory=list)  # each choice of a trial to go on with
 
     def report_used(self) -> None:
         """Tell ``on_epoch`` the share of the budget used so far."""
@@ -340,14 +349,14 @@ def _finished_with_model(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def _winner(study: optuna.Study, run: _Run) -> optuna.trial.FrozenTrial | None:
     """The finished trial a fine-tune goes on with: the best on validation, unless the plain first trial
-    is within one standard error of it (:mod:`dendriteseg.tune.select`); ``run.selection`` says why."""
+    is within one standard error of it (:mod:`dendriteseg.tune.select`); ``run.selections`` says why."""
     done = _finished_with_model(study)
     if not done:
         return None
     best = max(done, key=lambda t: t.value)
     plain = next((t for t in done if t.user_attrs.get("plain")), None)
     if plain is None or plain.number == best.number:
-        run.selection = {"best": best.number, "chosen": best.number}
+        run.selections.append({"best": best.number, "chosen": best.number})
         return best
     counts = []
     for trial in (best, plain):
@@ -356,12 +365,14 @@ def _winner(study: optuna.Study, run: _Run) -> optuna.trial.FrozenTrial | None:
         counts.append(tile_counts(predicted, run.val))
     comparison = compare(*counts)
     chosen = best if comparison.clear else plain
-    run.selection = {
-        "best": best.number,
-        "plain": plain.number,
-        **comparison.record(),
-        "chosen": chosen.number,
-    }
+    run.selections.append(
+        {
+            "best": best.number,
+            "plain": plain.number,
+            **comparison.record(),
+            "chosen": chosen.number,
+        }
+    )
     return chosen
 
 
