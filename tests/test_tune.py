@@ -203,7 +203,9 @@ def test_finetune_searches_then_refits_the_winner_on_every_label(
     assert "refit on every label" in record["kept"] and result.after == winner["val"]
     trained = info.provenance["config"]
     assert trained["lr"] == pytest.approx(winner["params"]["lr"])  # the winner's settings
-    assert info.provenance["val_entries"] == [] and info.provenance["train_entries"] == [scans[0].name]
+    assert info.provenance["val_entries"] == [] and info.provenance["train_entries"] == [
+        s.name for s in scans
+    ]
     assert len(info.provenance["history"]) == refit["epochs"]
     assert len(refits) == 1 and np.array_equal(refits[0][0][: scans[0].label.shape[0]], scans[0].label)
 
