@@ -7,8 +7,10 @@ and each count of labelled slices (1, 3, 8: evenly spread, centred), side by sid
 * ``fixed``: one fine-tune at fixed settings (lr 3e-4, standard
   augmentations) for as many epochs as the budget allows, keeping its
   best epoch on the held-out labels (``finetune_on_labels(search=False)``);
-* ``searched``: ``dendriteseg finetune``'s search (learning rate, epochs,
-  augmentations, frozen encoder; ASHA) in the same budget, its winner then
+* ``searched``: ``dendriteseg finetune`` in the same budget: its search
+  (learning rate, epochs, augmentations, frozen encoder; ASHA; the best
+  trial kept over the plain one only when ahead by more than one standard
+  error; no search with one labelled slice), its winner then
   trained on from its best checkpoint for the time left on every label, the
   held-out ones included (``--finish all-labels``, the default), or on the
   training labels and averaged with the other trials (``--finish continue``),
