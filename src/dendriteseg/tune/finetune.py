@@ -178,14 +178,7 @@ def finetune_on_labels(
     b = budget_named(budget)
     with tempfile.TemporaryDirectory(prefix="dendriteseg-finetune-") as work:
         study = open_study(work, "finetune", seed=seed)
-        study.enqueue_trial(
-            {
-                **FIRST_TRIAL,
-                "lr": min(max(FIRST_TRIAL["lr"], b.finetune_lr[0]), b.finetune_lr[1]),
-                "epochs": max(2, b.max_epochs // 2),
-            },
-            user_attrs={"plain": True},
-        )
+        _enqueue_plain(study, b)
         run = _Run(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, val_seconds)
         report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
         settings_searched = search and split["by"] == "slices"  # see ONE_SLICE
@@ -204,14 +197,7 @@ def finetune_on_labels(
         if search and not settings_searched:
             kept.label += f" ({ONE_SLICE})"
         if search and finish != "continue" and kept.trial is not None:
-            device = (devices or ["cpu"])[0]
-            refit = _on_every_label(study, kept.trial, run, scans, device, resume=finish == "all-labels")
-            if refit is not None:
-                how = "then trained" if finish == "all-labels" else "refit"
-                kept.path, kept.label = (
-                    refit.path,
-                    f"{kept.label}, {how} on every label ({refit.epochs} epochs)",
-                )
+            refit = _train_on_every_label(kept, finish, study, run, scans, (devices or ["cpu"])[0])
         record = {
             "from": str(parent),
             "images": [s.name for s in scans],
@@ -241,6 +227,29 @@ def finetune_on_labels(
         Path(out), before, kept.scores, kept.label, kept.chosen, record["trials"], split,
         refit.epochs if refit else 0,
     )  # fmt: skip
+
+
+def _enqueue_plain(study: optuna.Study, b: Any) -> None:
+    """The first trial: the plain settings, its learning rate within the budget's range."""
+    study.enqueue_trial(
+        {
+            **FIRST_TRIAL,
+            "lr": min(max(FIRST_TRIAL["lr"], b.finetune_lr[0]), b.finetune_lr[1]),
+            "epochs": max(2, b.max_epochs // 2),
+        },
+        user_attrs={"plain": True},
+    )
+
+
+def _train_on_every_label(
+    kept: _Kept, finish: str, study: optuna.Study, run: _Run, scans: list[UserScan], device: str
+) -> _Refit | None:
+    """The ``all-labels`` or ``refit`` finish of the kept trial; ``kept`` then names its model."""
+    refit = _on_every_label(study, kept.trial, run, scans, device, resume=finish == "all-labels")
+    if refit is not None:
+        how = "then trained" if finish == "all-labels" else "refit"
+        kept.path, kept.label = refit.path, f"{kept.label}, {how} on every label ({refit.epochs} epochs)"
+    return refit
 
 
 def _check_output(out: Path) -> None:
