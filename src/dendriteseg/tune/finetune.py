@@ -197,7 +197,7 @@ def finetune_on_labels(
         if search and not settings_searched:
             kept.label += f" ({ONE_SLICE})"
         if search and finish != "continue" and kept.trial is not None:
-            refit = _train_on_every_label(kept, finish, study, run, scans, (devices or ["cpu"])[0])
+            refit = _on_every_label(study, kept, run, scans, (devices or ["cpu"])[0], finish=finish)
         record = {
             "from": str(parent),
             "images": [s.name for s in scans],
@@ -239,17 +239,6 @@ def _enqueue_plain(study: optuna.Study, b: Any) -> None:
         },
         user_attrs={"plain": True},
     )
-
-
-def _train_on_every_label(
-    kept: _Kept, finish: str, study: optuna.Study, run: _Run, scans: list[UserScan], device: str
-) -> _Refit | None:
-    """The ``all-labels`` or ``refit`` finish of the kept trial; ``kept`` then names its model."""
-    refit = _on_every_label(study, kept.trial, run, scans, device, resume=finish == "all-labels")
-    if refit is not None:
-        how = "then trained" if finish == "all-labels" else "refit"
-        kept.path, kept.label = refit.path, f"{kept.label}, {how} on every label ({refit.epochs} epochs)"
-    return refit
 
 
 def _check_output(out: Path) -> None:
@@ -330,9 +319,13 @@ class _Kept:
     path: Path
     scores: dict[str, float]
     label: str
-    chosen: dict[str, Any] = field(default_factory=dict)
-    soup: list[int] = field(default_factory=list)
     trial: optuna.trial.FrozenTrial | None = None  # the trial kept (or the soup's first), if any
+    soup: list[int] = field(default_factory=list)
+
+    @property
+    def chosen(self) -> dict[str, Any]:
+        """The settings of the trial kept; none for the starting model."""
+        return dict(self.trial.params) if self.trial else {}
 
 
 def _provenance(train: list[LabelledVolume], val: list[LabelledVolume]) -> dict[str, Any]:
@@ -396,10 +389,7 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
         key=lambda t: t.value,
         reverse=True,
     )
-    kept = _Kept(
-        Path(best.user_attrs["model"]), best.user_attrs["scores"], f"trial {best.number}", dict(best.params),
-        trial=best,
-    )  # fmt: skip
+    kept = _Kept(Path(best.user_attrs["model"]), best.user_attrs["scores"], f"trial {best.number}", best)
     if not soup or len(done) < 2:
         return kept
 
@@ -420,9 +410,7 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
     numbers = [done[paths.index(p)].number for p in mixed.members]
     target = work / "soup.safetensors"
     save_model(target, mixed.model, mixed.info)
-    return _Kept(
-        target, scored[mixed.value], f"the average of trials {numbers}", dict(best.params), numbers, best
-    )
+    return _Kept(target, scored[mixed.value], f"the average of trials {numbers}", best, numbers)
 
 
 def _seconds_per_epoch(trials: list[optuna.trial.FrozenTrial]) -> float | None:
@@ -461,7 +449,6 @@ def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, 
 
 @dataclass
 class _Refit:
-    path: Path
     epochs: int
     record: dict[str, Any]
 
@@ -471,17 +458,12 @@ class _Enough(Exception):
 
 
 def _on_every_label(
-    study: optuna.Study,
-    winner: optuna.trial.FrozenTrial,
-    run: _Run,
-    scans: list[UserScan],
-    device: str,
-    *,
-    resume: bool,
+    study: optuna.Study, kept: _Kept, run: _Run, scans: list[UserScan], device: str, *, finish: str
 ) -> _Refit | None:
-    """The search's best trial trained on every label, the held-out ones included (see module notes):
-    with ``resume`` from its best checkpoint for the time left, on a cosine schedule over those epochs
-    ("all-labels"); else again from the starting model up to its best epoch ("refit")."""
+    """The kept trial trained on every label, the held-out ones included (see module notes): from its
+    best checkpoint for the time left, on a cosine schedule over those epochs (``finish="all-labels"``),
+    or again from the starting model up to its best epoch (``"refit"``); ``kept`` then names the model."""
+    winner, resume = kept.trial, finish == "all-labels"
     per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
     if per_epoch is None:
         return None
@@ -528,7 +510,11 @@ def _on_every_label(
         "winner_best_epoch": winner.user_attrs.get("best_epoch"),
         "labels": "every",
     }
-    return _Refit(path, ran[0], record) if path.is_file() else None
+    if not path.is_file():
+        return None
+    how = "then trained" if resume else "refit"
+    kept.path, kept.label = path, f"{kept.label}, {how} on every label ({ran[0]} epochs)"
+    return _Refit(ran[0], record)
 
 
 def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

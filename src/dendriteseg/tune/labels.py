@@ -118,10 +118,9 @@ def split_labels(scans: list[UserScan], *, depth: int, seed: int = 0) -> tuple[l
     least one, evenly spread) are held out whole. With one, the labelled
     pixels of a quarter of the tiles of a 4 x 4 grid over the slice are
     (of the tiles that hold labels; a finer grid when the labels, sparse
-    scribbles, fill only one tile).
-    Large tiles, not scattered small blocks: pixels beside a training pixel
-    share its arms, so small blocks reward settings that fit the one slice
-    rather than settings that carry to other slices (spatially blocked
+    scribbles, fill only one tile). Large tiles, not scattered small
+    blocks: pixels beside a training pixel share its arms, so they are
+    weak evidence of how a model does elsewhere (spatially blocked
     validation, as in Roberts et al. 2017). Validation volumes are
     slabs of ``depth`` slices around each held-out slice (the context a 3D
     model needs), labelled only there. Returns the training volumes, the
@@ -160,14 +159,19 @@ def split_labels(scans: list[UserScan], *, depth: int, seed: int = 0) -> tuple[l
     return train, val, how
 
 
+def grid_tiles(shape: tuple[int, int], n: int) -> np.ndarray:
+    """Each pixel's tile number on an n x n grid of (near-)equal tiles over a slice of ``shape``."""
+    h, w = shape
+    return (np.arange(h)[:, None] * n // h) * n + np.arange(w)[None, :] * n // w
+
+
 def _held_tiles(labelled: np.ndarray, gen: np.random.Generator) -> tuple[np.ndarray | None, int]:
     """The labelled pixels of a quarter (at least one) of the tiles that hold labels, on an n x n grid
     of equal tiles over the slice, the coarsest n of 4, 8, 16, ... that has two such tiles; and n.
     ``(None, 0)`` when the labels fill less than two tiles of the finest grid."""
-    h, w = labelled.shape
     n = 4
-    while n <= max(4, min(h, w)):
-        tiles = (np.arange(h)[:, None] * n // h) * n + np.arange(w)[None, :] * n // w
+    while n <= max(4, min(labelled.shape)):
+        tiles = grid_tiles(labelled.shape, n)
         holding = np.unique(tiles[labelled])
         if len(holding) >= 2:
             chosen = gen.choice(holding, size=max(1, round(len(holding) / 4)), replace=False)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dendriteseg.data import UNLABELLED, LabelledVolume
+from dendriteseg.tune.labels import grid_tiles
 
 GRID = 4  # tiles per side of a validation slice
 RESAMPLES = 2000
@@ -46,9 +47,8 @@ def tile_counts(predicted: list[np.ndarray], volumes: list[LabelledVolume]) -> n
         known = volume.label != UNLABELLED
         truth = volume.label == 1
         pred = pred.astype(bool)
+        tiles = grid_tiles(known.shape[1:], GRID)
         for z in np.flatnonzero(known.any(axis=(1, 2))):
-            h, w = known.shape[1:]
-            tiles = (np.arange(h)[:, None] * GRID // h) * GRID + np.arange(w)[None, :] * GRID // w
             k, t, p = known[z], truth[z], pred[z]
             for tile in np.unique(tiles[k]):
                 inside = k & (tiles == tile)
