@@ -37,7 +37,7 @@ def _base(manifest, out, **changes):
             "model_args": {"base": 8, "depth": 2},
             "patch": [1, 32, 32],
             "batch": 2,
-            "amp": "none",
+            "precision": "fp32",
             **changes,
         }
     )
@@ -95,7 +95,7 @@ SCRIPT = """
 import sys
 from dendriteseg.train.config import config_from_dict
 from dendriteseg.tune.hpo import search
-base = config_from_dict({"data": sys.argv[1], "out": sys.argv[2], "model": "unet2d", "amp": "none",
+base = config_from_dict({"data": sys.argv[1], "out": sys.argv[2], "model": "unet2d", "precision": "fp32",
                          "model_args": {"base": 8, "depth": 2}, "patch": [1, 32, 32], "batch": 2})
 search("pretrain", base, sys.argv[2], trials=50, budget="tiny")
 """

@@ -292,7 +292,7 @@ def test_overlay_checks_every_label_slice_and_leaves_no_empty_folder(tmp_path, i
 def test_training_killed_mid_epoch_resumes_without_doing_anything_twice(dataset, tmp_path):
     out = tmp_path / "run"
     settings = [f"data={dataset}", f"out={out}", "model_args={base: 4, depth: 2}", "patch=[4,32,32]",
-                "batch=2", "epochs=3", "steps_per_epoch=40", "amp=none"]  # fmt: skip
+                "batch=2", "epochs=3", "steps_per_epoch=40", "precision=fp32"]  # fmt: skip
     command = [sys.executable, "-m", "dendriteseg", "train"] + [a for s in settings for a in ("--set", s)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

@@ -36,7 +36,7 @@ def tiny(manifest, out, **extra):
         "epochs": 2,
         "steps_per_epoch": 3,
         "lr": 3e-3,
-        "amp": "none",
+        "precision": "fp32",
         **extra,
     }
     return config_from_dict(settings)
@@ -122,8 +122,10 @@ def test_learning_rate_schedule(manifest):
     assert {learning_rate(flat, s) for s in range(100)} == {1e-3}
     with pytest.raises(InputError, match="lr_schedule"):
         tiny(manifest, "x", lr_schedule="step")
-    with pytest.raises(InputError, match="amp"):
-        tiny(manifest, "x", amp="fp32")
+    with pytest.raises(InputError, match="precision"):
+        tiny(manifest, "x", precision="none")
+    with pytest.raises(InputError, match="amp: renamed precision"):
+        tiny(manifest, "x", amp="none")
 
 
 def test_deterministic_on_cpu(manifest, tmp_path):
@@ -205,7 +207,7 @@ def test_cli_train_finetune_models(manifest, tmp_path):
         "--set",
         "steps_per_epoch=2",
         "--set",
-        "amp=none",
+        "precision=fp32",
     ]
     result = runner.invoke(app, ["train", *sets])
     assert result.exit_code == 0, result.output
@@ -227,7 +229,7 @@ def test_cli_train_finetune_models(manifest, tmp_path):
             "--set",
             "steps_per_epoch=2",
             "--set",
-            "amp=none",
+            "precision=fp32",
             "--set",
             "batch=2",
         ],
@@ -246,22 +248,55 @@ def test_cli_train_finetune_models(manifest, tmp_path):
     assert "Traceback" not in into_parent.output
 
 
-def test_auto_precision_on_cpu_follows_bf16_units(monkeypatch):
+def test_training_precision_rule_keeps_cpu_training_off_bf16_kernels_that_crash_with_amx(monkeypatch):
     import dendriteseg.device as device
-    from dendriteseg.device import training_autocast as autocast_for
+    from dendriteseg.device import training_autocast, training_precision
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
-    ctx, _ = autocast_for(cpu, "auto")
-    with ctx:
-        assert not torch.is_autocast_enabled("cpu")
+    # "auto" trains in fp32 on every CPU, whatever its bf16 or AMX units
     monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
-    ctx, _ = autocast_for(cpu, "auto")
+    for amx in (False, True):
+        assert training_precision("auto", cpu, has_amx=amx, environ={}) == "fp32"
+        assert training_precision("fp32", cpu, has_amx=amx, environ={}) == "fp32"
+    # bf16 asked for: granted without AMX, refused with it unless oneDNN is capped below AMX
+    assert training_precision("bf16", cpu, has_amx=False, environ={}) == "bf16"
+    with pytest.raises(InputError, match="AMX.*ONEDNN_MAX_CPU_ISA"):
+        training_precision("bf16", cpu, has_amx=True, environ={})
+    capped = {"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}
+    assert training_precision("bf16", cpu, has_amx=True, environ=capped) == "bf16"
+    with pytest.raises(InputError, match="AMX"):
+        training_precision("bf16", cpu, has_amx=True, environ={"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"})
+    with pytest.raises(InputError, match="fp16"):
+        training_precision("fp16", cpu, has_amx=False, environ={})
+    with pytest.raises(InputError, match="precision"):
+        training_precision("none", cpu)
+    # the machine's own answer is used when none is given
+    monkeypatch.setattr(device, "cpu_has_amx", lambda: True)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    with pytest.raises(InputError, match="AMX"):
+        training_precision("bf16", cpu)
+    ctx, scaler = training_autocast(cpu, training_precision("auto", cpu))
+    with ctx:
+        assert not torch.is_autocast_enabled("cpu") and scaler is None
+    ctx, _ = training_autocast(cpu, "bf16")
     with ctx:
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    ctx, _ = autocast_for(cpu, "none")
-    with ctx:
-        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_training_records_its_precision_and_refuses_bf16_on_amx_before_work(manifest, tmp_path, monkeypatch):
+    import dendriteseg.device as device
+
+    best = train(tiny(manifest, tmp_path / "p", epochs=1, steps_per_epoch=1, precision="auto"))
+    info = read_model_info(best)
+    assert info.provenance["training"] == {"device": "cpu", "precision": "fp32"}
+    assert info.provenance["config"]["precision"] == "auto"
+    monkeypatch.setattr(device, "cpu_has_amx", lambda: True)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    with pytest.raises(InputError, match="AMX"):
+        train(tiny(manifest, tmp_path / "q", epochs=1, steps_per_epoch=1, precision="bf16"))
+    assert not (tmp_path / "q" / "last.safetensors").exists()
 
 
 def _poisoned_fit(manifest, out, poisoned_steps, steps):

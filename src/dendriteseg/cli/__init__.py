@@ -240,10 +240,17 @@ ConfigArg = Annotated[Path | None, Arg(help="YAML config (defaults if omitted)."
 SetOpt = Annotated[list[str] | None, Opt("--set", help="Override KEY=VALUE (dotted keys).")]
 
 
+PRECISION_HELP = "Training precision: auto (fp32 on the CPU, bf16 or fp16 on CUDA), fp32, bf16 or fp16."
+
+
 @command(name="train")
-def train_command(config: ConfigArg = None, set_: SetOpt = None) -> None:
+def train_command(
+    config: ConfigArg = None,
+    precision: Annotated[str | None, Opt(help=PRECISION_HELP + " Default: the config's.")] = None,
+    set_: SetOpt = None,
+) -> None:
     """Train a model on a dataset manifest (resumes if the run folder has a state)."""
-    _run_training(config, set_, None)
+    _run_training(config, [*(set_ or []), *([f"precision={precision}"] if precision else [])], None)
 
 
 def _segment_progress(bar: Any, task: Any) -> Callable[[int, int], None]:

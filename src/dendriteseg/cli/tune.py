@@ -8,7 +8,7 @@ import typer
 from typer import Argument as Arg
 from typer import Option as Opt
 
-from dendriteseg.cli import _fail, _int_list, _progress, _run_training, _say, app, command
+from dendriteseg.cli import PRECISION_HELP, _fail, _int_list, _progress, _run_training, _say, app, command
 
 hpo_app = typer.Typer(
     help="The paper's two-step hyperparameter search (ASHA) and its report.", no_args_is_help=True
@@ -38,6 +38,7 @@ def finetune(
         "continue (on the training labels, validated, weights averaged) or refit.",
     ),
     out: Path | None = Opt(None, "--out", "-o", help="Model file to write (.safetensors)."),
+    precision: str = Opt("auto", help=PRECISION_HELP),
     set_: list[str] | None = Opt(None, "--set", help="Dataset form: override KEY=VALUE."),
 ) -> None:
     """Fine-tune a model on your own labelled slices, its settings searched within a time budget."""
@@ -51,15 +52,17 @@ def finetune(
         if parent is None:
             _fail("finetune needs --from MODEL.safetensors to fine-tune on a CONFIG's dataset")
         _run_training(
-            Path(inputs[0]) if inputs else None, ["train_quality=exact", *(set_ or [])], Path(parent)
+            Path(inputs[0]) if inputs else None,
+            ["train_quality=exact", f"precision={precision}", *(set_ or [])],
+            Path(parent),
         )
         return
     _finetune_images(
-        inputs, labels or [], slices, scribbles or [], parent, minutes, trials, budget, finish, out
+        inputs, labels or [], slices, scribbles or [], parent, minutes, trials, budget, finish, out, precision
     )
 
 
-def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials, budget, finish, out) -> None:  # noqa: ANN001, E501
+def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials, budget, finish, out, precision) -> None:  # noqa: ANN001, E501
     from rich.progress import TextColumn
 
     from dendriteseg.tune.finetune import finetune_on_labels
@@ -89,6 +92,7 @@ def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials,
             trials=trials,
             budget=budget,
             finish=finish,
+            precision=precision,
             on_trial=lambda line: _say(line, err=True),
             on_epoch=lambda used: bar.update(task, completed=used),
         )

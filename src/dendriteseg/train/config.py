@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dendriteseg.data.augment import AugmentConfig
-from dendriteseg.device import AMP_MODES
+from dendriteseg.device import PRECISIONS
 from dendriteseg.errors import InputError, check_ranges
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -40,6 +40,9 @@ class TrainConfig:
     or exact (fine-tuning) entries; validation uses the exact ``val`` split
     when there is one, else the ``val`` split of ``train_quality``.
 
+    ``precision`` is the training precision: "auto" is fp32 on the CPU and
+    bf16 (or fp16) on CUDA (:func:`dendriteseg.device.training_precision`).
+
     ``lr_schedule`` is "cosine" (linear warm-up over ``warmup_steps``, then
     cosine decay to ``min_lr`` x ``lr`` at the last step) or "constant".
     """
@@ -61,7 +64,7 @@ class TrainConfig:
     dice_weight: float = 1.0
     boundary_weight: float = 0.0
     foreground: float = 0.5
-    amp: str = "auto"
+    precision: str = "auto"
     seed: int = 0
     device: str = "auto"
     freeze_encoder: bool = False
@@ -73,8 +76,8 @@ class TrainConfig:
             raise InputError(f"patch: three sizes Z, W, W of at least 1, got {list(self.patch)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule: expected {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if self.amp not in AMP_MODES:
-            raise InputError(f"amp: expected {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision: expected {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -113,6 +116,8 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in values.items():
+        if key == "amp" and not prefix:
+            raise InputError(f"amp: renamed precision ({', '.join(PRECISIONS)}; amp none is precision fp32)")
         if key not in known:
             raise InputError(f"unknown setting {prefix}{key!r}; valid: {', '.join(known)}")
         current = getattr(default, key)

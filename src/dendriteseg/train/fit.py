@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from dendriteseg.data.augment import augment
 from dendriteseg.data.volumes import UNLABELLED, LabelledVolume, PatchSampler
-from dendriteseg.device import precision_for_amp, resolve_device, training_autocast
+from dendriteseg.device import resolve_device, training_autocast, training_precision
 from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import TorchPredictor
 from dendriteseg.io import write_text_atomic
@@ -79,7 +79,7 @@ def segmentation_loss(
 
 
 def validate(
-    model: torch.nn.Module, volumes: list[LabelledVolume], *, depth: int, device: Any, amp: str
+    model: torch.nn.Module, volumes: list[LabelledVolume], *, depth: int, device: Any, precision: str
 ) -> dict[str, float]:
     """Mean scores over validation volumes, predicted as ``segment`` predicts a user's volume.
 
@@ -89,14 +89,14 @@ def validate(
     """
     if not volumes:
         return {k: math.nan for k in SCORES}
-    return _validation_scores(model, volumes, depth=depth, device=device, amp=amp).mean
+    return _validation_scores(model, volumes, depth=depth, device=device, precision=precision).mean
 
 
 def validation_labels(
-    model: torch.nn.Module, volumes: list[LabelledVolume], *, depth: int, device: Any, amp: str
+    model: torch.nn.Module, volumes: list[LabelledVolume], *, depth: int, device: Any, precision: str
 ) -> list[np.ndarray]:
     """The labels ``model`` predicts for each validation volume, as :func:`validate` scores them."""
-    scores = _validation_scores(model, volumes, depth=depth, device=device, amp=amp, keep_labels=True)
+    scores = _validation_scores(model, volumes, depth=depth, device=device, precision=precision, keep_labels=True)
     return scores.labels
 
 
@@ -106,13 +106,13 @@ def _validation_scores(
     *,
     depth: int,
     device: Any,
-    amp: str,
+    precision: str,
     **options: Any,
 ) -> Any:
     predictor = TorchPredictor(
         model,
         device=resolve_device(device),
-        precision=precision_for_amp(amp),
+        precision=precision,
         tile_depth=None if is_2d(model) else depth,
         name="validation",
     )
@@ -282,7 +282,7 @@ def fit(
         t0 = time.perf_counter()
         losses, skipped = run.train_epoch(epoch, on_step)
         train_seconds = time.perf_counter() - t0
-        scores = validate(model, val_volumes, depth=config.patch[0], device=run.device, amp=config.amp)
+        scores = validate(model, val_volumes, depth=config.patch[0], device=run.device, precision=config.precision)
         patches = config.steps_per_epoch * config.batch
         record = {
             "epoch": epoch + 1,
@@ -318,7 +318,8 @@ class _Run:
                 p.requires_grad_(False)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
-        self.autocast, self.scaler = training_autocast(self.device, config.amp)
+        self.precision = training_precision(config.precision, self.device)
+        self.autocast, self.scaler = training_autocast(self.device, self.precision)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, float] | None = None
         self.start_epoch = 0
@@ -362,7 +363,7 @@ class _Run:
                 if skipped > max(10, config.steps_per_epoch // 2):
                     raise RuntimeError(
                         f"training diverged: {skipped} steps of epoch {epoch + 1} had non-finite "
-                        "gradients; lower lr or set amp: none"
+                        "gradients; lower lr or set precision: fp32"
                     )
             if torch.isfinite(loss):
                 losses.append(float(loss.detach()))
@@ -407,7 +408,12 @@ class _Run:
         """Write last (and, with ``keep``, best) model, the resumable state, the log and the curve."""
         out, info = self.out, self.info
         self.history.append(record)
-        provenance = {**info.provenance, "config": config_to_dict(self.config), "history": self.history}
+        provenance = {
+            **info.provenance,
+            "config": config_to_dict(self.config),
+            "training": {"device": self.device.type, "precision": self.precision},
+            "history": self.history,
+        }
         epoch_info = ModelInfo(info.architecture, info.arguments, info.normalisation, provenance)
         save_model(out / "last.safetensors", self.model, epoch_info)
         if keep:
@@ -434,7 +440,7 @@ class _Run:
         _plot_curve(self.history, out / "curve.png")
 
 
-RESUMABLE = ("out", "epochs", "device", "amp")  # settings a resumed run may change
+RESUMABLE = ("out", "epochs", "device", "precision")  # settings a resumed run may change
 
 
 def _run_identity(model: torch.nn.Module, config: TrainConfig, info: ModelInfo) -> dict[str, Any]:

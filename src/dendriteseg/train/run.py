@@ -12,6 +12,7 @@ import torch
 
 from dendriteseg import __version__
 from dendriteseg.data import LabelledVolume, PatchSampler, read_manifest, select
+from dendriteseg.device import resolve_device, training_precision
 from dendriteseg.errors import InputError
 from dendriteseg.models import build_model, spec_for
 from dendriteseg.models.files import ModelInfo, load_model, read_model_info
@@ -58,6 +59,7 @@ def train(
     """
     if not config.data:
         raise InputError("config: 'data' (a dataset manifest) is required")
+    training_precision(config.precision, resolve_device(config.device))  # refused before any data is read
     entries = read_manifest(config.data)
     train_entries = select(entries, quality=config.train_quality, split="train")
     val_entries = select(entries, quality="exact", split="val") or select(
@@ -111,6 +113,7 @@ def train_on(
     if spec_for(architecture).dims == 2 and config.patch[0] != 1:
         config = config.replace(patch=(1, *config.patch[1:]))
     check_patch(train_volumes, config.patch)  # before any tensor is built
+    training_precision(config.precision, resolve_device(config.device))
     if parent is not None:
         model, parent_info = load_model(parent)
         provenance["parent"] = {

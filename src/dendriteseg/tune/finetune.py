@@ -55,6 +55,7 @@ import numpy as np
 import optuna
 
 from dendriteseg.data import UNLABELLED, LabelledVolume
+from dendriteseg.device import resolve_device, training_precision
 from dendriteseg.errors import InputError
 from dendriteseg.models import spec_for
 from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model
@@ -65,6 +66,7 @@ from dendriteseg.tune.labels import UserScan, split_labels
 from dendriteseg.tune.search import (
     DONE,
     Deadline,
+    default_devices,
     OutOfTime,
     describe_trial,
     epoch_reporter,
@@ -117,7 +119,7 @@ def _pad_depth(scan: UserScan, depth: int) -> UserScan:
     return UserScan(scan.name, image, label, scan.was_2d)
 
 
-def _base_config(parent: Path, scans: list[UserScan], seed: int) -> TrainConfig:
+def _base_config(parent: Path, scans: list[UserScan], seed: int, precision: str = "auto") -> TrainConfig:
     """Everything not searched: the parent's patch (narrowed to the images) and batch, exact labels."""
     info = read_model_info(parent)
     trained = info.provenance.get("config", {})
@@ -136,6 +138,7 @@ def _base_config(parent: Path, scans: list[UserScan], seed: int) -> TrainConfig:
         boundary_weight=float(trained.get("boundary_weight", 0.0)),
         seed=seed,
         lr_schedule="cosine",
+        precision=precision,
     )
 
 
@@ -151,6 +154,7 @@ def finetune_on_labels(
     seed: int = 0,
     search: bool = True,
     finish: str = "all-labels",
+    precision: str = "auto",
     on_trial: Callable[[str], None] | None = None,
     on_epoch: Callable[[float], None] | None = None,
 ) -> FinetuneResult:
@@ -162,18 +166,22 @@ def finetune_on_labels(
     ``search=False`` is the plain alternative: one fine-tune at the first
     trial's fixed settings, for as many epochs as the budget allows.
     ``finish``: what follows the search: ``"all-labels"``, ``"continue"`` or ``"refit"`` (module notes).
+    ``precision``: the training precision (:func:`dendriteseg.device.training_precision`: "auto" is
+    fp32 on the CPU), checked before any work.
     """
     if finish not in FINISHES:
         raise InputError(f"finish: expected one of {', '.join(FINISHES)}, got {finish!r}")
+    for device in devices or ["auto"]:
+        training_precision(precision, resolve_device(device))
     _check_output(Path(out))  # before minutes of work
     deadline = Deadline(minutes * 60)
     parent = starting_model(scans, start)
-    base = _base_config(parent, scans, seed)
+    base = _base_config(parent, scans, seed, precision)
     scans = [_pad_depth(s, base.patch[0]) for s in scans]
     train, val, split = split_labels(scans, depth=base.patch[0], seed=seed)
     model, info = load_model(parent)
     started = time.monotonic()
-    before = validate(model, val, depth=base.patch[0], device="auto", amp="auto")
+    before = validate(model, val, depth=base.patch[0], device="auto", precision="auto")
     val_seconds = time.monotonic() - started  # what one scoring of a model costs
     b = budget_named(budget)
     with tempfile.TemporaryDirectory(prefix="dendriteseg-finetune-") as work:
@@ -197,7 +205,7 @@ def finetune_on_labels(
         if search and not settings_searched:
             kept.label += f" ({ONE_SLICE})"
         if search and finish != "continue" and kept.trial is not None:
-            refit = _on_every_label(study, kept, run, scans, (devices or ["cpu"])[0], finish=finish)
+            refit = _on_every_label(study, kept, run, scans, (devices or default_devices())[0], finish=finish)
         record = {
             "from": str(parent),
             "images": [s.name for s in scans],
@@ -363,7 +371,7 @@ def _winner(study: optuna.Study, run: _Run) -> optuna.trial.FrozenTrial | None:
     counts = []
     for trial in (best, plain):
         model, _ = load_model(trial.user_attrs["model"])
-        predicted = validation_labels(model, run.val, depth=run.base.patch[0], device="auto", amp="auto")
+        predicted = validation_labels(model, run.val, depth=run.base.patch[0], device="auto", precision="auto")
         counts.append(tile_counts(predicted, run.val))
     comparison = compare(*counts)
     chosen = best if comparison.clear else plain
@@ -396,7 +404,7 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
     scored: dict[float, dict[str, float]] = {}  # validation scores by their objective value
 
     def score(model: Any) -> float:
-        scores = validate(model, run.val, depth=run.base.patch[0], device="auto", amp="auto")
+        scores = validate(model, run.val, depth=run.base.patch[0], device="auto", precision="auto")
         scored[objective_value(scores)] = scores
         return objective_value(scores)
 
@@ -442,7 +450,7 @@ def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, 
         objective,
         trials=len(study.get_trials(states=DONE)) + 1,
         seconds=max(run.deadline.left(), 1.0),
-        devices=(devices or ["cpu"])[:1],
+        devices=(devices or default_devices())[:1],
         on_trial=report,
     )
 

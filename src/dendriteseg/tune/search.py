@@ -30,15 +30,15 @@ from optuna.trial import TrialState
 STUDY_FILE = "study.journal"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
 def open_study(folder: str | Path, name: str, *, seed: int = 0, min_epochs: int = 1) -> optuna.Study:
     """Create or reopen study ``name`` in ``folder/study.journal``.
 
     Trials left running by a process that is gone (killed search) are
     marked failed, so they neither count nor block; finished ones are kept.
     """
+    # Optuna logs a full traceback for each failed trial (a Ctrl-C, an error inside one); the error
+    # itself reaches the caller, and the command line says it in one line
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(
