@@ -24,8 +24,18 @@ from dendriteseg.errors import InputError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) that leave AMX out
-_BELOW_AMX = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
-              "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512")
+_BELOW_AMX = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX10_1_512",
+)
 
 
 def resolve_device(device: Any = "auto") -> Any:

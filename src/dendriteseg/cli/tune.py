@@ -62,7 +62,9 @@ def finetune(
     )
 
 
-def _finetune_images(inputs, labels, slices, scribbles, parent, minutes, trials, budget, finish, out, precision) -> None:  # noqa: ANN001, E501
+def _finetune_images(
+    inputs, labels, slices, scribbles, parent, minutes, trials, budget, finish, out, precision
+) -> None:  # noqa: ANN001, E501
     from rich.progress import TextColumn
 
     from dendriteseg.tune.finetune import finetune_on_labels

@@ -96,7 +96,9 @@ def validation_labels(
     model: torch.nn.Module, volumes: list[LabelledVolume], *, depth: int, device: Any, precision: str
 ) -> list[np.ndarray]:
     """The labels ``model`` predicts for each validation volume, as :func:`validate` scores them."""
-    scores = _validation_scores(model, volumes, depth=depth, device=device, precision=precision, keep_labels=True)
+    scores = _validation_scores(
+        model, volumes, depth=depth, device=device, precision=precision, keep_labels=True
+    )
     return scores.labels
 
 
@@ -282,7 +284,9 @@ def fit(
         t0 = time.perf_counter()
         losses, skipped = run.train_epoch(epoch, on_step)
         train_seconds = time.perf_counter() - t0
-        scores = validate(model, val_volumes, depth=config.patch[0], device=run.device, precision=config.precision)
+        scores = validate(
+            model, val_volumes, depth=config.patch[0], device=run.device, precision=config.precision
+        )
         patches = config.steps_per_epoch * config.batch
         record = {
             "epoch": epoch + 1,

@@ -66,8 +66,8 @@ from dendriteseg.tune.labels import UserScan, split_labels
 from dendriteseg.tune.search import (
     DONE,
     Deadline,
-    default_devices,
     OutOfTime,
+    default_devices,
     describe_trial,
     epoch_reporter,
     objective_value,
@@ -371,7 +371,9 @@ def _winner(study: optuna.Study, run: _Run) -> optuna.trial.FrozenTrial | None:
     counts = []
     for trial in (best, plain):
         model, _ = load_model(trial.user_attrs["model"])
-        predicted = validation_labels(model, run.val, depth=run.base.patch[0], device="auto", precision="auto")
+        predicted = validation_labels(
+            model, run.val, depth=run.base.patch[0], device="auto", precision="auto"
+        )
         counts.append(tile_counts(predicted, run.val))
     comparison = compare(*counts)
     chosen = best if comparison.clear else plain
