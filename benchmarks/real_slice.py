@@ -55,8 +55,8 @@ def main() -> None:
                 result = segment(image, model, sample_mask=mask, precision="fp32", scale=scale)
                 labels[mask] = result.labels.astype(bool)
                 cells.append(f"{labels[mask].mean() * 100:8.1f} % / {int(labels[mask][beyond].sum()):7d}")
-                if mask == "auto" and result.extra.get("scale"):
-                    shown = f"auto={result.extra['scale'].scale}"
+                if mask == "auto" and result.scale:
+                    shown = f"auto={result.scale.scale}"
             print(f"{model[-44:]:44s}{shown:>8s}" + "".join(f"{c:>24s}" for c in cells), flush=True)
             if args.png_dir:
                 name = f"real_slice_{Path(model).stem}_scale{scale}.png"

@@ -38,7 +38,7 @@ def main() -> None:
         result = segment(image, args.model, precision="fp32", scale=scale, compile=False)
         runs[scale] = (time.perf_counter() - start, result)
     (t1, plain), (ta, auto) = runs[1], runs["auto"]
-    choice = auto.extra["scale"]
+    choice = auto.scale
     print(f"{args.model} on a {'x'.join(map(str, shape))} synthetic scan (moderate preset, seed 9000)")
     print(f"scale 1:    {t1:7.1f} s")
     print(f"scale auto: {ta:7.1f} s   x{ta / t1:.2f} of scale 1; {choice.describe()}")

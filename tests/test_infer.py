@@ -145,7 +145,7 @@ def test_tile_starts_follow_the_pooling_grid():
 # -- no seams -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tile,overlap,overlap_z", [((5, 16, 16), 0.3, 0.4), ((4, 9, 40), 0.0, 0.0)])
+@pytest.mark.parametrize("tile,overlap,overlap_z", [((5, 16, 16), 0.3, 0.4), ((4, 17, 40), 0.0, 0.0)])
 def test_tiled_pointwise_prediction_equals_direct(volume, tile, overlap, overlap_z):
     result = segment(volume, pointwise, tile=tile, overlap=overlap, overlap_z=overlap_z, probabilities=True)
     lo, hi = normalisation_window(volume)
@@ -319,8 +319,8 @@ def test_a_series_is_segmented_at_the_binning_its_first_volume_chose(tmp_path):
     np.save(tmp_path / "t0.npy", noisy)
     np.save(tmp_path / "t1.npy", clean)
     options = dict(window=(0.0, 1.0), sample_mask="none")
-    assert segment(clean, _noise_averaged, **options).extra["scale"].scale == 1  # alone: unbinned
-    assert segment(noisy, _noise_averaged, **options).extra["scale"].scale == 2
+    assert segment(clean, _noise_averaged, **options).scale.scale == 1  # alone: unbinned
+    assert segment(noisy, _noise_averaged, **options).scale.scale == 2
     rows = segment_series([f"{tmp_path}/t*.npy"], tmp_path / "out", _noise_averaged, **options)
     assert [r["scale"] for r in rows] == [2, 2]
     binned = segment(clean, _noise_averaged, scale=2, **options).labels
@@ -346,8 +346,8 @@ def test_killed_series_resumes_without_redoing_volumes(scans, tmp_path, model_fi
             import sys, time
             import numpy as np
             from dendriteseg.infer.series import segment_series
-            from dendriteseg.infer.segment import as_predictor
-            net = as_predictor({str(model_file)!r}, device="cpu")
+            from dendriteseg.infer.predictor import resolve_predictor
+            net = resolve_predictor({str(model_file)!r}, device="cpu")
             def slow(batch):
                 time.sleep(0.3)
                 return net(batch)
@@ -394,7 +394,7 @@ def test_dask_local_cluster_matches_single_process(tmp_path, volume, model_file)
         block_depth=8,
         device="cpu",
     )
-    assert result.extra["blocks"] == 5
+    assert result.blocks == 5
     assert np.array_equal(read_volume(tmp_path / "many.zarr"), read_volume(tmp_path / "one.zarr"))
     assert result.dendrite_fraction == pytest.approx(single.dendrite_fraction)
 
@@ -668,15 +668,15 @@ def test_scale_auto_bins_where_the_network_is_surest_and_only_large_slices():
 
     noise_averaged = _noise_averaged
     auto = segment(image, noise_averaged, window=(0.0, 1.0), sample_mask="none")
-    choice = auto.extra["scale"]
+    choice = auto.scale
     assert set(choice.entropies) == {1, 2} and choice.scale == 2
     binned = segment(image, noise_averaged, window=(0.0, 1.0), sample_mask="none", scale=2)
     np.testing.assert_array_equal(auto.labels, binned.labels)
 
     unsure = lambda batch: np.zeros_like(batch)  # noqa: E731 - as unsure at every binning: stays at 1
-    assert segment(image, unsure, window=(0.0, 1.0), sample_mask="none").extra["scale"].scale == 1
+    assert segment(image, unsure, window=(0.0, 1.0), sample_mask="none").scale.scale == 1
     small = segment(image[:, :150, :150], noise_averaged, window=(0.0, 1.0), sample_mask="none")
-    assert small.extra["scale"].scale == 1 and not small.extra["scale"].entropies  # nothing probed
+    assert small.scale.scale == 1 and not small.scale.entropies  # nothing probed
     for bad in (0, "x", 1.5):
         with pytest.raises(InputError, match="scale"):
             segment(image, unsure, window=(0.0, 1.0), scale=bad)

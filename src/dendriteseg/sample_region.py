@@ -17,10 +17,22 @@ in a few evenly spaced slices (averaged, about 256 pixels a side):
    took those in, and models call the dark gap there dendrite), if it
    covers at least ``MIN_COVER`` of the slice and is brighter than the rest
    by ``MIN_CONTRAST``;
-3. the region is grown by ``MARGIN`` of the slice side, and refused (no
-   mask) when it covers more than ``MAX_COVER`` of the slice or its edge
-   runs along the slice's border: a scan cropped inside the sample has no
-   outside.
+3. inside that region, the sample's own edge (:func:`own_edge`): real
+   reconstructions put things between the sample and a masked or dark
+   exterior, a thin dark or bright line (oxide skin), a band of grainy
+   material (packing, a crucible wall), air. Along rays from the region's
+   centre, with the radius measured as a share of the ray's length to the
+   region's rim, the median over angles of the grey level and of the local
+   texture (standard deviation over a few pixels) is what the inside of the
+   sample looks like near the centre; where both profiles leave that look
+   and stay away from it out to the rim, within ``EDGE_BAND`` of the radius
+   from the rim, lies the sample's own edge. Each ray then places it where
+   its own departure begins near there, smoothed over neighbouring angles;
+   the region stops there;
+4. a region of step 1 or 2 without an own edge is refused (no mask) when it
+   covers more than ``MAX_COVER`` of the slice or its edge runs along the
+   slice's border: a scan cropped inside the sample has no outside; the
+   region is grown by ``MARGIN`` of the slice side.
 
 The result is a 2D mask applied to every slice (samples are cylinders
 along z). It is a net under a model that should not need it, not a
@@ -50,6 +62,16 @@ MIN_CONTRAST = 0.15  # the bright region's mean above the rest's, in units of th
 CLOSE = 0.05  # notches narrower than twice this share of the slice side are filled
 MARGIN = 0.01  # the region grows by this share of the slice side
 BORDER_TOUCH = 0.05  # a region whose edge runs along more than this share of the border is a crop
+ANGLES = 180  # rays of the own-edge search
+RADII = 128  # samples along each ray, centre to rim
+INNER = (0.15, 0.55)  # the share of the radius whose look is the sample's inside
+EDGE_BAND = 0.35  # the own edge lies within this share of the radius from the rim
+GREY_DEPART = (
+    0.15  # darker than the inside's darkest phase, or brighter than its melt, by this share of the window
+)
+TEXTURE_DEPART = 1.8  # local standard deviation this many times the inside's median
+TEXTURE_SIGMA = 1.5  # pixels: the scale of the local standard deviation (grains of 2-8 px)
+RIM_SKIP = 4.0  # pixels next to the rim left out (the step to the exterior itself)
 
 
 @dataclass
@@ -135,6 +157,133 @@ def _along_border(region: np.ndarray) -> float:
     return float(edge.mean())
 
 
+@dataclass
+class _Rays:
+    """Rays from a region's centre: angles, rim radius per angle, sampling positions."""
+
+    centre: tuple[float, float]
+    theta: np.ndarray
+    rim: np.ndarray  # pixels from the centre to the region's rim, per angle
+    t: np.ndarray  # positions along each ray, as shares of its rim radius
+
+    def coords(self, t: np.ndarray | None = None) -> np.ndarray:
+        t = self.t if t is None else t
+        r = self.rim[:, None] * t[None, :]
+        cy, cx = self.centre
+        return np.stack([cy + r * np.sin(self.theta)[:, None], cx + r * np.cos(self.theta)[:, None]])
+
+
+def _rays(region: np.ndarray) -> _Rays | None:
+    """Rays from the centre of ``region`` to its rim (the first pixel outside along each)."""
+    ys, xs = np.nonzero(region)
+    if ys.size == 0:
+        return None
+    centre = (float(ys.mean()), float(xs.mean()))
+    theta = np.linspace(0.0, 2 * np.pi, ANGLES, endpoint=False)
+    steps = np.arange(0.0, float(np.hypot(*region.shape)), 0.5)
+    probe = _Rays(centre, theta, np.ones(ANGLES), steps)
+    inside = ndimage.map_coordinates(region.astype(np.float32), probe.coords(), order=0, cval=0.0) > 0.5
+    first_out = np.argmax(~inside, axis=1)  # along each ray, the first step outside
+    first_out[inside.all(axis=1)] = steps.size - 1
+    rim = steps[first_out]
+    if np.median(rim) < 4 * RIM_SKIP:
+        return None
+    return _Rays(centre, theta, np.maximum(rim, 1.0), np.linspace(0.0, 1.0, RADII))
+
+
+def _departure(image: np.ndarray, region: np.ndarray, rays: _Rays) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per ray and position, whether the grey level and the texture leave the inside's look
+    (angles x positions of bool), and the positions left out next to the rim (bool per position)."""
+    finite = np.isfinite(image) & region
+    if finite.sum() < 100:
+        return None
+    lo, hi = np.percentile(image[finite], (1, 99))
+    norm = np.clip((np.where(np.isfinite(image), image, lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+    mean = ndimage.gaussian_filter(norm, TEXTURE_SIGMA)
+    std = np.sqrt(np.maximum(ndimage.gaussian_filter(norm**2, TEXTURE_SIGMA) - mean**2, 0.0))
+    coords = rays.coords()
+    grey = ndimage.map_coordinates(ndimage.gaussian_filter(norm, 0.7), coords, order=1)
+    texture = ndimage.map_coordinates(std, coords, order=1)
+    inner = (rays.t >= INNER[0]) & (rays.t <= INNER[1])
+    solid, melt = (float(v) for v in np.percentile(grey[:, inner], (5, 80)))
+    noise = float(np.median(texture[:, inner]))
+    if noise <= 0:
+        return None
+    # unlike anything inside: textured (grains), darker than its darkest phase, brighter than the melt
+    departs = (texture > TEXTURE_DEPART * noise) | (grey < solid - GREY_DEPART) | (grey > melt + GREY_DEPART)
+    near_rim = rays.t > 1.0 - RIM_SKIP / float(np.median(rays.rim))
+    return departs, near_rim
+
+
+def own_edge(image: np.ndarray, region: np.ndarray) -> np.ndarray | None:
+    """The part of ``region`` inside the sample's own edge (module notes, step 3); None where the
+    region's outer band looks like its inside (the region is the sample)."""
+    rays = _rays(region)
+    if rays is None:
+        return None
+    found = _departure(image, region, rays)
+    if found is None:
+        return None
+    departs, near_rim = found
+    usable = ~near_rim
+    if usable.sum() < 8:
+        return None
+    outside = np.median(departs, axis=0) > 0.5  # most rays at this position look unlike the inside
+    outside[near_rim] = True
+    # the own edge: the start of the run of "outside" positions that reaches the rim
+    inner_run = np.nonzero(~outside)[0]
+    if inner_run.size == 0:
+        return None
+    start = int(inner_run[-1]) + 1
+    t_edge = float(rays.t[min(start, rays.t.size - 1)])
+    last_usable = float(rays.t[usable][-1])
+    if t_edge >= last_usable or t_edge < 1.0 - EDGE_BAND:
+        return None  # nothing unlike the inside before the rim, or no sample inside it
+    # each ray: where its last run of departures begins, near the common edge
+    window = np.nonzero(np.abs(rays.t - t_edge) <= 0.05)[0]
+    calm = ~departs[:, window]  # positions in the window that look like the inside
+    last_calm = np.where(calm.any(axis=1), window.size - 1 - np.argmax(calm[:, ::-1], axis=1), -1)
+    begins = rays.t[np.minimum(window[0] + last_calm + 1, rays.t.size - 1)]
+    return region & _inside_edge(rays, begins, region.shape)
+
+
+def _ellipse(model: Any) -> tuple[float, float, float, float, float]:
+    """Centre x, y, semi-axes and angle of a fitted scikit-image EllipseModel (0.26 renamed them)."""
+    if hasattr(model, "axis_lengths"):
+        (xc, yc), (a, b), angle = model.center, model.axis_lengths, model.theta
+    else:  # scikit-image < 0.26
+        xc, yc, a, b, angle = model.params
+    return float(xc), float(yc), float(a), float(b), float(angle)
+
+
+def _inside_edge(rays: _Rays, per_ray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels inside the edge found along each ray: an ellipse fitted robustly to those points
+    (a dendrite that reaches the edge makes its rays stop early: outliers), or, where no ellipse
+    fits most of them, the points themselves smoothed over neighbouring angles."""
+    from skimage.measure import EllipseModel, ransac
+
+    cy, cx = rays.centre
+    radius = rays.rim * per_ray
+    points = np.stack([cx + radius * np.cos(rays.theta), cy + radius * np.sin(rays.theta)], axis=1)
+    ny, nx = shape
+    yy, xx = np.mgrid[:ny, :nx].astype(np.float32)
+    tolerance = max(1.0, 0.015 * float(np.median(rays.rim)))
+    model, inliers = ransac(
+        points, EllipseModel, min_samples=5, residual_threshold=tolerance, max_trials=200, rng=0
+    )
+    if model is not None and inliers is not None and inliers.mean() >= 0.5:
+        xc, yc, a, b, angle = _ellipse(model)
+        a, b = a + 2 * TEXTURE_SIGMA, b + 2 * TEXTURE_SIGMA  # the departure starts blurred inward by that
+        c, s = np.cos(angle), np.sin(angle)
+        u = ((xx - xc) * c + (yy - yc) * s) / a
+        v = (-(xx - xc) * s + (yy - yc) * c) / b
+        return u**2 + v**2 <= 1.0
+    smooth = ndimage.median_filter(rays.rim * per_ray, size=15, mode="wrap") + 2 * TEXTURE_SIGMA
+    angle = np.mod(np.arctan2(yy - cy, xx - cx), 2 * np.pi)
+    allowed = np.interp(angle, np.append(rays.theta, 2 * np.pi), np.append(smooth, smooth[0]))
+    return np.hypot(yy - cy, xx - cx) < allowed
+
+
 def detect_sample(volume: Any) -> SampleRegion | None:
     """The sample's region in ``volume`` (a Volume or array, 2D or 3D); None where none is found.
 
@@ -152,7 +301,10 @@ def detect_sample(volume: Any) -> SampleRegion | None:
         region, how = _bright_region(small), "bright region around the centre"
     if region is None or not region.any():
         return None
-    if region.mean() > MAX_COVER or _along_border(region) > BORDER_TOUCH:
+    inner = own_edge(small, region)
+    if inner is not None and inner.any() and _along_border(inner) <= BORDER_TOUCH:
+        region, how = ndimage.binary_fill_holes(inner), f"the sample's own edge inside the {how}"
+    elif region.mean() > MAX_COVER or _along_border(region) > BORDER_TOUCH:
         return None  # no outside to exclude: cropped inside the sample, or no sample boundary in view
     grow = max(1, int(round(MARGIN * min(small.shape))))
     region = ndimage.binary_dilation(region, iterations=grow)

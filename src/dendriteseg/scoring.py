@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from dendriteseg.infer.segment import as_predictor, segment
+from dendriteseg.infer.predictor import resolve_predictor
+from dendriteseg.infer.segment import segment
+from dendriteseg.infer.settings import InferenceSettings
 from dendriteseg.metrics import UNLABELLED, Evaluation, score_labelled, score_slices, summarize
 
 SCORES = ("accuracy", "iou", "bf1", "bde")
@@ -80,7 +82,8 @@ def score_model(
     window: tuple[float, float] | None = None,
     tolerance: float = 4.0,
     keep_labels: bool = False,
-    **options: Any,
+    settings: InferenceSettings | None = None,
+    **changes: Any,
 ) -> ModelScores:
     """Segment each volume with ``model`` and score it against its labels.
 
@@ -97,18 +100,16 @@ def score_model(
         BF1 tolerance in pixels.
     keep_labels : bool
         Also return the predicted labels (``ModelScores.labels``).
-    **options
-        Passed to :func:`~dendriteseg.infer.segment` (``device``,
-        ``precision``, ``tile``, ``tta``, ...); ``compile`` defaults to off.
+    settings, **changes
+        Inference settings as :func:`~dendriteseg.infer.segment` takes them (``device``,
+        ``precision``, ``tile``, ``tta``, ...); ``compile`` defaults to off here.
     """
-    predictor_keys = ("device", "precision", "tta", "compile")
-    predictor_options = {k: options.pop(k) for k in predictor_keys if k in options}
-    predictor_options.setdefault("compile", False)
-    predictor = as_predictor(model, **predictor_options)
+    settings = (settings or InferenceSettings(compile=False)).replace(window=window, **changes)
+    predictor = resolve_predictor(model, **settings.predictor_options)
     evaluations, labels, seconds, voxels = [], [], 0.0, 0
     for volume in volumes:
         image, truth = _pair(volume)
-        result = segment(image, predictor, window=window, **options)
+        result = segment(image, predictor, settings=settings)
         pred, seconds, voxels = result.labels, seconds + result.seconds, voxels + int(np.prod(result.shape))
         evaluations.append(_evaluate(pred, truth, tolerance))
         if keep_labels:

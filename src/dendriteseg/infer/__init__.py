@@ -5,12 +5,22 @@ folder or 4D series with resume; ``segment_dask`` runs block-wise on a
 ``dask.distributed`` cluster.
 """
 
-from dendriteseg.infer.predictor import TorchPredictor, default_model_path, load_predictor
-from dendriteseg.infer.segment import SegmentResult, choose_tile, iter_logits, segment
+from dendriteseg.infer.predictor import (
+    Predictor,
+    TorchPredictor,
+    default_model_path,
+    load_predictor,
+    resolve_predictor,
+)
+from dendriteseg.infer.segment import SegmentResult, segment
 from dendriteseg.infer.series import segment_series
+from dendriteseg.infer.settings import InferenceSettings
+from dendriteseg.infer.stream import choose_tile, iter_logits
 from dendriteseg.infer.tiling import Tiling, gaussian_window, tile_starts
 
 __all__ = [
+    "InferenceSettings",
+    "Predictor",
     "SegmentResult",
     "Tiling",
     "TorchPredictor",
@@ -19,6 +29,7 @@ __all__ = [
     "gaussian_window",
     "iter_logits",
     "load_predictor",
+    "resolve_predictor",
     "segment",
     "segment_series",
     "tile_starts",

@@ -23,15 +23,16 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
+from dendriteseg.infer.predictor import BinnedPredictor, resolve_predictor
 from dendriteseg.infer.segment import (
     SegmentResult,
-    as_predictor,
-    check_scale,
     check_volume,
-    iter_logits,
     plan_volume,
     predictor_at_scale,
+    window_for_volume,
 )
+from dendriteseg.infer.settings import InferenceSettings, settings_from
+from dendriteseg.infer.stream import iter_logits
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.io import VolumeWriter, open_volume, parse_location
 from dendriteseg.preprocess import FiniteVolume
@@ -66,10 +67,23 @@ def _worker_threads(threads: int | None) -> int:
         return 1
 
 
+def _worker_predictor(model: Any, predictor_options: dict[str, Any], scale: int) -> Any:
+    """The block's predictor: a model file is loaded once per worker process and kept."""
+    if not isinstance(model, (str, Path)):
+        predictor = resolve_predictor(model, **predictor_options)
+    else:
+        key = (str(model), tuple(sorted(predictor_options.items())))
+        if key not in _PREDICTORS:
+            _PREDICTORS[key] = resolve_predictor(model, **predictor_options)
+        predictor = _PREDICTORS[key]
+    return BinnedPredictor(predictor, scale) if scale > 1 else predictor
+
+
 def _segment_block(
     spec: str,
     model: Any,
     predictor_options: dict[str, Any],
+    scale: int,
     tiling: Tiling,
     window: tuple[float, float],
     z_range: tuple[int, int],
@@ -84,13 +98,7 @@ def _segment_block(
     import zarr
 
     torch.set_num_threads(_worker_threads(threads))
-    if isinstance(model, (str, Path)):  # a model file: load once per worker process
-        key = (str(model), tuple(sorted(predictor_options.items())))
-        if key not in _PREDICTORS:
-            _PREDICTORS[key] = as_predictor(model, **predictor_options)
-        predictor = _PREDICTORS[key]
-    else:
-        predictor = as_predictor(model, **predictor_options)
+    predictor = _worker_predictor(model, predictor_options, scale)
     array = zarr.open_array(store, path=member, mode="r+") if member else zarr.open_array(store, mode="r+")
     count = 0
     with open_volume(spec) as vol:
@@ -116,7 +124,7 @@ def _run_blocks(
 ) -> int:
     """Run :func:`_segment_block` for every z-block on the cluster; returns the dendrite voxel count.
 
-    ``task`` is (input, model, predictor options, tiling, window); ``sink`` is
+    ``task`` is (input, model, predictor options, binning, tiling, window); ``sink`` is
     (Zarr store, member, batch size, torch threads, sample region or None).
     """
     from distributed import Client, LocalCluster, as_completed
@@ -160,17 +168,9 @@ def segment_dask(
     scheduler: str = "local:2",
     block_depth: int = 32,
     threads: int | None = None,
-    tile: tuple[int, ...] | None = None,
-    overlap: float = 0.25,
-    overlap_z: float | None = None,
-    batch_size: int = 1,
-    tta: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
-    window: tuple[float, float] | None = None,
+    settings: InferenceSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
-    sample_mask: Any = "auto",
-    scale: int | str = "auto",
+    **changes: Any,
 ) -> SegmentResult:
     """Segment a volume file into a Zarr array on a Dask cluster.
 
@@ -189,12 +189,18 @@ def segment_dask(
     threads : int, optional
         Torch threads per worker; default the worker's thread count (Dask
         gives each worker's tasks one thread unless told otherwise).
-    Other parameters as in :func:`~dendriteseg.infer.segment`.
+    settings, **changes
+        As in :func:`~dendriteseg.infer.segment` (compile is off on workers).
     """
     try:
         import distributed  # noqa: F401
     except ImportError:
         raise InputError("--dask needs the 'distributed' package: pip install distributed") from None
+    settings = settings_from(settings, changes)
+    if settings.adapt:
+        raise InputError(
+            "adapt: not available with --dask (adapt once with segment, then run the model file)"
+        )
     started = time.perf_counter()
     spec = str(volume)
     if parse_location(output, for_writing=True).format != "zarr":
@@ -203,14 +209,16 @@ def segment_dask(
         from dendriteseg.infer.predictor import ensemble_members, resolve_model_path
 
         model = "+".join(str(resolve_model_path(m)) for m in ensemble_members(model) or [model])
-    predictor_options: dict[str, Any] = {"device": device, "precision": precision, "tta": tta}
+    predictor_options = {**settings.predictor_options, "compile": False}
     with open_volume(spec) as vol:
         check_volume(vol)
         voxel_size = vol.voxel_size
-        region = sample_region_for(vol, sample_mask)
-        predictor, window, choice = predictor_at_scale(vol, model, scale, window, region, **predictor_options)
-        plan = plan_volume(vol, predictor, tile, overlap, overlap_z, window)
-    predictor_options["scale"] = choice.scale if choice else check_scale(scale)  # "auto" chosen once, here
+        region = sample_region_for(vol, settings.sample_mask)
+        predictor = resolve_predictor(model, **predictor_options)
+        window = settings.window or window_for_volume(vol, predictor)
+        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
+        plan = plan_volume(vol, scaled, settings, window)
+    scale = choice.scale if choice else int(settings.scale)  # "auto" chosen once, here
     shape, tiling, window = plan.shape, plan.tiling, plan.window
     writer = VolumeWriter(output, shape, np.uint8, voxel_size=voxel_size)
     try:
@@ -218,8 +226,8 @@ def segment_dask(
         block = max(chunk_z, (block_depth // chunk_z) * chunk_z)
         store, member = writer.zarr_temp()
         blocks = [(z, min(z + block, shape[0])) for z in range(0, shape[0], block)]
-        task = (spec, model, predictor_options, tiling, window)
-        sink = (store, member, batch_size, threads, None if region is None else region.mask)
+        task = (spec, model, predictor_options, scale, tiling, window)
+        sink = (store, member, settings.batch_size, threads, None if region is None else region.mask)
         dendrite = _run_blocks(scheduler, task, blocks, sink, shape, progress)
         writer.commit()
     except BaseException:
@@ -233,5 +241,7 @@ def segment_dask(
         work_ratio=tiling.work_ratio(),
         window=tuple(float(w) for w in window),
         output=writer.final,
-        extra={"scheduler": scheduler, "blocks": len(blocks), "sample_region": region, "scale": choice},
+        sample_region=region,
+        scale=choice,
+        blocks=len(blocks),
     )

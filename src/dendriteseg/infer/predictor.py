@@ -1,28 +1,33 @@
-"""Predictors: callables that map a batch of normalised tiles to dendrite logits.
+"""Predictors: what the inference pipeline runs tiles through.
 
-``segment`` accepts any callable ``f(batch) -> logits`` where ``batch`` is a
-float32 array ``(B, Z, Y, X)`` of normalised intensities (the model file's
-percentile window mapped to 0..1) and ``logits`` has the same shape: the
-log-odds that each voxel is dendrite (> 0 means dendrite). An optional
-``tile_depth`` attribute says how many slices a tile must have (3D models:
-their training depth); without it slices are treated as independent (2D).
+A :class:`Predictor` maps a float32 batch ``(B, Z, Y, X)`` of normalised
+intensities (the model file's percentile window mapped to 0..1) to logits of
+the same shape: the log-odds that each voxel is dendrite (> 0: dendrite).
+It declares how its tiles must be cut (``tile_depth``: slices per tile for
+3D networks, None for slice-wise ones; ``size_multiple``: the (z, y, x)
+multiples tiles start at and measure), its ``normalisation``, and
+``prepare(voxels)``, told the size of what comes before it starts.
 
-:class:`TorchPredictor` wraps a dendriteseg network and picks the fastest
-path measured for the device (see :mod:`dendriteseg.infer.cpu`);
-:class:`EnsemblePredictor` averages several (``--model A+B``).
+:func:`resolve_predictor` is the one place a ``model`` argument becomes a
+predictor: a model file or shipped name (``A+B``: an
+:class:`EnsemblePredictor`), a torch module (:class:`TorchPredictor`, the
+fastest path measured for the device, :mod:`dendriteseg.infer.cpu`), a
+predictor, or any callable ``f(batch) -> logits``
+(:class:`CallablePredictor`; an optional ``tile_depth`` attribute on it says
+how many slices its tiles need). :class:`BinnedPredictor` wraps one to see
+binned tiles.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from dendriteseg.device import autocast, resolve_device, resolve_precision
 from dendriteseg.errors import InputError
-from dendriteseg.infer.tiling import alignment
 from dendriteseg.models.files import DEFAULT_MODEL, WEIGHTS
 from dendriteseg.preprocess import NORMALISATION
 
@@ -31,8 +36,46 @@ log = logging.getLogger(__name__)
 COMPILE_MIN_VOXELS = 64_000_000  # "auto" compiles for volumes this large (benchmarks/inference.py)
 
 
+@runtime_checkable
 class Predictor(Protocol):
+    """What the inference pipeline needs of a predictor (see the module notes)."""
+
+    tile_depth: int | None
+    size_multiple: tuple[int, int, int]
+    normalisation: dict[str, Any]
+
+    def prepare(self, voxels: int) -> None: ...
+
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class CallablePredictor:
+    """A plain callable ``f(batch) -> logits`` as a :class:`Predictor`.
+
+    Tiles are slice-wise unless ``tile_depth`` is given (or ``f`` has a
+    ``tile_depth`` attribute); no alignment; the default normalisation.
+    """
+
+    def __init__(self, fn: Any, *, tile_depth: int | None = None, name: str | None = None):
+        if not callable(fn):
+            raise InputError(
+                f"model: expected a model file, a torch module or a callable, got {type(fn).__name__}"
+            )
+        self.fn = fn
+        declared = getattr(fn, "tile_depth", None)  # the documented attribute of plain callables
+        self.tile_depth = int(tile_depth or declared) if (tile_depth or declared) else None
+        self.size_multiple = (1, 1, 1)
+        self.normalisation = dict(NORMALISATION)
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+
+    def prepare(self, voxels: int) -> None:
+        """Nothing to prepare for a plain callable."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.fn(batch)
+
+    def __repr__(self) -> str:
+        return f"CallablePredictor({self.name})"
 
 
 def default_model_path() -> Path:
@@ -100,14 +143,14 @@ class TorchPredictor:
         self.dims = getattr(model, "dims", 3)
         self.tta = tta
         self.name = name
-        self.normalisation = dict(normalisation or {})
+        self.normalisation = {**NORMALISATION, **(normalisation or {})}
         if self.dims == 3:
             z_levels = getattr(model, "z_levels", 0)
             self.tile_depth: int | None = int(tile_depth or max(4, 2**z_levels))
         else:
             self.tile_depth = None
-        multiple = getattr(model, "size_multiple", None)
-        self.size_multiple = tuple(multiple()) if callable(multiple) else (1,) * self.dims
+        multiple = tuple(model.size_multiple()) if hasattr(model, "size_multiple") else (1,) * self.dims
+        self.size_multiple: tuple[int, int, int] = tuple(multiple) if self.dims == 3 else (1, *multiple)
         model = model.eval()
         self.memory_format = torch.channels_last_3d if self.dims == 3 else torch.contiguous_format
         source = model.to(self.device)
@@ -243,21 +286,21 @@ class EnsemblePredictor:
     def __init__(self, members: list[Any], name: str = "ensemble"):
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two predictors")
-        norms = [{**NORMALISATION, **(getattr(m, "normalisation", None) or {})} for m in members]
+        members = [_protocol(m) for m in members]
+        norms = [m.normalisation for m in members]
         if any(n != norms[0] for n in norms[1:]):
             raise InputError(f"{name}: its models normalise intensities differently ({norms})")
         self.members = members
         self.name = name
         self.normalisation = norms[0]
-        depths = [d for d in (getattr(m, "tile_depth", None) for m in members) if d]
+        depths = [m.tile_depth for m in members if m.tile_depth]
         self.tile_depth = max(depths) if depths else None
-        multiples = [alignment(m) for m in members]
+        multiples = [m.size_multiple for m in members]
         self.size_multiple = tuple(int(np.lcm.reduce(axis)) for axis in zip(*multiples, strict=True))
 
     def prepare(self, voxels: int) -> None:
         for m in self.members:
-            if hasattr(m, "prepare"):
-                m.prepare(voxels)
+            m.prepare(voxels)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         logits = [np.clip(np.asarray(m(batch), np.float32), -30.0, 30.0) for m in self.members]  # finite exp
@@ -282,15 +325,15 @@ class BinnedPredictor:
     def __init__(self, inner: Any, factor: int):
         if int(factor) != factor or factor < 1:
             raise InputError(f"scale: a whole number of pixels per binned pixel (1, 2, 3, ...), got {factor}")
+        inner = _protocol(inner)
         self.inner, self.factor = inner, int(factor)
-        self.normalisation = getattr(inner, "normalisation", None)
-        self.tile_depth = getattr(inner, "tile_depth", None)
-        mz, my, mx = alignment(inner)
+        self.normalisation = inner.normalisation
+        self.tile_depth = inner.tile_depth
+        mz, my, mx = inner.size_multiple
         self.size_multiple = (mz, my * self.factor, mx * self.factor)
 
     def prepare(self, voxels: int) -> None:
-        if hasattr(self.inner, "prepare"):
-            self.inner.prepare(voxels // self.factor**2)
+        self.inner.prepare(voxels // self.factor**2)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -300,8 +343,8 @@ class BinnedPredictor:
         b, z, y, x = batch.shape
         binned = np.asarray(batch, np.float32).reshape(b, z, y // f, f, x // f, f).mean(axis=(3, 5))
         logits = torch.from_numpy(np.ascontiguousarray(self.inner(binned), np.float32))
-        up = F.interpolate(logits.reshape(b * z, 1, y // f, x // f), size=(y, x), mode="bilinear",
-                           align_corners=False)  # fmt: skip
+        low = logits.reshape(b * z, 1, y // f, x // f)
+        up = F.interpolate(low, size=(y, x), mode="bilinear", align_corners=False)
         return up.reshape(b, z, y, x).numpy()
 
     def __repr__(self) -> str:
@@ -327,3 +370,37 @@ def load_predictor(model: Any = None, **kwargs: Any) -> TorchPredictor | Ensembl
         # a model trained on deeper patches pools z to another bottleneck depth: tiles as deep as its patches
         kwargs.setdefault("tile_depth", int(trained_depth))
     return TorchPredictor(net, name=path.stem, **kwargs)
+
+
+def resolve_predictor(
+    model: Any = None,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    tta: bool = False,
+    compile: bool | str = False,
+) -> Predictor:
+    """The predictor for a ``model`` argument (see the module notes); the one place one is made.
+
+    A predictor passes through as it is (its own device and precision hold).
+    """
+    if model is None or isinstance(model, (str, Path)):
+        return load_predictor(model, device=device, precision=precision, tta=tta, compile=compile)
+    if _is_module(model):
+        return TorchPredictor(model, device=device, precision=precision, tta=tta, compile=compile)
+    if isinstance(model, Predictor):
+        return model
+    return CallablePredictor(model)
+
+
+def _protocol(predictor: Any) -> Predictor:
+    """A predictor as it is, or a plain callable wrapped as one."""
+    return predictor if isinstance(predictor, Predictor) else CallablePredictor(predictor)
+
+
+def _is_module(model: Any) -> bool:
+    try:
+        from torch import nn
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, nn.Module)

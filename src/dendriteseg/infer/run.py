@@ -19,9 +19,8 @@ from typing import Any
 from dendriteseg.errors import InputError
 from dendriteseg.infer.segment import SegmentResult, segment
 from dendriteseg.infer.series import expand_inputs, segment_series
+from dendriteseg.infer.settings import InferenceSettings
 from dendriteseg.io import parse_location
-
-COMPILE_MODES = {"auto": "auto", "on": True, "off": False}
 
 
 @dataclass
@@ -48,8 +47,8 @@ class SegmentRun:
             f"dendrite {100 * r.dendrite_fraction:.2f} %, "
             f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
             f"{r.seconds:.1f} s ({r.voxels_per_second / 1e6:.2f} Mvoxels/s)"
-            + (f"; {region.describe()}" if (region := r.extra.get("sample_region")) is not None else "")
-            + (f"; {choice.describe()}" if (choice := r.extra.get("scale")) and choice.entropies else "")
+            + (f"; {r.sample_region.describe()}" if r.sample_region is not None else "")
+            + (f"; {r.scale.describe()}" if r.scale is not None and r.scale.entropies else "")
         )
 
 
@@ -62,41 +61,29 @@ def writes_folder(inputs: list[str], expanded: list[str], output: str) -> bool:
     return len(expanded) > 1 or as_folder or globbed
 
 
-def check_options(*, batch_size: int = 1, overlap: float = 0.25, overlap_z: float | None = None) -> None:
-    """Refuse settings no tiling can use, before any work."""
-    if batch_size < 1:
-        raise InputError(f"--batch-size: must be >= 1, got {batch_size}")
-    if not 0 <= overlap < 1 or (overlap_z is not None and not 0 <= overlap_z < 1):
-        raise InputError("--overlap: must be in [0, 1)")
-
-
 def segment_inputs(
     inputs: list[str],
     output: str,
     model: Any = None,
     *,
+    settings: InferenceSettings | None = None,
     probabilities: str | None = None,
     fmt: str = "tif",
     summary: str = "summary.csv",
     dask: str | None = None,
     threads: int | None = None,
-    compile: bool | str = "auto",
     on_volume: Callable[[int, int, str, str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
-    **options: Any,
 ) -> SegmentRun:
     """Segment what the user named; see the module notes for the three cases.
 
-    ``compile`` also takes the command line's "on"/"off"; ``threads`` sets
-    torch's thread count (per worker with ``dask``). Other options
-    (``tile``, ``overlap``, ``overlap_z``, ``batch_size``, ``tta``,
-    ``device``, ``precision``) go to the segmentation.
+    ``settings`` holds every inference setting (:class:`~dendriteseg.infer.settings.InferenceSettings`);
+    ``threads`` sets torch's thread count (per worker with ``dask``).
     """
-    check_options(**{k: options[k] for k in ("batch_size", "overlap", "overlap_z") if k in options})
-    compile = COMPILE_MODES.get(compile, compile) if isinstance(compile, str) else compile
-    if compile not in (True, False, "auto"):
-        raise InputError(f"--compile: expected auto, on or off, got {compile!r}")
-    if threads:
+    settings = settings or InferenceSettings()
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"threads: must be >= 1, got {threads}")
         import torch
 
         torch.set_num_threads(threads)
@@ -105,9 +92,16 @@ def segment_inputs(
         if dask:
             raise InputError("--dask takes one input volume at a time")
         rows = segment_series(
-            expanded, output, model, fmt=fmt, probabilities=probabilities, summary=summary,
-            on_volume=on_volume, progress=progress, compile=compile, **options,
-        )  # fmt: skip
+            expanded,
+            output,
+            model,
+            fmt=fmt,
+            probabilities=probabilities,
+            summary=summary,
+            settings=settings,
+            on_volume=on_volume,
+            progress=progress,
+        )
         return SegmentRun(output, rows=rows, summary=Path(output) / summary)
     parse_location(output, for_writing=True)  # fail on a bad suffix before any work
     if probabilities:
@@ -118,11 +112,15 @@ def segment_inputs(
         if probabilities:
             raise InputError("--probabilities is not available with --dask")
         result = segment_dask(
-            expanded[0], output, model, scheduler=dask, threads=threads, progress=progress, **options
+            expanded[0], output, model, scheduler=dask, threads=threads, settings=settings, progress=progress
         )
     else:
         result = segment(
-            expanded[0], model, output=output, probabilities=probabilities, compile=compile,
-            progress=progress, **options,
-        )  # fmt: skip
+            expanded[0],
+            model,
+            output=output,
+            probabilities=probabilities,
+            settings=settings,
+            progress=progress,
+        )
     return SegmentRun(output, result=result)

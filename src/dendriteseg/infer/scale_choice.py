@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from dendriteseg.infer.predictor import BinnedPredictor, Predictor
+from dendriteseg.infer.settings import DEFAULT_OVERLAP
+from dendriteseg.infer.stream import iter_logits, plan_tiling, sigmoid
+from dendriteseg.io import Volume, as_volume
+from dendriteseg.sample_region import SampleRegion
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +62,41 @@ def mean_entropy(probabilities: np.ndarray, mask: np.ndarray | None = None) -> f
     return float(h.mean()) if h.size else 0.0
 
 
-def choose_scale(volume: Any, predictor: Any, window: tuple[float, float], region: Any = None) -> ScaleChoice:
-    """The binning for ``predictor`` (unbinned) on ``volume`` (a Volume, z-y-x); see the module notes.
+def probe_probabilities(
+    probe: np.ndarray, predictor: Predictor, window: tuple[float, float], scale: int
+) -> np.ndarray:
+    """Dendrite probabilities of ``probe`` (z, y, x; finite) with ``predictor`` seeing ``scale`` x
+    ``scale`` binned pixels, through the streaming core with its default tiles."""
+    seen = BinnedPredictor(predictor, scale) if scale > 1 else predictor
+    volume = as_volume(probe)
+    tiling = plan_tiling(volume.shape, seen, None, DEFAULT_OVERLAP, None)
+    out = np.empty(volume.shape, np.float32)
+    for z0, z1, logits in iter_logits(volume, seen, tiling, window):
+        out[z0:z1] = sigmoid(logits)
+    return out
 
-    ``window`` is the grey window of the whole volume, ``region`` its
-    :class:`~dendriteseg.sample_region.SampleRegion` (or None).
+
+def choose_scale(
+    volume: Volume, predictor: Predictor, window: tuple[float, float], region: SampleRegion | None = None
+) -> ScaleChoice:
+    """The binning for ``predictor`` (unbinned) on ``volume`` (z-y-x); see the module notes.
+
+    ``window`` is the grey window of the whole volume, ``region`` where the sample is (or None).
     """
-    from dendriteseg.infer.segment import segment
-
     scales = candidates_for(volume.shape)
     if len(scales) == 1:
         return ScaleChoice(1)
-    depth = min(int(volume.shape[0]), max(PROBE_DEPTH, int(getattr(predictor, "tile_depth", None) or 1)))
+    depth = min(int(volume.shape[0]), max(PROBE_DEPTH, int(predictor.tile_depth or 1)))
     z0 = (int(volume.shape[0]) - depth) // 2
-    probe = np.asarray(volume[z0 : z0 + depth], np.float32)
+    probe = np.asarray(volume.read(z0, z0 + depth), np.float32)
     lo, hi = window  # non-finite voxels read as the window's ends, as the whole run reads them (quietly here)
     probe = np.nan_to_num(probe, nan=lo, posinf=hi, neginf=lo)
     mask = None if region is None else region.mask
-    entropies = {}
-    for s in scales:
-        result = segment(
-            probe, predictor, window=window, scale=s, probabilities=True,
-            sample_mask="none" if mask is None else mask,
-        )  # fmt: skip
-        entropies[s] = mean_entropy(result.probabilities, mask)
+    mask2d = None if mask is None else (mask if mask.ndim == 2 else mask[z0 : z0 + depth].any(axis=0))
+    entropies = {s: mean_entropy(probe_probabilities(probe, predictor, window, s), mask2d) for s in scales}
     best = min(scales, key=lambda s: (entropies[s], s))
     if entropies[best] > (1 - MIN_GAIN) * entropies[1]:
         best = 1
     choice = ScaleChoice(best, entropies)
-    log.info("%s: %s", getattr(volume, "source", "volume"), choice.describe())
+    log.info("%s: %s", volume.source, choice.describe())
     return choice

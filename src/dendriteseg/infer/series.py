@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
+from dendriteseg.infer.settings import InferenceSettings, settings_from
 from dendriteseg.io import parse_location, write_text_atomic
 from dendriteseg.io.location import split_key
 from dendriteseg.io.outputs import remove_stale_partials
@@ -112,9 +113,10 @@ def segment_series(
     fmt: str = "tif",
     probabilities: str | Path | None = None,
     summary: str = "summary.csv",
+    settings: InferenceSettings | None = None,
     on_volume: Callable[[int, int, str, str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
-    **options: Any,
+    **changes: Any,
 ) -> list[dict[str, Any]]:
     """Segment every input into ``out_dir``, skipping finished ones; return the summary rows.
 
@@ -122,14 +124,16 @@ def segment_series(
     go there under the same name as its labels.
     ``on_volume(index, count, input, status)`` is called as each volume
     starts (status "run") or is skipped ("skipped"); ``progress`` as in
-    :func:`~dendriteseg.infer.segment`. Other options go to ``segment``.
+    :func:`~dendriteseg.infer.segment`; ``settings`` and ``changes`` as there.
     The model is loaded once for all volumes. With ``scale="auto"`` (the
     default) the first volume segmented chooses the binning and the rest of
     the series uses it (a resumed run takes it from the summary), so a time
     series is segmented at one scale.
     """
-    from dendriteseg.infer.segment import as_predictor, segment
+    from dendriteseg.infer.predictor import resolve_predictor
+    from dendriteseg.infer.segment import segment
 
+    settings = settings_from(settings, changes)
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         if out_dir.exists():
@@ -144,8 +148,6 @@ def segment_series(
     summary_path = out_dir / summary
     previous = read_summary(summary_path)
     predictor = None
-    predictor_options = {k: options.pop(k) for k in ("device", "precision", "tta", "compile") if k in options}
-    options.setdefault("scale", "auto")
     rows: list[dict[str, Any]] = []
     count = len(plan.inputs)
     for index, (spec, target) in enumerate(zip(plan.inputs, plan.outputs, strict=True)):
@@ -154,8 +156,8 @@ def segment_series(
         if finished:
             row = dict(previous.get(str(target), {}))
             row.update(input=spec, output=str(target), status="skipped")
-            if options["scale"] == "auto" and str(row.get("scale", "")).isdigit():
-                options["scale"] = int(row["scale"])  # the binning the series was begun with
+            if settings.scale == "auto" and str(row.get("scale", "")).isdigit():
+                settings = settings.replace(scale=int(row["scale"]))  # the binning the series was begun with
             rows.append(row)
             if on_volume:
                 on_volume(index, count, spec, "skipped")
@@ -166,14 +168,13 @@ def segment_series(
         if on_volume:
             on_volume(index, count, spec, "run")
         if predictor is None:
-            predictor = as_predictor(model, **predictor_options)
-            if hasattr(predictor, "prepare"):  # compile "auto" weighs the whole series, not one volume
-                predictor.prepare(_voxels(plan.inputs[index:]))
+            predictor = resolve_predictor(model, **settings.predictor_options)
+            predictor.prepare(_voxels(plan.inputs[index:]))  # compile "auto" weighs the whole series
         result = segment(
-            spec, predictor, output=target, probabilities=prob_target, progress=progress, **options
+            spec, predictor, output=target, probabilities=prob_target, settings=settings, progress=progress
         )
-        if (choice := result.extra.get("scale")) is not None:
-            options["scale"] = choice.scale  # the rest of the series at the first volume's binning
+        if result.scale is not None:
+            settings = settings.replace(scale=result.scale.scale)  # the rest at the first volume's binning
         rows.append(
             {
                 "input": spec,
@@ -183,7 +184,7 @@ def segment_series(
                 "seconds": f"{result.seconds:.3f}",
                 "voxels_per_second": f"{result.voxels_per_second:.0f}",
                 "dendrite_fraction": f"{result.dendrite_fraction:.6f}",
-                "scale": options["scale"],
+                "scale": settings.scale,
             }
         )
         write_summary(summary_path, rows + _rest(plan, index, previous))
