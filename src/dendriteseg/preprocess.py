@@ -62,6 +62,7 @@ def normalisation_window(
     low: float = 1.0,
     high: float = 99.0,
     max_slices: int = 16,
+    inside: np.ndarray | None = None,
     **widening: Any,
 ) -> tuple[float, float]:
     """Intensities at the ``low``/``high`` percentiles of up to ``max_slices`` evenly spaced slices.
@@ -70,10 +71,24 @@ def normalisation_window(
     offset (and to the intensity drift between scans). The low end is the
     air around the sample; in a scan cropped to the sample it reaches lower,
     where the air would be (:func:`widen_without_air`, which takes the
-    keyword arguments in ``widening``).
+    keyword arguments in ``widening``). With ``inside`` (where the sample
+    is: a (y, x) mask, or one per slice) the high end is measured there
+    only: bright grains of a container wall or packing, a bright masked
+    exterior or dense inclusions outside the sample do not push the melt
+    down the window.
     """
     sample = sample_slices(image, max_slices)
-    return widen_without_air(sample, percentile_window(sample, low, high), **widening)
+    lo, hi = percentile_window(sample, low, high)
+    if inside is not None:
+        mask = np.asarray(inside, bool)
+        if mask.ndim == 3:  # one mask per slice: those of the sampled slices
+            mask = mask[evenly_spaced(mask.shape[0], max_slices)] if image.ndim == 3 else mask.any(axis=0)
+        values = sample[:, mask] if mask.ndim == 2 else sample[mask]
+        values = values[np.isfinite(values)]
+        if values.size:
+            top = float(np.percentile(values, high))
+            hi = top if top > lo else hi
+    return widen_without_air(sample, (lo, hi), **widening)
 
 
 def widen_without_air(
@@ -140,12 +155,15 @@ def normalise(data: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return ((np.asarray(data, np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
-def window_for(volume: Any, normalisation: dict[str, Any] | None = None) -> tuple[float, float]:
-    """The grey window a model file's ``normalisation`` asks for on ``volume``."""
+def window_for(
+    volume: Any, normalisation: dict[str, Any] | None = None, inside: np.ndarray | None = None
+) -> tuple[float, float]:
+    """The grey window a model file's ``normalisation`` asks for on ``volume`` (``inside``: where the
+    sample is, see :func:`normalisation_window`)."""
     norm = {**NORMALISATION, **(normalisation or {})}
     if norm["kind"] != "percentile":
         raise InputError(f"model normalisation {norm['kind']!r} is not supported")
-    return normalisation_window(volume, low=float(norm["low"]), high=float(norm["high"]))
+    return normalisation_window(volume, low=float(norm["low"]), high=float(norm["high"]), inside=inside)
 
 
 class FiniteVolume(Volume):

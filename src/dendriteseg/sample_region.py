@@ -76,10 +76,17 @@ RIM_SKIP = 4.0  # pixels next to the rim left out (the step to the exterior itse
 
 @dataclass
 class SampleRegion:
-    """A detected (or given) sample region: ``mask`` (y, x), and how it was found."""
+    """A detected (or given) sample region: ``mask`` (y, x, or one per slice), how it was found, and
+    its ``core``: the region well inside its edge (without the margin it is grown by), where the
+    grey window is measured; a given mask is its own core."""
 
     mask: np.ndarray
     how: str
+    core: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.core is None or not self.core.any():
+            self.core = self.mask
 
     @property
     def share(self) -> float:
@@ -307,10 +314,17 @@ def detect_sample(volume: Any) -> SampleRegion | None:
     elif region.mean() > MAX_COVER or _along_border(region) > BORDER_TOUCH:
         return None  # no outside to exclude: cropped inside the sample, or no sample boundary in view
     grow = max(1, int(round(MARGIN * min(small.shape))))
+    core = ndimage.binary_erosion(region, iterations=grow)
     region = ndimage.binary_dilation(region, iterations=grow)
-    full = np.repeat(np.repeat(region, step, axis=0), step, axis=1)
+    return SampleRegion(_full_size(region, step, (ny, nx)), how, _full_size(core, step, (ny, nx)))
+
+
+def _full_size(mask: np.ndarray, step: int, shape: tuple[int, int]) -> np.ndarray:
+    """A mask found on every ``step``-th pixel, brought back to ``shape``."""
+    ny, nx = shape
+    full = np.repeat(np.repeat(mask, step, axis=0), step, axis=1)
     full = np.pad(full, ((0, max(0, ny - full.shape[0])), (0, max(0, nx - full.shape[1]))), mode="edge")
-    return SampleRegion(full[:ny, :nx], how)
+    return full[:ny, :nx]
 
 
 def sample_region_for(volume: Any, spec: Any) -> SampleRegion | None:

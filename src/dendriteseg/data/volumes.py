@@ -19,6 +19,7 @@ from dendriteseg.preprocess import (
     widen_without_air,
 )
 from dendriteseg.rng import Rng, as_generator
+from dendriteseg.sample_region import detect_sample
 
 
 def crop_windows(
@@ -79,7 +80,8 @@ class LabelledVolume:
             z0, z1 = entry.slices or (0, img.shape[0])
             if not 0 <= z0 < z1 <= img.shape[0]:
                 raise InputError(f"{entry.image}: slices {z0}:{z1} outside 0:{img.shape[0]}")
-            window = normalisation_window(img)
+            region = detect_sample(img)  # as segment measures the window: its high end inside the sample
+            window = normalisation_window(img, inside=None if region is None else region.core)
             image = normalise(img.read(z0, z1), window)
             label = as_binary_labels(lab.read(z0, z1), entry.label).astype(np.uint8)
         return cls(entry.name, image, label, entry.quality)

@@ -215,7 +215,7 @@ def segment_dask(
         voxel_size = vol.voxel_size
         region = sample_region_for(vol, settings.sample_mask)
         predictor = resolve_predictor(model, **predictor_options)
-        window = settings.window or window_for_volume(vol, predictor)
+        window = settings.window or window_for_volume(vol, predictor, region)
         scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
         plan = plan_volume(vol, scaled, settings, window)
     scale = choice.scale if choice else int(settings.scale)  # "auto" chosen once, here

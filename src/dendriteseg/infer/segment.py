@@ -125,7 +125,7 @@ def segment(
         predictor = resolve_predictor(model, **settings.predictor_options)
         if image2d and predictor.tile_depth:
             log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
-        window = settings.window or window_for_volume(vol, predictor)
+        window = settings.window or window_for_volume(vol, predictor, region)
         predictor, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
         plan = plan_volume(vol, predictor, settings, window)
         shape = plan.shape[1:] if image2d else plan.shape
@@ -282,6 +282,9 @@ class _Outputs:
             writer.abort()
 
 
-def window_for_volume(volume: Volume, predictor: Predictor) -> tuple[float, float]:
-    """The grey window the predictor's normalisation asks for, measured on ``volume``."""
-    return window_for(volume, predictor.normalisation)
+def window_for_volume(
+    volume: Volume, predictor: Predictor, region: SampleRegion | None = None
+) -> tuple[float, float]:
+    """The grey window the predictor's normalisation asks for, measured on ``volume`` (its high end
+    inside the sample ``region`` where there is one)."""
+    return window_for(volume, predictor.normalisation, None if region is None else region.core)

@@ -25,6 +25,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.io.labels import as_binary_labels
 from dendriteseg.io.readers import as_volume
 from dendriteseg.preprocess import normalisation_window, normalise
+from dendriteseg.sample_region import detect_sample
 
 
 @dataclass
@@ -60,7 +61,8 @@ def read_user_scan(
         label = _from_labels(given, data.shape, source, slices)
     if not (label != UNLABELLED).any():
         raise InputError(f"{source}: no labelled voxel")
-    window = normalisation_window(data)
+    region = detect_sample(data)  # as segment measures the window: its high end inside the sample
+    window = normalisation_window(data, inside=None if region is None else region.core)
     return UserScan(Path(str(image)).name, normalise(data, window), label, was_2d)
 
 
