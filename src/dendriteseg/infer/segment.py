@@ -12,6 +12,7 @@ comes from one :class:`~dendriteseg.infer.settings.InferenceSettings`.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,8 +28,10 @@ from dendriteseg.infer.scale_choice import ScaleChoice, choose_scale
 from dendriteseg.infer.settings import InferenceSettings, check_scale_fits, settings_from
 from dendriteseg.infer.stream import iter_logits, plan_tiling, sigmoid
 from dendriteseg.infer.tiling import Tiling
-from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume
-from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, window_for
+from dendriteseg.infer.trust import TrustMeter, TrustReport, suggested_share, trust_report
+from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume, write_text_atomic
+from dendriteseg.io.outputs import check_target, resolve_output
+from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, sample_slices, window_for
 from dendriteseg.sample_region import SampleRegion, sample_region_for
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class SegmentResult:
     nonfinite_voxels: int = 0  # replaced by the window's ends (counted once each)
     sample_region: SampleRegion | None = None  # where dendrites were allowed; None: anywhere
     scale: ScaleChoice | None = None  # the binning "auto" chose; None when it was given
+    trust: TrustReport | None = None  # whether to trust the labels, what to label next (infer/trust.py)
     blocks: int = 0  # Dask blocks (0: one process)
 
     @property
@@ -80,6 +84,7 @@ def segment(
     probabilities: str | Path | Location | bool | None = None,
     settings: InferenceSettings | None = None,
     progress: Progress | None = None,
+    report: str | Path | None = None,
     **changes: Any,
 ) -> SegmentResult:
     """Segment a whole volume with a network, tile by tile, streaming to disk.
@@ -104,6 +109,9 @@ def segment(
         precision, compile, window, compression, sample mask, scale, adapt);
         the defaults where not given.
     progress : callable(done_voxels, total_voxels), optional
+    report : path, optional
+        Also write the trust report (:mod:`dendriteseg.infer.trust`; always in
+        ``SegmentResult.trust``) as JSON, when the labels are complete.
     **changes
         Settings by name, applied over ``settings`` and checked
         (``segment(vol, batch_size=4, scale=1)``).
@@ -121,20 +129,33 @@ def segment(
         vol = SliceStack(vol)
     try:
         check_volume(vol)  # before loading a model
+        report_path = _check_report(report)
         region = sample_region_for(vol, settings.sample_mask)
         predictor = resolve_predictor(model, **settings.predictor_options)
         if image2d and predictor.tile_depth:
             log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
-        window = settings.window or window_for_volume(vol, predictor, region)
+        sample = sample_slices(vol)  # read once: the window and the trust report's histogram
+        window = settings.window or window_for_volume(sample, predictor, region)
         predictor, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
         plan = plan_volume(vol, predictor, settings, window)
         shape = plan.shape[1:] if image2d else plan.shape
         outputs = _Outputs(shape, vol.voxel_size, output, probabilities, settings.compression, region)
+        meter = TrustMeter(plan.shape[0], None if region is None else region.mask, choice.scale if choice else 1)
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
-        dendrite = _stream(source, predictor, plan, outputs, settings.batch_size, progress)
+        dendrite = _stream(source, predictor, plan, outputs, meter, settings.batch_size, progress)
         if warning := nonfinite_warning(source):
             log.warning(warning)
         labels, probs = outputs.in_memory(squeeze=image2d)
+        trust = trust_report(
+            meter,
+            suggested=suggested_share(sample, None if region is None else region.core),
+            region=region,
+            source=str(vol.source),
+            output=None if outputs.labels_out is None else str(outputs.labels_out.final),
+            model=None if model is None or not isinstance(model, (str, Path)) else str(model),
+        )
+        if report_path is not None:
+            write_text_atomic(report_path, json.dumps(trust.to_dict(), indent=1) + "\n")
         return SegmentResult(
             shape=shape,
             seconds=time.perf_counter() - started,
@@ -149,10 +170,22 @@ def segment(
             nonfinite_voxels=source.nonfinite,
             sample_region=region,
             scale=choice,
+            trust=trust,
         )
     finally:
         if owned:
             vol.close()
+
+
+def _check_report(report: str | Path | None) -> Path | None:
+    """The trust report's path, refused before any work where it could not be written."""
+    if report is None:
+        return None
+    path = resolve_output(Path(report))
+    if not path.parent.is_dir():
+        raise InputError(f"{report}: folder {path.parent} does not exist")
+    check_target(path, folder=False)
+    return path
 
 
 def predictor_at_scale(
@@ -177,16 +210,20 @@ def _stream(
     predictor: Predictor,
     plan: VolumePlan,
     outputs: _Outputs,
+    meter: TrustMeter,
     batch_size: int,
     progress: Progress | None,
 ) -> int:
-    """Run every tile row through the predictor into ``outputs``; returns the dendrite voxel count.
-    On any error (or interrupt) the outputs are aborted: nothing half-written stays."""
+    """Run every tile row through the predictor into ``outputs`` (and ``meter``); returns the dendrite
+    voxel count. On any error (or interrupt) the outputs are aborted: nothing half-written stays."""
     total = int(np.prod(plan.shape))
     done = dendrite = 0
     try:
         for z0, z1, logits in iter_logits(source, predictor, plan.tiling, plan.window, batch_size=batch_size):
-            dendrite += outputs.write(z0, z1, logits)
+            logits = outputs.inside_region(z0, z1, logits)
+            labels = (logits > 0).astype(np.uint8)
+            dendrite += outputs.write(z0, z1, logits, labels)
+            meter.add(z0, logits, labels)
             done += (z1 - z0) * plan.shape[1] * plan.shape[2]
             if progress:
                 progress(done, total)
@@ -249,13 +286,15 @@ class _Outputs:
             )
             self.writers.append(self.probs_out)
 
-    def write(self, z0: int, z1: int, logits: np.ndarray) -> int:
-        """Store slices ``z0:z1``; returns their dendrite voxel count. Outside ``region``
-        (the sample region, when there is one) nothing is dendrite."""
-        if self.region is not None:
-            inside = self.region[None] if self.region.ndim == 2 else self.region[z0:z1]
-            logits = np.where(inside, logits, np.float32(-30.0))
-        labels = (logits > 0).astype(np.uint8)
+    def inside_region(self, z0: int, z1: int, logits: np.ndarray) -> np.ndarray:
+        """``logits`` of slices ``z0:z1`` with nothing dendrite outside ``region`` (where there is one)."""
+        if self.region is None:
+            return logits
+        inside = self.region[None] if self.region.ndim == 2 else self.region[z0:z1]
+        return np.where(inside, logits, np.float32(-30.0))
+
+    def write(self, z0: int, z1: int, logits: np.ndarray, labels: np.ndarray) -> int:
+        """Store slices ``z0:z1``; returns their dendrite voxel count."""
         if self.labels_out is not None:
             self.labels_out.write(labels, z0)
         else:

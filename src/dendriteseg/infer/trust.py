@@ -1,0 +1,246 @@
+"""Whether to trust a segmentation, what to label next, and the command that learns from it.
+
+A model run on a scan unlike its training data can be wrong without any
+error; the user should be told. :class:`TrustMeter` watches the logits as
+they stream out (inside the sample region where there is one) and
+:func:`trust_report` turns what it saw into a :class:`TrustReport`:
+
+* ``edge band``: the share of dendrite in a band along the sample region's
+  edge (``EDGE_BAND`` of its radius) against the share further in. A model
+  that takes the grains of a container wall, packing or oxide skin for
+  dendrite calls a ring along the edge; real dendrites are not denser there.
+* ``uncertainty``: the mean binary entropy (bits) of the dendrite
+  probability inside the region. A model that knows what it sees is sure
+  of most voxels; on scans unlike its training data it is not.
+* ``small blobs``: the share of called dendrite (per slice) in pieces
+  smaller than ``SMALL_BLOB`` pixels (at the network's binning): noise in the
+  melt called dendrite comes as such specks; the training data's dendrites
+  are larger.
+* ``histogram``: the share of dark phase the grey levels inside the sample
+  suggest (Otsu's split where the histogram has two clear modes, none where
+  it has one) against the share called.
+
+Each measure has a limit (module constants); past any of them, ``trust`` is
+"low" and ``reasons`` says which and by how much. The limits were set on
+scans with known answers where the model is right and wrong
+(``benchmarks/trust_calibration.py`` prints how often the verdict matches
+IoU < 0.70). ``label_next`` names up to three slices, the most uncertain
+ones spread over the depth, and ``finetune_command`` the line that
+fine-tunes on them once corrected.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+EDGE_BAND = 0.06  # of the region's radius: the band along its edge
+EDGE_RATIO = 2.5  # dendrite share in the edge band over the share further in
+EDGE_MIN_SHARE = 0.08  # ... and at least this share of the band called dendrite
+UNCERTAINTY = 0.12  # bits per voxel inside the region, mean
+SMALL_BLOB = 12  # pixels: pieces smaller than this (at the network's binning) are specks
+SMALL_SHARE = 0.25  # share of the called dendrite in specks
+SMALL_MIN_PIECES = 20  # ... counted only where there are at least this many pieces
+HISTOGRAM_BIMODAL = 0.7  # Otsu's between-class share of the variance above which there are two phases
+HISTOGRAM_RATIO = 3.0  # called / suggested (either way) beyond this ...
+HISTOGRAM_MIN_GAP = 0.05  # ... and apart by at least this share of the region
+LABEL_NEXT = 3
+
+
+@dataclass
+class TrustReport:
+    """The verdict on one segmentation (``to_dict`` is what ``segment --report`` writes)."""
+
+    trust: str  # "ok" or "low"
+    reasons: list[str]
+    label_next: list[int]
+    finetune_command: str
+    measures: dict[str, float] = field(default_factory=dict)
+    region: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line for the screen."""
+        slices = ", ".join(str(z) for z in self.label_next)
+        if self.trust == "ok":
+            return f"trust: ok; to check it, look at slice(s) {slices}"
+        return (
+            f"trust: low ({'; '.join(self.reasons)}); correct slice(s) {slices} of the labels, "
+            f"then: {self.finetune_command}"
+        )
+
+
+class TrustMeter:
+    """What the logits of a run show, accumulated slab by slab (see the module notes)."""
+
+    def __init__(self, depth: int, region: np.ndarray | None, scale: int = 1):
+        self.depth = depth
+        self.region = region
+        self.scale = max(1, int(scale))
+        self.entropy = np.zeros(depth)  # per slice: summed entropy (bits) inside the region
+        self.inside = np.zeros(depth)  # per slice: voxels inside the region
+        self.dendrite = np.zeros(depth)
+        self.band = np.zeros(2)  # dendrite, voxels in the edge band
+        self.interior = np.zeros(2)  # dendrite, voxels further in
+        self.pieces = 0
+        self.small_pieces = 0
+        self.small_voxels = 0
+        self._bands: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _zones(self, z: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The region, its edge band and its interior for slice ``z``."""
+        if self.region is None:
+            whole = np.ones(shape, bool)
+            return whole, np.zeros(shape, bool), whole
+        mask = self.region if self.region.ndim == 2 else self.region[z]
+        key = 0 if self.region.ndim == 2 else z
+        if key not in self._bands:
+            radius = math.sqrt(max(mask.sum(), 1) / math.pi)
+            width = max(2, int(round(EDGE_BAND * radius)))
+            interior = ndimage.binary_erosion(mask, iterations=width)
+            self._bands[key] = (mask & ~interior, interior)
+        band, interior = self._bands[key]
+        return mask, band, interior
+
+    def add(self, z0: int, logits: np.ndarray, labels: np.ndarray) -> None:
+        """Slices ``z0 : z0 + len(logits)`` of the run: their logits and labels (already 0 outside)."""
+        p = 0.5 * (1.0 + np.tanh(0.5 * np.clip(logits, -30, 30)))
+        p = np.clip(p, 1e-7, 1 - 1e-7)
+        h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+        for i in range(len(logits)):
+            z = z0 + i
+            mask, band, interior = self._zones(z, labels.shape[1:])
+            called = labels[i].astype(bool)
+            self.entropy[z] = float(h[i][mask].sum())
+            self.inside[z] = float(mask.sum())
+            self.dendrite[z] = float(called[mask].sum())
+            self.band += (called[band].sum(), band.sum())
+            self.interior += (called[interior].sum(), interior.sum())
+            pieces, count = ndimage.label(called)
+            if count:
+                sizes = np.bincount(pieces.ravel())[1:]
+                small = sizes < SMALL_BLOB * self.scale**2
+                self.pieces += count
+                self.small_pieces += int(small.sum())
+                self.small_voxels += int(sizes[small].sum())
+
+    def measures(self) -> dict[str, float]:
+        inside = max(self.inside.sum(), 1.0)
+        called = float(self.dendrite.sum())
+        band = self.band[0] / max(self.band[1], 1.0)
+        interior = self.interior[0] / max(self.interior[1], 1.0)
+        return {
+            "dendrite_share": called / inside,
+            "uncertainty_bits": float(self.entropy.sum() / inside),
+            "edge_band_share": float(band),
+            "interior_share": float(interior),
+            "small_blob_share": self.small_voxels / called if called else 0.0,
+            "pieces": float(self.pieces),
+        }
+
+    def label_next(self, count: int = LABEL_NEXT) -> list[int]:
+        """Up to ``count`` slices, most uncertain first, at least a ``count``-th of the depth apart."""
+        per_slice = self.entropy / np.maximum(self.inside, 1.0)
+        gap = max(1, self.depth // (count + 1))
+        chosen: list[int] = []
+        for z in np.argsort(-per_slice, kind="stable"):
+            if all(abs(int(z) - c) >= gap for c in chosen):
+                chosen.append(int(z))
+            if len(chosen) == min(count, self.depth):
+                break
+        return sorted(chosen)
+
+
+def suggested_share(slices: np.ndarray, inside: np.ndarray | None) -> tuple[float, float]:
+    """The dark-phase share the grey levels inside the sample suggest, and how bimodal they are
+    (Otsu's between-class share of the variance, 0..1); the share is 0 where there is one phase."""
+    from skimage.filters import threshold_otsu
+
+    smooth = ndimage.gaussian_filter(np.nan_to_num(np.asarray(slices, np.float32)), (0, 1.0, 1.0))
+    values = smooth[:, inside] if inside is not None and inside.ndim == 2 else smooth.reshape(len(smooth), -1)
+    values = values[np.isfinite(values)].ravel()
+    if values.size < 100 or values.std() == 0:
+        return 0.0, 0.0
+    values = np.clip(values, *np.percentile(values, (0.5, 99.5)))
+    t = threshold_otsu(values)
+    dark, bright = values[values <= t], values[values > t]
+    if dark.size == 0 or bright.size == 0:
+        return 0.0, 0.0
+    w = dark.size / values.size
+    between = w * (1 - w) * (bright.mean() - dark.mean()) ** 2
+    bimodal = float(between / values.var())
+    return (w if bimodal >= HISTOGRAM_BIMODAL else 0.0), bimodal
+
+
+def trust_report(
+    meter: TrustMeter,
+    *,
+    suggested: tuple[float, float],
+    region: Any = None,
+    source: str = "IMAGE",
+    output: str | None = None,
+    model: str | None = None,
+) -> TrustReport:
+    """The verdict on a run from what ``meter`` saw and the ``suggested`` share (see the module notes)."""
+    m = meter.measures()
+    share, bimodal = suggested
+    m.update(histogram_share=share, histogram_bimodality=bimodal)
+    reasons = []
+    if m["edge_band_share"] >= EDGE_MIN_SHARE and m["edge_band_share"] > EDGE_RATIO * max(m["interior_share"], 1e-3):
+        reasons.append(
+            f"dendrite called in a band along the sample's edge ({100 * m['edge_band_share']:.0f} % of it, "
+            f"{100 * m['interior_share']:.0f} % further in)"
+        )
+    if m["uncertainty_bits"] > UNCERTAINTY:
+        reasons.append(f"high mean uncertainty ({m['uncertainty_bits']:.2f} bits per voxel)")
+    if m["pieces"] >= SMALL_MIN_PIECES and m["small_blob_share"] > SMALL_SHARE:
+        reasons.append(
+            f"{100 * m['small_blob_share']:.0f} % of the dendrite in specks smaller than anything trained on"
+        )
+    called = m["dendrite_share"]
+    if abs(called - share) >= HISTOGRAM_MIN_GAP and (
+        called > HISTOGRAM_RATIO * share or share > HISTOGRAM_RATIO * called
+    ):
+        reasons.append(
+            f"{100 * called:.1f} % called dendrite where the grey levels suggest {100 * share:.1f} %"
+        )
+    slices = meter.label_next()
+    return TrustReport(
+        trust="low" if reasons else "ok",
+        reasons=reasons,
+        label_next=slices,
+        finetune_command=finetune_command(source, output, slices, model),
+        measures={k: round(float(v), 5) for k, v in m.items()},
+        region=_describe_region(region),
+    )
+
+
+def finetune_command(source: str, output: str | None, slices: list[int], model: str | None) -> str:
+    """The ``dendriteseg finetune`` line that learns from the labels of ``slices`` once corrected."""
+    labels = output or "LABELS.tif"
+    stem = Path(str(output or source).split(":")[0]).name.split(".")[0] or "model"
+    parts = ["dendriteseg", "finetune", str(source), "--labels", str(labels)]
+    parts += ["--slices", ",".join(str(z) for z in slices)]
+    if model:
+        parts += ["--from", str(model)]
+    parts += ["-o", f"{stem}_finetuned.safetensors"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _describe_region(region: Any) -> dict[str, Any] | None:
+    if region is None:
+        return None
+    mask = region.mask if region.mask.ndim == 2 else region.mask.any(axis=0)
+    return {
+        "how": region.how,
+        "share": round(float(mask.mean()), 5),
+        "radius_px": round(math.sqrt(float(mask.sum()) / math.pi), 1),
+    }
