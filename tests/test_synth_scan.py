@@ -301,3 +301,45 @@ def test_cli_synth_volume(tmp_path):
         app, ["synth", "volume", str(tmp_path / "w"), "--preset", "wild", "--shape", "4", "48", "48"]
     )
     assert bad.exit_code == 2 and "unknown preset" in bad.stderr
+
+
+def test_field_variety_draws_faint_skins_bands_noise_and_empty_scans():
+    params, growth = scan_params("moderate")
+    drawn = [jitter(params, growth, rng=i, variety="field")[0] for i in range(300)]
+    assert any(p.solid_ratio > 0.9 for p in drawn)  # faint dendrites
+    assert any(p.skin_thickness > 0 and p.skin_mu < 1 for p in drawn)  # dark oxide skins
+    assert any(p.skin_thickness > 0 and p.skin_mu > 1 for p in drawn)  # and bright ones
+    banded = [p for p in drawn if p.holder_thickness > 0 and p.holder_gap == 0 and p.holder_texture > 0]
+    assert banded and any(p.mask_radius > 0 for p in banded)  # grainy bands inside masked exteriors
+    assert any(p.correlated_noise > 0 for p in drawn)
+    # the other varieties draw as before (the shipped models' recipes rebuild the same data)
+    assert all(
+        p.skin_thickness == 0 for p in (jitter(params, growth, rng=i, variety="real")[0] for i in range(50))
+    )
+    empty = make_scan((2, 24, 24), seeds=0, rng=3, n_views=24)
+    assert empty["label"].sum() == 0 and empty["meta"]["structure"]["n_seeds"] == 0
+
+
+def test_skin_and_correlated_noise_in_the_forward_model():
+    shape = (2, 48, 48)
+    bare = make_scan(shape, preset="easy", rng=4, radius_fraction=0.4, n_views=90)
+    skinned = make_scan(
+        shape, preset="easy", rng=4, radius_fraction=0.4, n_views=90, skin_thickness=2.0, skin_mu=0.2
+    )
+    r = np.hypot(*(np.mgrid[:48, :48] - 23.5))
+    shell = (r > 0.4 * 48 - 1.5) & (r < 0.4 * 48 - 0.5)
+    assert skinned["image"][:, shell].mean() < bare["image"][:, shell].mean() - 0.2  # a dark line
+    assert not skinned["label"][:, r > 0.4 * 48 - 2].any()  # the skin is background
+    noisy = make_scan(
+        shape,
+        preset="easy",
+        rng=4,
+        radius_fraction=0.4,
+        n_views=90,
+        correlated_noise=0.1,
+        noise_correlation=2.0,
+    )
+    diff = (noisy["image"] - bare["image"])[:, r < 15]
+    assert 0.05 < diff.std() < 0.2
+    lag = np.corrcoef(diff[:, :-1].ravel(), diff[:, 1:].ravel())[0, 1]
+    assert lag > 0.5  # neighbours move together: the noise is correlated

@@ -49,6 +49,9 @@ def segment(
     ),
     scale: str = Opt("auto", help="Bin N x N pixels before the network; auto: where it is surest."),
     window: tuple[float, float] | None = Opt(None, help="Grey window LOW HIGH (default: percentiles)."),
+    report: str | None = Opt(
+        None, help="Write the trust report (JSON): trust, reasons, slices to label next, the finetune line."
+    ),
 ) -> None:
     """Segment whole volumes with a network: tiled, blended, streamed to disk with bounded memory."""
     from rich.progress import TextColumn
@@ -92,6 +95,7 @@ def segment(
             threads=threads,
             on_volume=on_volume,
             progress=_segment_progress(bar, voxels),
+            report=report,
         )
     _say(run.describe())
 

@@ -49,6 +49,7 @@ class SegmentRun:
             f"{r.seconds:.1f} s ({r.voxels_per_second / 1e6:.2f} Mvoxels/s)"
             + (f"; {r.sample_region.describe()}" if r.sample_region is not None else "")
             + (f"; {r.scale.describe()}" if r.scale is not None and r.scale.entropies else "")
+            + (f"\n{r.trust.describe()}" if r.trust is not None else "")
         )
 
 
@@ -74,11 +75,13 @@ def segment_inputs(
     threads: int | None = None,
     on_volume: Callable[[int, int, str, str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    report: str | None = None,
 ) -> SegmentRun:
     """Segment what the user named; see the module notes for the three cases.
 
     ``settings`` holds every inference setting (:class:`~dendriteseg.infer.settings.InferenceSettings`);
-    ``threads`` sets torch's thread count (per worker with ``dask``).
+    ``threads`` sets torch's thread count (per worker with ``dask``). ``report``: the trust report's
+    JSON file (one volume; for several, their verdicts go into the summary CSV).
     """
     settings = settings or InferenceSettings()
     if threads is not None:
@@ -91,6 +94,8 @@ def segment_inputs(
     if writes_folder(inputs, expanded, output):
         if dask:
             raise InputError("--dask takes one input volume at a time")
+        if report:
+            raise InputError("--report takes one input volume; with several, the summary CSV holds each trust")
         rows = segment_series(
             expanded,
             output,
@@ -109,8 +114,8 @@ def segment_inputs(
     if dask:
         from dendriteseg.infer.distributed import segment_dask
 
-        if probabilities:
-            raise InputError("--probabilities is not available with --dask")
+        if probabilities or report:
+            raise InputError("--probabilities and --report are not available with --dask")
         result = segment_dask(
             expanded[0], output, model, scheduler=dask, threads=threads, settings=settings, progress=progress
         )
@@ -122,5 +127,6 @@ def segment_inputs(
             probabilities=probabilities,
             settings=settings,
             progress=progress,
+            report=report,
         )
     return SegmentRun(output, result=result)

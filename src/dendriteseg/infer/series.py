@@ -38,6 +38,8 @@ SUMMARY_FIELDS = [
     "voxels_per_second",
     "dendrite_fraction",
     "scale",
+    "trust",
+    "label_next",
 ]
 
 
@@ -185,6 +187,8 @@ def segment_series(
                 "voxels_per_second": f"{result.voxels_per_second:.0f}",
                 "dendrite_fraction": f"{result.dendrite_fraction:.6f}",
                 "scale": settings.scale,
+                "trust": result.trust.trust if result.trust else "",
+                "label_next": " ".join(str(z) for z in result.trust.label_next) if result.trust else "",
             }
         )
         write_summary(summary_path, rows + _rest(plan, index, previous))

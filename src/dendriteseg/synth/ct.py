@@ -55,7 +55,12 @@ class ScanParams:
     line integrals. ``broad_ring_strength`` and ``axis_spot`` are relative
     gain errors; ``holder_texture`` the relative spread of the wall's grains
     (``holder_grain`` px across); ``dense_inclusions`` small particles of
-    ``dense_mu`` times the melt's attenuation.
+    ``dense_mu`` times the melt's attenuation. ``skin_thickness`` (px) is a
+    shell at the sample's surface of ``skin_mu`` times the melt's attenuation
+    (an oxide skin: a thin dark or bright line, label 0); ``correlated_noise``
+    adds noise of that standard deviation (melt attenuation units) smoothed
+    over ``noise_correlation`` px to the reconstruction, as phase retrieval
+    and binning leave it.
     """
 
     n_views: int = 360
@@ -96,6 +101,10 @@ class ScanParams:
     holder_grain: float = 1.5
     mask_radius: float = 0.0
     mask_value: float = 0.0
+    skin_thickness: float = 0.0
+    skin_mu: float = 0.5
+    correlated_noise: float = 0.0
+    noise_correlation: float = 1.5
 
     def replace(self, **changes: Any) -> ScanParams:
         return replace(self, **changes)
@@ -245,9 +254,10 @@ def attenuation(
     holder: np.ndarray | None = None,
     dense: np.ndarray | None = None,
     grains: np.ndarray | None = None,
+    skin: np.ndarray | None = None,
 ) -> np.ndarray:
     """Attenuation map of one slice (units of the melt's attenuation); ``grains``
-    (relative attenuation, the slice's shape) textures the holder."""
+    (relative attenuation, the slice's shape) textures the holder; ``skin`` is the sample's surface shell."""
     melt = params.mu_melt
     solid = melt * solid_ratio
     phi = (
@@ -264,6 +274,8 @@ def attenuation(
     mu[pores] = 0.02 * melt
     if dense is not None:
         mu[dense] = params.dense_mu * melt
+    if skin is not None:
+        mu[skin] = params.skin_mu * melt
     mu[~sample] = 0.0
     if holder is not None:
         mu[holder] = params.holder_mu * melt * (1.0 if grains is None else grains[holder])
@@ -308,6 +320,11 @@ def simulate_scan(
     yy, xx = np.ogrid[:ny, :nx]
     radius = params.radius_fraction * nx
     sample = (yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2 <= radius**2
+    skin = (
+        sample & ((yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2 > (radius - params.skin_thickness) ** 2)
+        if params.skin_thickness > 0
+        else None
+    )
     solid_ratio = float(params.solid_ratio * (1 + params.solid_ratio_spread * gen.standard_normal()))
     pores, particles, dense = _distractors(phase.shape, params, sample, gen)
     holder = holder_ring(nx, params)
@@ -322,7 +339,7 @@ def simulate_scan(
     def slice_map(source: np.ndarray, z: int) -> np.ndarray:
         g = None if grains is None else grains[z]
         return attenuation(
-            source[z], sample, params, solid_ratio, pores[z], particles[z], holder, dense[z], g
+            source[z], sample, params, solid_ratio, pores[z], particles[z], holder, dense[z], g, skin
         )
 
     try:
@@ -336,6 +353,11 @@ def simulate_scan(
         projector.close()
     if params.z_blur > 0 and nz > 1:
         image = ndimage.gaussian_filter1d(image, params.z_blur, axis=0)
+    if params.correlated_noise > 0:
+        field = ndimage.gaussian_filter(
+            gen.standard_normal(image.shape), (0.5, *(params.noise_correlation,) * 2)
+        )
+        image += (params.correlated_noise * field / (field.std() + 1e-12)).astype(np.float32)
     gain_drift = float(1 + params.drift * gen.standard_normal())
     offset_drift = float(params.drift * 0.5 * gen.standard_normal())
     image = (image * gain_drift + offset_drift).astype(np.float32)
@@ -344,7 +366,10 @@ def simulate_scan(
             params.mask_value
         )
     mid = phase if phase_end is None else 0.5 * (phase + phase_end)
-    label = ((mid > 0.5) & sample[None] & ~pores & ~particles & ~dense).astype(np.uint8)
+    label = (mid > 0.5) & sample[None] & ~pores & ~particles & ~dense
+    if skin is not None:
+        label &= ~skin[None]
+    label = label.astype(np.uint8)
     meta = {
         "scan": asdict(params),
         "projector": backend,

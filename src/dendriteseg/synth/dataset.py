@@ -221,13 +221,16 @@ def build_dataset(
     seed : int
     noise : LabelNoise, optional
         How wrong the noisy labels are (default ``LabelNoise()``).
-    variety : {"standard", "wide", "real"}
+    variety : {"standard", "wide", "real", "field"}
         How widely the scans' knobs vary (:func:`dendriteseg.synth.scan.jitter`):
         ``"wide"`` adds more air, larger and smaller dendrites, more and less
         noise and contrast, for training data that generalises; ``"real"``
         adds what real scans show (:func:`dendriteseg.synth.scan.real_scan_draws`:
         fringes, phase retrieval, broad and partial rings, an axis spot,
-        dense inclusions, textured walls, masked exteriors); the benchmark is
+        dense inclusions, textured walls, masked exteriors); ``"field"`` adds
+        faint dendrites, oxide skins, grainy bands inside masked exteriors,
+        correlated noise and scans with little or nothing to find
+        (:func:`dendriteseg.synth.scan.field_scan_draws`); the benchmark is
         ``"standard"``.
     holder : float
         Share of scans with a holder tube around the sample (label 0).

@@ -93,7 +93,7 @@ def scan_params(preset: str, **overrides: Any) -> tuple[ScanParams, float]:
     return ScanParams(**{**spec["scan"], **overrides}), float(spec["growth"])
 
 
-VARIETIES = ("standard", "wide", "real")
+VARIETIES = ("standard", "wide", "real", "field")
 
 
 def check_variety(variety: str) -> None:
@@ -110,10 +110,12 @@ def jitter(
     (``"standard"``): 2.5x wider photon range, weaker and stronger solid
     contrast, and samples from 22 % to 48 % of the field of view wide, so
     much more air around them. ``variety="real"`` draws as ``"wide"`` does
-    and adds what real scans show (:func:`real_scan_draws`).
+    and adds what real scans show (:func:`real_scan_draws`); ``"field"``
+    adds to those what failed on real scans in the field
+    (:func:`field_scan_draws`).
     """
     check_variety(variety)
-    wide = variety in ("wide", "real")
+    wide = variety in ("wide", "real", "field")
     gen = as_generator(rng)
     photons = gen.uniform(-1.4, 1.0) if wide else gen.uniform(-0.7, 0.7)
     ratio = gen.uniform(-0.16, 0.14) if wide else gen.uniform(-0.08, 0.08)
@@ -131,9 +133,56 @@ def jitter(
         interlace=int(gen.choice([1, 2, 4, 8])),
     )
     growth *= gen.uniform(0.0, 1.5)
-    if variety == "real":
+    if variety in ("real", "field"):
         params = params.replace(**real_scan_draws(params, gen))
+    if variety == "field":
+        params = params.replace(**field_scan_draws(params, gen))
     return params, growth
+
+
+def field_scan_draws(params: ScanParams, gen: np.random.Generator) -> dict[str, Any]:
+    """What real scans showed that the ``real`` variety lacked, each drawn at random per scan.
+
+    * faint dendrites: in 30 % of the scans the solid only 3 % to 12 % darker than the melt;
+    * an oxide skin in half: a shell of 1-3 px at the sample's surface, darker (0.2-0.9 of
+      the melt) or, in a fifth, brighter (1.1-1.6);
+    * a grainy band touching the sample in 60 %: 2-10 % of the view wide, about as dense as
+      the melt (0.75-1.25), grains 2-8 px across (1-4 px smoothing) of 0.3-1.0 spread, and
+      in 70 % of those the exterior masked to one grey just outside it (0, about the melt's,
+      or any);
+    * noise correlated over 0.7-2.5 px (phase retrieval, binning) in half, of 0.02-0.12 of
+      the melt's attenuation.
+    """
+    draws: dict[str, Any] = {}
+    if gen.random() < 0.3:
+        draws["solid_ratio"] = float(gen.uniform(0.88, 0.97))
+    if gen.random() < 0.5:
+        dark = gen.random() < 0.8
+        draws.update(
+            skin_thickness=float(gen.uniform(1.0, 3.0)),
+            skin_mu=float(gen.uniform(0.2, 0.9) if dark else gen.uniform(1.1, 1.6)),
+        )
+    if gen.random() < 0.6:
+        room = max(0.5 - params.radius_fraction - 0.01, 0.0)
+        thickness = min(float(gen.uniform(0.02, 0.10)), room)
+        draws.update(
+            holder_gap=0.0,
+            holder_thickness=thickness,
+            holder_mu=float(gen.uniform(0.75, 1.25)),
+            holder_texture=float(gen.uniform(0.3, 1.0)),
+            holder_grain=float(gen.uniform(1.0, 4.0)),
+            mask_radius=0.0,
+        )
+        if thickness > 0 and gen.random() < 0.7:
+            outer = params.radius_fraction + thickness
+            draws["mask_radius"] = float(min(outer + gen.uniform(0.0, 0.01), 0.5))
+            draws["mask_value"] = float(gen.choice([0.0, gen.uniform(0.8, 1.1), gen.uniform(0.0, 1.5)]))
+    if gen.random() < 0.5:
+        draws.update(
+            correlated_noise=float(gen.uniform(0.02, 0.12)),
+            noise_correlation=float(gen.uniform(0.7, 2.5)),
+        )
+    return draws
 
 
 def real_scan_draws(params: ScanParams, gen: np.random.Generator) -> dict[str, Any]:
@@ -216,14 +265,19 @@ def _structure(
     growth: float,
     gen: np.random.Generator,
     steps: int | None,
+    seeds: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Source solid fraction at the start and end of the scan (on the source grid)."""
+    """Source solid fraction at the start and end of the scan (on the source grid); ``seeds``:
+    the procedural structure's dendrites (default drawn)."""
     src_shape = tuple(max(8, int(math.ceil(s / zoom * 1.15))) for s in shape)
     if kind == "procedural":
         cube = max(src_shape)
         src_shape = (cube, cube, cube)  # any rotation keeps the view filled
-        n_seeds = int(gen.integers(12, 40))  # solid fractions from a few to ~25 %
-        _, start = procedural_dendrites(src_shape, n_seeds=n_seeds, rng=gen)
+        n_seeds = int(gen.integers(12, 40)) if seeds is None else int(seeds)  # from a few to ~25 % solid
+        if n_seeds > 0:
+            _, start = procedural_dendrites(src_shape, n_seeds=n_seeds, rng=gen)
+        else:
+            start = np.zeros(src_shape, np.float32)
         end = grow_phase(start, growth / zoom) if growth > 0 else start
         return start, end, {"kind": kind, "source_shape": list(src_shape), "n_seeds": n_seeds}
     if kind == "phasefield":
@@ -277,6 +331,7 @@ def make_scan(
     variety: str = "standard",
     holder: float = 0.0,
     phasefield_steps: int | None = None,
+    seeds: int | None = None,
     rng: Rng = None,
     **scan_overrides: Any,
 ) -> dict[str, Any]:
@@ -294,11 +349,11 @@ def make_scan(
         ``shape / 56`` (phase field, so a 64^3 simulation fills the view).
     vary : bool
         Jitter the preset's knobs (for datasets).
-    variety : {"standard", "wide", "real"}
+    variety : {"standard", "wide", "real", "field"}
         How far ``vary`` jitters (see :func:`jitter`); ``"wide"`` also
         draws the zoom log-uniformly from 0.6x to 2x of the default (from
         1x for the phase field, whose cost grows as zoom^-4), where
-        ``"standard"`` draws 0.8x to 1.25x; ``"real"`` draws it from 0.6x
+        ``"standard"`` draws 0.8x to 1.25x; ``"real"`` and ``"field"`` draw it from 0.6x
         to 4x and keeps interfaces one voxel sharp at every zoom
         (:func:`sharpen_interfaces`).
     holder : float
@@ -308,6 +363,10 @@ def make_scan(
         without a holder.
     phasefield_steps : int, optional
         Time steps of the phase-field model (default ~25 per voxel of side).
+    seeds : int, optional
+        Dendrites in the (procedural) structure; default drawn from 12 to 39, a few to
+        ~25 % solid. With ``vary`` and the ``field`` variety, 30 % of the scans draw 0
+        to 3 (the first scans of a solidification series: little or nothing to find).
     rng : int or numpy.random.Generator
     **scan_overrides
         Any :class:`ScanParams` field, e.g. ``photons=2000``.
@@ -325,18 +384,20 @@ def make_scan(
     if vary:
         params, growth = jitter(params, growth, gen, variety)
     zoom = float(zoom if zoom is not None else _default_zoom(structure, shape))
-    if vary and variety in ("wide", "real"):
-        zoom *= _wide_zoom_factor(structure, gen, 4.0 if variety == "real" else 2.0)
+    if vary and variety in ("wide", "real", "field"):
+        zoom *= _wide_zoom_factor(structure, gen, 4.0 if variety in ("real", "field") else 2.0)
     elif vary:
         zoom *= gen.uniform(0.8, 1.25)
-    start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
+    if seeds is None and vary and variety == "field" and structure == "procedural" and gen.random() < 0.3:
+        seeds = int(gen.integers(0, 4))
+    start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps, seeds)
     placement_seed = int(gen.integers(2**31))
     holder_gen = np.random.default_rng([placement_seed, 1])
     if holder > 0 and holder_gen.random() < holder:
         params = params.replace(**holder_params(params, holder_gen))
     elastic = float(gen.uniform(0, 3)) if vary else 0.0
     placed = [place_structure(p, shape, zoom=zoom, elastic=elastic, rng=placement_seed) for p in (start, end)]
-    if vary and variety == "real":
+    if vary and variety in ("real", "field"):
         placed = [sharpen_interfaces(p) for p in placed]
     moving = growth > 0 and not np.array_equal(start, end)
     out = simulate_scan(placed[0], phase_end=placed[1] if moving else None, params=params, rng=gen)
@@ -390,7 +451,9 @@ def make_image_scan(
     settings = {k: float(gen.uniform(lo, hi)) for k, (lo, hi) in IMAGE_SETTINGS.items()}
     growth = float(gen.uniform(0.0, 2.0))
     zoom = _default_zoom(structure, shape) * _wide_zoom_factor(structure, gen)
-    start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
+    if seeds is None and vary and variety == "field" and structure == "procedural" and gen.random() < 0.3:
+        seeds = int(gen.integers(0, 4))
+    start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps, seeds)
     placement_seed = int(gen.integers(2**31))
     elastic = float(gen.uniform(0, 3))
     placed = [place_structure(p, shape, zoom=zoom, elastic=elastic, rng=placement_seed) for p in (start, end)]
