@@ -95,7 +95,9 @@ def segment_inputs(
         if dask:
             raise InputError("--dask takes one input volume at a time")
         if report:
-            raise InputError("--report takes one input volume; with several, the summary CSV holds each trust")
+            raise InputError(
+                "--report takes one input volume; with several, the summary CSV holds each trust"
+            )
         rows = segment_series(
             expanded,
             output,

@@ -140,7 +140,9 @@ def segment(
         plan = plan_volume(vol, predictor, settings, window)
         shape = plan.shape[1:] if image2d else plan.shape
         outputs = _Outputs(shape, vol.voxel_size, output, probabilities, settings.compression, region)
-        meter = TrustMeter(plan.shape[0], None if region is None else region.mask, choice.scale if choice else 1)
+        meter = TrustMeter(
+            plan.shape[0], None if region is None else region.mask, choice.scale if choice else 1
+        )
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
         dendrite = _stream(source, predictor, plan, outputs, meter, settings.batch_size, progress)
         if warning := nonfinite_warning(source):

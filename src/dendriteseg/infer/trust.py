@@ -194,7 +194,9 @@ def trust_report(
     share, bimodal = suggested
     m.update(histogram_share=share, histogram_bimodality=bimodal)
     reasons = []
-    if m["edge_band_share"] >= EDGE_MIN_SHARE and m["edge_band_share"] > EDGE_RATIO * max(m["interior_share"], 1e-3):
+    if m["edge_band_share"] >= EDGE_MIN_SHARE and m["edge_band_share"] > EDGE_RATIO * max(
+        m["interior_share"], 1e-3
+    ):
         reasons.append(
             f"dendrite called in a band along the sample's edge ({100 * m['edge_band_share']:.0f} % of it, "
             f"{100 * m['interior_share']:.0f} % further in)"

@@ -451,9 +451,7 @@ def make_image_scan(
     settings = {k: float(gen.uniform(lo, hi)) for k, (lo, hi) in IMAGE_SETTINGS.items()}
     growth = float(gen.uniform(0.0, 2.0))
     zoom = _default_zoom(structure, shape) * _wide_zoom_factor(structure, gen)
-    if seeds is None and vary and variety == "field" and structure == "procedural" and gen.random() < 0.3:
-        seeds = int(gen.integers(0, 4))
-    start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps, seeds)
+    start, end, smeta = _structure(structure, shape, zoom, growth, gen, phasefield_steps)
     placement_seed = int(gen.integers(2**31))
     elastic = float(gen.uniform(0, 3))
     placed = [place_structure(p, shape, zoom=zoom, elastic=elastic, rng=placement_seed) for p in (start, end)]

@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 STUDY_FILE = "study.journal"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
+
 def open_study(folder: str | Path, name: str, *, seed: int = 0, min_epochs: int = 1) -> optuna.Study:
     """Create or reopen study ``name`` in ``folder/study.journal``.
 
