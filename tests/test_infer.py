@@ -680,3 +680,27 @@ def test_scale_auto_bins_where_the_network_is_surest_and_only_large_slices():
     for bad in (0, "x", 1.5):
         with pytest.raises(InputError, match="scale"):
             segment(image, unsure, window=(0.0, 1.0), scale=bad)
+
+
+def test_scale_auto_does_not_bin_away_thin_arms():
+    """A network much surer binned (as on a scan far finer than its training) still stays at full
+    resolution where its dendrite, binned, is too thin to bin (the width rule); a block is not."""
+    from dendriteseg.infer.scale_choice import WIDTH_PER_BIN, dendrite_width
+
+    def surer_binned(batch):
+        return (0.5 - batch) * (40.0 if batch.shape[-1] < 200 else 2.0)  # binned tiles are 100 px
+
+    thin = np.full((2, 200, 200), 0.7, np.float32)
+    for x in range(25, 180, 25):
+        thin[:, 20:180, x : x + 5] = 0.3  # arms 5 px wide
+    options = dict(window=(0.0, 1.0), sample_mask="none")
+    choice = segment(thin, surer_binned, **options).scale
+    assert choice.entropies[2] < 0.5 * choice.entropies[1]  # the entropy alone would bin
+    assert choice.widths[2] < WIDTH_PER_BIN * 2 and choice.scale == 1
+    block = np.full((2, 200, 200), 0.7, np.float32)
+    block[:, 40:160, 40:160] = 0.3
+    assert segment(block, surer_binned, **options).scale.scale == 2
+    assert np.isnan(dendrite_width(np.zeros((1, 20, 20))))  # nothing found
+    bar = np.zeros((1, 40, 40))
+    bar[0, 10:30, 15:21] = 1.0
+    assert 5 <= dendrite_width(bar) <= 7

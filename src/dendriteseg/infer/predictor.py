@@ -317,9 +317,10 @@ class BinnedPredictor:
     For scans whose pixels are much finer than the structure the model was
     trained on (large petals, strong pixel noise): the network sees the
     scan at ``1 / factor`` of its resolution, where the features have the
-    sizes it knows and the noise is averaged down, and its log-odds are
-    brought back to every pixel by bilinear interpolation. Tiles are
-    ``factor`` times the network's alignment in-plane.
+    sizes it knows and the noise is averaged down, and its log-odds (not its
+    labels) are brought back to every pixel by bilinear interpolation, so the
+    boundary falls between binned pixels where the network placed it. Tiles
+    are ``factor`` times the network's alignment in-plane.
     """
 
     def __init__(self, inner: Any, factor: int):

@@ -12,6 +12,14 @@ predictive entropy). A binning replaces 1 only where it lowers that entropy
 by at least ``MIN_GAIN``, and only binnings that leave at least
 ``MIN_BINNED_SIDE`` pixels a side are tried: scans as small as the training
 patches are never binned.
+
+Binning must not lose what it was meant to see better: a binning ``s`` is
+only allowed where the dendrite it finds (p > 0.5, specks left out) is at least
+``WIDTH_PER_BIN`` x ``s`` pixels wide (the median of twice the distance to
+its edge along its skeleton). Thin arms of a few pixels, binned 2 x, turn
+into blobs or vanish; arms tens of pixels wide, binned 4 x, keep their
+shape but round their tips, which the next coarser binning that the width
+allows (3 x) keeps sharper (``benchmarks/scale_auto_cost.py``).
 """
 
 from __future__ import annotations
@@ -33,18 +41,24 @@ CANDIDATES = (1, 2, 3, 4)
 MIN_BINNED_SIDE = 96  # pixels a side left after binning: the shipped models' training patch width
 PROBE_DEPTH = 8  # central slices segmented per candidate
 MIN_GAIN = 0.05  # relative drop in mean entropy that a binning must bring over none
+WIDTH_PER_BIN = 3.5  # a binning s needs dendrite at least this many times s pixels wide
+SPECK = 12  # pixels (x binning^2): pieces this small are noise, not arms, and are not measured
 
 
 @dataclass
 class ScaleChoice:
-    """The binning chosen, and the mean entropy (nats per voxel) measured at each candidate."""
+    """The binning chosen, and what was measured at each candidate: the mean entropy (nats per voxel)
+    and the median width (px) of the confident dendrite (NaN where there is none)."""
 
     scale: int
     entropies: dict[int, float] = field(default_factory=dict)
+    widths: dict[int, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         measured = ", ".join(f"{s}: {h:.4f}" for s, h in self.entropies.items())
-        return f"scale {self.scale} (auto; mean entropy per binning {measured})"
+        widths = ", ".join(f"{s}: {w:.0f} px" for s, w in self.widths.items() if np.isfinite(w))
+        widths = widths or "none"
+        return f"scale {self.scale} (auto; mean entropy per binning {measured}; dendrite widths {widths})"
 
 
 def candidates_for(shape: tuple[int, ...]) -> list[int]:
@@ -62,6 +76,29 @@ def mean_entropy(probabilities: np.ndarray, mask: np.ndarray | None = None) -> f
     return float(h.mean()) if h.size else 0.0
 
 
+def dendrite_width(probabilities: np.ndarray, mask: np.ndarray | None = None, scale: int = 1) -> float:
+    """The median width (px) of the dendrite in (z, y, x) ``probabilities``: twice the distance to
+    its edge, along its in-plane skeleton, where the probabilities smoothed over ``scale`` px (finer
+    is below what the network resolves at that binning) exceed 0.5, pieces smaller than ``SPECK`` x
+    ``scale``^2 pixels left out; NaN where there is none."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    widths = []
+    for plane in probabilities:
+        found = ndimage.gaussian_filter(np.asarray(plane, np.float32), scale) > 0.5
+        if mask is not None:
+            found &= mask
+        pieces, count = ndimage.label(found)
+        if count:
+            sizes = np.bincount(pieces.ravel())
+            found &= (sizes >= SPECK * scale**2)[pieces] & (pieces > 0)
+        if found.any():
+            widths.append(2 * ndimage.distance_transform_edt(found)[skeletonize(found)])
+    values = np.concatenate(widths) if widths else np.zeros(0)
+    return float(np.median(values)) if values.size else float("nan")
+
+
 def probe_probabilities(
     probe: np.ndarray, predictor: Predictor, window: tuple[float, float], scale: int
 ) -> np.ndarray:
@@ -74,6 +111,14 @@ def probe_probabilities(
     for z0, z1, logits in iter_logits(volume, seen, tiling, window):
         out[z0:z1] = sigmoid(logits)
     return out
+
+
+def _keeps_what_it_finds(widths: dict[int, float], scale: int) -> bool:
+    """A binning keeps its dendrite wide enough to bin (module notes), or there is none to keep
+    (none at the binning nor at full resolution: nothing is lost)."""
+    if np.isnan(widths[scale]):
+        return bool(np.isnan(widths[1]))
+    return widths[scale] >= WIDTH_PER_BIN * scale
 
 
 def choose_scale(
@@ -93,10 +138,15 @@ def choose_scale(
     probe = np.nan_to_num(probe, nan=lo, posinf=hi, neginf=lo)
     mask = None if region is None else region.mask
     mask2d = None if mask is None else (mask if mask.ndim == 2 else mask[z0 : z0 + depth].any(axis=0))
-    entropies = {s: mean_entropy(probe_probabilities(probe, predictor, window, s), mask2d) for s in scales}
-    best = min(scales, key=lambda s: (entropies[s], s))
+    entropies, widths = {}, {}
+    for s in scales:
+        probabilities = probe_probabilities(probe, predictor, window, s)
+        entropies[s] = mean_entropy(probabilities, mask2d)
+        widths[s] = dendrite_width(probabilities, mask2d, s)
+    allowed = [s for s in scales if s == 1 or _keeps_what_it_finds(widths, s)]
+    best = min(allowed, key=lambda s: (entropies[s], s))
     if entropies[best] > (1 - MIN_GAIN) * entropies[1]:
         best = 1
-    choice = ScaleChoice(best, entropies)
+    choice = ScaleChoice(best, entropies, widths)
     log.info("%s: %s", volume.source, choice.describe())
     return choice
