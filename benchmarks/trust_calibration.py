@@ -19,6 +19,8 @@ confusion of ``trust == "low"`` against ``IoU < 0.70`` (a scan with nothing
 to find counts as wrong where more than 0.05 % is called).
 
     python benchmarks/trust_calibration.py [--model M] [--count 2] [--save runs/trust.json] [--smoke]
+    python benchmarks/trust_calibration.py --again runs/trust.json   # the verdicts of saved measures,
+                                                                     # under today's limits
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from other_generator import other_scan  # noqa: E402
 from unseen_generator import unseen_scan  # noqa: E402
 
 from dendriteseg.infer import segment  # noqa: E402
+from dendriteseg.infer.trust import HISTOGRAM_BIMODAL, reasons_for  # noqa: E402
 from dendriteseg.metrics import score_slices, summarize  # noqa: E402
 from dendriteseg.synth.scan import make_scan  # noqa: E402
 
@@ -98,7 +101,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--save", type=Path, default=None, help="write every scan's measures here (JSON)")
     parser.add_argument("--smoke", action="store_true", help="one scan of each kind, 64 px")
+    parser.add_argument("--again", type=Path, default=None, help="judge the measures saved by --save")
     args = parser.parse_args()
+    if args.again:
+        rows = json.loads(args.again.read_text())
+        for r in rows:
+            m = dict(r["measures"])
+            m["histogram_share"] = (
+                m["histogram_share"] if m["histogram_bimodality"] >= HISTOGRAM_BIMODAL else 0.0
+            )
+            r["trust"] = "low" if reasons_for(m) else "ok"
+            print(
+                f"{r['scan']:22s} {r['iou']:6.3f} {100 * r['called']:6.2f}% {r['trust']:>5s}  {'; '.join(reasons_for(m))}"
+            )
+        confusion(rows)
+        return
     count, size = (1, 64) if args.smoke else (args.count, args.size)
     rows = []
     print(f"{'scan':22s} {'IoU':>6s} {'called':>7s} {'trust':>5s}  reasons")
@@ -126,6 +143,12 @@ def main() -> None:
             f"  ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
+    confusion(rows)
+    if args.save:
+        args.save.write_text(json.dumps(rows, indent=1))
+
+
+def confusion(rows: list[dict]) -> None:
     low = np.array([r["trust"] == "low" for r in rows])
     wrong = np.array([r["wrong"] for r in rows])
     print(
@@ -133,8 +156,6 @@ def main() -> None:
         f"low where wrong {int((low & wrong).sum())}/{int(wrong.sum())}, "
         f"ok where right {int((~low & ~wrong).sum())}/{int((~wrong).sum())}"
     )
-    if args.save:
-        args.save.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

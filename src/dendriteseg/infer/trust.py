@@ -41,13 +41,13 @@ import numpy as np
 from scipy import ndimage
 
 EDGE_BAND = 0.06  # of the region's radius: the band along its edge
-EDGE_RATIO = 2.5  # dendrite share in the edge band over the share further in
-EDGE_MIN_SHARE = 0.08  # ... and at least this share of the band called dendrite
-UNCERTAINTY = 0.12  # bits per voxel inside the region, mean
+EDGE_RATIO = 2.0  # dendrite share in the edge band over the share further in
+EDGE_MIN_SHARE = 0.25  # ... and at least this share of the band called dendrite
+UNCERTAINTY = 0.22  # bits per voxel inside the region, mean
 SMALL_BLOB = 12  # pixels: pieces smaller than this (at the network's binning) are specks
 SMALL_SHARE = 0.25  # share of the called dendrite in specks
 SMALL_MIN_PIECES = 20  # ... counted only where there are at least this many pieces
-HISTOGRAM_BIMODAL = 0.7  # Otsu's between-class share of the variance above which there are two phases
+HISTOGRAM_BIMODAL = 0.75  # Otsu's between-class share of the variance above which there are two phases
 HISTOGRAM_RATIO = 3.0  # called / suggested (either way) beyond this ...
 HISTOGRAM_MIN_GAP = 0.05  # ... and apart by at least this share of the region
 LABEL_NEXT = 3
@@ -193,27 +193,7 @@ def trust_report(
     m = meter.measures()
     share, bimodal = suggested
     m.update(histogram_share=share, histogram_bimodality=bimodal)
-    reasons = []
-    if m["edge_band_share"] >= EDGE_MIN_SHARE and m["edge_band_share"] > EDGE_RATIO * max(
-        m["interior_share"], 1e-3
-    ):
-        reasons.append(
-            f"dendrite called in a band along the sample's edge ({100 * m['edge_band_share']:.0f} % of it, "
-            f"{100 * m['interior_share']:.0f} % further in)"
-        )
-    if m["uncertainty_bits"] > UNCERTAINTY:
-        reasons.append(f"high mean uncertainty ({m['uncertainty_bits']:.2f} bits per voxel)")
-    if m["pieces"] >= SMALL_MIN_PIECES and m["small_blob_share"] > SMALL_SHARE:
-        reasons.append(
-            f"{100 * m['small_blob_share']:.0f} % of the dendrite in specks smaller than anything trained on"
-        )
-    called = m["dendrite_share"]
-    if abs(called - share) >= HISTOGRAM_MIN_GAP and (
-        called > HISTOGRAM_RATIO * share or share > HISTOGRAM_RATIO * called
-    ):
-        reasons.append(
-            f"{100 * called:.1f} % called dendrite where the grey levels suggest {100 * share:.1f} %"
-        )
+    reasons = reasons_for(m)
     slices = meter.label_next()
     return TrustReport(
         trust="low" if reasons else "ok",
@@ -223,6 +203,34 @@ def trust_report(
         measures={k: round(float(v), 5) for k, v in m.items()},
         region=_describe_region(region),
     )
+
+
+def reasons_for(m: dict[str, float]) -> list[str]:
+    """Why a run with measures ``m`` (:meth:`TrustMeter.measures` and the histogram's) is not to be
+    trusted; empty when it is (the limits are the module's constants)."""
+    reasons = []
+    band, interior = m["edge_band_share"], m["interior_share"]
+    if band >= EDGE_MIN_SHARE and band > EDGE_RATIO * max(interior, 1e-3):
+        reasons.append(
+            f"dendrite called in a band along the sample's edge ({100 * band:.0f} % of it, "
+            f"{100 * interior:.0f} % further in)"
+        )
+    if m["uncertainty_bits"] > UNCERTAINTY:
+        reasons.append(f"high mean uncertainty ({m['uncertainty_bits']:.2f} bits per voxel)")
+    if m["pieces"] >= SMALL_MIN_PIECES and m["small_blob_share"] > SMALL_SHARE:
+        reasons.append(
+            f"{100 * m['small_blob_share']:.0f} % of the dendrite in specks smaller than anything trained on"
+        )
+    called, share = m["dendrite_share"], m["histogram_share"]
+    if (
+        share > 0
+        and abs(called - share) >= HISTOGRAM_MIN_GAP
+        and (called > HISTOGRAM_RATIO * share or share > HISTOGRAM_RATIO * called)
+    ):
+        reasons.append(
+            f"{100 * called:.1f} % called dendrite where the grey levels suggest {100 * share:.1f} %"
+        )
+    return reasons
 
 
 def finetune_command(source: str, output: str | None, slices: list[int], model: str | None) -> str:
