@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -e ".[dev,torch,morphology]"
+	$(PY) -m pip install --quiet -e ".[dev,synth,dask,morphology]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -61,6 +61,22 @@ def parse_key_values(pairs: list[str] | None, option: str = "--option") -> dict[
     return options
 
 
+class MissingExtra(DendritesegError, ImportError):
+    """An optional part of the package is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str, what: str) -> Any:
+    """Import ``module``, or raise :class:`MissingExtra` saying that ``what`` needs ``extra``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(
+            f"{what} needs the '{extra}' extra: pip install 'dendriteseg[{extra}]'"
+        ) from None
+
+
 class OutputError(DendritesegError, OSError):
     """An output could not be written (full disk, permissions); the message names the user's path."""
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dendriteseg.errors import InputError
+from dendriteseg.errors import InputError, require
 from dendriteseg.infer.predictor import BinnedPredictor, resolve_predictor
 from dendriteseg.infer.segment import (
     SegmentResult,
@@ -192,10 +192,7 @@ def segment_dask(
     settings, **changes
         As in :func:`~dendriteseg.infer.segment` (compile is off on workers).
     """
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        raise InputError("--dask needs the 'distributed' package: pip install distributed") from None
+    require("distributed", "dask", "--dask")
     settings = settings_from(settings, changes)
     if settings.adapt:
         raise InputError(

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dendriteseg.errors import require
+
 from dendriteseg.rng import Rng, as_generator
 from dendriteseg.synth.procedural import random_rotation
 
@@ -89,7 +91,7 @@ class PhaseFieldResult:
 
 def _flux_kernel():
     """The Numba kernel of the anisotropic fluxes through the cells' faces."""
-    import numba
+    numba = require("numba", "synth", "the phase-field model")
 
     @numba.njit(inline="always", fastmath=True)
     def flux(g0, g1, g2, r, eps_bar, delta, axis):
@@ -165,7 +167,7 @@ def _flux_kernel():
 
 def _update_kernel():
     """The Numba kernel that advances phase and temperature by one time step."""
-    import numba
+    numba = require("numba", "synth", "the phase-field model")
 
     @numba.njit(inline="always")
     def hash_noise(seed, step, index):

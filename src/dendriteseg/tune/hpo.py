@@ -25,7 +25,7 @@ from typing import Any
 
 import optuna
 
-from dendriteseg.errors import InputError
+from dendriteseg.errors import InputError, require
 from dendriteseg.models import spec_for
 from dendriteseg.models.files import read_model_info
 from dendriteseg.train.config import TrainConfig, config_from_dict, config_to_dict
@@ -182,7 +182,7 @@ def _search_on_dask(
     seed: int,
 ) -> None:
     """Every worker of the cluster at ``address`` runs trials into the same study (journal file)."""
-    from distributed import Client
+    Client = require("distributed", "dask", "hpo --dask").Client
 
     with Client(address) as client:
         workers = sorted(client.scheduler_info()["workers"])
