@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dendriteseg.errors import require
-
 from dendriteseg.rng import Rng, as_generator
 from dendriteseg.synth.procedural import random_rotation
 
