@@ -111,9 +111,8 @@ def main() -> None:
                 m["histogram_share"] if m["histogram_bimodality"] >= HISTOGRAM_BIMODAL else 0.0
             )
             r["trust"] = "low" if reasons_for(m) else "ok"
-            print(
-                f"{r['scan']:22s} {r['iou']:6.3f} {100 * r['called']:6.2f}% {r['trust']:>5s}  {'; '.join(reasons_for(m))}"
-            )
+            reasons = "; ".join(reasons_for(m))
+            print(f"{r['scan']:22s} {r['iou']:6.3f} {100 * r['called']:6.2f}% {r['trust']:>5s}  {reasons}")
         confusion(rows)
         return
     count, size = (1, 64) if args.smoke else (args.count, args.size)
