@@ -31,8 +31,9 @@ in a few evenly spaced slices (averaged, about 256 pixels a side):
    the region stops there;
 4. a region of step 1 or 2 without an own edge is refused (no mask) when it
    covers more than ``MAX_COVER`` of the slice or its edge runs along the
-   slice's border: a scan cropped inside the sample has no outside; the
-   region is grown by ``MARGIN`` of the slice side.
+   slice's border: a scan cropped inside the sample has no outside; else it
+   is grown by ``MARGIN`` of the slice side (an own edge is not: it lies on
+   the sample's rim already, and growing it takes in the edge line).
 
 The result is a 2D mask applied to every slice (samples are cylinders
 along z). It is a net under a model that should not need it, not a
@@ -327,14 +328,17 @@ def detect_sample(volume: Any) -> SampleRegion | None:
         region, how = _bright_region(small), "bright region around the centre"
     if region is None or not region.any():
         return None
+    grow = max(1, int(round(MARGIN * min(small.shape))))
     inner = own_edge(small, region, small_stack)
     if inner is not None and inner.any() and _along_border(inner) <= BORDER_TOUCH:
+        # the own edge is placed outside the sample's rim already; growing it would take in the line
         region, how = ndimage.binary_fill_holes(inner), f"the sample's own edge inside the {how}"
+        core = ndimage.binary_erosion(region, iterations=2 * grow)
     elif region.mean() > MAX_COVER or _along_border(region) > BORDER_TOUCH:
         return None  # no outside to exclude: cropped inside the sample, or no sample boundary in view
-    grow = max(1, int(round(MARGIN * min(small.shape))))
-    core = ndimage.binary_erosion(region, iterations=grow)
-    region = ndimage.binary_dilation(region, iterations=grow)
+    else:
+        core = ndimage.binary_erosion(region, iterations=grow)
+        region = ndimage.binary_dilation(region, iterations=grow)
     return SampleRegion(_full_size(region, step, (ny, nx)), how, _full_size(core, step, (ny, nx)))
 
 
