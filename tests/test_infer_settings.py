@@ -32,8 +32,6 @@ from dendriteseg.infer.settings import InferenceSettings, check_scale_fits, sett
         ({"scale": 1000}, "scale"),
         ({"scale": "big"}, "scale"),
         ({"scale": True}, "scale"),
-        ({"adapt": -1}, "adapt"),
-        ({"adapt": float("inf")}, "adapt"),
         ({"tta": "yes"}, "tta"),
         ({"sample_mask": ""}, "sample_mask"),
         ({"sample_mask": 3}, "sample_mask"),

@@ -10,7 +10,7 @@ from typing import Any
 from typer import Argument as Arg
 from typer import Option as Opt
 
-from dendriteseg.cli import _int_list, _progress, _say, _table, command
+from dendriteseg.cli import _fail, _int_list, _progress, _say, _table, command
 
 
 def _segment_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
@@ -52,6 +52,9 @@ def segment(
     report: str | None = Opt(
         None, help="Write the trust report (JSON): trust, reasons, slices to label next, the finetune line."
     ),
+    adapt: float = Opt(
+        0.0, help="Minutes to adapt the model to the scan first, without labels (one input; 0: off)."
+    ),
 ) -> None:
     """Segment whole volumes with a network: tiled, blended, streamed to disk with bounded memory."""
     from rich.progress import TextColumn
@@ -83,21 +86,45 @@ def segment(
             if status == "skipped":
                 _say(f"skip {spec} (already done)", err=True)
 
-        run = segment_inputs(
-            inputs,
-            output,
-            model,
-            settings=settings,
-            probabilities=probabilities,
-            fmt=format,
-            summary=summary,
-            dask=dask,
-            threads=threads,
-            on_volume=on_volume,
-            progress=_segment_progress(bar, voxels),
-            report=report,
-        )
+        if adapt:
+            run = _segment_adapted(inputs, output, model, adapt, settings, probabilities, report, voxels, bar)
+        else:
+            run = segment_inputs(
+                inputs,
+                output,
+                model,
+                settings=settings,
+                probabilities=probabilities,
+                fmt=format,
+                summary=summary,
+                dask=dask,
+                threads=threads,
+                on_volume=on_volume,
+                progress=_segment_progress(bar, voxels),
+                report=report,
+            )
     _say(run.describe())
+
+
+def _segment_adapted(inputs, output, model, minutes, settings, probabilities, report, task, bar):  # noqa: ANN001, ANN202
+    import math
+
+    from dendriteseg.tune.adapt import segment_adapted
+
+    if len(inputs) != 1 or not math.isfinite(minutes) or minutes < 0:
+        _fail("--adapt: give one input volume and a number of minutes >= 0")
+    run, adaptation = segment_adapted(
+        inputs[0],
+        output,
+        model,
+        minutes=minutes,
+        settings=settings,
+        probabilities=probabilities,
+        report=report,
+        progress=_segment_progress(bar, task),
+    )
+    _say(adaptation.describe(), err=True)
+    return run
 
 
 @command()

@@ -194,10 +194,6 @@ def segment_dask(
     """
     require("distributed", "dask", "--dask")
     settings = settings_from(settings, changes)
-    if settings.adapt:
-        raise InputError(
-            "adapt: not available with --dask (adapt once with segment, then run the model file)"
-        )
     started = time.perf_counter()
     spec = str(volume)
     if parse_location(output, for_writing=True).format != "zarr":

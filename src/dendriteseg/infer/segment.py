@@ -106,7 +106,7 @@ def segment(
         Also write (or, with True, return) float16 dendrite probabilities.
     settings : InferenceSettings, optional
         Every other setting (tile, overlap, batch size, TTA, device,
-        precision, compile, window, compression, sample mask, scale, adapt);
+        precision, compile, window, compression, sample mask, scale);
         the defaults where not given.
     progress : callable(done_voxels, total_voxels), optional
     report : path, optional

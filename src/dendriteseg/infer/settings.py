@@ -24,7 +24,6 @@ COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False, True: True, False: 
 MAX_SCALE = 16  # pixels per binned pixel; binned slices must also keep MIN_BINNED_PIXELS a side
 MIN_BINNED_PIXELS = 16  # a binned slice narrower than this holds too little for the network to see
 MIN_TILE = 16  # in-plane tile side: smaller tiles lose the context networks are trained with
-MAX_ADAPT_MINUTES = 24 * 60
 DEFAULT_OVERLAP = 0.25
 
 
@@ -56,9 +55,6 @@ class InferenceSettings:
     scale : int or "auto"
         Pixels per binned pixel the network sees (1 to ``MAX_SCALE``), or "auto"
         (:mod:`dendriteseg.infer.scale_choice`).
-    adapt : float
-        Minutes of unsupervised adaptation to the scan before segmenting (0: none;
-        :mod:`dendriteseg.infer.adapt`).
     """
 
     tile: tuple[int, ...] | None = None
@@ -73,7 +69,6 @@ class InferenceSettings:
     compression: str | None = None
     sample_mask: Any = "auto"
     scale: int | str = "auto"
-    adapt: float = 0.0
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -94,10 +89,6 @@ class InferenceSettings:
             raise InputError(f"compression: expected a codec name, got {self.compression!r}")
         set_("sample_mask", _sample_mask(self.sample_mask))
         set_("scale", check_scale(self.scale))
-        adapt = _number("adapt", self.adapt)
-        if not 0 <= adapt <= MAX_ADAPT_MINUTES:
-            raise InputError(f"adapt: minutes from 0 to {MAX_ADAPT_MINUTES}, got {self.adapt!r}")
-        set_("adapt", adapt)
 
     def replace(self, **changes: Any) -> InferenceSettings:
         """A copy with ``changes`` (checked again); unknown names are refused, naming the valid ones."""
