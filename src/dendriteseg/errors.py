@@ -72,9 +72,7 @@ def require(module: str, extra: str, what: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingExtra(
-            f"{what} needs the '{extra}' extra: pip install 'dendriteseg[{extra}]'"
-        ) from None
+        raise MissingExtra(f"{what} needs the '{extra}' extra: pip install 'dendriteseg[{extra}]'") from None
 
 
 class OutputError(DendritesegError, OSError):

@@ -125,7 +125,9 @@ def evaluate(
     """Score a segmentation: accuracy, IoU, boundary F1 and boundary displacement error."""
     from dendriteseg.evaluation import evaluate as run
     from dendriteseg.evaluation import format_table, write_json, write_per_slice_csv
+    from dendriteseg.io.outputs import check_distinct
 
+    check_distinct([pred, gt], {"--json": json_path, "--per-slice": per_slice})
     result = run(pred, gt, tolerance=tolerance, mode=mode, spacing=spacing)
     _table(f"{pred} vs {gt}", ("metric", "value"), format_table(result))
     if json_path:
@@ -145,8 +147,10 @@ def overlay(
     window: tuple[float, float] | None = Opt(None, help="Grey window LOW HIGH (default: percentiles)."),
 ) -> None:
     """Draw PNG overlays: TP white, TN black, FP green, FN pink (or the outline without GT)."""
+    from dendriteseg.io.outputs import check_distinct
     from dendriteseg.report import write_overlay_files
 
+    check_distinct([image, pred, gt], {"-o": out})
     written = write_overlay_files(
         image, pred, gt, out, z=_int_list(z, "z"), y=_int_list(y, "y"), window=window
     )
@@ -168,8 +172,10 @@ def baseline(
 
     from dendriteseg.baselines import segment_with_baseline
     from dendriteseg.io import parse_location
+    from dendriteseg.io.outputs import check_distinct
 
     parse_location(output, for_writing=True)  # fail on a bad suffix before any work
+    check_distinct([input, train_image, train_label], {"-o": output})
     options = parse_key_values(option)
     with _progress(TextColumn("{task.description}")) as bar:
         task = bar.add_task(method, total=None, rate="")

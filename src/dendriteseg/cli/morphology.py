@@ -33,8 +33,10 @@ def mesh(
     """Mesh the solid as a closed surface in micrometres (capped where it meets the volume's edge)."""
     from dendriteseg.io import open_volume
     from dendriteseg.io.labels import as_binary_labels
+    from dendriteseg.io.outputs import check_distinct
     from dendriteseg.morphology import surface_mesh, write_mesh
 
+    check_distinct([labels], {"-o": out, "--png": png})
     with open_volume(labels) as volume:
         solid = as_binary_labels(volume.read(), volume.source)
         size = _voxel_size(voxel_size) or volume.voxel_size
@@ -62,8 +64,11 @@ def analyze(
     arms: bool = Opt(True, help="Skeleton arm statistics (slower)."),
 ) -> None:
     """Solid fraction and volume, interface area, S_v, curvature, components, arms (with units)."""
+    from dendriteseg.infer.series import expand_inputs
+    from dendriteseg.io.outputs import check_distinct
     from dendriteseg.morphology import analyze as quantities
 
+    check_distinct(expand_inputs(labels), {"--json": json_path, "--csv": csv, "--plot": plot})
     size = _voxel_size(voxel_size)
     if series or len(labels) > 1 or any(ch in "".join(labels) for ch in "*?["):
         progress = lambda i, n, spec: _say(f"- {spec} ({i + 1}/{n})", err=True)  # noqa: E731

@@ -67,12 +67,14 @@ def _finetune_images(
 ) -> None:  # noqa: ANN001, E501
     from rich.progress import TextColumn
 
+    from dendriteseg.io.outputs import check_distinct
     from dendriteseg.tune.finetune import finetune_on_labels
     from dendriteseg.tune.labels import read_user_scan
 
     given = labels or scribbles
     if out is None:
         _fail("finetune needs --out MODEL.safetensors")
+    check_distinct([*inputs, *given, *([parent] if parent else [])], {"-o": out})
     if (labels and scribbles) or len(given) != len(inputs):
         _fail("finetune: give one --labels or one --scribbles file per image")
     scans = [

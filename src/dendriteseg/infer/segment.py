@@ -30,7 +30,7 @@ from dendriteseg.infer.stream import iter_logits, plan_tiling, sigmoid
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.infer.trust import TrustMeter, TrustReport, suggested_share, trust_report
 from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume, write_text_atomic
-from dendriteseg.io.outputs import check_target, resolve_output
+from dendriteseg.io.outputs import check_distinct, check_target, resolve_output
 from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, sample_slices, window_for
 from dendriteseg.sample_region import SampleRegion, sample_region_for
 
@@ -121,6 +121,9 @@ def segment(
     SegmentResult
     """
     settings = settings_from(settings, changes)
+    check_distinct(
+        [volume, settings.sample_mask], {"output": output, "probabilities": probabilities, "report": report}
+    )
     started = time.perf_counter()
     owned = not isinstance(volume, Volume)
     vol = as_volume(volume)

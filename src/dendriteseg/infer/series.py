@@ -25,7 +25,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.infer.settings import InferenceSettings, settings_from
 from dendriteseg.io import parse_location, write_text_atomic
 from dendriteseg.io.location import split_key
-from dendriteseg.io.outputs import remove_stale_partials
+from dendriteseg.io.outputs import check_distinct, remove_stale_partials
 from dendriteseg.io.readers import natural_key
 
 OUTPUT_FORMATS = {"tif": ".tif", "zarr": ".zarr", "h5": ".h5", "npy": ".npy"}
@@ -142,6 +142,8 @@ def segment_series(
             raise InputError(f"{out_dir}: is a file; with several inputs -o must be a folder")
         out_dir.mkdir(parents=True)
     plan = plan_series(specs, out_dir, fmt)
+    for target in plan.outputs:  # -o next to the inputs, in their format, would write over them
+        check_distinct(plan.inputs, {"-o": target})
     prob_dir = Path(probabilities) if probabilities else None
     if prob_dir is not None:
         if prob_dir.resolve() == out_dir.resolve():

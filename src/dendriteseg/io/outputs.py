@@ -12,6 +12,9 @@
 * An existing folder is replaced only when it holds nothing but what
   dendriteseg writes there (a Zarr store, or ``slice_*.tif`` files);
   otherwise the run stops before any work, naming a few of its files.
+* No output may be one of the command's inputs, or another of its outputs
+  (:func:`check_distinct`; symlinks resolved, a file counts once whatever
+  dataset inside it is named).
 * Errors name the user's path, never the temporary one; a full disk is
   ``<path>: no space left on device``. Uncompressed outputs whose size is
   known check the free space before any work.
@@ -197,6 +200,11 @@ def save_figure(fig: Any, path: str | Path, **options: Any) -> Path:
     import matplotlib.pyplot as plt
 
     path = resolve_output(Path(path))
+    try:
+        check_target(path, folder=False)
+    except InputError:
+        plt.close(fig)
+        raise
     remove_stale_partials(path)
     temp = temp_sibling(path)
     try:
@@ -208,3 +216,39 @@ def save_figure(fig: Any, path: str | Path, **options: Any) -> Path:
         if temp.exists():
             temp.unlink()
     return path
+
+
+def _identity(spec: Any) -> str | None:
+    """The file (or folder) a path or ``file.h5:/dataset`` spec names, symlinks resolved; None for
+    what is not a path (an array) and for devices, pipes and sockets (text is written through them)."""
+    from dendriteseg.io.location import Location, split_key
+
+    if isinstance(spec, Location):
+        spec = spec.path
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    text, _ = split_key(str(spec))
+    path = Path(text)
+    if is_special(path):
+        return None
+    return os.path.realpath(path)
+
+
+def check_distinct(inputs: Any, outputs: dict[str, Any]) -> None:
+    """Refuse, before any work, an output that is one of ``inputs`` or the same file as another of
+    ``outputs`` (named by their options, e.g. ``{"-o": ..., "--png": ...}``; None entries are skipped)."""
+    read = {}
+    for spec in inputs:
+        key = _identity(spec)
+        if key is not None:
+            read.setdefault(key, spec)
+    written: dict[str, str] = {}
+    for option, spec in outputs.items():
+        key = _identity(spec)
+        if key is None:
+            continue
+        if key in read:
+            raise InputError(f"{spec}: {option} would overwrite the input {read[key]}; name another output")
+        if key in written:
+            raise InputError(f"{spec}: {option} and {written[key]} name the same file; give each its own")
+        written[key] = option

@@ -416,8 +416,10 @@ def convert_volume(
     """
     import logging
 
+    from dendriteseg.io.outputs import check_distinct
     from dendriteseg.io.readers import open_volume
 
+    check_distinct([source], {"target": target})
     nonfinite = 0
     with open_volume(source) as vol:
         if vol.ndim != 3:
