@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from typer import Argument as Arg
@@ -17,6 +18,8 @@ def _voxel_size(text: str | None) -> float | tuple[float, ...] | None:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         _fail(f"--voxel-size: one number or Z,Y,X in micrometres, got {text!r}")
+    if len(values) not in (1, 3) or not all(math.isfinite(v) and v > 0 for v in values):
+        _fail(f"--voxel-size: one or three numbers greater than 0 (micrometres), got {text!r}")
     return values[0] if len(values) == 1 else values
 
 
@@ -25,7 +28,7 @@ def mesh(
     labels: str = Arg(..., help="Label volume (1 = dendrite), any supported format."),
     out: Path = Opt(..., "--out", "-o", help="Mesh file: .stl, .ply, .obj or .glb."),
     voxel_size: str | None = Opt(None, help="UM or Z,Y,X in micrometres (default: the file's, else 1)."),
-    smooth: int = Opt(0, help="Taubin smoothing iterations (keeps the volume)."),
+    smooth: int = Opt(0, help="Taubin smoothing iterations, 0-200 (the enclosed volume is restored)."),
     decimate: float | None = Opt(None, help="Keep this share of the faces, e.g. 0.2."),
     largest: int | None = Opt(None, help="Only the K largest solid pieces."),
     png: Path | None = Opt(None, help="Also render the surface to this PNG (headless)."),

@@ -140,7 +140,7 @@ def _search(
         parent=resolve_model_path(parent) if parent else None,
         trials=trials,
         budget=budget,
-        seconds=minutes * 60 if minutes else None,
+        seconds=minutes * 60 if minutes is not None else None,
         dask=dask,
         on_trial=lambda t: _say(describe_trial(t), err=True),
     )

@@ -142,6 +142,8 @@ def analyze_series(
 ) -> list[dict[str, Any]]:
     """One row per time step (``SERIES_FIELDS``); ``flag`` marks a solid fraction that moves by more
     than ``jump`` (absolute) from both neighbours', or from its one neighbour at the series' ends."""
+    if not (isinstance(jump, (int, float)) and math.isfinite(jump) and jump >= 0):
+        raise InputError(f"jump: a change of solid fraction >= 0, got {jump!r}")
     from dendriteseg.infer.series import expand_inputs
 
     inputs = expand_inputs(specs)

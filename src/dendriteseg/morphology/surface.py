@@ -96,6 +96,36 @@ def _keep_largest(solid: np.ndarray, count: int) -> np.ndarray:
     return np.isin(labels, keep)
 
 
+MAX_SMOOTH = 200  # Taubin iterations
+
+
+def _check_mesh_options(sigma: float, smooth: int, decimate: float | None, largest: int | None) -> None:
+    """Refuse mesh settings outside their ranges, naming the setting."""
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
+        raise InputError(f"sigma: a smoothing width >= 0 voxels, got {sigma!r}")
+    if isinstance(smooth, bool) or not isinstance(smooth, (int, np.integer)) or not 0 <= smooth <= MAX_SMOOTH:
+        raise InputError(f"smooth: Taubin iterations from 0 to {MAX_SMOOTH}, got {smooth!r}")
+    if decimate is not None and not (math.isfinite(decimate) and 0 < decimate <= 1):
+        raise InputError(f"decimate: a share of faces in (0, 1], got {decimate}")
+    if largest is not None and (
+        isinstance(largest, bool) or not isinstance(largest, (int, np.integer)) or largest < 1
+    ):
+        raise InputError(f"largest: keep at least 1 piece, got {largest!r}")
+
+
+def _restore_volume(mesh: Any, volume: float, rounds: int = 3) -> None:
+    """Move ``mesh``'s vertices along their normals until it encloses ``volume`` again (to first
+    order each round: the volume missing over the area)."""
+    for _ in range(rounds):
+        area = float(mesh.area)
+        if area <= 0:
+            return
+        shift = (volume - float(mesh.volume)) / area
+        if abs(shift) < 1e-6:
+            return
+        mesh.vertices = mesh.vertices + shift * mesh.vertex_normals
+
+
 def surface_mesh(
     labels: Any,
     voxel_size: Any = None,
@@ -113,7 +143,9 @@ def surface_mesh(
     sigma : float
         Gaussian smoothing (voxels) of the labels before the level set.
     smooth : int
-        Taubin smoothing iterations afterwards (keeps the volume).
+        Taubin smoothing iterations afterwards (0 to ``MAX_SMOOTH``); Taubin smoothing still
+        shrinks a dendrite's thin arms, so the smoothed surface is then moved along its normals
+        until it encloses the volume the unsmoothed one did.
     decimate : float, optional
         Keep this share of the faces (quadric decimation).
     largest : int, optional
@@ -122,6 +154,7 @@ def surface_mesh(
     from skimage.measure import marching_cubes
 
     trimesh = _trimesh()
+    _check_mesh_options(sigma, smooth, decimate, largest)
     solid = np.asarray(labels) > 0
     if solid.ndim != 3:
         raise InputError(f"labels: a surface needs a (z, y, x) volume, got shape {solid.shape}")
@@ -134,23 +167,27 @@ def surface_mesh(
     field = np.pad(
         ndimage.gaussian_filter(solid.astype(np.float32), sigma) if sigma else solid.astype(np.float32), 1
     )
+    if field.max() <= 0.5:  # a solid thinner than the smoothing (a voxel, a line, a sheet): as it is
+        field = np.pad(solid.astype(np.float32), 1)
     verts, faces, _, _ = marching_cubes(field, 0.5, spacing=spacing)
     mesh = trimesh.Trimesh(verts, faces[:, ::-1], process=True)  # normals out of the solid
     if smooth:
+        volume = float(mesh.volume)
         trimesh.smoothing.filter_taubin(mesh, iterations=int(smooth))
-    if decimate is not None:
-        if not 0 < decimate <= 1:
-            raise InputError(f"decimate: a share of faces in (0, 1], got {decimate}")
-        if decimate < 1:
-            mesh = mesh.simplify_quadric_decimation(percent=1 - decimate)
+        _restore_volume(mesh, volume)
+    if decimate is not None and decimate < 1:
+        mesh = mesh.simplify_quadric_decimation(percent=1 - decimate)
     grid = mesh.vertices / np.asarray(spacing)  # voxel coordinates in the padded field
     centroids = mesh.triangles_center / np.asarray(spacing)
     upper = np.asarray(field.shape) - 2.0
     normals = np.abs(mesh.face_normals)
     cap = np.zeros(len(mesh.faces), bool)
+    beyond = np.zeros(len(mesh.faces), int)
     for axis in range(3):
         edge = (centroids[:, axis] < 1.0) | (centroids[:, axis] > upper[axis])
         cap |= edge & (normals[:, axis] > 0.9)
+        beyond += edge
+    cap |= beyond >= 2  # the chamfers along the volume's own edges and corners are its faces too
     vertex_area = np.zeros(len(mesh.vertices))
     share = np.where(cap, 0.0, mesh.area_faces / 3)
     np.add.at(vertex_area, mesh.faces.ravel(), np.repeat(share, 3))

@@ -44,6 +44,7 @@ chosen settings.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -83,6 +84,7 @@ FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
 FINISHES = ("all-labels", "continue", "refit")
 SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 SOUP_MAX = 8  # trials, best first, that the weight average may take in
+MODEL_BYTES = 32 * 2**20  # room for the model written at the end (the shipped ones are 1-6 MB)
 ONE_SLICE = "one labelled slice: nothing held out at another depth to judge settings by, so plain settings"
 
 
@@ -171,6 +173,10 @@ def finetune_on_labels(
     """
     if finish not in FINISHES:
         raise InputError(f"finish: expected one of {', '.join(FINISHES)}, got {finish!r}")
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < math.inf:
+        raise InputError(f"minutes: a time budget greater than 0, got {minutes!r}")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise InputError(f"trials: at least 1 (or none for as many as the time allows), got {trials!r}")
     for device in devices or ["auto"]:
         training_precision(precision, resolve_device(device))
     _check_output(Path(out))  # before minutes of work
@@ -251,14 +257,17 @@ def _enqueue_plain(study: optuna.Study, b: Any) -> None:
 
 def _check_output(out: Path) -> None:
     """Refuse an output model path that could not be written, before any work."""
-    from dendriteseg.io.outputs import check_target, resolve_output
+    from dendriteseg.io.outputs import check_free_space, check_target, resolve_output
 
     out = resolve_output(out)
     if out.suffix != ".safetensors":
         raise InputError(f"{out}: model files end in .safetensors")
     if not out.parent.is_dir():
         raise InputError(f"{out}: folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: folder {out.parent} is not writable")
     check_target(out, folder=False)
+    check_free_space(out, MODEL_BYTES)
 
 
 @dataclass
@@ -392,7 +401,7 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
     """The best on validation of the starting model, every finished trial and (with ``soup``) the
     greedy average of the trials' weights (:mod:`dendriteseg.tune.soup`, up to ``SOUP_MAX`` of them)."""
     best = _winner(study, run)
-    if best is None or best.value <= objective_value(before):
+    if best is None or not _beats(best.user_attrs.get("scores") or {}, before):
         return _Kept(run.parent, before, "the starting model (no trial beat it)")
     done = [best] + sorted(
         (t for t in _finished_with_model(study) if t.number != best.number),
@@ -421,6 +430,15 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
     target = work / "soup.safetensors"
     save_model(target, mixed.model, mixed.info)
     return _Kept(target, scored[mixed.value], f"the average of trials {numbers}", best, numbers)
+
+
+def _beats(scores: dict[str, float], before: dict[str, float]) -> bool:
+    """Whether validation ``scores`` beat the starting model's on IoU itself (the search's tie-breaker,
+    accuracy, ranks trials but never makes a model that did not improve the IoU better)."""
+    iou, start = scores.get("iou", math.nan), before.get("iou", math.nan)
+    if math.isnan(iou):
+        return False
+    return math.isnan(start) or iou > start + 1e-9
 
 
 def _seconds_per_epoch(trials: list[optuna.trial.FrozenTrial]) -> float | None:

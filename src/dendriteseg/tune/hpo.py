@@ -115,6 +115,10 @@ def search(
         raise InputError("hpo finetune: name the model to start from (--from MODEL)")
     if not base.data:
         raise InputError("config: 'data' (a dataset manifest) is required")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise InputError(f"trials: at least 1, got {trials!r}")
+    if seconds is not None and not (isinstance(seconds, (int, float)) and 0 < seconds < math.inf):
+        raise InputError(f"minutes: a time limit greater than 0 (or none), got {seconds / 60!r}")
     run = Path(run)
     budget_named(budget)
     study = open_study(run, step, seed=seed)

@@ -15,6 +15,7 @@ of the labels out for validation, never the same voxels as training.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from dendriteseg.io.labels import as_binary_labels
 from dendriteseg.io.readers import as_volume
 from dendriteseg.preprocess import normalisation_window, normalise
 from dendriteseg.sample_region import detect_sample
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,21 +52,85 @@ def read_user_scan(
     slices: list[int] | None = None,
     scribbles: str | Path | None = None,
 ) -> UserScan:
-    """Read an image and its labels (exactly one of ``labels`` or ``scribbles``)."""
+    """Read an image and its labels (exactly one of ``labels`` or ``scribbles``) from files."""
     if (labels is None) == (scribbles is None):
         raise InputError(f"{image}: give either labels or scribbles")
     data, was_2d = _read_stack(image)
     source = str(scribbles if scribbles is not None else labels)
     given, _ = _read_stack(source)
-    if scribbles is not None:
+    return user_scan(
+        data,
+        given,
+        scribbles=scribbles is not None,
+        slices=slices,
+        name=Path(str(image)).name,
+        source=source,
+        was_2d=was_2d,
+    )
+
+
+def user_scan(
+    image: np.ndarray,
+    given: np.ndarray,
+    *,
+    scribbles: bool = False,
+    slices: list[int] | None = None,
+    name: str = "image",
+    source: str = "labels",
+    was_2d: bool | None = None,
+) -> UserScan:
+    """A :class:`UserScan` from arrays (a viewer's layers): ``image`` (z, y, x) or (y, x), and
+    ``given`` labels of its shape (0/1 or 0/255; with ``scribbles`` 0 unlabelled, 1 background,
+    2 dendrite; with ``slices``, only those slices count, or ``given`` holds just them).
+
+    Refused: labels that cannot teach (no labelled voxel, no dendrite or no background among
+    them, scribbles that are a 0/1 label file). Non-finite image voxels are read as the grey
+    window's ends, as :func:`~dendriteseg.infer.segment` reads them, and counted in a warning.
+    """
+    data = np.asarray(image)
+    given = np.asarray(given)
+    if was_2d is None:
+        was_2d = data.ndim == 2
+    if data.ndim == 2:
+        data = data[None]
+    if given.ndim == 2:
+        given = given[None]
+    if data.ndim != 3:
+        raise InputError(f"{name}: expected a 2D image or a (z, y, x) volume, got shape {data.shape}")
+    if scribbles:
         label = _from_scribbles(given, data.shape, source)
     else:
         label = _from_labels(given, data.shape, source, slices)
-    if not (label != UNLABELLED).any():
-        raise InputError(f"{source}: no labelled voxel")
+    _check_teaches(label, source, scribbles)
+    data = np.asarray(data, np.float32)
     region = detect_sample(data)  # as segment measures the window: its high end inside the sample
     window = normalisation_window(data, inside=None if region is None else region.core)
-    return UserScan(Path(str(image)).name, normalise(data, window), label, was_2d)
+    finite = np.isfinite(data)
+    if not finite.all():
+        count = int((~finite).sum())
+        log.warning(
+            "%s: %d non-finite voxels read as the grey window's ends (as segment reads them)", name, count
+        )
+        data = np.where(np.isposinf(data), window[1], np.where(finite, data, window[0])).astype(np.float32)
+    return UserScan(name, normalise(data, window), label, was_2d)
+
+
+def _check_teaches(label: np.ndarray, source: str, scribbles: bool) -> None:
+    """Refuse labels that cannot teach a two-class network, saying what to add."""
+    if not (label != UNLABELLED).any():
+        raise InputError(f"{source}: no labelled voxel")
+    dendrite, background = int((label == 1).sum()), int((label == 0).sum())
+    if scribbles and dendrite == 0 and background > 0:
+        raise InputError(
+            f"{source}: scribbles with no dendrite (2): scribbles are 0 unlabelled, 1 background, "
+            "2 dendrite; paint some dendrite, or give a 0/1 label file with --labels"
+        )
+    if dendrite == 0:
+        raise InputError(
+            f"{source}: no dendrite among the labelled voxels; label some dendrite too (1 or 255)"
+        )
+    if background == 0:
+        raise InputError(f"{source}: no background among the labelled voxels; label some melt or air too (0)")
 
 
 def _read_stack(path: str | Path) -> tuple[np.ndarray, bool]:
