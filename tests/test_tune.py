@@ -175,7 +175,7 @@ def test_finetune_searches_then_refits_the_winner_on_every_label(
 ):
     import dendriteseg.tune.finetune as finetune
 
-    monkeypatch.setattr(finetune, "objective_value", lambda scores: -1.0)  # every trial beats the start
+    monkeypatch.setattr(finetune, "_beats", lambda scores, before: True)  # every trial beats the start
     refits, train_on = [], finetune.train_on
 
     def spy(config, train, val, **kwargs):
@@ -218,7 +218,7 @@ def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
 
     calls, train_on, scored = [], finetune.train_on, iter(range(10**6))
     monkeypatch.setattr(search, "objective_value", lambda scores: next(scored))  # the latest trial is best
-    monkeypatch.setattr(finetune, "objective_value", lambda scores: -1.0)  # and every trial beats the start
+    monkeypatch.setattr(finetune, "_beats", lambda scores, before: True)  # and every trial beats the start
 
     def spy(config, train, val, **kwargs):
         if not val:
