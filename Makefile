@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -e ".[dev,synth,dask,morphology]"
+	$(PY) -m pip install --quiet -e ".[dev,synth,dask,morphology,napari]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,8 +22,14 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/dendriteseg demo $(DEMO_DIR)
 
+# The napari tests draw in a real viewer: they need a display, which xvfb-run gives (Debian: xvfb).
 test: install
-	$(PY) -m pytest
+	@if command -v xvfb-run >/dev/null 2>&1; then \
+		xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest; \
+	else \
+		echo "xvfb-run not found: the napari tests are skipped (apt-get install xvfb to run them)"; \
+		$(PY) -m pytest -m "not napari"; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

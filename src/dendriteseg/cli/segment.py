@@ -141,3 +141,20 @@ def models(files: list[Path] | None = Arg(None, help="Model files to describe.")
     _table("shipped models (--model NAME)", columns, rows, caption)
     for path in files or []:
         _say(f"{path}: {summarize_model(path).describe()}")
+
+
+@command()
+def view(
+    image: str | None = Arg(None, help="A volume to open (any supported format); none: an empty viewer."),
+    labels: list[str] | None = Opt(None, help="Label volumes to open over it."),
+) -> None:
+    """Open napari with the image, its labels and the dendriteseg widgets docked (needs [napari])."""
+    from dendriteseg.errors import require
+
+    require("napari", "napari", "dendriteseg view")
+    import napari
+
+    from dendriteseg.napari.viewer import open_viewer
+
+    open_viewer(image, labels or [])
+    napari.run()
