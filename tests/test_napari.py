@@ -215,7 +215,7 @@ def test_the_view_command_docks_the_widgets(make_napari_viewer, tmp_path, scan):
         str(tmp_path / "scan.tif"), [str(tmp_path / "labels.tif")], viewer=make_napari_viewer()
     )
     assert [layer.name for layer in viewer.layers] == ["scan.tif", "labels.tif"]
-    docked = set(viewer.window._dock_widgets)
+    docked = set(viewer.window.dock_widgets)
     assert {"Segment", "Correct and fine-tune", "Compare"} <= docked
 
 

@@ -23,6 +23,9 @@ def open_viewer(
             add(data, **attributes)
     segment = SegmentWidget(viewer)
     viewer.window.add_dock_widget(segment, name="Segment", area="right")
-    viewer.window.add_dock_widget(FinetuneWidget(viewer, segment), name="Correct and fine-tune", area="right")
+    tune = viewer.window.add_dock_widget(
+        FinetuneWidget(viewer, segment), name="Correct and fine-tune", area="right"
+    )
     viewer.window.add_dock_widget(CompareWidget(viewer), name="Compare", area="right", tabify=True)
+    tune.raise_()  # in front of Compare, its tab neighbour
     return viewer
