@@ -27,8 +27,11 @@ def shape(kind: str, r: float) -> tuple[np.ndarray, dict[str, float]]:
         truth = {"volume": 4 / 3 * math.pi * r**3, "area": 4 * math.pi * r * r, "curvature": 1 / r}
         return (zz**2 + yy**2 + xx**2 <= r * r), truth
     if kind == "cylinder":
-        return (yy**2 + xx**2 <= r * r), {"volume": math.pi * r * r * n, "area": 2 * math.pi * r * n,
-                                           "curvature": 1 / (2 * r)}  # fmt: skip
+        return (yy**2 + xx**2 <= r * r), {
+            "volume": math.pi * r * r * n,
+            "area": 2 * math.pi * r * n,
+            "curvature": 1 / (2 * r),
+        }
     a, b = 1.5 * r, r  # prolate: semi-axes a (z), b, b
     p = 1.6075
     area = 4 * math.pi * ((2 * (a * b) ** p + b ** (2 * p)) / 3) ** (1 / p)

@@ -34,15 +34,31 @@ def train_unet(scans: list[dict], steps: int, work: Path) -> Path:
     entries = []
     for i, scan in enumerate(scans):
         write_scan(work / f"train{i}", scan)
-        entries.append({"name": f"train{i}", "image": f"train{i}/image.tif", "label": f"train{i}/label.tif",
-                        "quality": "exact", "split": "train"})  # fmt: skip
+        entries.append(
+            {
+                "name": f"train{i}",
+                "image": f"train{i}/image.tif",
+                "label": f"train{i}/label.tif",
+                "quality": "exact",
+                "split": "train",
+            }
+        )
     (work / "manifest.json").write_text(json.dumps({"entries": entries}))
     epochs = 4
-    config = config_from_dict({
-        "data": str(work / "manifest.json"), "out": str(work / "unet"), "model": "unet2d",
-        "model_args": {"base": 8, "depth": 3}, "train_quality": "exact", "patch": [1, 96, 96], "batch": 16,
-        "epochs": epochs, "steps_per_epoch": max(1, steps // epochs), "lr": 2e-3,
-    })  # fmt: skip
+    config = config_from_dict(
+        {
+            "data": str(work / "manifest.json"),
+            "out": str(work / "unet"),
+            "model": "unet2d",
+            "model_args": {"base": 8, "depth": 3},
+            "train_quality": "exact",
+            "patch": [1, 96, 96],
+            "batch": 16,
+            "epochs": epochs,
+            "steps_per_epoch": max(1, steps // epochs),
+            "lr": 2e-3,
+        }
+    )
     return train(config)
 
 

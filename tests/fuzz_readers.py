@@ -159,8 +159,9 @@ def run(examples: int, root: Path, rng_seed: int = 0) -> Fuzzer:
 
     def campaign(kind: str) -> None:
         @seed(rng_seed)
-        @settings(max_examples=examples, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(edits=EDITS, cut=CUTS)
         def case(edits: list, cut: float | None) -> None:
             fuzzer.one(kind, edits, cut, next(counter))

@@ -27,12 +27,59 @@ def test_the_command_line_is_thin():
         assert len(path.read_text().splitlines()) <= 400, path.name
 
 
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def _resolve(name: str) -> str:
+    while name and name not in MODULES:
+        name = name.rsplit(".", 1)[0] if "." in name else ""
+    return name
+
+
+def imports_of(path: Path) -> set[str]:
+    """The dendriteseg modules a file imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {_resolve(a.name) for a in node.names if a.name.startswith("dendriteseg")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dendriteseg"):
+            found.add(_resolve(node.module))
+            found |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in MODULES}
+    return found - {"", _module_name(path)}
+
+
+def test_no_import_cycle_in_the_package():
+    """No module imports, directly or through others, one that imports it (function-level imports too)."""
+    graph = {name: imports_of(path) for name, path in MODULES.items()}
+
+    def reaches(start: str, target: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name == target:
+                return True
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph.get(name, ()))
+        return False
+
+    cycles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if a < b and reaches(b, a))
+    assert not cycles
+
+
 def test_inference_and_training_data_stay_apart():
     """Inference never imports the training packages; training reaches devices without inference."""
-    for path in (SRC / "infer").glob("*.py"):
-        text = path.read_text()
-        assert "dendriteseg.data" not in text and "dendriteseg.train" not in text, path.name
-    assert "dendriteseg.infer.predictor import cpu" not in (SRC / "train" / "fit.py").read_text()
+    for name, path in MODULES.items():
+        if name.startswith("dendriteseg.infer"):
+            bad = {m for m in imports_of(path) if m.startswith(("dendriteseg.data", "dendriteseg.train"))}
+            assert not bad, (name, bad)
+    fit = imports_of(SRC / "train" / "fit.py")
+    assert "dendriteseg.infer.cpu" not in fit and "dendriteseg.device" in fit
 
 
 def test_evenly_spaced_picks_rounded_distinct_indices():

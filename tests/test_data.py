@@ -201,9 +201,22 @@ def test_grey_curve_is_monotone_keeps_the_window_ends_and_can_be_off():
 # -- each intensity transform alone, against what it is meant to do ---------------------------
 
 OFF = dict(
-    flip=False, rotate_deg=0.0, shear_deg=0.0, p_affine=0.0, brightness=0.0, contrast=0.0, gamma=0.0,
-    curve=0.0, noise=0.0, p_blur=0.0, rings=0.0, p_rings=0.0, streaks=0.0, p_streaks=0.0, drift=0.0,
-)  # fmt: skip
+    flip=False,
+    rotate_deg=0.0,
+    shear_deg=0.0,
+    p_affine=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    gamma=0.0,
+    curve=0.0,
+    noise=0.0,
+    p_blur=0.0,
+    rings=0.0,
+    p_rings=0.0,
+    streaks=0.0,
+    p_streaks=0.0,
+    drift=0.0,
+)
 
 
 def only(**settings):
@@ -305,8 +318,15 @@ def test_flips_move_image_and_label_together_and_rotation_keeps_area():
 
 
 def test_augment_config_refuses_impossible_ranges():
-    for bad in ({"zoom_min": 0.0}, {"zoom_min": 1.2}, {"zoom_max": 0.9}, {"curve_points": 0}, {"p_blur": 1.5},
-                {"curve": -0.1}, {"p_affine": 2.0}):  # fmt: skip
+    for bad in (
+        {"zoom_min": 0.0},
+        {"zoom_min": 1.2},
+        {"zoom_max": 0.9},
+        {"curve_points": 0},
+        {"p_blur": 1.5},
+        {"curve": -0.1},
+        {"p_affine": 2.0},
+    ):
         with pytest.raises(InputError):
             AugmentConfig(**bad)
     AugmentConfig(zoom_min=1.0, zoom_max=1.0, curve_points=1, p_blur=1.0, curve=0.0)

@@ -305,9 +305,14 @@ def test_summaries_count_what_was_skipped():
     result = summarize(score_slices(pred, gt), tolerance=3.0)
     assert result.mode == "2d" and result.tolerance == 3.0 and len(result.per_slice) == 3
     assert result.counts == {
-        "slices": 3, "iou_skipped": 1, "bf1_skipped": 1, "bf1_one_empty": 1, "bde_skipped": 2,
-        "bf1_used": 2, "bde_used": 1,
-    }  # fmt: skip
+        "slices": 3,
+        "iou_skipped": 1,
+        "bf1_skipped": 1,
+        "bf1_one_empty": 1,
+        "bde_skipped": 2,
+        "bf1_used": 2,
+        "bde_used": 1,
+    }
     assert result.iou == pytest.approx((12 / 20 + 0.0) / 2)
     both = score_volume_3d(pred, gt, tolerance=2.0)
     assert both.mode == "3d" and both.tolerance == 2.0 and both.accuracy == pytest.approx(1 - 24 / 300)
@@ -320,11 +325,19 @@ def test_summaries_count_what_was_skipped():
     }
     empty = np.zeros_like(gt)
     assert score_volume_3d(empty, empty).counts == {
-        "volumes": 1, "iou_skipped": 1, "bf1_skipped": 1, "bf1_one_empty": 0, "bde_skipped": 1,
-    }  # fmt: skip
+        "volumes": 1,
+        "iou_skipped": 1,
+        "bf1_skipped": 1,
+        "bf1_one_empty": 0,
+        "bde_skipped": 1,
+    }
     assert score_volume_3d(empty, gt).counts == {
-        "volumes": 1, "iou_skipped": 0, "bf1_skipped": 0, "bf1_one_empty": 1, "bde_skipped": 1,
-    }  # fmt: skip
+        "volumes": 1,
+        "iou_skipped": 0,
+        "bf1_skipped": 0,
+        "bf1_one_empty": 1,
+        "bde_skipped": 1,
+    }
     assert score_volume_3d(gt, empty).counts["bf1_one_empty"] == 1
     for bad in ({"tolerance": 0}, {"spacing": (1.0, 1.0)}, {"spacing": (1.0, 0.0, 1.0)}):
         with pytest.raises(ValueError):

@@ -35,8 +35,10 @@ def cylinder():
 
 def test_a_ball_of_radius_20(ball, tmp_path):
     write_volume(tmp_path / "ball.tif", ball)
-    result = runner.invoke(app, ["analyze", str(tmp_path / "ball.tif"), "--voxel-size", "1", "--json",
-                                 str(tmp_path / "ball.json")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["analyze", str(tmp_path / "ball.tif"), "--voxel-size", "1", "--json", str(tmp_path / "ball.json")],
+    )
     assert result.exit_code == 0, result.stderr
     values = json.loads((tmp_path / "ball.json").read_text())
     assert values["solid_volume"] == pytest.approx(4 / 3 * math.pi * 20**3, rel=0.01)
@@ -94,8 +96,18 @@ def test_a_growth_series_shows_its_trend(tmp_path):
     from dendriteseg.synth.dataset import write_series
 
     write_series(tmp_path / "growth", scans=5, shape=(16, 64, 64), seed=2)
-    code = runner.invoke(app, ["analyze", str(tmp_path / "growth" / "t*" / "label.tif"), "--series", "--csv",
-                               str(tmp_path / "evo.csv"), "--plot", str(tmp_path / "evo.png")])  # fmt: skip
+    code = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(tmp_path / "growth" / "t*" / "label.tif"),
+            "--series",
+            "--csv",
+            str(tmp_path / "evo.csv"),
+            "--plot",
+            str(tmp_path / "evo.png"),
+        ],
+    )
     assert code.exit_code == 0, code.stderr
     lines = (tmp_path / "evo.csv").read_text().splitlines()
     assert lines[0].startswith("time_index,input,solid_fraction") and len(lines) == 6

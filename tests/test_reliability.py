@@ -151,8 +151,10 @@ def test_sigterm_cleans_up_and_exits_143(tmp_path):
     out = tmp_path / "out.tif"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dendriteseg", "segment", str(tmp_path / "big.npy"), "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not list(tmp_path.glob(".out.tif.partial-*")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -205,8 +207,17 @@ def dataset(tmp_path_factory):
 
 
 def test_a_patch_larger_than_the_images_is_refused_before_training(dataset, tmp_path):
-    code, _, err = run("train", "--set", f"data={dataset}", "--set", f"out={tmp_path / 'r'}",
-                       "--set", "patch=[4,128,128]", "--set", "model_args={base: 4, depth: 2}")  # fmt: skip
+    code, _, err = run(
+        "train",
+        "--set",
+        f"data={dataset}",
+        "--set",
+        f"out={tmp_path / 'r'}",
+        "--set",
+        "patch=[4,128,128]",
+        "--set",
+        "model_args={base: 4, depth: 2}",
+    )
     assert code == 2
     assert "patch: [4, 128, 128] is larger than training volume noisy_000 (8x48x48)" in one_error_line(err)
     assert not (tmp_path / "r" / "resume.safetensors").exists()
@@ -241,10 +252,12 @@ def test_nan_in_an_image_is_filled_counted_and_said(tmp_path, phantom):
     nan[2, 50, 50] = np.inf
     write_volume(tmp_path / "nan.tif", nan)
     count = 9 * 3 * 97 + 1
-    for args in (["segment", tmp_path / "nan.tif", "-o", tmp_path / "l.tif"],
-                 ["baseline", "otsu", tmp_path / "nan.tif", "-o", tmp_path / "b.tif"],
-                 ["overlay", tmp_path / "nan.tif", tmp_path / "l.tif", "-o", tmp_path / "ov"],
-                 ["convert", tmp_path / "nan.tif", tmp_path / "c.npy"]):  # fmt: skip
+    for args in (
+        ["segment", tmp_path / "nan.tif", "-o", tmp_path / "l.tif"],
+        ["baseline", "otsu", tmp_path / "nan.tif", "-o", tmp_path / "b.tif"],
+        ["overlay", tmp_path / "nan.tif", tmp_path / "l.tif", "-o", tmp_path / "ov"],
+        ["convert", tmp_path / "nan.tif", tmp_path / "c.npy"],
+    ):
         code, _, err = run(*args)
         assert code == 0 and f"{count:,} voxels" in err and "NaN or infinite" in err, (args[0], err)
     assert np.isnan(read_volume(tmp_path / "c.npy")).sum() == 9 * 3 * 97  # convert changes no value
@@ -253,8 +266,10 @@ def test_nan_in_an_image_is_filled_counted_and_said(tmp_path, phantom):
 
 def test_an_all_nan_volume_is_refused(tmp_path):
     write_volume(tmp_path / "nan.tif", np.full((4, 16, 16), np.nan, np.float32))
-    for args in (["segment", tmp_path / "nan.tif", "-o", tmp_path / "l.tif"],
-                 ["baseline", "otsu", tmp_path / "nan.tif", "-o", tmp_path / "b.tif"]):  # fmt: skip
+    for args in (
+        ["segment", tmp_path / "nan.tif", "-o", tmp_path / "l.tif"],
+        ["baseline", "otsu", tmp_path / "nan.tif", "-o", tmp_path / "b.tif"],
+    ):
         code, _, err = run(*args)
         assert code == 2 and "no finite voxels" in one_error_line(err) and "nan.tif" in one_error_line(err)
     assert not (tmp_path / "l.tif").exists() and not (tmp_path / "b.tif").exists()
@@ -291,8 +306,16 @@ def test_overlay_checks_every_label_slice_and_leaves_no_empty_folder(tmp_path, i
 
 def test_training_killed_mid_epoch_resumes_without_doing_anything_twice(dataset, tmp_path):
     out = tmp_path / "run"
-    settings = [f"data={dataset}", f"out={out}", "model_args={base: 4, depth: 2}", "patch=[4,32,32]",
-                "batch=2", "epochs=3", "steps_per_epoch=40", "precision=fp32"]  # fmt: skip
+    settings = [
+        f"data={dataset}",
+        f"out={out}",
+        "model_args={base: 4, depth: 2}",
+        "patch=[4,32,32]",
+        "batch=2",
+        "epochs=3",
+        "steps_per_epoch=40",
+        "precision=fp32",
+    ]
     command = [sys.executable, "-m", "dendriteseg", "train"] + [a for s in settings for a in ("--set", s)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -316,8 +339,17 @@ def test_a_damaged_checkpoint_is_one_line(dataset, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "resume.safetensors").write_bytes(b"\x00" * 100)
-    code, _, err = run("train", "--set", f"data={dataset}", "--set", f"out={out}",
-                       "--set", "model_args={base: 4, depth: 2}", "--set", "patch=[4,32,32]")  # fmt: skip
+    code, _, err = run(
+        "train",
+        "--set",
+        f"data={dataset}",
+        "--set",
+        f"out={out}",
+        "--set",
+        "model_args={base: 4, depth: 2}",
+        "--set",
+        "patch=[4,32,32]",
+    )
     assert code == 2 and "resume.safetensors: damaged training checkpoint" in one_error_line(err)
 
 
@@ -348,8 +380,14 @@ def test_a_2d_image_goes_through_every_command_and_stays_2d(tmp_path, phantom):
     assert json.loads((tmp_path / "s.json").read_text())["iou"] > 0.5
     assert run("baseline", "otsu", tmp_path / "slice.tif", "-o", tmp_path / "otsu.npy")[0] == 0
     assert read_volume(tmp_path / "otsu.npy").shape == image.shape
-    code, out, _ = run("overlay", tmp_path / "slice.tif", tmp_path / "pred.tif", tmp_path / "truth.npy",
-                       "-o", tmp_path / "ov")  # fmt: skip
+    code, out, _ = run(
+        "overlay",
+        tmp_path / "slice.tif",
+        tmp_path / "pred.tif",
+        tmp_path / "truth.npy",
+        "-o",
+        tmp_path / "ov",
+    )
     assert code == 0 and [p.name for p in (tmp_path / "ov").iterdir()] == ["z0000.png"]
 
 

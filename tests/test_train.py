@@ -360,8 +360,11 @@ def test_freeze_encoder_keeps_the_encoder_and_trains_the_rest(manifest, tmp_path
     encoder = {id(p) for p in encoder_parameters(before, info.architecture)}
     names = {n for n, p in before.named_parameters() if id(p) in encoder}
     assert names  # the spec names real modules
-    changed = {n for (n, a), (_, b) in zip(before.named_parameters(), after.named_parameters(), strict=True)
-               if not torch.equal(a, b)}  # fmt: skip
+    changed = {
+        n
+        for (n, a), (_, b) in zip(before.named_parameters(), after.named_parameters(), strict=True)
+        if not torch.equal(a, b)
+    }
     assert changed and not changed & names
 
 

@@ -231,9 +231,15 @@ def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
     lines = []
     out = tmp_path / "tuned.safetensors"
     result = finetune_on_labels(
-        scans, out, start=model, minutes=0.6, trials=3, budget="tiny", on_trial=lines.append,
+        scans,
+        out,
+        start=model,
+        minutes=0.6,
+        trials=3,
+        budget="tiny",
+        on_trial=lines.append,
         finish="all-labels",
-    )  # fmt: skip
+    )
     assert len(lines) == 3  # the search's trials only
     _, info = load_model(out)
     record = info.provenance["finetune"]
@@ -287,9 +293,15 @@ def test_one_labelled_slice_trains_the_plain_settings_without_a_search(scan_file
     lines = []
     out = tmp_path / "one.safetensors"
     finetune_on_labels(
-        scans, out, start=folder / "m2d.safetensors", minutes=2, trials=3, budget="tiny",
-        on_trial=lines.append, finish="continue",
-    )  # fmt: skip
+        scans,
+        out,
+        start=folder / "m2d.safetensors",
+        minutes=2,
+        trials=3,
+        budget="tiny",
+        on_trial=lines.append,
+        finish="continue",
+    )
     assert len(lines) == 2 and lines[0].startswith("trial 0: lr 0.0003") and "continued" in lines[1]
     record = load_model(out)[1].provenance["finetune"]
     assert record["split"]["by"] == "pixels" and record["settings_searched"] is False
@@ -333,15 +345,18 @@ def test_finetune_command_line(scan_files, tmp_path):
     assert "Traceback" not in bad.stderr
     where = subprocess.run(
         cli + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--minutes", "5", "-o", "x.pt"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert where.returncode == 2 and "x.pt: model files end in .safetensors" in where.stderr
     assert "trial" not in where.stderr  # refused before the search, not after it
     odd = subprocess.run(
         cli
         + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--finish", "later", "-o", str(out)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert odd.returncode == 2 and "finish: expected one of all-labels, continue, refit" in odd.stderr
     assert "Traceback" not in odd.stderr
     old = subprocess.run(cli + ["config.yaml"], capture_output=True, text=True, cwd=tmp_path)

@@ -5,94 +5,20 @@ Every user error ends as one line ``error: <file>: <problem>`` on stderr and exi
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from typer import Argument as Arg
 from typer import Option as Opt
 
 from dendriteseg import __version__
-from dendriteseg.errors import InputError, internal_message, on_sigterm, parse_key_values, user_message
-
-app = typer.Typer(
-    name="dendriteseg", help="Segment dendrites in 3D/4D x-ray CT, train the networks, score the results.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-)  # fmt: skip
-synth_app = typer.Typer(help="Make synthetic XCT scans with exact labels, series and datasets.", no_args_is_help=True)  # fmt: skip # noqa: E501
-app.add_typer(synth_app, name="synth")
-out_console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _say(text: str, *, err: bool = False) -> None:
-    """Print plain text (no Rich markup or highlighting) to stdout, or stderr with ``err``."""
-    (err_console if err else out_console).print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    _say(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def friendly_errors(func: F) -> F:
-    """Turn library and OS errors into one line on stderr and exit code 2 (see ``errors.user_message``)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - last resort: one line, not a traceback
-            known = user_message(exc)
-            if known is None and (os.environ.get("DENDRITESEG_DEBUG") or not isinstance(exc, Exception)):
-                raise
-            _fail(*(known or internal_message(exc)))
-
-    return wrapper  # type: ignore[return-value]
-
-
-def command(group: typer.Typer = app, name: str | None = None) -> Callable[[F], F]:
-    """Register a command of ``group`` whose errors end as one line."""
-    return lambda func: group.command(name)(friendly_errors(func))
-
-
-def _int_list(text: str | None, name: str) -> list[int] | None:
-    try:
-        if not text:
-            return None
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise InputError(f"--{name}: expected integers separated by commas, got {text!r}") from None
-
-
-def _table(title: str, columns: tuple[str, ...], rows: Any, caption: str | None = None) -> None:
-    """Print a table; the first column left-aligned, the others right-aligned."""
-    table = Table(*columns, title=title, caption=caption)
-    for column in table.columns[1:]:
-        column.justify = "right"
-    for row in rows:
-        table.add_row(*row)
-    out_console.print(table)
-
-
-def _progress(*columns: Any) -> Any:
-    """A progress bar on stderr (hidden where stderr is no terminal)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = (BarColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    return Progress(*columns, *bar, console=err_console, disable=not err_console.is_terminal)
+from dendriteseg.cli.common import _int_list, _progress, _say, _table, app, command, out_console, synth_app
+from dendriteseg.errors import on_sigterm, parse_key_values
 
 
 def _version(value: bool) -> None:
@@ -180,9 +106,15 @@ def baseline(
     with _progress(TextColumn("{task.description}")) as bar:
         task = bar.add_task(method, total=None, rate="")
         segment_with_baseline(
-            method, input, output, train_image=train_image, train_label=train_label, rng=seed,
-            progress=lambda done, total: bar.update(task, completed=done, total=total), **options,
-        )  # fmt: skip
+            method,
+            input,
+            output,
+            train_image=train_image,
+            train_label=train_label,
+            rng=seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            **options,
+        )
     _say(f"wrote {output}")
 
 
@@ -220,44 +152,6 @@ def demo(
     _say((out / "metrics.md").read_text() + f"\noutputs in {out}/")
 
 
-def _run_training(config_path: Path | None, overrides: list[str] | None, parent: Path | None) -> None:
-    from rich.progress import TextColumn
-
-    from dendriteseg.train import load_config, train
-    from dendriteseg.train.fit import describe_epoch
-
-    config = load_config(config_path, overrides or [])
-    with _progress(TextColumn("epoch {task.fields[epoch]}")) as bar:
-        task = bar.add_task("train", total=config.steps_per_epoch, epoch=1, rate="")
-
-        def on_epoch(epoch: int, record: dict) -> None:
-            _say(describe_epoch(record), err=True)
-            bar.update(task, completed=0, epoch=epoch + 1)
-
-        best = train(
-            config, parent=parent, on_epoch=on_epoch,
-            on_step=lambda step, total, rate: bar.update(task, completed=step, rate=f"{rate:.1f} patches/s"),
-        )  # fmt: skip
-    _say(f"best model: {best}")
-
-
-ConfigArg = Annotated[Path | None, Arg(help="YAML config (defaults if omitted).")]
-SetOpt = Annotated[list[str] | None, Opt("--set", help="Override KEY=VALUE (dotted keys).")]
-
-
-PRECISION_HELP = "Training precision: auto (fp32 on the CPU, bf16 or fp16 on CUDA), fp32, bf16 or fp16."
-
-
-@command(name="train")
-def train_command(
-    config: ConfigArg = None,
-    precision: Annotated[str | None, Opt(help=PRECISION_HELP + " Default: the config's.")] = None,
-    set_: SetOpt = None,
-) -> None:
-    """Train a model on a dataset manifest (resumes if the run folder has a state)."""
-    _run_training(config, [*(set_ or []), *([f"precision={precision}"] if precision else [])], None)
-
-
 SeedOpt = Annotated[int, Opt(help="Random seed (same seed, same data).")]
 FormatOpt = Annotated[str, Opt("--format", help="tif, zarr, h5 or npy.")]
 PresetOpt = Annotated[str, Opt(help="easy, moderate, realistic (moderate in a container) or hard.")]
@@ -276,7 +170,9 @@ def synth_volume(
     """Write one synthetic scan: OUT_DIR/image.tif, label.tif, meta.json."""
     from dendriteseg.synth.dataset import write_synthetic_scan
 
-    meta = write_synthetic_scan(out_dir, shape, preset=preset, structure=structure, seed=seed, fmt=fmt, phase=phase)  # fmt: skip # noqa: E501
+    meta = write_synthetic_scan(
+        out_dir, shape, preset=preset, structure=structure, seed=seed, fmt=fmt, phase=phase
+    )
     _say(f"wrote {out_dir}/ (dendrite fraction {meta['dendrite_fraction']:.3f}, CNR {meta['cnr']:.2f})")
 
 

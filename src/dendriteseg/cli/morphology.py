@@ -8,7 +8,7 @@ from pathlib import Path
 from typer import Argument as Arg
 from typer import Option as Opt
 
-from dendriteseg.cli import _fail, _say, _table, command
+from dendriteseg.cli.common import _fail, _say, _table, command
 
 
 def _voxel_size(text: str | None) -> float | tuple[float, ...] | None:

@@ -10,7 +10,7 @@ from typing import Any
 from typer import Argument as Arg
 from typer import Option as Opt
 
-from dendriteseg.cli import _fail, _int_list, _progress, _say, _table, command
+from dendriteseg.cli.common import _fail, _int_list, _progress, _say, _table, command
 
 
 def _segment_progress(bar: Any, task: Any) -> Callable[[int, int], None]:

@@ -3,12 +3,54 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from typer import Argument as Arg
 from typer import Option as Opt
 
-from dendriteseg.cli import PRECISION_HELP, _fail, _int_list, _progress, _run_training, _say, app, command
+from dendriteseg.cli.common import _fail, _int_list, _progress, _say, app, command
+
+
+def _run_training(config_path: Path | None, overrides: list[str] | None, parent: Path | None) -> None:
+    from rich.progress import TextColumn
+
+    from dendriteseg.train import load_config, train
+    from dendriteseg.train.fit import describe_epoch
+
+    config = load_config(config_path, overrides or [])
+    with _progress(TextColumn("epoch {task.fields[epoch]}")) as bar:
+        task = bar.add_task("train", total=config.steps_per_epoch, epoch=1, rate="")
+
+        def on_epoch(epoch: int, record: dict) -> None:
+            _say(describe_epoch(record), err=True)
+            bar.update(task, completed=0, epoch=epoch + 1)
+
+        best = train(
+            config,
+            parent=parent,
+            on_epoch=on_epoch,
+            on_step=lambda step, total, rate: bar.update(task, completed=step, rate=f"{rate:.1f} patches/s"),
+        )
+    _say(f"best model: {best}")
+
+
+TrainConfigArg = Annotated[Path | None, Arg(help="YAML config (defaults if omitted).")]
+TrainSetOpt = Annotated[list[str] | None, Opt("--set", help="Override KEY=VALUE (dotted keys).")]
+
+
+PRECISION_HELP = "Training precision: auto (fp32 on the CPU, bf16 or fp16 on CUDA), fp32, bf16 or fp16."
+
+
+@command(name="train")
+def train_command(
+    config: TrainConfigArg = None,
+    precision: Annotated[str | None, Opt(help=PRECISION_HELP + " Default: the config's.")] = None,
+    set_: TrainSetOpt = None,
+) -> None:
+    """Train a model on a dataset manifest (resumes if the run folder has a state)."""
+    _run_training(config, [*(set_ or []), *([f"precision={precision}"] if precision else [])], None)
+
 
 hpo_app = typer.Typer(
     help="The paper's two-step hyperparameter search (ASHA) and its report.", no_args_is_help=True

@@ -151,16 +151,7 @@ def segment(
         if warning := nonfinite_warning(source):
             log.warning(warning)
         labels, probs = outputs.in_memory(squeeze=image2d)
-        trust = trust_report(
-            meter,
-            suggested=suggested_share(sample, None if region is None else region.core),
-            region=region,
-            source=str(vol.source),
-            output=None if outputs.labels_out is None else str(outputs.labels_out.final),
-            model=None if model is None or not isinstance(model, (str, Path)) else str(model),
-        )
-        if report_path is not None:
-            write_text_atomic(report_path, json.dumps(trust.to_dict(), indent=1) + "\n")
+        trust = _trust(meter, sample, region, vol, outputs, model, report_path)
         return SegmentResult(
             shape=shape,
             seconds=time.perf_counter() - started,
@@ -180,6 +171,29 @@ def segment(
     finally:
         if owned:
             vol.close()
+
+
+def _trust(
+    meter: TrustMeter,
+    sample: np.ndarray,
+    region: SampleRegion | None,
+    vol: Volume,
+    outputs: _Outputs,
+    model: Any,
+    report_path: Path | None,
+) -> TrustReport:
+    """The run's trust report (written to ``report_path`` where one was asked for)."""
+    trust = trust_report(
+        meter,
+        suggested=suggested_share(sample, None if region is None else region.core),
+        region=region,
+        source=str(vol.source),
+        output=None if outputs.labels_out is None else str(outputs.labels_out.final),
+        model=None if model is None or not isinstance(model, (str, Path)) else str(model),
+    )
+    if report_path is not None:
+        write_text_atomic(report_path, json.dumps(trust.to_dict(), indent=1) + "\n")
+    return trust
 
 
 def _check_report(report: str | Path | None) -> Path | None:

@@ -39,8 +39,15 @@ UNITS = {
     "branch_length_median": "um",
     "secondary_arm_spacing": "um",
 }
-SERIES_FIELDS = ["time_index", "input", "solid_fraction", "interface_area_per_volume", "mean_curvature",
-                 "components", "flag"]  # fmt: skip
+SERIES_FIELDS = [
+    "time_index",
+    "input",
+    "solid_fraction",
+    "interface_area_per_volume",
+    "mean_curvature",
+    "components",
+    "flag",
+]
 
 
 def _histogram(values: np.ndarray, weights: np.ndarray, bins: int = 40) -> dict[str, list[float]]:
@@ -49,8 +56,9 @@ def _histogram(values: np.ndarray, weights: np.ndarray, bins: int = 40) -> dict[
     if not finite.any():
         return {"bin_edges": [], "area": []}
     lo, hi = np.percentile(values[finite], (1, 99))
-    counts, edges = np.histogram(values[finite], bins=bins, range=(lo, hi if hi > lo else lo + 1e-9),
-                                 weights=weights[finite])  # fmt: skip
+    counts, edges = np.histogram(
+        values[finite], bins=bins, range=(lo, hi if hi > lo else lo + 1e-9), weights=weights[finite]
+    )
     return {"bin_edges": edges.tolist(), "area": counts.tolist()}
 
 
@@ -74,8 +82,12 @@ def arm_statistics(solid: np.ndarray, spacing: tuple[float, float, float]) -> di
     except ImportError:
         raise InputError("arm statistics need skan: pip install 'dendriteseg[morphology]'") from None
     skeleton = skeletonize(solid)
-    nan = {"branches": 0, "branch_length_mean": math.nan, "branch_length_median": math.nan,
-           "secondary_arm_spacing": math.nan}  # fmt: skip
+    nan = {
+        "branches": 0,
+        "branch_length_mean": math.nan,
+        "branch_length_median": math.nan,
+        "secondary_arm_spacing": math.nan,
+    }
     if skeleton.sum() < 2:
         return nan
     try:

@@ -25,8 +25,9 @@ def _nice_length(extent: float) -> float:
     return min((m * power for m in (1, 2, 5, 10)), key=lambda v: abs(v - target))
 
 
-def render_png(mesh: Any, path: str | Path, *, title: str | None = None, elevation: float = 25.0,
-               azimuth: float = -60.0) -> Path:  # fmt: skip
+def render_png(
+    mesh: Any, path: str | Path, *, title: str | None = None, elevation: float = 25.0, azimuth: float = -60.0
+) -> Path:
     """Draw ``mesh`` (trimesh, micrometres) to ``path`` (PNG, written atomically)."""
     import matplotlib
 

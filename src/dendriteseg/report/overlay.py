@@ -271,9 +271,17 @@ def _check_labels(labels: Any, name: str) -> None:
 
 
 def _draw_all(
-    image: Any, pred: Any, gt: Any, out: Path, z_list: list[int], y_list: list[int],
-    window: tuple[float, float], aspect: float, names: tuple[str, str, str], written: list[Path],
-) -> None:  # fmt: skip
+    image: Any,
+    pred: Any,
+    gt: Any,
+    out: Path,
+    z_list: list[int],
+    y_list: list[int],
+    window: tuple[float, float],
+    aspect: float,
+    names: tuple[str, str, str],
+    written: list[Path],
+) -> None:
     """Draw the z-slices and x-z sections, appending each file to ``written`` as it is made."""
     _, pred_name, gt_name = names
 

@@ -113,9 +113,15 @@ class Recipe:
         if sizes is not None:  # a smaller dataset preset: patches narrowed to fit its scans
             side = min(sizes.noisy_shape[1], sizes.exact_size) // 16 * 16
             patch = (patch[0], min(patch[1], side), min(patch[2], side))
-        return replace(self, pretrain=stage(self.pretrain), finetune=stage(self.finetune),
-                       datasets=self.datasets[:keep], preset=preset or self.preset, patch=patch,
-                       shrunk=(scale, preset))  # fmt: skip
+        return replace(
+            self,
+            pretrain=stage(self.pretrain),
+            finetune=stage(self.finetune),
+            datasets=self.datasets[:keep],
+            preset=preset or self.preset,
+            patch=patch,
+            shrunk=(scale, preset),
+        )
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -164,9 +170,14 @@ def build_manifest(recipe: Recipe, work: Path, on_entry: Callable | None = None)
     entries = [_relative(e, bench.parent, work) for e in json.loads(bench.read_text())["entries"]]
     for spec in recipe.datasets:
         extra = build_dataset(
-            work / spec.folder, preset=recipe.preset, seed=spec.seed, variety=spec.variety,
-            holder=spec.holder, generator=spec.generator, on_entry=on_entry,
-        )  # fmt: skip
+            work / spec.folder,
+            preset=recipe.preset,
+            seed=spec.seed,
+            variety=spec.variety,
+            holder=spec.holder,
+            generator=spec.generator,
+            on_entry=on_entry,
+        )
         prefix = spec.folder.removeprefix("data_")
         for entry in json.loads(extra.read_text())["entries"]:
             entry = _relative(entry, extra.parent, work)
@@ -186,11 +197,20 @@ def _relative(entry: dict, folder: Path, work: Path) -> dict:
 def stage_config(recipe: Recipe, stage: Stage, manifest: Path, out: Path, quality: str) -> Any:
     """The :class:`~dendriteseg.train.TrainConfig` of one stage of a recipe."""
     values = {
-        "data": str(manifest), "out": str(out), "model": recipe.model, "model_args": dict(recipe.model_args),
-        "patch": list(recipe.patch), "batch": recipe.batch, "train_quality": quality, "lr": stage.lr,
-        "lr_schedule": "cosine", "warmup_steps": stage.warmup, "epochs": stage.epochs,
-        "steps_per_epoch": math.ceil(stage.steps / stage.epochs), "seed": recipe.seed,
-    }  # fmt: skip
+        "data": str(manifest),
+        "out": str(out),
+        "model": recipe.model,
+        "model_args": dict(recipe.model_args),
+        "patch": list(recipe.patch),
+        "batch": recipe.batch,
+        "train_quality": quality,
+        "lr": stage.lr,
+        "lr_schedule": "cosine",
+        "warmup_steps": stage.warmup,
+        "epochs": stage.epochs,
+        "steps_per_epoch": math.ceil(stage.steps / stage.epochs),
+        "seed": recipe.seed,
+    }
     overrides = [f"{k}={json.dumps(v)}" for k, v in {**recipe.settings, **stage.settings}.items()]
     return config_from_dict(values, overrides)
 

@@ -171,14 +171,7 @@ def finetune_on_labels(
     ``precision``: the training precision (:func:`dendriteseg.device.training_precision`: "auto" is
     fp32 on the CPU), checked before any work.
     """
-    if finish not in FINISHES:
-        raise InputError(f"finish: expected one of {', '.join(FINISHES)}, got {finish!r}")
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < math.inf:
-        raise InputError(f"minutes: a time budget greater than 0, got {minutes!r}")
-    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
-        raise InputError(f"trials: at least 1 (or none for as many as the time allows), got {trials!r}")
-    for device in devices or ["auto"]:
-        training_precision(precision, resolve_device(device))
+    _check_settings(finish, minutes, trials, precision, devices)
     _check_output(Path(out))  # before minutes of work
     deadline = Deadline(minutes * 60)
     parent = starting_model(scans, start)
@@ -230,17 +223,38 @@ def finetune_on_labels(
             "after": kept.scores,
             "kept": kept.label,
         }
-        model, kept_info = load_model(kept.path)
-        provenance = {**kept_info.provenance, "finetune": record}
-        save_model(
-            out,
-            model,
-            ModelInfo(kept_info.architecture, kept_info.arguments, kept_info.normalisation, provenance),
-        )
+        _save_kept(kept.path, out, record)
     return FinetuneResult(
-        Path(out), before, kept.scores, kept.label, kept.chosen, record["trials"], split,
+        Path(out),
+        before,
+        kept.scores,
+        kept.label,
+        kept.chosen,
+        record["trials"],
+        split,
         refit.epochs if refit else 0,
-    )  # fmt: skip
+    )
+
+
+def _check_settings(
+    finish: str, minutes: Any, trials: Any, precision: str, devices: list[str] | None
+) -> None:
+    """Refuse settings no fine-tune can use, before any work, naming the setting."""
+    if finish not in FINISHES:
+        raise InputError(f"finish: expected one of {', '.join(FINISHES)}, got {finish!r}")
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < math.inf:
+        raise InputError(f"minutes: a time budget greater than 0, got {minutes!r}")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise InputError(f"trials: at least 1 (or none for as many as the time allows), got {trials!r}")
+    for device in devices or ["auto"]:
+        training_precision(precision, resolve_device(device))
+
+
+def _save_kept(path: Path, out: str | Path, record: dict[str, Any]) -> None:
+    """The kept model written to ``out`` with the fine-tune's record in its provenance."""
+    model, info = load_model(path)
+    provenance = {**info.provenance, "finetune": record}
+    save_model(out, model, ModelInfo(info.architecture, info.arguments, info.normalisation, provenance))
 
 
 def _enqueue_plain(study: optuna.Study, b: Any) -> None:
