@@ -216,10 +216,12 @@ def test_cli_train_finetune_models(manifest, tmp_path):
     result = runner.invoke(
         app,
         [
-            "finetune",
+            "train",
             "--from",
             str(best),
             *sets[:-8],
+            "--set",
+            "train_quality=exact",
             "--set",
             f"out={tmp_path / 'cli_ft'}",
             "--set",
@@ -240,10 +242,16 @@ def test_cli_train_finetune_models(manifest, tmp_path):
     assert result.exit_code == 0 and "unet3d" in result.stdout and "exact" in result.stdout
     bad = runner.invoke(app, ["models", str(manifest)])
     assert bad.exit_code == 2 and "not a safetensors file" in bad.stderr
-    missing = runner.invoke(app, ["finetune", *sets])
-    assert missing.exit_code == 2 and "finetune needs --from" in missing.stderr
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data: {manifest}\n")
+    dataset_form = runner.invoke(app, ["finetune", str(config)])
+    assert (
+        dataset_form.exit_code == 2
+        and "dendriteseg train" in dataset_form.stderr
+        and "--from" in dataset_form.stderr
+    )
     # into the folder of the pretraining it starts from
-    into_parent = runner.invoke(app, ["finetune", "--from", str(best), *sets])
+    into_parent = runner.invoke(app, ["train", "--from", str(best), *sets])
     assert into_parent.exit_code == 2 and "holds another training run" in into_parent.stderr
     assert "Traceback" not in into_parent.output
 

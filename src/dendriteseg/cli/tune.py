@@ -45,11 +45,16 @@ PRECISION_HELP = "Training precision: auto (fp32 on the CPU, bf16 or fp16 on CUD
 @command(name="train")
 def train_command(
     config: TrainConfigArg = None,
+    parent: Annotated[
+        str | None,
+        Opt("--from", help="Fine-tune this model instead of training from scratch (its architecture)."),
+    ] = None,
     precision: Annotated[str | None, Opt(help=PRECISION_HELP + " Default: the config's.")] = None,
     set_: TrainSetOpt = None,
 ) -> None:
-    """Train a model on a dataset manifest (resumes if the run folder has a state)."""
-    _run_training(config, [*(set_ or []), *([f"precision={precision}"] if precision else [])], None)
+    """Train a model on a dataset manifest, or fine-tune one (--from) on it (resumes a killed run)."""
+    overrides = [*(set_ or []), *([f"precision={precision}"] if precision else [])]
+    _run_training(config, overrides, Path(parent) if parent else None)
 
 
 hpo_app = typer.Typer(
@@ -60,7 +65,7 @@ app.add_typer(hpo_app, name="hpo")
 
 @command()
 def finetune(
-    inputs: list[str] = Arg(None, help="Image(s): volumes or 2D images; or one YAML config (dataset form)."),
+    inputs: list[str] = Arg(..., help="Image(s): volumes or 2D images, each with --labels or --scribbles."),
     labels: list[str] | None = Opt(None, help="Labels per image: 0/1 or 0/255, the image's shape."),
     slices: str | None = Opt(
         None, help="Only these labelled slices count: Z,Z,... (labels whole or just them)."
@@ -81,24 +86,13 @@ def finetune(
     ),
     out: Path | None = Opt(None, "--out", "-o", help="Model file to write (.safetensors)."),
     precision: str = Opt("auto", help=PRECISION_HELP),
-    set_: list[str] | None = Opt(None, "--set", help="Dataset form: override KEY=VALUE."),
 ) -> None:
     """Fine-tune a model on your own labelled slices, its settings searched within a time budget."""
-    inputs = inputs or []
-    if (
-        len(inputs) <= 1
-        and not labels
-        and not scribbles
-        and (not inputs or inputs[0].endswith((".yaml", ".yml")))
-    ):
-        if parent is None:
-            _fail("finetune needs --from MODEL.safetensors to fine-tune on a CONFIG's dataset")
-        _run_training(
-            Path(inputs[0]) if inputs else None,
-            ["train_quality=exact", f"precision={precision}", *(set_ or [])],
-            Path(parent),
+    if len(inputs) == 1 and inputs[0].endswith((".yaml", ".yml")) and not labels and not scribbles:
+        _fail(
+            f"finetune takes images with --labels or --scribbles; to fine-tune on a dataset config, run: "
+            f"dendriteseg train {inputs[0]} --from MODEL --set train_quality=exact"
         )
-        return
     _finetune_images(
         inputs, labels or [], slices, scribbles or [], parent, minutes, trials, budget, finish, out, precision
     )
