@@ -50,14 +50,22 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=["test", "all"])
     parser.add_argument("--fracs", default="0.707,0.76,0.8,0.85,0.9,1.0")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        from _smoke import tiny_dataset
+
+        args.data, args.split, args.fracs = [str(tiny_dataset())], "all", "0.9"
     if args.threads:
         torch.set_num_threads(args.threads)
     fracs = [float(f) for f in args.fracs.split(",")]
     results: dict[float, list[dict[str, float]]] = {f: [] for f in fracs}
     for root in args.data or ["runs/default/data"]:
         split = "test" if args.split == "test" and root.rstrip("/").endswith("default/data") else None
-        for entry in select(read_manifest(f"{root}/manifest.json"), quality="exact", split=split):
+        entries = select(read_manifest(f"{root}/manifest.json"), quality="exact", split=split)
+        for entry in entries[:3] if args.smoke else entries:
             image = read_volume(entry.image).astype(np.float32)
             label = read_volume(entry.label)
             radius = _scan_params(entry).radius_fraction * min(image.shape[1:])

@@ -88,7 +88,14 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        from _smoke import tiny_dataset
+
+        args.data, args.fresh, args.unseen, args.skip_speed = tiny_dataset(), 0, 1, True
     if args.threads:
         torch.set_num_threads(args.threads)
     ensemble = "+".join(args.models)

@@ -59,7 +59,14 @@ def main() -> None:
         "--finish", default="all-labels", help="what follows the search: all-labels, continue or refit"
     )
     parser.add_argument("--methods", default="fixed,searched", help="which fine-tunes to run (default both)")
+    parser.add_argument("--budget", default="cpu", help="trial sizes: cpu, paper or tiny")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.minutes, args.scans, args.counts, args.shape, args.methods = 0.1, 1, "1", "8,64,64", "fixed"
+        args.budget = "tiny"
     if args.threads:
         torch.set_num_threads(args.threads)
     shape = tuple(int(s) for s in args.shape.split(","))
@@ -87,7 +94,13 @@ def main() -> None:
                     search = method == "searched"
                     out = Path(work) / f"{method}.safetensors"
                     run = finetune_on_labels(
-                        [scan], out, start=args.model, minutes=args.minutes, search=search, finish=args.finish
+                        [scan],
+                        out,
+                        start=args.model,
+                        minutes=args.minutes,
+                        search=search,
+                        finish=args.finish,
+                        budget=args.budget,
                     )
                     cells[method] = _scores(out, image, truth)
                     selection = read_model_info(out).provenance["finetune"].get("selections")

@@ -46,12 +46,22 @@ def _steps(run: Path, step: str, per_epoch: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("manifest")
+    parser.add_argument("manifest", nargs="?", default=None)
     parser.add_argument("--run", default="runs/hpo_bench")
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--budget", default="cpu")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        from _smoke import smoke_folder, tiny_dataset
+
+        args.manifest = str(tiny_dataset() / "manifest.json")
+        args.run, args.trials, args.budget = str(smoke_folder() / "hpo"), 1, "tiny"
+    if args.manifest is None:
+        parser.error("a dataset manifest is needed (or --smoke)")
     if args.threads:
         torch.set_num_threads(args.threads)
     run, b = Path(args.run), budget_named(args.budget)
@@ -67,6 +77,8 @@ def main() -> None:
             "boundary_weight": 1.0,
         }
     )
+    if args.smoke:
+        base = base.replace(patch=(4, 32, 32), model_args={"base": 4, "depth": 2}, batch=2)
     pre = search(
         "pretrain",
         base,

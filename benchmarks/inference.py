@@ -123,11 +123,17 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true", help="skip (c) and (d)")
     parser.add_argument("--only-big", action="store_true", help="run only (c) and (d)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.depth, args.plane, args.scan = 8, 96, "8,64,64"
 
     from dendriteseg.data.volumes import normalisation_window
+    from dendriteseg.device import cpu_has_bf16
     from dendriteseg.infer import load_predictor, segment
-    from dendriteseg.infer.predictor import cpu_has_bf16, resolve_model_path
+    from dendriteseg.infer.predictor import resolve_model_path
     from dendriteseg.models.files import load_model
 
     threads = torch.get_num_threads()
@@ -159,23 +165,24 @@ def main() -> None:
             f"voxels agreeing {100 * agree:.3f} %"
         )
         results["a"] = {"segment_s": ours.seconds, "monai_s": monai_s, "ratio": ratio, "agree": agree}
-        compiled = load_predictor(model_path, device="cpu", compile=True)
-        start = time.perf_counter()
-        segment(image, compiled, scale=1)  # the first volume pays the compile time
-        first_s = time.perf_counter() - start
-        warm = segment(image, compiled, scale=1)
-        agree_c = float((warm.labels == ours.labels).mean())
-        print(
-            f"(a) the same with torch.compile (as in a series, or any volume >= 64 M voxels): first volume "
-            f"{first_s:.1f} s (compiling), then {warm.seconds:.2f} s "
-            f"({warm.voxels_per_second / 1e6:.3f} Mvox/s) "
-            f"-> {monai_s / warm.seconds:.1f}x MONAI; agrees with eager on {100 * agree_c:.3f} %"
-        )
-        results["a_compiled"] = {
-            "first_s": first_s,
-            "segment_s": warm.seconds,
-            "ratio": monai_s / warm.seconds,
-        }
+        if not args.smoke:  # compiling alone takes half a minute
+            compiled = load_predictor(model_path, device="cpu", compile=True)
+            start = time.perf_counter()
+            segment(image, compiled, scale=1)  # the first volume pays the compile time
+            first_s = time.perf_counter() - start
+            warm = segment(image, compiled, scale=1)
+            agree_c = float((warm.labels == ours.labels).mean())
+            print(
+                "(a) the same with torch.compile (as in a series, or any volume >= 64 M voxels): "
+                f"first volume {first_s:.1f} s (compiling), then {warm.seconds:.2f} s "
+                f"({warm.voxels_per_second / 1e6:.3f} Mvox/s) "
+                f"-> {monai_s / warm.seconds:.1f}x MONAI; agrees with eager on {100 * agree_c:.3f} %"
+            )
+            results["a_compiled"] = {
+                "first_s": first_s,
+                "segment_s": warm.seconds,
+                "ratio": monai_s / warm.seconds,
+            }
 
         # (b) tiling overhead vs the bare forward pass on one tile ------------------------------
         tile_in = np.random.default_rng(0).random((1, *tile), dtype=np.float32)
@@ -193,7 +200,8 @@ def main() -> None:
         results["b"] = {"forward_vps": forward_vps, "segment_vps": ours.voxels_per_second}
 
         # (e) fp32 vs bf16 on the trained model ------------------------------------------------
-        crop = image if cpu_has_bf16() else image[: 2 * tile[0], :128, :128]
+        side = 32 if args.smoke else 128
+        crop = image if cpu_has_bf16() and not args.smoke else image[: tile[0], :side, :side]
         fp32 = segment(crop, model_path, device="cpu", precision="fp32", window=window, scale=1)
         start = time.perf_counter()
         bf16 = segment(crop, model_path, device="cpu", precision="bf16", window=window, scale=1)

@@ -38,7 +38,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("runs/default/data"))
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     parser.add_argument("--shifts", default="1,2")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        from _smoke import tiny_dataset
+
+        args.data, args.split = tiny_dataset(), "all"
     shifts = [float(s) for s in args.shifts.split(",")]
     entries = select(
         read_manifest(args.data / "manifest.json"),

@@ -51,7 +51,12 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=250)
     parser.add_argument("--size", type=int, default=852)
     parser.add_argument("--keep", type=Path, default=None, help="folder to keep the stack in")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.depth, args.size = 16, 96
 
     from dendriteseg.io import VolumeWriter
 

@@ -61,7 +61,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=250)
     parser.add_argument("--size", type=int, default=852)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.depth, args.size = 8, 96
 
     from dendriteseg.evaluation import evaluate
 

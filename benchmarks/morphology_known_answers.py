@@ -44,7 +44,12 @@ def shape(kind: str, r: float) -> tuple[np.ndarray, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--radii", type=float, nargs="+", default=[5, 10, 20, 40])
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.radii = [5.0]
     print(f"{'shape':10s}{'R vox':>7s}{'volume err':>12s}{'area err':>10s}{'H err':>9s}{'seconds':>9s}")
     for kind in ("ball", "cylinder", "ellipsoid"):
         for r in args.radii:

@@ -67,9 +67,14 @@ def parse_args(description: str, extra=None) -> tuple[argparse.Namespace, tuple[
     parser.add_argument("--shape", default="24,160,160", help="z,y,x of each scan")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     if extra:
         extra(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.models, args.scans, args.shape = args.models[:1], 1, "8,64,64"
     if args.threads:
         torch.set_num_threads(args.threads)
     return args, tuple(int(s) for s in args.shape.split(","))

@@ -40,10 +40,17 @@ def main() -> None:
         "--scale", nargs="*", default=["1", "3", "auto"], help="binnings to compare (or auto)"
     )
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:  # a crop of the real slice (or a synthetic one where the checkout has none)
+        args.models, args.scale = args.models[:1], ["1"]
     if args.threads:
         torch.set_num_threads(args.threads)
     image = tifffile.imread(args.image)
+    if args.smoke:
+        image = image[430:830, 430:830]  # the centre: the spot at the axis, petals, rings
     yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
     beyond = np.hypot(yy - (image.shape[0] - 1) / 2, xx - (image.shape[1] - 1) / 2) > WALL
     print(f"{Path(args.image).name} {image.shape}: share called dendrite / pixels beyond r = {WALL} px")

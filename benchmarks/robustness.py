@@ -140,7 +140,14 @@ def main() -> None:
     parser.add_argument(
         "--unshifted-only", action="store_true", help="only the 'as generated' row (scores on held-out data)"
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        from _smoke import tiny_dataset
+
+        args.data, args.split = tiny_dataset(), "test"
     if args.threads:
         torch.set_num_threads(args.threads)
     manifest = args.data / "manifest.json"

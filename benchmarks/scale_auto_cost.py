@@ -25,7 +25,12 @@ def main() -> None:
     parser.add_argument("--shape", default="24,512,512")
     parser.add_argument("--model", default="unet3d_default")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.shape = "4,192,192"
     if args.threads:
         torch.set_num_threads(args.threads)
     shape = tuple(int(s) for s in args.shape.split(","))

@@ -46,7 +46,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 192])
     parser.add_argument("--steps", type=int, default=None, help="steps per structure")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.steps = [32], 20
     print("phase field (3 seeds):")
     for side in args.sizes:
         ms, total, steps, fraction = phase_field(side, args.steps)
@@ -54,13 +59,14 @@ def main() -> None:
             f"  {side}^3: {ms:6.1f} ms/step, {steps} steps in {total:7.1f} s "
             f"({total / 60:.1f} min), solid fraction {fraction:.3f}"
         )
-    print("CT scan, 256 x 256 slices, moderate preset (360 views, growth during scan):")
-    t_astra = scan(128, 256, "astra")
-    print(f"  astra   : 128 slices in {t_astra:6.1f} s ({t_astra / 128 * 1e3:.0f} ms/slice)")
-    t_sk = scan(8, 256, "skimage")
+    depth, side, few = (4, 64, 2) if args.smoke else (128, 256, 8)
+    print(f"CT scan, {side} x {side} slices, moderate preset (360 views, growth during scan):")
+    t_astra = scan(depth, side, "astra")
+    print(f"  astra   : {depth} slices in {t_astra:6.1f} s ({t_astra / depth * 1e3:.0f} ms/slice)")
+    t_sk = scan(few, side, "skimage")
     print(
-        f"  skimage :   8 slices in {t_sk:6.1f} s ({t_sk / 8 * 1e3:.0f} ms/slice); "
-        f"astra is {t_sk / 8 / (t_astra / 128):.1f}x faster per slice"
+        f"  skimage : {few:3d} slices in {t_sk:6.1f} s ({t_sk / few * 1e3:.0f} ms/slice); "
+        f"astra is {t_sk / few / (t_astra / depth):.1f}x faster per slice"
     )
 
 

@@ -67,7 +67,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--shape", type=int, nargs=3, default=[16, 160, 160])
     parser.add_argument("--preset", default="realistic")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.shape = 4, [8, 96, 96]
     torch.set_num_threads(2)
     shape = tuple(args.shape)
     start = time.perf_counter()

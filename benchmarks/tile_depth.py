@@ -18,7 +18,12 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=3)
     parser.add_argument("--shape", default="32,192,192")
     parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.scans, args.shape = 1, "16,64,64"
 
     from dendriteseg.scoring import score_model
     from dendriteseg.synth.scan import make_scan

@@ -54,7 +54,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--models", nargs="+", default=["unet2d", "unet3d", "fcdense2d", "fcdense3d"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.batch, args.size, args.models, args.precisions = 1, 1, 32, ["unet3d"], ["fp32"]
     print(f"threads {torch.get_num_threads()}, batch {args.batch}, {args.size}^2 in-plane")
     print(f"{'model':10s} {'fp32 vox/s':>12s} {'bf16 vox/s':>12s} {'ratio':>6s}")
     for name in args.models:
