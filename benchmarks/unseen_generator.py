@@ -21,7 +21,7 @@ Side by side in one run: IoU, BF1 and BDE per model, each scan's IoU, and
 each model's IoU as a ratio of the first model's.
 
     python benchmarks/unseen_generator.py [--scans 8] [--shape 24,160,160] [--seed 0] [MODEL ...] [--smoke]
-    python benchmarks/unseen_generator.py --air 0.2,0.4   # air near the solid's grey level [--smoke]
+    python benchmarks/unseen_generator.py --air 0.2,0.4   # air near the solid's grey level
 """
 
 from __future__ import annotations
