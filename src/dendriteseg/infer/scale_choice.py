@@ -79,9 +79,9 @@ def mean_entropy(probabilities: np.ndarray, mask: np.ndarray | None = None) -> f
 def dendrite_width(probabilities: np.ndarray, mask: np.ndarray | None = None, scale: int = 1) -> float:
     """The median width (px) of the dendrite in (z, y, x) ``probabilities``: twice the distance to
     its edge, along its in-plane skeleton, where the probabilities (smoothed over one binned pixel)
-    exceed 0.5, measured on the ``scale`` x ``scale`` binned grid (finer is below what the network resolves at that binning;
-    also ``scale``^2 times cheaper) and given in full-resolution pixels; pieces smaller than
-    ``SPECK`` binned pixels are left out; NaN where there is none."""
+    exceed 0.5. Measured on the ``scale`` x ``scale`` binned grid (finer is below what the network
+    resolves at that binning; also ``scale``^2 times cheaper), given in full-resolution pixels;
+    pieces smaller than ``SPECK`` binned pixels are left out; NaN where there is none."""
     from scipy import ndimage
     from skimage.morphology import skeletonize
 
