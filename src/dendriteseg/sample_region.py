@@ -93,9 +93,16 @@ class SampleRegion:
     def share(self) -> float:
         return float(self.mask.mean())
 
+    @property
+    def radius(self) -> float:
+        """The radius (px) of a disc of the region's area."""
+        mask = self.mask if self.mask.ndim == 2 else self.mask.any(axis=0)
+        return float(np.sqrt(mask.sum() / np.pi))
+
     def describe(self) -> str:
         return (
-            f"sample region ({self.how}): {100 * self.share:.1f} % of the slice, nothing dendrite outside it"
+            f"sample region ({self.how}): {100 * self.share:.1f} % of the slice, radius {self.radius:.0f} px; "
+            "nothing dendrite outside it"
         )
 
 

@@ -52,7 +52,7 @@ HISTOGRAM_RATIO = 3.0  # called / suggested (either way) beyond this ...
 HISTOGRAM_MIN_GAP = 0.05  # ... and apart by at least this share of the region
 LABEL_NEXT = 3
 ENTROPY_SIDE = 256  # the entropy is measured on about this many pixels a side of each slice
-SPECK_SLICES = 32  # slices whose pieces are counted
+SPECK_SLICES = 16  # slices whose pieces are counted
 
 
 @dataclass
