@@ -101,8 +101,8 @@ class SampleRegion:
 
     def describe(self) -> str:
         return (
-            f"sample region ({self.how}): {100 * self.share:.1f} % of the slice, radius {self.radius:.0f} px; "
-            "nothing dendrite outside it"
+            f"sample region ({self.how}): {100 * self.share:.1f} % of the slice, "
+            f"radius {self.radius:.0f} px; nothing dendrite outside it"
         )
 
 
