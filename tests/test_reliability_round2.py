@@ -2,6 +2,7 @@
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,22 @@ def test_an_all_solid_volume_has_no_interface_and_smoothing_keeps_the_volume():
     label, _ = procedural_dendrites((24, 32, 32), n_seeds=2, rng=1)
     plain = surface_mesh(label).mesh.volume
     assert surface_mesh(label, smooth=100).mesh.volume == pytest.approx(plain, rel=0.01)
+
+
+def test_work_folders_of_killed_jobs_are_removed_by_the_next(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    from dendriteseg.io.outputs import work_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / "dendriteseg-finetune-999999999-x1"  # a process that no longer runs
+    alive = tmp_path / f"dendriteseg-finetune-{os.getppid()}-x2"  # one that still does
+    other = tmp_path / "dendriteseg-adapt-999999999-x3"  # another kind of job: left to its own
+    for folder in (dead, alive, other):
+        folder.mkdir()
+        (folder / "trial.safetensors").write_bytes(b"weights")
+    with work_folder("finetune") as work:
+        assert Path(work).name.startswith(f"dendriteseg-finetune-{os.getpid()}-")
+        assert not dead.exists() and alive.exists() and other.exists()
+    assert not Path(work).exists()

@@ -60,7 +60,11 @@ def temp_sibling(path: Path) -> Path:
 
 def _owner_alive(stale: Path, name: str) -> bool:
     """Whether the process that named a temporary file still runs (unnamed ones count as dead)."""
-    pid = stale.name[len(f".{name}.partial-") :].split("-", 1)[0]
+    return _pid_alive(stale.name[len(f".{name}.partial-") :].split("-", 1)[0])
+
+
+def _pid_alive(pid: str) -> bool:
+    """Whether process ``pid`` (text) still runs; not a number: no."""
     if not pid.isdigit():
         return False
     if int(pid) == os.getpid():
@@ -85,6 +89,20 @@ def remove_stale_partials(target: Path) -> list[Path]:
         remove(stale)
         removed.append(stale)
     return removed
+
+
+def work_folder(kind: str) -> Any:
+    """A temporary work folder for a long job (``kind``: finetune, adapt), named by the process that
+    owns it; the folders such jobs left when killed outright (their process gone) are removed first."""
+    import tempfile
+
+    root = Path(tempfile.gettempdir())
+    prefix = f"dendriteseg-{kind}-"
+    for stale in root.glob(f"{prefix}*"):
+        pid = stale.name[len(prefix) :].split("-", 1)[0]
+        if stale.is_dir() and pid.isdigit() and not _pid_alive(pid):
+            shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")
 
 
 def remove(path: Path) -> None:

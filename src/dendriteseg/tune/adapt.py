@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import TorchPredictor, resolve_model_path
 from dendriteseg.infer.segment import check_volume, window_for_volume
 from dendriteseg.io import SliceStack, Volume, as_volume
+from dendriteseg.io.outputs import work_folder
 from dendriteseg.models.files import ModelInfo, load_model, save_model
 from dendriteseg.preprocess import FiniteVolume, evenly_spaced, sample_slices
 from dendriteseg.sample_region import sample_region_for
@@ -250,7 +250,7 @@ def _self_train(
     if width < 16:
         return None
     deadline = time.monotonic() + seconds
-    with tempfile.TemporaryDirectory(prefix="dendriteseg-adapt-") as work:
+    with work_folder("adapt") as work:
         start = Path(work) / "start.safetensors"
         save_model(start, result.model, info)
         config = TrainConfig(

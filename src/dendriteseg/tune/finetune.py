@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ import optuna
 from dendriteseg.data import UNLABELLED, LabelledVolume
 from dendriteseg.device import resolve_device, training_precision
 from dendriteseg.errors import InputError
+from dendriteseg.io.outputs import work_folder
 from dendriteseg.models import spec_for
 from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model
 from dendriteseg.train.config import TrainConfig
@@ -183,7 +183,7 @@ def finetune_on_labels(
     before = validate(model, val, depth=base.patch[0], device="auto", precision="auto")
     val_seconds = time.monotonic() - started  # what one scoring of a model costs
     b = budget_named(budget)
-    with tempfile.TemporaryDirectory(prefix="dendriteseg-finetune-") as work:
+    with work_folder("finetune") as work:
         study = open_study(work, "finetune", seed=seed)
         _enqueue_plain(study, b)
         run = _Run(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, val_seconds)
