@@ -85,6 +85,15 @@ def test_both_steps_prune_export_and_report(manifest, segmenting_model, tmp_path
         "best.safetensors",
     }
     load_model(export)
+    moved = tmp_path / "moved"  # a run folder moved (or read from elsewhere) still exports its own models
+    run.rename(moved)
+    again = write_report(moved, export=tmp_path / "again.safetensors", step="pretrain")
+    assert load_model(again[-1])[1].provenance["train_quality"] == "noisy"
+    with pytest.raises(InputError, match="is a folder"):
+        write_report(moved, export=tmp_path, step="pretrain")
+    assert not list(tmp_path.glob(".*partial*"))
+    with pytest.raises(InputError, match="begun with other settings.*lr"):
+        search("pretrain", base.replace(lr=0.5), moved, trials=1, budget="tiny", seed=1)
     with pytest.raises(InputError, match="no study.journal"):
         write_report(tmp_path)
     with pytest.raises(InputError, match="--from"):

@@ -15,6 +15,7 @@ trials into the same study.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -85,7 +86,7 @@ def make_objective(
         except OutOfTime:
             path = out / "best.safetensors"
             trial.set_user_attr("stopped_by_budget", True)
-        trial.set_user_attr("model", str(path))
+        trial.set_user_attr("model", str(Path(path).relative_to(run)))  # the run folder may move
         return best[0]
 
     return objective
@@ -121,12 +122,17 @@ def search(
         raise InputError(f"minutes: a time limit greater than 0 (or none), got {seconds / 60!r}")
     run = Path(run)
     budget_named(budget)
-    study = open_study(run, step, seed=seed)
-    study.set_user_attr("architecture", read_model_info(parent).architecture if parent else base.model)
     fixed = _parent_settings(Path(parent)) if step == "finetune" else {}
-    study.set_user_attr("config", config_to_dict(base.replace(**fixed)))  # as the trials train
-    study.set_user_attr("parent", str(parent) if parent else None)
-    study.set_user_attr("budget", budget)
+    settings = {
+        "architecture": read_model_info(parent).architecture if parent else base.model,
+        "config": config_to_dict(base.replace(**fixed)),  # as the trials train
+        "parent": str(parent) if parent else None,
+        "budget": budget,
+    }
+    study = open_study(run, step, seed=seed)
+    _check_resumed(study, settings, run, step)
+    for key, value in settings.items():
+        study.set_user_attr(key, value)
     if dask:
         _search_on_dask(dask, step, base, run, parent, trials, budget, seconds, seed)
     else:
@@ -134,10 +140,10 @@ def search(
             step, base, run, budget, Path(parent) if parent else None, Deadline(seconds)
         )
         run_trials(study, objective, trials=trials, seconds=seconds, on_trial=on_trial)
-    return export_best(study, run / step / "best.safetensors")
+    return export_best(study, run / step / "best.safetensors", run)
 
 
-def export_best(study: optuna.Study, target: Path) -> SearchResult:
+def export_best(study: optuna.Study, target: Path, run: str | Path) -> SearchResult:
     """Copy the best trial's model to ``target`` (atomically) and summarise the study."""
     states = [t.state for t in study.get_trials(deepcopy=False)]
     pruned = sum(s == optuna.trial.TrialState.PRUNED for s in states)
@@ -145,12 +151,56 @@ def export_best(study: optuna.Study, target: Path) -> SearchResult:
         best = study.best_trial
     except ValueError:
         return SearchResult(None, math.nan, {}, finished(study), pruned)
-    source = Path(best.user_attrs["model"])
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    copy_model(trial_model(best, run), target)
     return SearchResult(target, float(best.value), dict(best.params), finished(study), pruned)
+
+
+RESUMABLE_HPO = ("out", "device", "precision")  # settings a resumed search may change
+
+
+def _check_resumed(study: optuna.Study, settings: dict[str, Any], run: Path, step: str) -> None:
+    """Refuse to resume a study with other settings (its trials would mix two searches)."""
+    if not study.trials:
+        return
+    saved = study.user_attrs
+    differ = [k for k in ("architecture", "parent", "budget") if k in saved and saved[k] != settings[k]]
+    old, new = saved.get("config") or {}, json.loads(json.dumps(settings["config"]))
+    differ += sorted(
+        k for k in old.keys() | new.keys() if k not in RESUMABLE_HPO and old.get(k) != new.get(k)
+    )
+    if differ:
+        raise InputError(
+            f"{run}: its {step} study was begun with other settings ({', '.join(differ)}); "
+            "resume it with the same ones, or name a new --run folder"
+        )
+
+
+def trial_model(trial: optuna.trial.FrozenTrial, run: str | Path) -> Path:
+    """The model file of a trial of the search in folder ``run`` (stored relative to it)."""
+    stored = Path(trial.user_attrs["model"])
+    return stored if stored.is_absolute() else Path(run) / stored
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    """Copy a model file to ``target`` atomically; errors name ``target``, never a temporary file."""
+    from dendriteseg.io.outputs import check_target, resolve_output, temp_sibling, writing
+
+    target = resolve_output(target)
+    check_target(target, folder=False)
+    if target.suffix != ".safetensors":
+        raise InputError(f"{target}: model files end in .safetensors")
+    if not source.is_file():
+        raise InputError(f"{source}: the trial's model file is missing")
+    temp = temp_sibling(target)
+    try:
+        with writing(target):
+            shutil.copyfile(source, temp)
+            os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return target
 
 
 def _worker(

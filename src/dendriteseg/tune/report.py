@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -93,20 +91,17 @@ def write_report(run: str | Path, *, export: str | Path | None = None, step: str
                     save_figure(ax.figure, run / f"importance_{name}.png", dpi=100, bbox_inches="tight")
                 )
     if export is not None:
-        written.append(_export(studies, step, Path(export)))
+        written.append(_export(studies, step, Path(export), run))
     return written
 
 
-def _export(studies: dict[str, optuna.Study], step: str, target: Path) -> Path:
+def _export(studies: dict[str, optuna.Study], step: str, target: Path, run: Path) -> Path:
+    from dendriteseg.tune.hpo import copy_model, trial_model
+
     if step not in studies:
         raise InputError(f"--step: the run has no {step} study")
     try:
-        source = Path(studies[step].best_trial.user_attrs["model"])
+        best = studies[step].best_trial
     except ValueError:
         raise InputError(f"--step: no {step} trial finished; nothing to export") from None
-    if target.suffix != ".safetensors":
-        raise InputError(f"{target}: model files end in .safetensors")
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
-    return target
+    return copy_model(trial_model(best, run), target)
