@@ -360,7 +360,8 @@ def test_finetune_command_line(scan_files, tmp_path):
     assert odd.returncode == 2 and "finish: expected one of all-labels, continue, refit" in odd.stderr
     assert "Traceback" not in odd.stderr
     old = subprocess.run(cli + ["config.yaml"], capture_output=True, text=True, cwd=tmp_path)
-    assert old.returncode == 2 and "needs --from" in old.stderr
+    assert old.returncode == 2 and "dendriteseg train config.yaml --from MODEL" in old.stderr
+    assert "Traceback" not in old.stderr
 
 
 def test_greedy_soup_averages_weights_and_keeps_only_what_helps(tmp_path):
