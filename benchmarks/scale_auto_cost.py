@@ -1,57 +1,137 @@
-"""What ``--scale auto`` costs: the same volume segmented at ``scale=1`` and ``scale="auto"``, side by side.
+"""What ``--scale auto`` costs, side by side in one run.
 
-``auto`` segments a probe (the central 8 slices, whole in-plane) at each
-binning that leaves 96 px a side, then the whole volume at the binning it
-chose. It prints each run's seconds, the ratio, the binning chosen and
-the IoU of each run against the scan's exact label.
+1. A synthetic volume (``--shape``) segmented at ``scale=1`` and at
+   ``scale="auto"``: seconds, ratio, the binning chosen, IoU of each against
+   the scan's exact label.
+2. A single large slice (the real Mg slice in ``../shared/real`` where the
+   checkout has it, else a synthetic 1260 x 1260 slice): the defaults
+   (``auto``) against the binning they choose forced, the probe's own time
+   against the final pass, and the per-voxel rate at ``scale=1`` against a
+   ``32 x Y x X`` volume's (``--rate-side``, default 852).
+3. The probe's share of a whole run on a ``--deep`` volume (default
+   250 x 852 x 852; ``--deep 0`` skips it): the probe (``choose_scale``)
+   timed alone against the run at the binning it chose.
 
     python benchmarks/scale_auto_cost.py [--shape 24,512,512] [--model unet3d_default] [--threads N]
+        [--image PATH] [--deep 250,852,852]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
+import tifffile
 import torch
 
 from dendriteseg.infer import segment
+from dendriteseg.infer.predictor import resolve_predictor
+from dendriteseg.infer.scale_choice import choose_scale
+from dendriteseg.io import as_volume
+from dendriteseg.preprocess import sample_slices
+from dendriteseg.sample_region import sample_region_for
 from dendriteseg.synth.scan import make_scan
+
+REAL = Path(__file__).resolve().parents[1] / "../shared/real/mg_dendrites_slice.tif"
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - start, out
+
+
+def probe_seconds(image: np.ndarray, model: str):
+    """The probe alone, as ``segment`` runs it: its seconds and choice."""
+    from dendriteseg.infer.segment import window_for_volume
+
+    vol = as_volume(image if image.ndim == 3 else image[None])
+    region = sample_region_for(vol, "auto")
+    predictor = resolve_predictor(model, precision="fp32", compile=False)
+    window = window_for_volume(sample_slices(vol), predictor, region)
+    return timed(choose_scale, vol, predictor, window, region)
+
+
+def iou(pred: np.ndarray, label: np.ndarray) -> float:
+    return float((pred & label).sum() / max((pred | label).sum(), 1))
+
+
+def volume_part(args) -> None:
+    shape = tuple(int(s) for s in args.shape.split(","))
+    scan = make_scan(shape, preset="moderate", rng=9000)
+    image, label = scan["image"].astype(np.float32), scan["label"].astype(bool)
+    t1, plain = timed(segment, image, args.model, precision="fp32", scale=1, compile=False)
+    ta, auto = timed(segment, image, args.model, precision="fp32", scale="auto", compile=False)
+    print(f"1. {args.model} on a {'x'.join(map(str, shape))} synthetic scan (moderate preset, seed 9000)")
+    print(f"   scale 1:    {t1:7.1f} s   IoU {iou(plain.labels.astype(bool), label):.3f}")
+    found = iou(auto.labels.astype(bool), label)
+    print(f"   scale auto: {ta:7.1f} s   IoU {found:.3f}   x{ta / t1:.2f} of scale 1")
+    print(f"   {auto.scale.describe()}")
+
+
+def slice_part(args) -> None:
+    if Path(args.image).is_file():
+        image, name = tifffile.imread(args.image).astype(np.float32), Path(args.image).name
+    else:
+        image = make_scan((1, 1260, 1260), preset="moderate", rng=9001)["image"][0].astype(np.float32)
+        name = "synthetic 1260 x 1260 slice"
+    if args.smoke:
+        image = image[:400, :400]
+    ta, auto = timed(segment, image, args.model, precision="fp32", compile=False)
+    chosen = auto.scale.scale if auto.scale else 1
+    tf, _ = timed(segment, image, args.model, precision="fp32", compile=False, scale=chosen)
+    tp, _ = probe_seconds(image, args.model)
+    t1, _ = timed(segment, image, args.model, precision="fp32", compile=False, scale=1)
+    side = 96 * 4 if args.smoke else args.rate_side
+    deep = np.asarray(make_scan((32, side, side), preset="moderate", rng=9002)["image"], np.float32)
+    td, _ = timed(segment, deep, args.model, precision="fp32", compile=False, scale=1)
+    depth = resolve_predictor(args.model).tile_depth or 1  # the 3D model sees a 2D image as this many slices
+    rate1 = image.size * depth / t1 / 1e6
+    rated = deep.size / td / 1e6
+    print(f"2. {name} {image.shape}, {args.model}, defaults (auto) chose scale {chosen}")
+    print(f"   defaults:                 {ta:7.2f} s   x{ta / tf:.2f} of scale {chosen} forced (goal <= 1.5)")
+    print(f"   scale {chosen} forced:         {tf:7.2f} s")
+    print(f"   the probe alone:          {tp:7.2f} s   x{tp / tf:.2f} of the final pass")
+    print(f"   {auto.scale.describe() if auto.scale else 'scale 1'}")
+    print(
+        f"   scale 1: {t1:.2f} s, {rate1:.2f} M network voxels/s; 32 x {side} x {side} volume: {td:.2f} s, "
+        f"{rated:.2f} M/s; ratio {rate1 / rated:.2f} (goal >= 0.5)"
+    )
+
+
+def deep_part(args) -> None:
+    shape = tuple(int(s) for s in args.deep.split(","))
+    image = np.asarray(make_scan(shape, preset="moderate", rng=9003)["image"], np.float32)
+    tp, choice = probe_seconds(image, args.model)
+    tr, _ = timed(segment, image, args.model, precision="fp32", compile=False, scale=choice.scale)
+    size = "x".join(map(str, shape))
+    print(f"3. {size} synthetic volume: probe {tp:.1f} s, run at scale {choice.scale} {tr:.1f} s")
+    print(f"   the probe's share of an auto run: {tp / (tp + tr):.3f} (goal < 0.10)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="24,512,512")
     parser.add_argument("--model", default="unet3d_default")
+    parser.add_argument("--image", default=str(REAL))
+    parser.add_argument("--rate-side", type=int, default=852)
+    parser.add_argument("--deep", default="250,852,852", help="z,y,x of part 3 (0: skip it)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
         "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
     )
     args = parser.parse_args()
     if args.smoke:
-        args.shape = "4,192,192"
+        args.shape, args.deep = "4,192,192", "12,192,192"
     if args.threads:
         torch.set_num_threads(args.threads)
-    shape = tuple(int(s) for s in args.shape.split(","))
-    scan = make_scan(shape, preset="moderate", rng=9000)
-    image, label = scan["image"].astype(np.float32), scan["label"].astype(bool)
-    segment(image[:4, :256, :256], args.model, precision="fp32", scale=1)  # warm-up: load, first call
-    runs = {}
-    for scale in (1, "auto"):
-        start = time.perf_counter()
-        result = segment(image, args.model, precision="fp32", scale=scale, compile=False)
-        runs[scale] = (time.perf_counter() - start, result)
-    (t1, plain), (ta, auto) = runs[1], runs["auto"]
-    choice = auto.scale
-    print(f"{args.model} on a {'x'.join(map(str, shape))} synthetic scan (moderate preset, seed 9000)")
-    print(f"scale 1:    {t1:7.1f} s")
-    print(f"scale auto: {ta:7.1f} s   x{ta / t1:.2f} of scale 1; {choice.describe()}")
-    for name, result in (("scale 1", plain), ("scale auto", auto)):
-        pred = result.labels.astype(bool)
-        print(
-            f"IoU against the exact label, {name}: {(pred & label).sum() / max((pred | label).sum(), 1):.3f}"
-        )
+    segment(np.zeros((4, 256, 256), np.float32), args.model, precision="fp32", scale=1)  # warm-up
+    volume_part(args)
+    slice_part(args)
+    if args.deep != "0":
+        deep_part(args)
 
 
 if __name__ == "__main__":

@@ -704,3 +704,45 @@ def test_scale_auto_does_not_bin_away_thin_arms():
     bar = np.zeros((1, 40, 40))
     bar[0, 10:30, 15:21] = 1.0
     assert 5 <= dendrite_width(bar) <= 7
+
+
+def test_scale_probe_is_cropped_on_shallow_large_planes_and_reused_when_it_is_the_volume():
+    """A single large slice: the finer binnings are compared on a crop where the coarse look found
+    dendrite, and the run reuses the probe's logits at the binning chosen (no second pass)."""
+    from collections import Counter
+
+    from dendriteseg.infer.scale_choice import MIN_CROP, crop_side, probe_crop
+
+    assert crop_side((250, 852, 852), 8) == 852  # deep: the probe is a small share, whole planes
+    assert crop_side((1, 1260, 1260), 1) == MIN_CROP  # one slice: cropped to the smallest window
+    assert crop_side((1, 500, 500), 1) == 500  # a crop would hold most of the plane: whole
+    coarse = np.zeros((1, 1000, 1000), np.float32)
+    coarse[0, 700:760, 100:180] = 1.0  # the coarse look's dendrite, near a corner
+    ys, xs = probe_crop(coarse, None, 384)
+    assert ys.start <= 700 and ys.stop >= 760 and xs.start <= 100 and xs.stop >= 180
+    assert ys.start % 12 == 0 and xs.start % 12 == 0 and ys.stop - ys.start == 384
+
+    rng = np.random.default_rng(1)
+    image = np.full((800, 800), 0.7, np.float32)
+    image[420:700, 80:380] = 0.3  # one large dark region off centre
+    image += rng.normal(0, 0.4, image.shape).astype(np.float32)
+    calls = []
+
+    def counted(batch):
+        calls.append(batch.size)
+        return _noise_averaged(batch)
+
+    auto = segment(image, counted, window=(0.0, 1.0), sample_mask="none")
+    auto_calls = Counter(calls)
+    choice = auto.scale
+    assert choice.crop is not None and choice.scale > 1 and set(choice.entropies) == {1, 2, 3, 4}
+    y0, y1, x0, x1 = choice.crop
+    assert y0 < 700 and y1 > 420 and x0 < 380 and x1 > 80  # the crop holds the dark region
+    full_res = image.size * 4  # what a scale-1 pass over the whole slice would send (4 slices deep)
+    assert sum(calls) < 0.5 * full_res  # the finer binnings saw the crop, not the whole slice
+    calls.clear()
+    forced = segment(image, counted, window=(0.0, 1.0), sample_mask="none", scale=choice.scale)
+    np.testing.assert_array_equal(auto.labels, forced.labels)  # the reused logits are the run's
+    assert calls and all(auto_calls[size] == n for size, n in Counter(calls).items())  # computed once
+    tiled = segment(image, counted, window=(0.0, 1.0), sample_mask="none", tile=(4, 256, 256))
+    assert tiled.scale.scale == choice.scale  # other tiles: the run's own pass, not the probe's

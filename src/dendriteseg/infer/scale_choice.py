@@ -20,6 +20,16 @@ its edge along its skeleton). Thin arms of a few pixels, binned 2 x, turn
 into blobs or vanish; arms tens of pixels wide, binned 4 x, keep their
 shape but round their tips, which the next coarser binning that the width
 allows (3 x) keeps sharper (``benchmarks/scale_auto_cost.py``).
+
+The probe's cost is bounded: the coarsest binning sees the whole probe;
+where whole planes at every binning would cost more than ``PROBE_SHARE`` of
+a full-resolution run (a single large slice, a few slices of large planes),
+the finer binnings see only a crop (at least ``MIN_CROP`` a side, with
+``CONTEXT`` binned pixels of context) centred where the coarse look found
+the most dendrite and doubt, and every binning is compared on that crop.
+Where the probe is the whole volume, its logits at the binning chosen are
+the run's (:func:`dendriteseg.infer.segment.segment` reuses them when it
+cuts the default tiles): no second pass.
 """
 
 from __future__ import annotations
@@ -43,6 +53,12 @@ PROBE_DEPTH = 8  # central slices segmented per candidate
 MIN_GAIN = 0.05  # relative drop in mean entropy that a binning must bring over none
 WIDTH_PER_BIN = 3.5  # a binning s needs dendrite at least this many times s pixels wide
 SPECK = 12  # pixels (x binning^2): pieces this small are noise, not arms, and are not measured
+PROBE_SHARE = 0.1  # the most of a full-resolution run the probe may cost before it is cropped
+FULL_PROBE_WORK = sum(1 / s**2 for s in CANDIDATES)  # a probe slice at every binning, in full slices
+MIN_CROP = 384  # pixels a side: the smallest crop the finer binnings are probed on (4 x 96)
+CONTEXT = 24  # binned pixels of context around the crop, not measured (the network's reach)
+ALIGN = 12  # crops start on multiples of every candidate binning
+REUSE_VOXELS = 64 * 2**20  # logits kept for the run when the probe is the whole volume, up to this size
 
 
 @dataclass
@@ -53,12 +69,18 @@ class ScaleChoice:
     scale: int
     entropies: dict[int, float] = field(default_factory=dict)
     widths: dict[int, float] = field(default_factory=dict)
+    crop: tuple[int, int, int, int] | None = None  # (y0, y1, x0, x1) the binnings were compared on
+    logits: np.ndarray | None = field(default=None, repr=False)  # the probe's, at ``scale``, when
+    # the probe was the whole volume (default tiles): a run with those tiles reuses them
 
     def describe(self) -> str:
         measured = ", ".join(f"{s}: {h:.4f}" for s, h in self.entropies.items())
         widths = ", ".join(f"{s}: {w:.0f} px" for s, w in self.widths.items() if np.isfinite(w))
         widths = widths or "none"
-        return f"scale {self.scale} (auto; mean entropy per binning {measured}; dendrite widths {widths})"
+        where = "" if self.crop is None else " in y {}:{}, x {}:{}".format(*self.crop)
+        return (
+            f"scale {self.scale} (auto; mean entropy per binning{where} {measured}; dendrite widths {widths})"
+        )
 
 
 def candidates_for(shape: tuple[int, ...]) -> list[int]:
@@ -105,18 +127,54 @@ def dendrite_width(probabilities: np.ndarray, mask: np.ndarray | None = None, sc
     return float(np.median(values)) * scale if values.size else float("nan")
 
 
-def probe_probabilities(
+def probe_logits(
     probe: np.ndarray, predictor: Predictor, window: tuple[float, float], scale: int
 ) -> np.ndarray:
-    """Dendrite probabilities of ``probe`` (z, y, x; finite) with ``predictor`` seeing ``scale`` x
-    ``scale`` binned pixels, through the streaming core with its default tiles."""
+    """Dendrite logits of ``probe`` (z, y, x; finite) with ``predictor`` seeing ``scale`` x ``scale``
+    binned pixels, through the streaming core with its default tiles (those of a whole run over a
+    volume of the probe's shape, which is what lets such a run reuse them)."""
     seen = BinnedPredictor(predictor, scale) if scale > 1 else predictor
     volume = as_volume(probe)
     tiling = plan_tiling(volume.shape, seen, None, DEFAULT_OVERLAP, None)
     out = np.empty(volume.shape, np.float32)
     for z0, z1, logits in iter_logits(volume, seen, tiling, window):
-        out[z0:z1] = sigmoid(logits)
+        out[z0:z1] = logits
     return out
+
+
+def probe_probabilities(
+    probe: np.ndarray, predictor: Predictor, window: tuple[float, float], scale: int
+) -> np.ndarray:
+    """Dendrite probabilities of ``probe`` (see :func:`probe_logits`)."""
+    return sigmoid(probe_logits(probe, predictor, window, scale))
+
+
+def probe_crop(coarse: np.ndarray, mask: np.ndarray | None, side: int) -> tuple[slice, slice]:
+    """The ``side`` x ``side`` in-plane window (aligned to every candidate binning) where the coarse
+    probe's (z, y, x) dendrite probabilities hold the most dendrite and doubt inside ``mask``: where
+    the binnings can disagree. The whole plane where it is no larger."""
+    from scipy import ndimage
+
+    ny, nx = coarse.shape[-2:]
+    if max(ny, nx) <= side:
+        return slice(0, ny), slice(0, nx)
+    p = np.clip(coarse.max(axis=0).astype(np.float64), 1e-6, 1 - 1e-6)
+    interest = p - (p * np.log(p) + (1 - p) * np.log1p(-p))  # dendrite plus binary entropy
+    if mask is not None:
+        interest = interest * np.broadcast_to(mask, interest.shape)
+    sy, sx = min(side, ny), min(side, nx)
+    mean = ndimage.uniform_filter(interest, (sy, sx), mode="constant")
+    half_y, half_x = sy // 2, sx // 2
+    inner = mean[half_y : ny - (sy - half_y) + 1, half_x : nx - (sx - half_x) + 1]
+    y0, x0 = (int(v) for v in np.unravel_index(int(np.argmax(inner)), inner.shape))
+    held = interest[y0 : y0 + sy, x0 : x0 + sx]  # centred on what the best window holds
+    if held.sum() > 0:
+        cy, cx = ndimage.center_of_mass(held)
+        y0 = int(np.clip(y0 + cy - sy / 2, 0, ny - sy))
+        x0 = int(np.clip(x0 + cx - sx / 2, 0, nx - sx))
+    y0, x0 = round(y0 / ALIGN) * ALIGN, round(x0 / ALIGN) * ALIGN
+    y0, x0 = min(y0, (ny - sy) // ALIGN * ALIGN), min(x0, (nx - sx) // ALIGN * ALIGN)
+    return slice(y0, min(y0 + sy, ny)), slice(x0, min(x0 + sx, nx))
 
 
 def _keeps_what_it_finds(widths: dict[int, float], scale: int) -> bool:
@@ -144,15 +202,47 @@ def choose_scale(
     probe = np.nan_to_num(probe, nan=lo, posinf=hi, neginf=lo)
     mask = None if region is None else region.mask
     mask2d = None if mask is None else (mask if mask.ndim == 2 else mask[z0 : z0 + depth].any(axis=0))
+    whole = depth == int(volume.shape[0])  # the probe is the volume: its logits can be the run's
+    coarsest = max(scales)
+    coarse = probe_logits(probe, predictor, window, coarsest)
+    logits = {coarsest: coarse}
+    side = crop_side(volume.shape, depth)
+    ys, xs = probe_crop(sigmoid(coarse), mask2d, side)
+    cropped = (ys.stop - ys.start, xs.stop - xs.start) != probe.shape[-2:]
     entropies, widths = {}, {}
     for s in scales:
-        probabilities = probe_probabilities(probe, predictor, window, s)
-        entropies[s] = mean_entropy(probabilities, mask2d)
-        widths[s] = dendrite_width(probabilities, mask2d, s)
+        if s == coarsest:
+            probabilities = sigmoid(coarse)[:, ys, xs]
+        elif cropped:  # the crop with a margin of context around it, measured without the margin
+            m = CONTEXT * s // ALIGN * ALIGN
+            y0, x0 = max(ys.start - m, 0), max(xs.start - m, 0)
+            y1, x1 = min(ys.stop + m, probe.shape[1]), min(xs.stop + m, probe.shape[2])
+            around = probe_logits(probe[:, y0:y1, x0:x1], predictor, window, s)
+            probabilities = sigmoid(around[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0])
+        else:
+            logits[s] = probe_logits(probe, predictor, window, s)
+            probabilities = sigmoid(logits[s])
+        inside = None if mask2d is None else mask2d[ys, xs]
+        entropies[s] = mean_entropy(probabilities, inside)
+        widths[s] = dendrite_width(probabilities, inside, s)
     allowed = [s for s in scales if s == 1 or _keeps_what_it_finds(widths, s)]
     best = min(allowed, key=lambda s: (entropies[s], s))
     if entropies[best] > (1 - MIN_GAIN) * entropies[1]:
         best = 1
-    choice = ScaleChoice(best, entropies, widths)
+    crop = None if not cropped else (ys.start, ys.stop, xs.start, xs.stop)
+    reuse = logits.get(best) if whole and best in logits and logits[best].size <= REUSE_VOXELS else None
+    choice = ScaleChoice(best, entropies, widths, crop=crop, logits=reuse)
     log.info("%s: %s", volume.source, choice.describe())
     return choice
+
+
+def crop_side(shape: tuple[int, ...], depth: int) -> int:
+    """The in-plane side of the window the finer binnings are probed on: whole planes where the probe
+    costs at most ``PROBE_SHARE`` of a run at full resolution, else the side that brings it there (at
+    least ``MIN_CROP``, aligned to every binning), unless that window would hold half the plane."""
+    nz, ny, nx = (int(s) for s in shape[-3:])
+    share = depth * FULL_PROBE_WORK / nz  # the probe's work over a run's, whole planes at each binning
+    if share <= PROBE_SHARE:
+        return max(ny, nx)
+    side = max(MIN_CROP, int(np.sqrt(ny * nx * PROBE_SHARE / share)) // ALIGN * ALIGN)
+    return max(ny, nx) if side * side * 2 > ny * nx else side

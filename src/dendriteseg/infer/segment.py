@@ -25,7 +25,7 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import BinnedPredictor, Predictor, resolve_predictor
 from dendriteseg.infer.scale_choice import ScaleChoice, choose_scale
-from dendriteseg.infer.settings import InferenceSettings, check_scale_fits, settings_from
+from dendriteseg.infer.settings import DEFAULT_OVERLAP, InferenceSettings, check_scale_fits, settings_from
 from dendriteseg.infer.stream import iter_logits, plan_tiling, sigmoid
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.infer.trust import TrustMeter, TrustReport, suggested_share, trust_report
@@ -147,7 +147,8 @@ def segment(
             plan.shape[0], None if region is None else region.mask, choice.scale if choice else 1
         )
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
-        dendrite = _stream(source, predictor, plan, outputs, meter, settings.batch_size, progress)
+        reused = _probe_logits(choice, settings)
+        dendrite = _stream(source, predictor, plan, outputs, meter, settings.batch_size, progress, reused)
         if warning := nonfinite_warning(source):
             log.warning(warning)
         labels, probs = outputs.in_memory(squeeze=image2d)
@@ -224,6 +225,16 @@ def predictor_at_scale(
     return (BinnedPredictor(predictor, int(scale)) if int(scale) > 1 else predictor), None
 
 
+def _probe_logits(choice: ScaleChoice | None, settings: InferenceSettings) -> np.ndarray | None:
+    """The scale probe's logits where they are the whole run's: the probe covered the whole volume
+    at the binning chosen, and the run cuts the probe's tiles (the default tile and overlaps)."""
+    if choice is None or choice.logits is None:
+        return None
+    if settings.tile is not None or settings.overlap != DEFAULT_OVERLAP or settings.overlap_z is not None:
+        return None
+    return choice.logits
+
+
 def _stream(
     source: Volume,
     predictor: Predictor,
@@ -232,13 +243,20 @@ def _stream(
     meter: TrustMeter,
     batch_size: int,
     progress: Progress | None,
+    reused: np.ndarray | None = None,
 ) -> int:
     """Run every tile row through the predictor into ``outputs`` (and ``meter``); returns the dendrite
-    voxel count. On any error (or interrupt) the outputs are aborted: nothing half-written stays."""
+    voxel count. ``reused``: the whole volume's logits, already computed (the scale probe's), streamed
+    instead. On any error (or interrupt) the outputs are aborted: nothing half-written stays."""
     total = int(np.prod(plan.shape))
     done = dendrite = 0
+    if reused is not None:
+        source.read(0, plan.shape[0])  # non-finite voxels counted, as a run reading them would
+        slabs = iter([(0, plan.shape[0], reused)])
+    else:
+        slabs = iter_logits(source, predictor, plan.tiling, plan.window, batch_size=batch_size)
     try:
-        for z0, z1, logits in iter_logits(source, predictor, plan.tiling, plan.window, batch_size=batch_size):
+        for z0, z1, logits in slabs:
             logits = outputs.inside_region(z0, z1, logits)
             labels = (logits > 0).astype(np.uint8)
             dendrite += outputs.write(z0, z1, logits, labels)
