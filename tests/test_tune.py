@@ -276,9 +276,15 @@ def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_file
     loaded, info = load_model(out)
     record = info.provenance["finetune"]
     assert info.architecture == arch and len(record["trials"]) == 4
-    winner = record["trials"][record["selections"][0]["chosen"]]  # the best, or plain within one SE
+    selection = record["selections"][0]
+    winner = record["trials"][selection["chosen"]]  # the best, or plain within one SE
     best = max((t for t in record["trials"][:3] if t["score"] is not None), key=lambda t: t["score"])
-    assert record["selections"][0]["best"] == best["number"] and winner["number"] in (best["number"], 0)
+    assert selection["best"] == best["number"]
+    if best["number"] == 0:  # the plain trial is the best: no comparison to make
+        assert "plain" not in selection and winner["number"] == 0
+    else:  # the one-standard-error rule, as recorded
+        clear = selection["difference"] > selection["standard_error"]
+        assert selection["plain"] == 0 and winner["number"] == (best["number"] if clear else 0)
     assert record["trials"][3]["continues"] == winner["number"]
     assert record["trials"][3]["params"] == winner["params"]
     assert record["labelled_slices"][scans[0].name] == scans[0].labelled_slices
@@ -305,7 +311,10 @@ def test_one_labelled_slice_trains_the_plain_settings_without_a_search(scan_file
     assert len(lines) == 2 and lines[0].startswith("trial 0: lr 0.0003") and "continued" in lines[1]
     record = load_model(out)[1].provenance["finetune"]
     assert record["split"]["by"] == "pixels" and record["settings_searched"] is False
-    assert "one labelled slice" in record["kept"] or record["kept"].startswith("the starting model")
+    assert "one labelled slice" in record["kept"]  # said whichever model was kept
+    improved = record["after"]["iou"] > record["before"]["iou"] + 1e-9
+    assert record["kept"].startswith("trial") == improved
+    assert record["kept"].startswith("the starting model") == (not improved)
 
 
 def test_finetune_command_line(scan_files, tmp_path):
