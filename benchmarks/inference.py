@@ -7,10 +7,13 @@ All in one run, on this machine, with the shipped default model (or --model):
     synthetic scan; throughput ratio and the fraction of voxels that agree.
 (b) ``segment`` vs the model's own forward pass on one whole-plane tile
     (what tiling, blending, reading and writing cost).
-(c) peak RSS of ``dendriteseg segment`` on a 250 x 852 x 852 float32 volume
-    and on one twice as deep (each in a fresh process, streaming to Zarr).
+(c) peak RSS and peak anonymous memory (``RssAnon``, sampled: what a
+    memory limit counts) of ``dendriteseg segment`` on a 250 x 852 x 852
+    float32 volume and on one twice as deep (each in a fresh process,
+    streaming to Zarr).
 (d) the measured time for 852 x 852 x 250 against its floor: the model's
-    FLOPs per voxel x voxels / the measured matmul peak of this CPU.
+    FLOPs per voxel x voxels / the measured matmul peak of this CPU at the
+    precision the run used (bf16 where the CPU has bf16 units, else fp32).
 (e) fp32 vs bf16 agreement of the trained model's labels (bf16 on a small
     crop when the CPU has no bf16 units, where it is emulated and slow).
 
@@ -72,15 +75,35 @@ def run_monai(model: torch.nn.Module, image: np.ndarray, tile: tuple[int, int, i
     return labels, seconds
 
 
-def child_peak_rss(args: list[str]) -> tuple[float, float]:
-    """Run a command; return (seconds, its own peak RSS in MB, from wait4)."""
+def anonymous_mb(pid: int) -> float:
+    """The process's resident anonymous memory (MB; Linux ``RssAnon``): what a scheduler's memory
+    limit counts, unlike the file pages of a memory-mapped input that RSS also holds. NaN elsewhere."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def child_peak_rss(args: list[str]) -> tuple[float, float, float]:
+    """Run a command; return (seconds, its own peak RSS in MB from wait4, its peak anonymous memory in
+    MB sampled every 50 ms)."""
     start = time.perf_counter()
     proc = subprocess.Popen(args)
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak_anon = 0.0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # this child's own usage, once it ends
+        if pid:
+            break
+        anon = anonymous_mb(proc.pid)
+        peak_anon = max(peak_anon, anon) if anon == anon else peak_anon
+        time.sleep(0.05)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, args)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, peak_anon or float("nan")
 
 
 def segment_command(src: Path, out: Path, *options: str) -> list[str]:
@@ -228,31 +251,46 @@ def main() -> None:
             cmd = segment_command(src, out, "--device", "cpu")
             if args.model:
                 cmd += ["--model", str(model_path)]
-            seconds, rss = child_peak_rss(cmd)
+            seconds, rss, anon = child_peak_rss(cmd)
             voxels = depth * args.plane**2
-            rows.append((depth, seconds, rss, voxels))
+            rows.append((depth, seconds, rss, anon, voxels))
             print(
                 f"(c) {depth} x {args.plane} x {args.plane} float32 ({voxels * 4 / 2**30:.2f} GiB): "
-                f"{seconds:.1f} s, peak RSS {rss:.0f} MB",
+                f"{seconds:.1f} s, peak RSS {rss:.0f} MB, peak anonymous {anon:.0f} MB",
                 flush=True,
             )
         growth = rows[1][2] / rows[0][2] - 1
-        print(f"(c) peak RSS grows {100 * growth:.1f} % for twice the depth")
-        depth, seconds, rss, voxels = rows[0]
-        floor = fpv * voxels / (peak32 * 1e9)
+        anon_growth = rows[1][3] / rows[0][3] - 1
+        print(
+            f"(c) for twice the depth: peak RSS grows {100 * growth:.1f} %, peak anonymous memory "
+            f"{100 * anon_growth:.1f} % (RSS counts the input's memory-mapped pages; anonymous is "
+            "what a memory limit kills for)"
+        )
+        depth, seconds, rss, anon, voxels = rows[0]
+        # the floor at the precision the run used: bf16 where the CPU has bf16 units ("auto"), else fp32
+        used = "bf16" if cpu_has_bf16() else "fp32"
+        peak = matmul_peak(torch.bfloat16) if used == "bf16" else peak32
+        floor32 = fpv * voxels / (peak32 * 1e9)
+        floor = fpv * voxels / (peak * 1e9)
         print(
             f"(d) {args.plane} x {args.plane} x {depth}: {seconds:.1f} s end to end (process start, "
-            f"model load, reading, writing); floor {floor:.1f} s = {fpv / 1e3:.1f} kFLOP/voxel x "
-            f"{voxels / 1e6:.0f} M voxels / {peak32:.0f} GFLOP/s fp32 matmul peak; "
-            f"ratio {seconds / floor:.2f}"
+            f"model load, reading, writing); the run's precision {used}: floor {floor:.1f} s = "
+            f"{fpv / 1e3:.1f} kFLOP/voxel x {voxels / 1e6:.2f} M voxels / {peak:.0f} GFLOP/s {used} "
+            f"matmul peak; ratio {seconds / floor:.2f} "
+            f"(fp32 floor {floor32:.1f} s, ratio {seconds / floor32:.2f})"
         )
-        results["c"] = [{"depth": d, "seconds": s, "peak_rss_mb": r} for d, s, r, _ in rows]
+        results["c"] = [
+            {"depth": d, "seconds": s, "peak_rss_mb": r, "peak_anonymous_mb": a} for d, s, r, a, _ in rows
+        ]
         results["d"] = {
             "seconds": seconds,
+            "precision": used,
             "floor_s": floor,
             "ratio": seconds / floor,
+            "fp32_floor_s": floor32,
             "kflop_per_voxel": fpv / 1e3,
             "fp32_peak_gflops": peak32,
+            "peak_gflops": peak,
         }
     print(json.dumps(results))
 

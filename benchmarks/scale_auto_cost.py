@@ -78,14 +78,14 @@ def slice_part(args) -> None:
         image = make_scan((1, 1260, 1260), preset="moderate", rng=9001)["image"][0].astype(np.float32)
         name = "synthetic 1260 x 1260 slice"
     if args.smoke:
-        image = image[:400, :400]
+        image = image[:192, :192]
     ta, auto = timed(segment, image, args.model, precision="fp32", compile=False)
     chosen = auto.scale.scale if auto.scale else 1
     tf, _ = timed(segment, image, args.model, precision="fp32", compile=False, scale=chosen)
     tp, _ = probe_seconds(image, args.model)
     t1, _ = timed(segment, image, args.model, precision="fp32", compile=False, scale=1)
-    side = 96 * 4 if args.smoke else args.rate_side
-    deep = np.asarray(make_scan((32, side, side), preset="moderate", rng=9002)["image"], np.float32)
+    depth_z, side = (8, 192) if args.smoke else (32, args.rate_side)
+    deep = np.asarray(make_scan((depth_z, side, side), preset="moderate", rng=9002)["image"], np.float32)
     td, _ = timed(segment, deep, args.model, precision="fp32", compile=False, scale=1)
     depth = resolve_predictor(args.model).tile_depth or 1  # the 3D model sees a 2D image as this many slices
     rate1 = image.size * depth / t1 / 1e6
@@ -96,8 +96,9 @@ def slice_part(args) -> None:
     print(f"   the probe alone:          {tp:7.2f} s   x{tp / tf:.2f} of the final pass")
     print(f"   {auto.scale.describe() if auto.scale else 'scale 1'}")
     print(
-        f"   scale 1: {t1:.2f} s, {rate1:.2f} M network voxels/s; 32 x {side} x {side} volume: {td:.2f} s, "
-        f"{rated:.2f} M/s; ratio {rate1 / rated:.2f} (goal >= 0.5)"
+        f"   scale 1: {t1:.2f} s, {rate1:.2f} M network voxels/s; "
+        f"{depth_z} x {side} x {side} volume: {td:.2f} s, {rated:.2f} M/s; "
+        f"ratio {rate1 / rated:.2f} (goal >= 0.5)"
     )
 
 
@@ -124,10 +125,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.smoke:
-        args.shape, args.deep = "4,192,192", "12,192,192"
+        args.shape, args.deep = "4,160,160", "8,160,160"
     if args.threads:
         torch.set_num_threads(args.threads)
-    segment(np.zeros((4, 256, 256), np.float32), args.model, precision="fp32", scale=1)  # warm-up
+    segment(np.zeros((4, 128, 128), np.float32), args.model, precision="fp32", scale=1)  # warm-up
     volume_part(args)
     slice_part(args)
     if args.deep != "0":

@@ -78,6 +78,8 @@ class ScaleChoice:
         widths = ", ".join(f"{s}: {w:.0f} px" for s, w in self.widths.items() if np.isfinite(w))
         widths = widths or "none"
         where = "" if self.crop is None else " in y {}:{}, x {}:{}".format(*self.crop)
+        if not self.entropies:
+            return f"scale {self.scale} (auto; planes too small to bin, nothing probed)"
         return (
             f"scale {self.scale} (auto; mean entropy per binning{where} {measured}; dendrite widths {widths})"
         )
