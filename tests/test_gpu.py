@@ -52,7 +52,7 @@ def test_training_runs_on_cuda_in_bf16(tmp_path, scan):
     result = finetune_on_labels(
         [user_scan(image, given, scribbles=True)],
         tmp_path / "m.safetensors",
-        minutes=0.3,
+        epochs=8,
         budget="tiny",
         devices=["cuda"],
     )

@@ -49,6 +49,8 @@ def _one_line_exit_2(result, expected):
         (["--labels", "{d}/lab.tif", "--minutes", "-1"], "minutes"),
         (["--labels", "{d}/lab.tif", "--minutes", "nan"], "minutes"),
         (["--labels", "{d}/lab.tif", "--minutes", "inf"], "minutes"),
+        (["--labels", "{d}/lab.tif", "--epochs", "0"], "epochs: a budget of at least 1 epoch"),
+        (["--labels", "{d}/lab.tif", "--epochs", "3", "--minutes", "1"], "not both"),
         (["--labels", "{d}/lab.tif", "--trials", "0"], "trials"),
         (["--labels", "{d}/lab.tif", "--trials", "-2"], "trials"),
     ],

@@ -189,7 +189,7 @@ def test_finetune_searches_then_refits_the_winner_on_every_label(
     lines = []
     out = tmp_path / "tuned.safetensors"
     result = finetune_on_labels(
-        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append, finish="refit"
+        scans, out, start=model, epochs=14, trials=3, budget="tiny", on_trial=lines.append, finish="refit"
     )
     assert len(lines) == 3 and lines[0].startswith("trial 0: lr 0.0003")  # no continuation trial
     _, info = load_model(out)
@@ -234,7 +234,7 @@ def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
         scans,
         out,
         start=model,
-        minutes=0.6,
+        epochs=14,
         trials=3,
         budget="tiny",
         on_trial=lines.append,
@@ -256,6 +256,9 @@ def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
     assert parent.parent.name == f"trial_{winner['number']:04d}"  # from the winner's checkpoint
     assert config.lr == pytest.approx(winner["params"]["lr"]) and config.lr_schedule == "cosine"
     assert config.epochs >= step["epochs"] >= 1 and result.refit_epochs == step["epochs"]
+    # the budget counts every epoch trained: the search's trials, then the rest on every label
+    assert sum(t["epochs_run"] for t in record["trials"]) + step["epochs"] == 14
+    assert record["budget_epochs"] == 14 and record["budget_minutes"] is None
     assert len(info.provenance["history"]) == step["epochs"]
     assert np.array_equal(labels[0][: scans[0].label.shape[0]], scans[0].label)  # held-out labels too
 
@@ -267,7 +270,7 @@ def test_finetune_searches_keeps_the_best_on_validation_and_records_it(scan_file
     lines = []
     out = tmp_path / "tuned.safetensors"
     result = finetune_on_labels(
-        scans, out, start=model, minutes=2, trials=3, budget="tiny", on_trial=lines.append, finish="continue"
+        scans, out, start=model, epochs=14, trials=3, budget="tiny", on_trial=lines.append, finish="continue"
     )
     # three search trials, then the winner trained on for the time left
     assert len(lines) == 4 and lines[0].startswith("trial 0: lr 0.0003")
@@ -302,7 +305,7 @@ def test_one_labelled_slice_trains_the_plain_settings_without_a_search(scan_file
         scans,
         out,
         start=folder / "m2d.safetensors",
-        minutes=2,
+        epochs=12,
         trials=3,
         budget="tiny",
         on_trial=lines.append,
@@ -335,8 +338,8 @@ def test_finetune_command_line(scan_files, tmp_path):
             "tiny",
             "--trials",
             "2",
-            "--minutes",
-            "0.3",  # the winner trains on every label for what the two trials leave
+            "--epochs",
+            "8",  # the winner trains on every label for what the two trials leave
             "-o",
             str(out),
         ],
@@ -345,6 +348,15 @@ def test_finetune_command_line(scan_files, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "validation (held-out slices img.tif z2)" in run.stdout and out.is_file()
+    assert load_model(out)[1].provenance["finetune"]["budget_epochs"] == 8
+    both = subprocess.run(
+        cli
+        + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--minutes", "1", "--epochs", "3"]
+        + ["-o", str(tmp_path / "both.safetensors")],
+        capture_output=True,
+        text=True,
+    )
+    assert both.returncode == 2 and "give one budget" in both.stderr and "Traceback" not in both.stderr
     bad = subprocess.run(
         cli + [str(folder / "img.tif"), "--labels", str(folder / "lab2d.tif"), "-o", str(out)],
         capture_output=True,
@@ -421,3 +433,23 @@ def test_tile_counts_and_the_one_standard_error_rule():
     one_tile = tile_counts([lucky], [volume])
     luckier = compare(one_tile, loose)  # ahead overall, far behind on one tile
     assert luckier.difference > 0 and not luckier.clear
+
+
+def test_an_epoch_budget_counts_epochs_and_its_share_ends_sooner_on_the_same_clock():
+    from dendriteseg.tune.search import Deadline
+
+    budget = Deadline(epochs=10)
+    search = budget.share(0.5)
+    assert (budget.unit, budget.left(), search.left(), budget.seconds_left()) == ("epochs", 10, 5, None)
+    for _ in range(5):
+        search.tick()  # an epoch trained in the search is spent from the whole budget too
+    assert search.passed() and not budget.passed() and budget.left() == 5 and budget.used() == 0.5
+    for _ in range(5):
+        budget.tick()
+    assert budget.passed() and budget.used() == 1.0
+    timed = Deadline(60)
+    assert timed.unit == "seconds" and 59 < timed.seconds_left() <= 60 and 29 < timed.share(0.5).left() <= 30
+    timed.tick()  # epochs cost nothing on a clock of seconds
+    assert timed.left() > 59 and not Deadline(None).passed() and Deadline(None).used() == 0.0
+    with pytest.raises(ValueError, match="not both"):
+        Deadline(60, epochs=3)

@@ -76,8 +76,11 @@ def finetune(
     parent: str | None = Opt(
         None, "--from", help="Model to start from (default: the shipped default; 2D for 2D)."
     ),
-    minutes: float = Opt(5.0, help="Time budget: the search, then training its winner."),
-    trials: int | None = Opt(None, help="At most this many trials (default: as time allows)."),
+    minutes: float | None = Opt(None, help="Time budget: the search, then training its winner (default 5)."),
+    epochs: int | None = Opt(
+        None, help="Budget in epochs trained (all trials together) instead of minutes: an exact rerun."
+    ),
+    trials: int | None = Opt(None, help="At most this many trials (default: as the budget allows)."),
     budget: str = Opt("cpu", help="Trial sizes: cpu, paper (GPU) or tiny (smoke test)."),
     finish: str = Opt(
         "all-labels",
@@ -94,12 +97,22 @@ def finetune(
             f"dendriteseg train {inputs[0]} --from MODEL --set train_quality=exact"
         )
     _finetune_images(
-        inputs, labels or [], slices, scribbles or [], parent, minutes, trials, budget, finish, out, precision
+        inputs,
+        labels or [],
+        slices,
+        scribbles or [],
+        parent,
+        (minutes, epochs),
+        trials,
+        budget,
+        finish,
+        out,
+        precision,
     )
 
 
 def _finetune_images(
-    inputs, labels, slices, scribbles, parent, minutes, trials, budget, finish, out, precision
+    inputs, labels, slices, scribbles, parent, budgets, trials, budget, finish, out, precision
 ) -> None:  # noqa: ANN001, E501
     from rich.progress import TextColumn
 
@@ -128,7 +141,8 @@ def _finetune_images(
             scans,
             out,
             start=parent,
-            minutes=minutes,
+            minutes=budgets[0],
+            epochs=budgets[1],
             trials=trials,
             budget=budget,
             finish=finish,

@@ -277,7 +277,7 @@ def fit(
     """
     out = Path(out_dir or config.out)
     out.mkdir(parents=True, exist_ok=True)
-    run = _Run(model, sampler, config, info, out)
+    run = _TrainingState(model, sampler, config, info, out)
     if resume and (out / CHECKPOINT).exists():
         run.resume()
     for epoch in range(run.start_epoch, config.epochs):
@@ -303,7 +303,7 @@ def fit(
     return run.history
 
 
-class _Run:
+class _TrainingState:
     """One training run's moving parts: model on its device, optimiser, random state, history."""
 
     def __init__(

@@ -82,6 +82,7 @@ from dendriteseg.tune.spaces import finetune_space
 
 FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
 FINISHES = ("all-labels", "continue", "refit")
+DEFAULT_MINUTES = 5.0
 SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 SOUP_MAX = 8  # trials, best first, that the weight average may take in
 MODEL_BYTES = 32 * 2**20  # room for the model written at the end (the shipped ones are 1-6 MB)
@@ -149,7 +150,8 @@ def finetune_on_labels(
     out: str | Path,
     *,
     start: str | Path | None = None,
-    minutes: float = 5.0,
+    minutes: float | None = None,
+    epochs: int | None = None,
     trials: int | None = None,
     budget: str = "cpu",
     devices: list[str] | None = None,
@@ -160,10 +162,13 @@ def finetune_on_labels(
     on_trial: Callable[[str], None] | None = None,
     on_epoch: Callable[[float], None] | None = None,
 ) -> FinetuneResult:
-    """Search fine-tuning settings on ``scans``' labels within ``minutes``; write the best model to ``out``.
+    """Search fine-tuning settings on ``scans``' labels within ``minutes`` (default ``DEFAULT_MINUTES``);
+    write the best model to ``out``.
 
-    ``trials`` caps the number of trials (default: as many as the time
-    allows); ``devices`` runs trials side by side (one per GPU); ``on_trial``
+    ``epochs`` replaces ``minutes`` with a budget of epochs trained, all
+    trials and the finish together: the same run on any machine (tests,
+    exact reruns). ``trials`` caps the number of trials (default: as many as
+    the budget allows); ``devices`` runs trials side by side (one per GPU); ``on_trial``
     gets a line per finished trial, ``on_epoch`` the share of the budget used.
     ``search=False`` is the plain alternative: one fine-tune at the first
     trial's fixed settings, for as many epochs as the budget allows.
@@ -171,9 +176,8 @@ def finetune_on_labels(
     ``precision``: the training precision (:func:`dendriteseg.device.training_precision`: "auto" is
     fp32 on the CPU), checked before any work.
     """
-    _check_settings(finish, minutes, trials, precision, devices)
+    deadline = _check_settings(finish, minutes, epochs, trials, precision, devices)
     _check_output(Path(out))  # before minutes of work
-    deadline = Deadline(minutes * 60)
     parent = starting_model(scans, start)
     base = _base_config(parent, scans, seed, precision)
     scans = [_pad_depth(s, base.patch[0]) for s in scans]
@@ -181,19 +185,20 @@ def finetune_on_labels(
     model, info = load_model(parent)
     started = time.monotonic()
     before = validate(model, val, depth=base.patch[0], device="auto", precision="auto")
-    val_seconds = time.monotonic() - started  # what one scoring of a model costs
+    # what one scoring of a model costs in the budget (nothing where it counts epochs)
+    val_cost = time.monotonic() - started if deadline.unit == "seconds" else 0.0
     b = budget_named(budget)
     with work_folder("finetune") as work:
         study = open_study(work, "finetune", seed=seed)
         _enqueue_plain(study, b)
-        run = _Run(base, b, train, val, parent, Path(work), deadline, minutes, on_epoch, val_seconds)
+        run = _FinetuneSession(base, b, train, val, parent, Path(work), deadline, on_epoch, val_cost)
         report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
         settings_searched = search and split["by"] == "slices"  # see ONE_SLICE
         run_trials(
             study,
             run.objective(fixed=not search),
             trials=(trials or 10**6) if settings_searched else 1,
-            seconds=max(deadline.left() * (SEARCH_SHARE if search else 1.0), 1.0),
+            deadline=deadline.share(SEARCH_SHARE if search else 1.0),
             devices=devices,
             on_trial=report,
         )
@@ -210,7 +215,8 @@ def finetune_on_labels(
             "images": [s.name for s in scans],
             "labelled_slices": {s.name: s.labelled_slices for s in scans},
             "split": split,
-            "budget_minutes": minutes,
+            "budget_minutes": deadline.total / 60 if deadline.unit == "seconds" else None,
+            "budget_epochs": epochs,
             "search_share": SEARCH_SHARE if search else 0.0,
             "settings_searched": settings_searched,
             "finish": finish if search else None,
@@ -237,17 +243,25 @@ def finetune_on_labels(
 
 
 def _check_settings(
-    finish: str, minutes: Any, trials: Any, precision: str, devices: list[str] | None
-) -> None:
-    """Refuse settings no fine-tune can use, before any work, naming the setting."""
+    finish: str, minutes: Any, epochs: Any, trials: Any, precision: str, devices: list[str] | None
+) -> Deadline:
+    """Refuse settings no fine-tune can use, before any work, naming the setting; the budget."""
     if finish not in FINISHES:
         raise InputError(f"finish: expected one of {', '.join(FINISHES)}, got {finish!r}")
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < math.inf:
-        raise InputError(f"minutes: a time budget greater than 0, got {minutes!r}")
+    if minutes is not None and epochs is not None:
+        raise InputError("minutes and epochs: give one budget, a time or a count of epochs, not both")
+    if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise InputError(f"epochs: a budget of at least 1 epoch, got {epochs!r}")
+    else:
+        minutes = DEFAULT_MINUTES if minutes is None else minutes
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < math.inf:
+            raise InputError(f"minutes: a time budget greater than 0, got {minutes!r}")
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
         raise InputError(f"trials: at least 1 (or none for as many as the time allows), got {trials!r}")
     for device in devices or ["auto"]:
         training_precision(precision, resolve_device(device))
+    return Deadline(epochs=epochs) if epochs is not None else Deadline(minutes * 60)
 
 
 def _save_kept(path: Path, out: str | Path, record: dict[str, Any]) -> None:
@@ -285,7 +299,7 @@ def _check_output(out: Path) -> None:
 
 
 @dataclass
-class _Run:
+class _FinetuneSession:
     """What every trial of one fine-tune shares: settings not searched, data, parent, time."""
 
     base: TrainConfig
@@ -295,15 +309,18 @@ class _Run:
     parent: Path
     work: Path
     deadline: Deadline
-    minutes: float
     on_epoch: Callable[[float], None] | None
-    val_seconds: float = 0.0
+    val_cost: float = 0.0  # one validation, in the deadline's unit
     selections: list[dict[str, Any]] = field(default_factory=list)  # each choice of a trial to go on with
 
     def report_used(self) -> None:
         """Tell ``on_epoch`` the share of the budget used so far."""
         if self.on_epoch:
-            self.on_epoch(min(1.0, 1 - self.deadline.left() / (self.minutes * 60)))
+            self.on_epoch(self.deadline.used())
+
+    def per_epoch(self, trials: list[optuna.trial.FrozenTrial]) -> float | None:
+        """What an epoch costs in the deadline's unit: measured on ``trials`` for a time budget."""
+        return 1.0 if self.deadline.unit == "epochs" else _seconds_per_epoch(trials)
 
     def objective(self, *, fixed: bool = False, parent: Path | None = None, epochs: int | None = None):
         """The trial function: one fine-tune with the trial's settings, reporting validation IoU per
@@ -380,7 +397,7 @@ def _finished_with_model(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     ]
 
 
-def _winner(study: optuna.Study, run: _Run) -> optuna.trial.FrozenTrial | None:
+def _choose_winner(study: optuna.Study, run: _FinetuneSession) -> optuna.trial.FrozenTrial | None:
     """The finished trial a fine-tune goes on with: the best on validation, unless the plain first trial
     is within one standard error of it (:mod:`dendriteseg.tune.select`); ``run.selections`` says why."""
     done = _finished_with_model(study)
@@ -411,10 +428,12 @@ def _winner(study: optuna.Study, run: _Run) -> optuna.trial.FrozenTrial | None:
     return chosen
 
 
-def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, *, soup: bool) -> _Kept:
+def _keep(
+    study: optuna.Study, run: _FinetuneSession, before: dict[str, float], work: Path, *, soup: bool
+) -> _Kept:
     """The best on validation of the starting model, every finished trial and (with ``soup``) the
     greedy average of the trials' weights (:mod:`dendriteseg.tune.soup`, up to ``SOUP_MAX`` of them)."""
-    best = _winner(study, run)
+    best = _choose_winner(study, run)
     if best is None or not _beats(best.user_attrs.get("scores") or {}, before):
         return _Kept(run.parent, before, "the starting model (no trial beat it)")
     done = [best] + sorted(
@@ -433,7 +452,9 @@ def _keep(study: optuna.Study, run: _Run, before: dict[str, float], work: Path, 
         scored[objective_value(scores)] = scores
         return objective_value(scores)
 
-    fits = int(max(run.deadline.left(), 0.0) // max(run.val_seconds, 1e-3)) - 1  # a validation each, 1 spare
+    fits = SOUP_MAX  # a validation each, 1 spare, where validations cost budget
+    if run.val_cost > 0:
+        fits = int(max(run.deadline.left(), 0.0) // run.val_cost) - 1
     paths = [Path(t.user_attrs["model"]) for t in done[: min(SOUP_MAX, fits)]]
     if len(paths) < 2:
         return kept
@@ -465,15 +486,17 @@ def _seconds_per_epoch(trials: list[optuna.trial.FrozenTrial]) -> float | None:
     return seconds / epochs if epochs else None
 
 
-def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, report: Any) -> None:
+def _continue_winner(
+    study: optuna.Study, run: _FinetuneSession, devices: list[str] | None, report: Any
+) -> None:
     """Train the search's best trial on from its best checkpoint for the time left (see module notes)."""
     done = _finished_with_model(study)
-    per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
+    per_epoch = run.per_epoch([t for t in study.trials if t.state in DONE])
     if not done or per_epoch is None or run.deadline.passed():
         return
-    winner = _winner(study, run)
+    winner = _choose_winner(study, run)
     # kept back for the weight average and the choice between the best and the plain trial
-    soup_time = (min(SOUP_MAX, len(done) + 1) + 3) * run.val_seconds
+    soup_time = (min(SOUP_MAX, len(done) + 1) + 3) * run.val_cost
     epochs = min(run.b.max_epochs, int((run.deadline.left() - soup_time) // per_epoch))
     if epochs < 1:
         return
@@ -483,7 +506,7 @@ def _continue_winner(study: optuna.Study, run: _Run, devices: list[str] | None, 
         study,
         objective,
         trials=len(study.get_trials(states=DONE)) + 1,
-        seconds=max(run.deadline.left(), 1.0),
+        deadline=run.deadline,
         devices=(devices or default_devices())[:1],
         on_trial=report,
     )
@@ -500,13 +523,19 @@ class _Enough(Exception):
 
 
 def _on_every_label(
-    study: optuna.Study, kept: _Kept, run: _Run, scans: list[UserScan], device: str, *, finish: str
+    study: optuna.Study,
+    kept: _Kept,
+    run: _FinetuneSession,
+    scans: list[UserScan],
+    device: str,
+    *,
+    finish: str,
 ) -> _Refit | None:
     """The kept trial trained on every label, the held-out ones included (see module notes): from its
     best checkpoint for the time left, on a cosine schedule over those epochs (``finish="all-labels"``),
     or again from the starting model up to its best epoch (``"refit"``); ``kept`` then names the model."""
     winner, resume = kept.trial, finish == "all-labels"
-    per_epoch = _seconds_per_epoch([t for t in study.trials if t.state in DONE])
+    per_epoch = run.per_epoch([t for t in study.trials if t.state in DONE])
     if per_epoch is None:
         return None
     fits = int(run.deadline.left() // per_epoch)
@@ -528,6 +557,7 @@ def _on_every_label(
     ran = [0]
 
     def stop(epoch: int, record: dict[str, Any]) -> None:
+        run.deadline.tick()
         run.report_used()
         ran[0] = epoch
         if epoch >= epochs or run.deadline.passed():
@@ -568,6 +598,7 @@ def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "val": trial.user_attrs.get("scores"),
         "epochs_run": trial.user_attrs.get("epochs_run", 0),
         "fixed_settings": not trial.params or trial.user_attrs.get("fixed", False),
+        "stopped_by_budget": trial.user_attrs.get("stopped_by_budget", False),
         "continues": trial.user_attrs.get("continues"),
         "device": trial.user_attrs.get("device"),
     }

@@ -127,6 +127,7 @@ def epoch_reporter(
             trial.set_user_attr("scores", dict(record["val"]))
             trial.set_user_attr("best_epoch", epoch)
         trial.set_user_attr("epochs_run", epoch)
+        deadline.tick()
         if on_epoch:
             on_epoch()
         if prune:
@@ -143,10 +144,12 @@ def run_trials(
     *,
     trials: int,
     seconds: float | None = None,
+    deadline: Deadline | None = None,
     devices: list[str] | None = None,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
 ) -> None:
-    """Run trials until the study has ``trials`` finished ones or ``seconds`` have passed.
+    """Run trials until the study has ``trials`` finished ones, ``seconds`` have passed or ``deadline``
+    has (no trial starts after it; one is always run).
 
     With several ``devices`` (default: every GPU, else the CPU) trials run
     side by side, one per device; each trial records the machine, process
@@ -170,12 +173,15 @@ def run_trials(
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial:
             on_trial(trial)
-        if finished(study) >= trials:
+        if finished(study) >= trials or (deadline is not None and deadline.passed()):
             study.stop()
 
     remaining = trials - finished(study)
     if remaining <= 0:
         return
+    if deadline is not None and deadline.seconds_left() is not None:
+        left = max(deadline.seconds_left(), 1.0)
+        seconds = left if seconds is None else min(seconds, left)
     study.optimize(
         wrapped,
         n_trials=remaining,
@@ -218,13 +224,52 @@ def _short(value: Any) -> str:
 
 
 class Deadline:
-    """A wall-clock budget shared by a search's trials."""
+    """A budget shared by a search's trials: wall-clock ``seconds``, or ``epochs`` trained.
 
-    def __init__(self, seconds: float | None):
-        self.end = None if seconds is None else time.monotonic() + seconds
+    An epoch budget counts the epochs every trial (and what follows the
+    search) trains, each one :meth:`tick`; nothing else costs anything. It
+    makes a run repeatable, whatever the machine's speed: tests and exact
+    reruns use it. :meth:`share` gives a part of the budget that ends sooner
+    on the same clock.
+    """
+
+    def __init__(self, seconds: float | None = None, *, epochs: int | None = None):
+        if seconds is not None and epochs is not None:
+            raise ValueError("a budget of seconds or of epochs, not both")
+        self.unit = "epochs" if epochs is not None else "seconds"
+        self._epochs = [0.0]  # shared with the shares of this budget
+        amount = epochs if epochs is not None else seconds
+        self.total = None if amount is None else float(amount)
+        self.end = None if amount is None else self.now() + float(amount)
+
+    def now(self) -> float:
+        """The budget's clock: seconds (monotonic) or epochs trained so far."""
+        return self._epochs[0] if self.unit == "epochs" else time.monotonic()
+
+    def tick(self) -> None:
+        """One epoch trained (only an epoch budget counts them)."""
+        self._epochs[0] += 1
 
     def left(self) -> float:
-        return float("inf") if self.end is None else self.end - time.monotonic()
+        return float("inf") if self.end is None else self.end - self.now()
 
     def passed(self) -> bool:
         return self.left() <= 0
+
+    def used(self) -> float:
+        """The share of the whole budget used, 0 to 1 (0 without a budget)."""
+        if self.total is None or self.total <= 0:
+            return 0.0
+        return min(1.0, max(0.0, 1 - self.left() / self.total))
+
+    def share(self, fraction: float) -> Deadline:
+        """A budget of ``fraction`` of what is left, on this budget's clock."""
+        part = Deadline.__new__(Deadline)
+        part.unit, part._epochs = self.unit, self._epochs
+        part.total = None if self.end is None else max(self.left(), 0.0) * fraction
+        part.end = None if part.total is None else self.now() + part.total
+        return part
+
+    def seconds_left(self) -> float | None:
+        """What is left as a wall-clock limit: None for an epoch budget (it stops by epochs)."""
+        return None if self.unit == "epochs" or self.end is None else self.left()
