@@ -7,6 +7,7 @@ still runs (``tests/test_benchmarks.py`` runs them all); its numbers mean nothin
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,11 +24,17 @@ def smoke_folder() -> Path:
     return _FOLDER
 
 
+SHARED = "DENDRITESEG_SMOKE_DATA"  # a folder where smoke runs share one tiny dataset (the tests set it)
+
+
 def tiny_dataset() -> Path:
-    """A ``tiny`` synthetic dataset (seconds to build); returns its folder (``manifest.json`` inside)."""
+    """A ``tiny`` synthetic dataset (seconds to build); returns its folder (``manifest.json`` inside).
+
+    Built in ``$DENDRITESEG_SMOKE_DATA`` where that is set (and kept there for the next run),
+    else in this run's temporary folder."""
     from dendriteseg.synth.dataset import build_dataset
 
-    folder = smoke_folder() / "data"
+    folder = Path(os.environ[SHARED]) if os.environ.get(SHARED) else smoke_folder() / "data"
     if not (folder / "manifest.json").is_file():
         build_dataset(folder, preset="tiny", seed=0)
     return folder

@@ -16,10 +16,21 @@ def test_every_benchmark_has_a_smoke_flag():
     assert not missing
 
 
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    """One tiny dataset for every smoke run that needs one (built by the first)."""
+    return tmp_path_factory.mktemp("smoke_data") / "data"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_benchmark_smoke_run(script, tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+def test_benchmark_smoke_run(script, tmp_path, smoke_data):
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "MPLBACKEND": "Agg",
+        "DENDRITESEG_SMOKE_DATA": str(smoke_data),
+    }
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--smoke"],
         cwd=tmp_path,  # nothing is written into the checkout
