@@ -76,14 +76,28 @@ def dendrite_capsules(
     return capsules
 
 
-def _capsule_distance(points: np.ndarray, cap: Capsule) -> np.ndarray:
-    """Signed distance (approximate for tapered capsules) from points (..., 3)."""
-    ab = cap.b - cap.a
-    denom = float(np.dot(ab, ab)) or 1e-12
-    t = np.clip(((points - cap.a) @ ab) / denom, 0.0, 1.0)
-    nearest = cap.a + t[..., None] * ab
-    radius = cap.ra + (cap.rb - cap.ra) * t
-    return np.linalg.norm(points - nearest, axis=-1) - radius
+def _capsule_distance(cap: Capsule, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Signed distance (approximate for tapered capsules) on the grid box ``lo``..``hi`` (inclusive).
+
+    The box's axes broadcast against each other: no grid of coordinates is made.
+    """
+    a, ab = np.asarray(cap.a, np.float32), np.asarray(cap.b - cap.a, np.float32)
+    denom = np.float32(float(np.dot(cap.b - cap.a, cap.b - cap.a)) or 1e-12)
+    dz, dy, dx = (
+        (np.arange(lo[i], hi[i] + 1, dtype=np.float32) - a[i]).reshape(
+            [-1 if j == i else 1 for j in range(3)]
+        )
+        for i in range(3)
+    )
+    t = dz * ab[0] + dy * ab[1] + dx * ab[2]
+    t /= denom
+    np.clip(t, 0.0, 1.0, out=t)  # the nearest point of the axis, as a share of its length
+    d = np.square(dz - t * ab[0])
+    d += np.square(dy - t * ab[1])
+    d += np.square(dx - t * ab[2])
+    np.sqrt(d, out=d)
+    d -= np.float32(cap.ra) + np.float32(cap.rb - cap.ra) * t
+    return d
 
 
 def signed_distance(shape: tuple[int, int, int], capsules: list[Capsule]) -> np.ndarray:
@@ -102,12 +116,8 @@ def signed_distance(shape: tuple[int, int, int], capsules: list[Capsule]) -> np.
         hi = np.minimum(np.ceil(np.maximum(cap.a, cap.b) + r), upper).astype(int)
         if np.any(hi < lo):
             continue
-        zz, yy, xx = np.meshgrid(
-            *(np.arange(lo[i], hi[i] + 1, dtype=np.float32) for i in range(3)), indexing="ij"
-        )
-        d = _capsule_distance(np.stack([zz, yy, xx], -1), cap)
         box = tuple(slice(lo[i], hi[i] + 1) for i in range(3))
-        np.minimum(field[box], d, out=field[box])
+        np.minimum(field[box], _capsule_distance(cap, lo, hi), out=field[box])
     return field
 
 
