@@ -154,7 +154,7 @@ def procedural_dendrites(
     Examples
     --------
     >>> label, phase = procedural_dendrites((9, 40, 40), n_seeds=2, rng=0)
-    >>> label.dtype, label.shape, 0 < label.mean() < 1
+    >>> label.dtype, label.shape, bool(0 < label.mean() < 1)
     (dtype('uint8'), (9, 40, 40), True)
     """
     gen = _rng(rng)
