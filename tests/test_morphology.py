@@ -95,7 +95,7 @@ def test_arm_statistics_of_a_cross():
 def test_a_growth_series_shows_its_trend(tmp_path):
     from dendriteseg.synth.dataset import write_series
 
-    write_series(tmp_path / "growth", scans=5, shape=(16, 64, 64), seed=2)
+    write_series(tmp_path / "growth", scans=4, shape=(12, 48, 48), seed=2)
     code = runner.invoke(
         app,
         [
@@ -110,7 +110,7 @@ def test_a_growth_series_shows_its_trend(tmp_path):
     )
     assert code.exit_code == 0, code.stderr
     lines = (tmp_path / "evo.csv").read_text().splitlines()
-    assert lines[0].startswith("time_index,input,solid_fraction") and len(lines) == 6
+    assert lines[0].startswith("time_index,input,solid_fraction") and len(lines) == 5
     fractions = [float(line.split(",")[2]) for line in lines[1:]]
     assert all(b > a for a, b in zip(fractions, fractions[1:], strict=False))  # the dendrites grow
     assert (tmp_path / "evo.png").stat().st_size > 1000

@@ -320,12 +320,15 @@ def test_one_labelled_slice_trains_the_plain_settings_without_a_search(scan_file
     assert record["kept"].startswith("the starting model") == (not improved)
 
 
-def test_finetune_command_line(scan_files, tmp_path):
+def test_finetune_command_line(scan_files, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dendriteseg.cli import app
+
     folder, _ = scan_files
-    cli = [sys.executable, "-m", "dendriteseg", "finetune"]
     out = tmp_path / "cli.safetensors"
-    run = subprocess.run(
-        cli
+    run = subprocess.run(  # the real command, in its own process
+        [sys.executable, "-m", "dendriteseg", "finetune"]
         + [
             str(folder / "img.tif"),
             "--labels",
@@ -349,40 +352,26 @@ def test_finetune_command_line(scan_files, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "validation (held-out slices img.tif z2)" in run.stdout and out.is_file()
     assert load_model(out)[1].provenance["finetune"]["budget_epochs"] == 8
-    both = subprocess.run(
-        cli
-        + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--minutes", "1", "--epochs", "3"]
-        + ["-o", str(tmp_path / "both.safetensors")],
-        capture_output=True,
-        text=True,
+
+    def refused(*args: str) -> str:  # what the command says, in one line, when it refuses before any work
+        result = CliRunner().invoke(app, ["finetune", *args])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "trial" not in result.output
+        return result.output
+
+    image, labels = str(folder / "img.tif"), str(folder / "lab.tif")
+    assert "lab2d.tif" in refused(image, "--labels", str(folder / "lab2d.tif"), "-o", str(out))
+    both = refused(
+        image, "--labels", labels, "--minutes", "1", "--epochs", "3", "-o", str(tmp_path / "b.safetensors")
     )
-    assert both.returncode == 2 and "give one budget" in both.stderr and "Traceback" not in both.stderr
-    bad = subprocess.run(
-        cli + [str(folder / "img.tif"), "--labels", str(folder / "lab2d.tif"), "-o", str(out)],
-        capture_output=True,
-        text=True,
+    assert "give one budget" in both
+    monkeypatch.chdir(tmp_path)
+    assert "x.pt: model files end in .safetensors" in refused(
+        image, "--labels", labels, "--minutes", "5", "-o", "x.pt"
     )
-    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "lab2d.tif" in bad.stderr
-    assert "Traceback" not in bad.stderr
-    where = subprocess.run(
-        cli + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--minutes", "5", "-o", "x.pt"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert where.returncode == 2 and "x.pt: model files end in .safetensors" in where.stderr
-    assert "trial" not in where.stderr  # refused before the search, not after it
-    odd = subprocess.run(
-        cli
-        + [str(folder / "img.tif"), "--labels", str(folder / "lab.tif"), "--finish", "later", "-o", str(out)],
-        capture_output=True,
-        text=True,
-    )
-    assert odd.returncode == 2 and "finish: expected one of all-labels, continue, refit" in odd.stderr
-    assert "Traceback" not in odd.stderr
-    old = subprocess.run(cli + ["config.yaml"], capture_output=True, text=True, cwd=tmp_path)
-    assert old.returncode == 2 and "dendriteseg train config.yaml --from MODEL" in old.stderr
-    assert "Traceback" not in old.stderr
+    odd = refused(image, "--labels", labels, "--finish", "later", "-o", str(out))
+    assert "finish: expected one of all-labels, continue, refit" in odd
+    assert "dendriteseg train config.yaml --from MODEL" in refused("config.yaml")
 
 
 def test_greedy_soup_averages_weights_and_keeps_only_what_helps(tmp_path):
