@@ -23,12 +23,14 @@ demo: install
 	$(VENV)/bin/dendriteseg demo $(DEMO_DIR)
 
 # The napari tests draw in a real viewer: they need a display, which xvfb-run gives (Debian: xvfb).
+# Tests run on one worker per core, at most 4 (pytest-xdist; each worker takes its share of the threads).
+PYTEST ?= $(PY) -m pytest -n auto --maxprocesses 4
 test: install
 	@if command -v xvfb-run >/dev/null 2>&1; then \
-		xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest; \
+		xvfb-run -a -s "-screen 0 1600x1000x24" $(PYTEST); \
 	else \
 		echo "xvfb-run not found: the napari tests are skipped (apt-get install xvfb to run them)"; \
-		$(PY) -m pytest -m "not napari"; \
+		$(PYTEST) -m "not napari"; \
 	fi
 
 lint: install

@@ -238,8 +238,10 @@ def main() -> None:
 
     # (c, d) big volumes: peak RSS and full-volume time --------------------------------------
     if not args.skip_big:
-        peak32 = matmul_peak(torch.float32)
-        fpv = flops_per_voxel(model, (tile[0], 256, 256))  # the network as trained (eager ops counted)
+        size = 1024 if args.smoke else 4096  # the smoke run's peak is only a check that it runs
+        peak32 = matmul_peak(torch.float32, size)
+        plane = 64 if args.smoke else 256
+        fpv = flops_per_voxel(model, (tile[0], plane, plane))  # the network as trained (eager ops counted)
         work = Path(args.work or tempfile.mkdtemp(prefix="dseg-bench-"))
         work.mkdir(parents=True, exist_ok=True)
         rows = []
@@ -269,7 +271,7 @@ def main() -> None:
         depth, seconds, rss, anon, voxels = rows[0]
         # the floor at the precision the run used: bf16 where the CPU has bf16 units ("auto"), else fp32
         used = "bf16" if cpu_has_bf16() else "fp32"
-        peak = matmul_peak(torch.bfloat16) if used == "bf16" else peak32
+        peak = matmul_peak(torch.bfloat16, size) if used == "bf16" else peak32
         floor32 = fpv * voxels / (peak32 * 1e9)
         floor = fpv * voxels / (peak * 1e9)
         print(

@@ -1,9 +1,24 @@
+import os
+
 import numpy as np
 import pytest
 
 from dendriteseg.synth import paint_image_scan, procedural_dendrites
 
 ODD_SHAPE = (33, 34, 35)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each worker takes its share of the cores, and so do the commands
+    it starts, so that N workers do not each run a thread per core."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            os.environ[name] = share
+        import torch
+
+        torch.set_num_threads(int(share))
 
 
 @pytest.fixture
