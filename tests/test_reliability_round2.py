@@ -153,3 +153,26 @@ def test_work_folders_of_killed_jobs_are_removed_by_the_next(tmp_path, monkeypat
         assert Path(work).name.startswith(f"dendriteseg-finetune-{os.getpid()}-")
         assert not dead.exists() and alive.exists() and other.exists()
     assert not Path(work).exists()
+
+
+def test_ctrl_c_in_a_finetune_exits_130_in_one_line_and_leaves_nothing(files, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.safetensors"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # its work folder lands here, to be checked
+    cmd = [sys.executable, "-m", "dendriteseg", "finetune", str(files / "img.tif"), "--labels"]
+    cmd += [str(files / "lab.tif"), "--budget", "tiny", "--epochs", "1000", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("dendriteseg-finetune-*/trial_*")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the first trial is training
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["error: interrupted; no partial output was left"], err
+    assert not out.exists() and not list(tmp_path.glob("dendriteseg-finetune-*"))
