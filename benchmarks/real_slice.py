@@ -48,9 +48,17 @@ def main() -> None:
         args.models, args.scale = args.models[:1], ["1"]
     if args.threads:
         torch.set_num_threads(args.threads)
-    image = tifffile.imread(args.image)
-    if args.smoke:
-        image = image[430:830, 430:830]  # the centre: the spot at the axis, petals, rings
+    if Path(args.image).is_file():
+        image = tifffile.imread(args.image)
+        if args.smoke:
+            image = image[430:830, 430:830]  # the centre: the spot at the axis, petals, rings
+    elif args.smoke:
+        from dendriteseg.synth.scan import make_scan
+
+        image = make_scan((1, 256, 256), preset="moderate", rng=9001)["image"][0].astype(np.float32)
+        print(f"{args.image} is not in this checkout: a synthetic slice instead")
+    else:
+        parser.error(f"{args.image}: no such file (the real slice lies in ../shared/real/)")
     yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
     beyond = np.hypot(yy - (image.shape[0] - 1) / 2, xx - (image.shape[1] - 1) / 2) > WALL
     print(f"{Path(args.image).name} {image.shape}: share called dendrite / pixels beyond r = {WALL} px")

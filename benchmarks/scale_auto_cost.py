@@ -75,8 +75,9 @@ def slice_part(args) -> None:
     if Path(args.image).is_file():
         image, name = tifffile.imread(args.image).astype(np.float32), Path(args.image).name
     else:
-        image = make_scan((1, 1260, 1260), preset="moderate", rng=9001)["image"][0].astype(np.float32)
-        name = "synthetic 1260 x 1260 slice"
+        side = 192 if args.smoke else 1260
+        image = make_scan((1, side, side), preset="moderate", rng=9001)["image"][0].astype(np.float32)
+        name = f"synthetic {side} x {side} slice"
     if args.smoke:
         image = image[:192, :192]
     ta, auto = timed(segment, image, args.model, precision="fp32", compile=False)
