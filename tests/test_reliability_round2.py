@@ -166,7 +166,11 @@ def test_ctrl_c_in_a_finetune_exits_130_in_one_line_and_leaves_nothing(files, tm
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # its work folder lands here, to be checked
     cmd = [sys.executable, "-m", "dendriteseg", "finetune", str(files / "img.tif"), "--labels"]
     cmd += [str(files / "lab.tif"), "--budget", "tiny", "--epochs", "1000", "-o", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a pytest-xdist worker ignores SIGINT, and a child would inherit that: a user's Ctrl-C is not ignored
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=restore
+    )
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob("dendriteseg-finetune-*/trial_*")) and time.monotonic() < deadline:
         time.sleep(0.2)  # until the first trial is training

@@ -197,8 +197,8 @@ def test_finetune_searches_then_refits_the_winner_on_every_label(
     assert record["finish"] == "refit" and len(record["trials"]) == 3
     finished = [t for t in record["trials"] if t["state"] == "complete"]
     winner = max(finished, key=lambda t: t["score"])
-    refit = record["refit"]
-    assert refit["trial"] == winner["number"] and result.refit_epochs == refit["epochs"] >= 1
+    refit = record["on_every_label"]
+    assert refit["trial"] == winner["number"] and result.every_label_epochs == refit["epochs"] >= 1
     assert refit["epochs"] <= refit["winner_best_epoch"] <= winner["epochs_run"]
     assert "refit on every label" in record["kept"] and result.after == winner["val"]
     trained = info.provenance["config"]
@@ -248,14 +248,14 @@ def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
     clear = selection["difference"] > selection["standard_error"]
     assert selection["chosen"] == (2 if clear else 0)
     winner = record["trials"][selection["chosen"]]
-    step = record["refit"]
+    step = record["on_every_label"]
     assert step["trial"] == winner["number"] and step["from"] == "the trial's best epoch"
     assert "then trained on every label" in record["kept"] and result.after == winner["val"]
     assert len(calls) == 1
     config, labels, parent = calls[0]
     assert parent.parent.name == f"trial_{winner['number']:04d}"  # from the winner's checkpoint
     assert config.lr == pytest.approx(winner["params"]["lr"]) and config.lr_schedule == "cosine"
-    assert config.epochs >= step["epochs"] >= 1 and result.refit_epochs == step["epochs"]
+    assert config.epochs >= step["epochs"] >= 1 and result.every_label_epochs == step["epochs"]
     # the budget counts every epoch trained: the search's trials, then the rest on every label
     assert sum(t["epochs_run"] for t in record["trials"]) + step["epochs"] == 14
     assert record["budget_epochs"] == 14 and record["budget_minutes"] is None

@@ -154,7 +154,11 @@ def _finetune_images(
     _say(
         f"validation ({_describe_split(result.split)}): "
         f"IoU {before['iou']:.4f} before, {after['iou']:.4f} after"
-        + (" (the search's best, measured before it trained on every label)" if result.refit_epochs else "")
+        + (
+            " (the search's best, measured before it trained on every label)"
+            if result.every_label_epochs
+            else ""
+        )
     )
     _say(f"kept {result.kept}; settings {result.chosen or 'of the starting model'}")
     _say(f"model: {result.model}")

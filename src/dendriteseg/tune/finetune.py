@@ -47,7 +47,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +67,12 @@ from dendriteseg.tune.labels import UserScan, split_labels
 from dendriteseg.tune.search import (
     DONE,
     Deadline,
-    OutOfTime,
     default_devices,
     describe_trial,
-    epoch_reporter,
     objective_value,
     open_study,
     run_trials,
+    train_trial,
 )
 from dendriteseg.tune.select import compare, tile_counts
 from dendriteseg.tune.soup import greedy_soup
@@ -83,6 +82,7 @@ from dendriteseg.tune.spaces import finetune_space
 FIRST_TRIAL = {"lr": 3e-4, "augment": "standard", "freeze_encoder": False}
 FINISHES = ("all-labels", "continue", "refit")
 DEFAULT_MINUTES = 5.0
+UNTIL_BUDGET = 10**6  # epochs or trials: as many as the budget allows (the budget stops them)
 SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 SOUP_MAX = 8  # trials, best first, that the weight average may take in
 MODEL_BYTES = 32 * 2**20  # room for the model written at the end (the shipped ones are 1-6 MB)
@@ -100,7 +100,7 @@ class FinetuneResult:
     chosen: dict[str, Any]
     trials: list[dict[str, Any]] = field(default_factory=list)
     split: dict[str, Any] = field(default_factory=dict)
-    refit_epochs: int = 0  # > 0: the model kept is the winner refit on every label; ``after`` is the winner's
+    every_label_epochs: int = 0  # > 0: the model kept trained on every label after; ``after`` is the winner's
 
 
 def starting_model(scans: list[UserScan], start: str | Path | None) -> Path:
@@ -188,28 +188,21 @@ def finetune_on_labels(
     # what one scoring of a model costs in the budget (nothing where it counts epochs)
     val_cost = time.monotonic() - started if deadline.unit == "seconds" else 0.0
     b = budget_named(budget)
+    plan = _plan(search, finish, split)
     with work_folder("finetune") as work:
         study = open_study(work, "finetune", seed=seed)
         _enqueue_plain(study, b)
         run = _FinetuneSession(base, b, train, val, parent, Path(work), deadline, on_epoch, val_cost)
         report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
-        settings_searched = search and split["by"] == "slices"  # see ONE_SLICE
         run_trials(
             study,
-            run.objective(fixed=not search),
-            trials=(trials or 10**6) if settings_searched else 1,
-            deadline=deadline.share(SEARCH_SHARE if search else 1.0),
+            run.search_objective() if plan.finish else run.plain_objective(),
+            trials=(trials or UNTIL_BUDGET) if plan.searched else 1,
+            deadline=deadline.share(plan.search_share),
             devices=devices,
             on_trial=report,
         )
-        refit = None
-        if search and finish == "continue":
-            _continue_winner(study, run, devices, report)
-        kept = _keep(study, run, before, Path(work), soup=search and finish == "continue")
-        if search and not settings_searched:
-            kept.label += f" ({ONE_SLICE})"
-        if search and finish != "continue" and kept.trial is not None:
-            refit = _on_every_label(study, kept, run, scans, (devices or default_devices())[0], finish=finish)
+        kept, step = _finish(plan, study, run, before, scans, devices, report)
         record = {
             "from": str(parent),
             "images": [s.name for s in scans],
@@ -217,10 +210,10 @@ def finetune_on_labels(
             "split": split,
             "budget_minutes": deadline.total / 60 if deadline.unit == "seconds" else None,
             "budget_epochs": epochs,
-            "search_share": SEARCH_SHARE if search else 0.0,
-            "settings_searched": settings_searched,
-            "finish": finish if search else None,
-            "refit": refit.record if refit else None,
+            "search_share": plan.search_share if plan.finish else 0.0,
+            "settings_searched": plan.searched,
+            "finish": plan.finish,
+            "on_every_label": step.record if step else None,
             "trials": [_trial_record(t) for t in study.trials],
             "chosen": kept.chosen,
             "soup": kept.soup,
@@ -238,8 +231,49 @@ def finetune_on_labels(
         kept.chosen,
         record["trials"],
         split,
-        refit.epochs if refit else 0,
+        step.epochs if step else 0,
     )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one fine-tune does, decided once from ``search``, ``finish`` and how the labels split."""
+
+    searched: bool  # several trials, settings searched; else the plain trial alone
+    search_share: float  # of the budget, for the trials
+    finish: str | None  # what follows the trials (FINISHES); None: the plain alternative, nothing follows
+    note: str | None = None  # said after the kept model's name
+
+
+def _plan(search: bool, finish: str, split: dict[str, Any]) -> _Plan:
+    if not search:  # the plain alternative: one trial at fixed settings for the whole budget
+        return _Plan(searched=False, search_share=1.0, finish=None)
+    if split["by"] != "slices":  # one labelled slice: no search (ONE_SLICE), the finish still follows
+        return _Plan(searched=False, search_share=SEARCH_SHARE, finish=finish, note=ONE_SLICE)
+    return _Plan(searched=True, search_share=SEARCH_SHARE, finish=finish)
+
+
+def _finish(
+    plan: _Plan,
+    study: optuna.Study,
+    run: _FinetuneSession,
+    before: dict[str, float],
+    scans: list[UserScan],
+    devices: list[str] | None,
+    report: Any,
+) -> tuple[_Kept, _EveryLabel | None]:
+    """What follows the trials (module notes): the model kept, and the training on every label if any."""
+    if plan.finish == "continue":
+        _continue_winner(study, run, devices, report)
+    kept = _keep(study, run, before, run.work, soup=plan.finish == "continue")
+    if plan.note:
+        kept = replace(kept, label=f"{kept.label} ({plan.note})")
+    if plan.finish in ("all-labels", "refit") and kept.trial is not None:
+        device = (devices or default_devices())[0]
+        step = _on_every_label(study, kept, run, scans, device, resume=plan.finish == "all-labels")
+        if step is not None:
+            return step.kept, step
+    return kept, None
 
 
 def _check_settings(
@@ -322,16 +356,27 @@ class _FinetuneSession:
         """What an epoch costs in the deadline's unit: measured on ``trials`` for a time budget."""
         return 1.0 if self.deadline.unit == "epochs" else _seconds_per_epoch(trials)
 
-    def objective(self, *, fixed: bool = False, parent: Path | None = None, epochs: int | None = None):
-        """The trial function: one fine-tune with the trial's settings, reporting validation IoU per
-        epoch. ``fixed``: never pruned, epochs until the budget is spent at a constant learning rate
-        (the plain alternative), or exactly ``epochs`` from ``parent`` (the winner's continuation)."""
+    def search_objective(self) -> Callable[[optuna.Trial, str], float]:
+        """A trial of the search: settings from the fine-tune space, ASHA may stop it after any epoch."""
+        return self._objective(prune=True, run_for={}, parent=self.parent)
 
+    def plain_objective(self) -> Callable[[optuna.Trial, str], float]:
+        """The plain alternative (``search=False``): the first trial's settings at a constant learning
+        rate, never stopped by ASHA, for as many epochs as the budget allows."""
+        return self._objective(
+            prune=False, run_for={"epochs": UNTIL_BUDGET, "lr_schedule": "constant"}, parent=self.parent
+        )
+
+    def continuation_objective(self, parent: Path, epochs: int) -> Callable[[optuna.Trial, str], float]:
+        """The winner's continuation: its settings, exactly ``epochs`` more from its checkpoint ``parent``."""
+        return self._objective(prune=False, run_for={"epochs": epochs}, parent=parent)
+
+    def _objective(
+        self, *, prune: bool, run_for: dict[str, Any], parent: Path
+    ) -> Callable[[optuna.Trial, str], float]:
         def objective(trial: optuna.Trial, device: str) -> float:
-            settings = finetune_space(trial, self.b, freeze=True)
-            if fixed:
-                run_for = {"epochs": epochs} if epochs else {"epochs": 10**6, "lr_schedule": "constant"}
-                settings.update(run_for)
+            settings = {**finetune_space(trial, self.b, freeze=True), **run_for}
+            if not prune:
                 trial.set_user_attr("fixed", True)
             config = self.base.replace(
                 **settings,
@@ -339,23 +384,18 @@ class _FinetuneSession:
                 device=device,
                 out=str(self.work / f"trial_{trial.number:04d}"),
             )
-            epoch_done, best = epoch_reporter(
-                trial, self.deadline, prune=not fixed, on_epoch=self.report_used
-            )
-            try:
-                path = train_on(
-                    config,
-                    self.train,
-                    self.val,
-                    parent=parent or self.parent,
-                    on_epoch=epoch_done,
-                    provenance=_provenance(self.train, self.val),
+
+            def fit(on_epoch: Callable[[int, dict[str, Any]], None]) -> Path:
+                provenance = _provenance(self.train, self.val)
+                return train_on(
+                    config, self.train, self.val, parent=parent, on_epoch=on_epoch, provenance=provenance
                 )
-            except OutOfTime:
-                path = Path(config.out) / "best.safetensors"
-                trial.set_user_attr("stopped_by_budget", True)
+
+            path, score = train_trial(
+                trial, self.deadline, Path(config.out), fit, prune=prune, on_epoch=self.report_used
+            )
             trial.set_user_attr("model", str(path))
-            return best[0]
+            return score
 
         return objective
 
@@ -501,7 +541,7 @@ def _continue_winner(
     if epochs < 1:
         return
     study.enqueue_trial(dict(winner.params), user_attrs={"continues": winner.number})
-    objective = run.objective(fixed=True, parent=Path(winner.user_attrs["model"]), epochs=epochs)
+    objective = run.continuation_objective(Path(winner.user_attrs["model"]), epochs)
     run_trials(
         study,
         objective,
@@ -513,13 +553,16 @@ def _continue_winner(
 
 
 @dataclass
-class _Refit:
+class _EveryLabel:
+    """The kept trial trained on every label: the model it made, its epochs, its record."""
+
+    kept: _Kept
     epochs: int
     record: dict[str, Any]
 
 
 class _Enough(Exception):
-    """The refit has run the epochs it was given."""
+    """The training on every label has run the epochs it was given."""
 
 
 def _on_every_label(
@@ -529,12 +572,12 @@ def _on_every_label(
     scans: list[UserScan],
     device: str,
     *,
-    finish: str,
-) -> _Refit | None:
+    resume: bool,
+) -> _EveryLabel | None:
     """The kept trial trained on every label, the held-out ones included (see module notes): from its
-    best checkpoint for the time left, on a cosine schedule over those epochs (``finish="all-labels"``),
-    or again from the starting model up to its best epoch (``"refit"``); ``kept`` then names the model."""
-    winner, resume = kept.trial, finish == "all-labels"
+    best checkpoint for the time left, on a cosine schedule over those epochs (``resume``, the
+    "all-labels" finish), or again from the starting model up to its best epoch ("refit")."""
+    winner = kept.trial
     per_epoch = run.per_epoch([t for t in study.trials if t.state in DONE])
     if per_epoch is None:
         return None
@@ -550,7 +593,7 @@ def _on_every_label(
     if epochs < 1:
         return None
     config = run.base.replace(
-        **settings, steps_per_epoch=run.b.steps_per_epoch, device=device, out=str(run.work / "refit")
+        **settings, steps_per_epoch=run.b.steps_per_epoch, device=device, out=str(run.work / "every_label")
     )
     everything = [LabelledVolume(s.name, s.image, s.label, "exact") for s in scans]
 
@@ -574,7 +617,7 @@ def _on_every_label(
         )
     except _Enough:
         pass
-    path = run.work / "refit" / "last.safetensors"
+    path = run.work / "every_label" / "last.safetensors"
     record = {
         "trial": winner.number,
         "from": "the trial's best epoch" if resume else "the starting model",
@@ -585,8 +628,8 @@ def _on_every_label(
     if not path.is_file():
         return None
     how = "then trained" if resume else "refit"
-    kept.path, kept.label = path, f"{kept.label}, {how} on every label ({ran[0]} epochs)"
-    return _Refit(ran[0], record)
+    label = f"{kept.label}, {how} on every label ({ran[0]} epochs)"
+    return _EveryLabel(replace(kept, path=path, label=label), ran[0], record)
 
 
 def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

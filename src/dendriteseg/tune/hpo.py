@@ -31,7 +31,7 @@ from dendriteseg.models import spec_for
 from dendriteseg.models.files import read_model_info
 from dendriteseg.train.config import TrainConfig, config_from_dict, config_to_dict
 from dendriteseg.train.run import train
-from dendriteseg.tune.search import Deadline, OutOfTime, epoch_reporter, finished, open_study, run_trials
+from dendriteseg.tune.search import Deadline, finished, open_study, run_trials, train_trial
 from dendriteseg.tune.spaces import budget as budget_named
 from dendriteseg.tune.spaces import finetune_space, pretrain_space
 
@@ -80,14 +80,11 @@ def make_objective(
             device=device,
             train_quality="noisy" if step == "pretrain" else "exact",
         )
-        on_epoch, best = epoch_reporter(trial, deadline)
-        try:
-            path = train(config, parent=parent, on_epoch=on_epoch)
-        except OutOfTime:
-            path = out / "best.safetensors"
-            trial.set_user_attr("stopped_by_budget", True)
-        trial.set_user_attr("model", str(Path(path).relative_to(run)))  # the run folder may move
-        return best[0]
+        path, score = train_trial(
+            trial, deadline, out, lambda on_epoch: train(config, parent=parent, on_epoch=on_epoch)
+        )
+        trial.set_user_attr("model", str(path.relative_to(run)))  # the run folder may move
+        return score
 
     return objective
 

@@ -138,6 +138,31 @@ def epoch_reporter(
     return callback, best
 
 
+def train_trial(
+    trial: optuna.Trial,
+    deadline: Deadline,
+    out: Path,
+    fit: Callable[[Callable[[int, dict[str, Any]], None]], Any],
+    *,
+    prune: bool = True,
+    on_epoch: Callable[[], None] | None = None,
+) -> tuple[Path, float]:
+    """One trial's training: ``fit(on_epoch)`` trains into ``out`` and returns the model's path.
+
+    Each epoch is reported (:func:`epoch_reporter`; ASHA may stop it with
+    ``prune``); where ``deadline`` passes, the trial ends with its best epoch
+    so far (``out/best.safetensors``). Returns the model's path and the
+    trial's score (its best :func:`objective_value`).
+    """
+    callback, best = epoch_reporter(trial, deadline, prune=prune, on_epoch=on_epoch)
+    try:
+        path = Path(fit(callback))
+    except OutOfTime:
+        path = Path(out) / "best.safetensors"
+        trial.set_user_attr("stopped_by_budget", True)
+    return path, best[0]
+
+
 def run_trials(
     study: optuna.Study,
     objective: Callable[[optuna.Trial, str], float],
