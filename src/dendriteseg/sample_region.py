@@ -43,6 +43,7 @@ file gives one.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -289,6 +290,7 @@ def _ellipse(model: Any) -> tuple[float, float, float, float, float]:
     return float(xc), float(yc), float(a), float(b), float(angle)
 
 
+@functools.cache
 def _radial_ellipse_model() -> type:
     """scikit-image's EllipseModel with the residual measured along the ray from the ellipse's centre:
     the edge points lie on rays from near it, and this residual is a few array operations where the

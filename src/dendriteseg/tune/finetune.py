@@ -265,7 +265,7 @@ def _finish(
     """What follows the trials (module notes): the model kept, and the training on every label if any."""
     if plan.finish == "continue":
         _continue_winner(study, run, devices, report)
-    kept = _keep(study, run, before, run.work, soup=plan.finish == "continue")
+    kept = _keep(study, run, before, soup=plan.finish == "continue")
     if plan.note:
         kept = replace(kept, label=f"{kept.label} ({plan.note})")
     if plan.finish in ("all-labels", "refit") and kept.trial is not None:
@@ -468,9 +468,7 @@ def _choose_winner(study: optuna.Study, run: _FinetuneSession) -> optuna.trial.F
     return chosen
 
 
-def _keep(
-    study: optuna.Study, run: _FinetuneSession, before: dict[str, float], work: Path, *, soup: bool
-) -> _Kept:
+def _keep(study: optuna.Study, run: _FinetuneSession, before: dict[str, float], *, soup: bool) -> _Kept:
     """The best on validation of the starting model, every finished trial and (with ``soup``) the
     greedy average of the trials' weights (:mod:`dendriteseg.tune.soup`, up to ``SOUP_MAX`` of them)."""
     best = _choose_winner(study, run)
@@ -502,7 +500,7 @@ def _keep(
     if len(mixed.members) < 2:
         return kept
     numbers = [done[paths.index(p)].number for p in mixed.members]
-    target = work / "soup.safetensors"
+    target = run.work / "soup.safetensors"
     save_model(target, mixed.model, mixed.info)
     return _Kept(target, scored[mixed.value], f"the average of trials {numbers}", best, numbers)
 

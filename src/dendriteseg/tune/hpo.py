@@ -133,10 +133,9 @@ def search(
     if dask:
         _search_on_dask(dask, step, base, run, parent, trials, budget, seconds, seed)
     else:
-        objective = make_objective(
-            step, base, run, budget, Path(parent) if parent else None, Deadline(seconds)
-        )
-        run_trials(study, objective, trials=trials, seconds=seconds, on_trial=on_trial)
+        deadline = Deadline(seconds)
+        objective = make_objective(step, base, run, budget, Path(parent) if parent else None, deadline)
+        run_trials(study, objective, trials=trials, deadline=deadline, on_trial=on_trial)
     return export_best(study, run / step / "best.safetensors", run)
 
 
@@ -213,11 +212,10 @@ def _worker(
     """One Dask worker's share: trials into the shared study until it has enough; returns its count."""
     study = open_study(run, step, seed=seed)
     base = config_from_dict(config)
-    objective = make_objective(
-        step, base, Path(run), budget, Path(parent) if parent else None, Deadline(seconds)
-    )
+    deadline = Deadline(seconds)
+    objective = make_objective(step, base, Path(run), budget, Path(parent) if parent else None, deadline)
     before = finished(study)
-    run_trials(study, objective, trials=trials, seconds=seconds)
+    run_trials(study, objective, trials=trials, deadline=deadline)
     return finished(study) - before
 
 
