@@ -148,7 +148,7 @@ def view(
     image: str | None = Arg(None, help="A volume to open (any supported format); none: an empty viewer."),
     labels: list[str] | None = Opt(None, help="Label volumes to open over it."),
 ) -> None:
-    """Open napari with the image, its labels and the dendriteseg widgets docked (needs [napari])."""
+    """Open napari with the image, its labels and the dendriteseg widgets docked (needs the napari extra)."""
     from dendriteseg.errors import require
 
     require("napari", "napari", "dendriteseg view")

@@ -1,4 +1,4 @@
-"""``dendriteseg finetune`` (on a user's labelled slices, or on a dataset config) and ``dendriteseg hpo``."""
+"""``dendriteseg finetune`` (a user's labelled slices), ``dendriteseg hpo`` and ``dendriteseg reproduce``."""
 
 from __future__ import annotations
 
@@ -255,4 +255,24 @@ def hpo_report(
     from dendriteseg.tune.report import write_report
 
     for path in write_report(run, export=export, step=step):
+        _say(str(path))
+
+
+@command()
+def reproduce(
+    out: Path = Arg(..., help="Folder for the study (new or empty; a killed run's folder resumes)."),
+    budget: str = Opt("cpu", help="tiny (a smoke run of minutes), cpu (about an hour on 2 cores) or gpu."),
+    seeds: int | None = Opt(None, help="Seeds per CNN row (default 3; tiny: 1). More seeds later add rows."),
+) -> None:
+    """Reproduce the paper's study: baselines, untuned and searched CNNs, Table 2 and a report."""
+    from dendriteseg.reproduce import reproduce as run_study
+
+    result = run_study(
+        out,
+        budget=budget,
+        seeds=seeds,
+        on_progress=lambda line: _say(line, err=True),
+        command=f"dendriteseg reproduce {out} --budget {budget}" + (f" --seeds {seeds}" if seeds else ""),
+    )
+    for path in result.files:
         _say(str(path))

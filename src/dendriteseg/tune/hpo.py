@@ -20,7 +20,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,8 @@ from dendriteseg.models.files import read_model_info
 from dendriteseg.train.config import TrainConfig, config_from_dict, config_to_dict
 from dendriteseg.train.run import train
 from dendriteseg.tune.search import Deadline, finished, open_study, run_trials, train_trial
+from dendriteseg.tune.spaces import Budget, finetune_space, pretrain_space
 from dendriteseg.tune.spaces import budget as budget_named
-from dendriteseg.tune.spaces import finetune_space, pretrain_space
 
 STEPS = ("pretrain", "finetune")
 
@@ -61,7 +61,7 @@ def _parent_settings(parent: Path) -> dict[str, Any]:
 
 
 def make_objective(
-    step: str, base: TrainConfig, run: Path, budget: str, parent: Path | None, deadline: Deadline
+    step: str, base: TrainConfig, run: Path, budget: str | Budget, parent: Path | None, deadline: Deadline
 ) -> Callable[[optuna.Trial, str], float]:
     """The trial function of a step: settings from its space, training, per-epoch reports."""
     b = budget_named(budget)
@@ -96,8 +96,9 @@ def search(
     *,
     parent: str | Path | None = None,
     trials: int = 30,
-    budget: str = "cpu",
+    budget: str | Budget = "cpu",
     seconds: float | None = None,
+    epochs: int | None = None,
     dask: str | None = None,
     seed: int = 0,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
@@ -105,7 +106,10 @@ def search(
     """Run (or continue) step ``pretrain`` or ``finetune`` of the search in ``run``.
 
     ``base`` gives everything not searched (data manifest, architecture,
-    loss, seed); ``parent`` is the model step 2 starts from.
+    loss, seed); ``parent`` is the model step 2 starts from. ``budget``
+    names the trials' sizes (or is a :class:`~dendriteseg.tune.spaces.Budget`);
+    ``seconds`` or ``epochs`` (every trial's epochs together, pruned ones
+    included) end the search before ``trials`` where they run out.
     """
     if step not in STEPS:
         raise InputError(f"step: expected pretrain or finetune, got {step!r}")
@@ -117,14 +121,20 @@ def search(
         raise InputError(f"trials: at least 1, got {trials!r}")
     if seconds is not None and not (isinstance(seconds, (int, float)) and 0 < seconds < math.inf):
         raise InputError(f"minutes: a time limit greater than 0 (or none), got {seconds / 60!r}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise InputError(f"epochs: a budget of at least 1 epoch (or none), got {epochs!r}")
+    if seconds is not None and epochs is not None:
+        raise InputError("a search budget of minutes or of epochs, not both")
+    if epochs is not None and dask:
+        raise InputError("an epoch budget is counted in one process: give minutes with --dask")
     run = Path(run)
-    budget_named(budget)
+    sizes = budget_named(budget)
     fixed = _parent_settings(Path(parent)) if step == "finetune" else {}
     settings = {
         "architecture": read_model_info(parent).architecture if parent else base.model,
         "config": config_to_dict(base.replace(**fixed)),  # as the trials train
         "parent": str(parent) if parent else None,
-        "budget": budget,
+        "budget": budget if isinstance(budget, str) else json.loads(json.dumps(asdict(sizes))),
     }
     study = open_study(run, step, seed=seed)
     _check_resumed(study, settings, run, step)
@@ -133,8 +143,8 @@ def search(
     if dask:
         _search_on_dask(dask, step, base, run, parent, trials, budget, seconds, seed)
     else:
-        deadline = Deadline(seconds)
-        objective = make_objective(step, base, run, budget, Path(parent) if parent else None, deadline)
+        deadline = Deadline(seconds, epochs=epochs)
+        objective = make_objective(step, base, run, sizes, Path(parent) if parent else None, deadline)
         run_trials(study, objective, trials=trials, deadline=deadline, on_trial=on_trial)
     return export_best(study, run / step / "best.safetensors", run)
 

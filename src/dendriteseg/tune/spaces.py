@@ -59,7 +59,10 @@ BUDGETS = {
 }
 
 
-def budget(name: str) -> Budget:
+def budget(name: str | Budget) -> Budget:
+    """A budget preset by name (a :class:`Budget` is returned as it is)."""
+    if isinstance(name, Budget):
+        return name
     if name not in BUDGETS:
         raise InputError(f"budget: unknown {name!r}; choose one of {', '.join(BUDGETS)}")
     return BUDGETS[name]

@@ -1,0 +1,200 @@
+"""``dendriteseg reproduce``: the paper's study at the tiny budget, its table, report and resumption."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from dendriteseg.cli import app
+from dendriteseg.reproduce.plan import ARCHITECTURES, BASELINES, TABLE2_COLUMNS, study_budget
+from dendriteseg.reproduce.report import Summary, claims
+
+runner = CliRunner()
+METHODS = [*BASELINES, *(f"{a}_{k}" for a in ARCHITECTURES for k in ("noisy", "fixed", "searched"))]
+
+
+def _cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "run"
+    result = _cli("reproduce", out, "--budget", "tiny")
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def _table(out):
+    with open(out / "table2.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_table2_has_a_row_per_method_and_seed(study):
+    out, _ = study
+    rows = _table(out)
+    assert list(rows[0]) == list(TABLE2_COLUMNS)
+    assert [r["method"] for r in rows] == METHODS
+    for r in rows:
+        assert r["hpo"] == ("yes" if r["method"].endswith("_searched") else "no")
+        assert r["finetune"] == ("yes" if r["method"].endswith(("_searched", "_fixed")) else "no")
+        assert r["architecture"] == ("" if r["method"] in BASELINES else r["method"].rpartition("_")[0])
+        assert r["seed"] == "0"
+        for key in ("accuracy", "iou", "bf1"):
+            assert 0.0 <= float(r[key]) <= 1.0
+        assert float(r["seconds"]) > 0 or r["method"] in ("otsu", "emmpm")
+
+
+def test_searched_rows_train_the_fixed_rows_epochs(study):
+    out, _ = study
+    b = study_budget("tiny")
+    for arch in ARCHITECTURES:
+        step = json.loads((out / "steps" / f"{arch}_searched_s0.json").read_text())
+        fixed = json.loads((out / "steps" / f"{arch}_fixed_s0.json").read_text())
+        assert step["pretrain"]["search_epochs"] + step["pretrain"]["continued_epochs"] == b.pretrain_epochs
+        assert step["finetune"]["search_epochs"] + step["finetune"]["continued_epochs"] == b.finetune_epochs
+        assert fixed["epochs"] == {"pretrain": b.pretrain_epochs, "finetune": b.finetune_epochs}
+        # the fixed runs' logs hold exactly those epochs
+        for part, epochs in (("pretrain", b.pretrain_epochs), ("finetune", b.finetune_epochs)):
+            log = (out / "work" / f"{arch}_fixed_s0" / part / "log.jsonl").read_text().splitlines()
+            assert len(log) == epochs
+
+
+def test_report_holds_both_tables_every_figure_and_the_claims(study):
+    out, _ = study
+    md = (out / "report.md").read_text()
+    for heading in ("Table 2", "Table 1", "The paper's claims", "Figures", "Steps: time, hardware, command"):
+        assert f"## {heading}" in md
+    for method in METHODS:
+        assert f"| {method} |" in md
+    assert "99.84 / 95.56 / 98.59 / 0.58" in md  # the paper's 3D U-Net HPO+FT row beside ours
+    assert "456x456x4" in md  # the paper's Table 1
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert {
+        "overlays.png",
+        "xz_sections.png",
+        "learning_curves.png",
+        "search_history.png",
+        "importances.png",
+    } <= set(figures)
+    for name in figures:
+        assert f"](figures/{name})" in md
+    assert "Command: `dendriteseg reproduce" in md and "torch " in md
+    assert md.count("Supported.") + md.count("Not supported.") + md.count("Ahead, but") >= 4
+
+
+def test_html_embeds_every_figure_as_a_png(study):
+    out, _ = study
+    page = (out / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == len(list((out / "figures").glob("*.png")))
+    for data in images:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+            assert im.size[0] > 100 and im.size[1] > 50
+    assert "<table>" in page and 'src="figures/' not in page  # self-contained
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (Debian package)")
+def test_html_renders_in_headless_chromium_with_every_image_shown(study, tmp_path):
+    out, _ = study
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+         "--virtual-time-budget=10000", "--dump-dom", (out / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    shown = re.search(r'data-images-shown="(\d+)"', dom)
+    total = re.search(r'data-images="(\d+)"', dom)
+    assert shown and total, dom[:500]
+    assert int(total.group(1)) == len(list((out / "figures").glob("*.png"))) > 0
+    assert shown.group(1) == total.group(1)
+
+
+def test_a_rerun_resumes_and_a_lost_step_alone_runs_again(study):
+    out, _ = study
+    before = _table(out)
+    lost = out / "steps" / "unet3d_fixed_s0.json"
+    lost.unlink()
+    result = _cli("reproduce", out, "--budget", "tiny")
+    assert result.exit_code == 0, result.output
+    assert "unet3d_fixed_s0: " in result.output and "unet3d_fixed_s0: done before" not in result.output
+    assert "unet2d_fixed_s0: done before" in result.output
+    assert lost.exists()
+    after = _table(out)
+    assert [r["method"] for r in after] == [r["method"] for r in before]
+    # the lost step's training runs were finished: it reads them back, same model, same scores
+    row = next(r for r in after if r["method"] == "unet3d_fixed")
+    assert row["iou"] == next(r for r in before if r["method"] == "unet3d_fixed")["iou"]
+
+
+def test_refusals_are_one_line(tmp_path):
+    result = _cli("reproduce", tmp_path / "a", "--budget", "huge")
+    assert result.exit_code == 2 and "--budget: unknown 'huge'" in result.output
+    assert "Traceback" not in result.output
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    result = _cli("reproduce", busy, "--budget", "tiny")
+    assert result.exit_code == 2 and "not empty and not a study's folder" in result.output
+    assert (busy / "notes.txt").read_text() == "mine" and len(list(busy.iterdir())) == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "study.json").write_text(json.dumps({"budget": "cpu", "seeds": 3}))
+    result = _cli("reproduce", other, "--budget", "tiny")
+    assert result.exit_code == 2 and "holds a run with --budget cpu" in result.output
+    result = _cli("reproduce", tmp_path / "b", "--budget", "tiny", "--seeds", "0")
+    assert result.exit_code == 2 and "--seeds: a count from 1 to 20" in result.output
+
+
+def _summary(method, iou, bde, n=3, sd=0.01):
+    mean = {"accuracy": 0.9, "iou": iou, "bf1": 0.9, "bde": bde, "seconds": 1.0}
+    return Summary(method, "no", "no", n, mean, {k: sd for k in mean})
+
+
+def test_claims_weigh_differences_against_the_spread_over_seeds():
+    rows = {
+        "otsu": _summary("otsu", 0.5, 3.0),
+        "unet2d_noisy": _summary("unet2d_noisy", 0.7, 2.0),
+        "unet2d_fixed": _summary("unet2d_fixed", 0.80, 1.5),
+        "unet2d_searched": _summary("unet2d_searched", 0.805, 1.4),  # ahead by less than the spread
+        "unet3d_noisy": _summary("unet3d_noisy", 0.7, float("nan")),  # found nothing: BDE undefined
+        "unet3d_searched": _summary("unet3d_searched", 0.9, 1.0),
+    }
+    found = {text: ok for text, ok, _ in claims(rows)}
+    assert (
+        found["Every CNN segments better than every classical method (IoU and BDE)."] is False
+    )  # the NaN BDE
+    assert (
+        found[
+            "2D U-Net: the search earns its time: searched beats fixed settings, both fine-tuned on the "
+            "exact labels, at the same epochs."
+        ]
+        is False
+    )
+    assert (
+        found[
+            "3D U-Net: the search and fine-tuning beat the untuned model trained on noisy labels "
+            "(the paper's comparison)."
+        ]
+        is True
+    )
+    assert found["The best 3D model places boundaries better than the 2D U-Net (BDE)."] is True
+    rows["unet3d_noisy"] = _summary("unet3d_noisy", 0.7, 2.5)
+    assert claims(rows)[0][1] is True
+    one_seed = {k: _summary(v.method, v.mean["iou"], v.mean["bde"], n=1, sd=0.0) for k, v in rows.items()}
+    found = {text: ok for text, ok, _ in claims(one_seed)}
+    assert (
+        found[
+            "3D U-Net: the search and fine-tuning beat the untuned model trained on noisy labels "
+            "(the paper's comparison)."
+        ]
+        is None
+    )  # ahead, but no spread to weigh it against
