@@ -263,6 +263,7 @@ def reproduce(
     out: Path = Arg(..., help="Folder for the study (new or empty; a killed run's folder resumes)."),
     budget: str = Opt("cpu", help="tiny (a smoke run of minutes), cpu (about an hour on 2 cores) or gpu."),
     seeds: int | None = Opt(None, help="Seeds per CNN row (default 3; tiny: 1). More seeds later add rows."),
+    data: Path | None = Opt(None, help="A dataset manifest to study instead of the budget's synthetic data."),
 ) -> None:
     """Reproduce the paper's study: baselines, untuned and searched CNNs, Table 2 and a report."""
     from dendriteseg.reproduce import reproduce as run_study
@@ -271,8 +272,11 @@ def reproduce(
         out,
         budget=budget,
         seeds=seeds,
+        data=data,
         on_progress=lambda line: _say(line, err=True),
-        command=f"dendriteseg reproduce {out} --budget {budget}" + (f" --seeds {seeds}" if seeds else ""),
+        command=f"dendriteseg reproduce {out} --budget {budget}"
+        + (f" --seeds {seeds}" if seeds else "")
+        + (f" --data {data}" if data else ""),
     )
     for path in result.files:
         _say(str(path))

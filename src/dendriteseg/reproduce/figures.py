@@ -131,10 +131,10 @@ def _curves(study: Any, path: Path) -> Path:
         if (searched / "study.journal").exists():
             for part in ("pretrain", "finetune"):
                 for trial in open_study(searched, part).get_trials():
-                    values = sorted(trial.intermediate_values.items())
-                    xs = [offset + e for e, _ in values]
-                    ax.plot(xs, [v for _, v in values], ".-", color="tab:orange", alpha=0.6)
-                    offset += len(values)
+                    records = _log(searched / part / f"trial_{trial.number:04d}")
+                    xs = [offset + r["epoch"] for r in records]
+                    ax.plot(xs, [r["val"]["iou"] for r in records], ".-", color="tab:orange", alpha=0.6)
+                    offset += len(records)
                 records = _log(searched / f"{part}_winner")
                 xs = [offset + r["epoch"] for r in records]
                 ax.plot(xs, [r["val"]["iou"] for r in records], "s-", color="tab:red",

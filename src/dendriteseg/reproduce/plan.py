@@ -63,12 +63,12 @@ BUDGETS = {
     "tiny": StudyBudget(
         preset="tiny",
         seeds=1,
-        steps_per_epoch=4,
-        pretrain_epochs=4,
+        steps_per_epoch=3,
+        pretrain_epochs=2,
         finetune_epochs=2,
         search_share=0.5,
-        trials=Budget(4, 2, (32,), (2,), (1e-4, 1e-2), (1e-5, 1e-3)),
-        fixed=_fixed({"base": 4, "depth": 2}, {"base": 4, "growth": 4}, 32, 4, 2),
+        trials=Budget(3, 2, (32,), (2,), (1e-4, 1e-2), (1e-5, 1e-3)),
+        fixed=_fixed({"base": 4, "depth": 2}, {"base": 4, "growth": 2}, 32, 4, 2),
     ),
     # about an hour on 2 CPU cores
     "cpu": StudyBudget(

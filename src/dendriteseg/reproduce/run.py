@@ -50,15 +50,9 @@ class StudyResult:
 class _Study:
     """The run's folder, budget and seeds, and what each kind of step does."""
 
-    def __init__(self, out: Path, budget_name: str, budget: StudyBudget, seeds: int, command: str):
-        self.out, self.budget_name, self.budget, self.seeds, self.command = (
-            out,
-            budget_name,
-            budget,
-            seeds,
-            command,
-        )
-        self.manifest = out.resolve() / DATA_DIR / "manifest.json"
+    def __init__(self, out: Path, budget: StudyBudget, seeds: int, command: str, data: Path | None):
+        self.out, self.budget, self.seeds, self.command, self.data = out, budget, seeds, command, data
+        self.manifest = data if data is not None else out.resolve() / DATA_DIR / "manifest.json"
         self._tests: list | None = None
 
     # ------------------------------------------------------------------ data
@@ -113,22 +107,33 @@ class _Study:
         }
 
     def dataset(self) -> dict[str, Any]:
+        from dendriteseg.data import read_manifest, select
         from dendriteseg.synth.dataset import build_dataset
 
-        build_dataset(self.out / DATA_DIR, preset=self.budget.preset, seed=0)
-        return {"manifest": f"{DATA_DIR}/manifest.json", "preset": self.budget.preset}
+        if self.data is None:
+            build_dataset(self.out / DATA_DIR, preset=self.budget.preset, seed=0)
+            return {"manifest": f"{DATA_DIR}/manifest.json", "preset": self.budget.preset}
+        entries = read_manifest(self.data)
+        for quality, split in (("noisy", "train"), ("exact", "train"), ("exact", "val"), ("exact", "test")):
+            if not select(entries, quality=quality, split=split):
+                raise InputError(
+                    f"{self.data}: the study needs {quality} {split} entries; the manifest has none"
+                )
+        return {"manifest": str(self.data), "preset": None}
 
     def baseline(self, name: str) -> dict[str, Any]:
         from dendriteseg.baselines import segment_with_baseline
         from dendriteseg.scoring import score_predictions
 
         start = time.perf_counter()
-        train = self.exact_train() if name == "forest" else (None, None)
         tests = self.tests()
-        predictions = [
-            segment_with_baseline(name, v.image, train_image=train[0], train_label=train[1], rng=0)
-            for v in tests
-        ]
+        if name == "forest":  # learns from the exact training groups once, then labels every test group
+            image, label = self.exact_train()
+            stack = np.concatenate([v.image for v in tests])
+            labels = segment_with_baseline(name, stack, train_image=image, train_label=label, rng=0)
+            predictions = np.split(labels, np.cumsum([v.image.shape[0] for v in tests])[:-1])
+        else:  # the unsupervised methods fit each test group itself
+            predictions = [segment_with_baseline(name, v.image, rng=0) for v in tests]
         seconds = time.perf_counter() - start
         scores = score_predictions(zip(predictions, (v.label for v in tests), strict=True)).mean
         self.keep_labels(name, predictions[0])
@@ -340,7 +345,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _check_out(out: Path, budget_name: str, seeds: int) -> None:
+def _check_out(out: Path, budget_name: str, seeds: int, data: Path | None) -> None:
     """A folder of an earlier run resumes only with the same budget (its rows would mix otherwise)."""
     settings = out / "study.json"
     if out.exists() and not out.is_dir():
@@ -352,10 +357,15 @@ def _check_out(out: Path, budget_name: str, seeds: int) -> None:
                 f"{out}: holds a run with --budget {saved.get('budget')}; "
                 f"use another folder for --budget {budget_name}"
             )
+        if saved.get("data") != (str(data) if data else None):
+            raise InputError(
+                f"{out}: holds a run on {saved.get('data') or 'its own synthetic data'}; use another folder"
+            )
     elif out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: not empty and not a study's folder; name a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(settings, json.dumps({"budget": budget_name, "seeds": seeds}, indent=1) + "\n")
+    saved = {"budget": budget_name, "seeds": seeds, "data": str(data) if data else None}
+    write_text_atomic(settings, json.dumps(saved, indent=1) + "\n")
 
 
 def reproduce(
@@ -363,6 +373,7 @@ def reproduce(
     *,
     budget: str = "cpu",
     seeds: int | None = None,
+    data: str | Path | None = None,
     on_progress: Callable[[str], None] | None = None,
     command: str | None = None,
 ) -> StudyResult:
@@ -376,6 +387,9 @@ def reproduce(
         ``tiny``: a smoke run of minutes; ``cpu``: about an hour on 2 CPU cores; ``gpu``: the paper's sizes.
     seeds : int, optional
         Seeds per CNN row (default: the budget's, 1 for tiny, 3 otherwise). A rerun with more seeds adds them.
+    data : path, optional
+        A dataset manifest (noisy training scans, exact training, validation and test groups) to run
+        the study on instead of the budget's synthetic dataset.
     on_progress : callable(str), optional
         Called with a line per step (what it did, how long, about how long is left).
     """
@@ -386,9 +400,13 @@ def reproduce(
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 20:
         raise InputError(f"--seeds: a count from 1 to 20, got {seeds!r}")
     out = Path(out)
-    _check_out(out, budget, seeds)
+    if data is not None:
+        data = Path(data).resolve()
+        if not data.is_file():
+            raise InputError(f"{data}: no such dataset manifest")
+    _check_out(out, budget, seeds, data)
     command = command or f"dendriteseg reproduce {out} --budget {budget} --seeds {seeds}"
-    study = _Study(out, budget, b, seeds, command)
+    study = _Study(out, b, seeds, command, data)
     steps = plan_steps(b, seeds)
     (out / STEPS_DIR).mkdir(exist_ok=True)
     say = on_progress or (lambda line: None)

@@ -280,6 +280,25 @@ def fit(
     run = _TrainingState(model, sampler, config, info, out)
     if resume and (out / CHECKPOINT).exists():
         run.resume()
+    try:
+        _epochs(run, model, config, val_volumes, on_step, on_epoch)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a trial pruned or out of time ends here too: its curve shows every epoch
+        run.draw_curve()
+        raise
+    run.draw_curve()
+    return run.history
+
+
+def _epochs(
+    run: _TrainingState,
+    model: torch.nn.Module,
+    config: TrainConfig,
+    val_volumes: list[LabelledVolume],
+    on_step: Callable[[int, int, float], None] | None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None,
+) -> None:
     for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
         losses, skipped = run.train_epoch(epoch, on_step)
@@ -300,7 +319,6 @@ def fit(
         run.save_epoch(record, keep=_better(scores, run.best) or not val_volumes)
         if on_epoch:
             on_epoch(epoch + 1, record)
-    return run.history
 
 
 class _TrainingState:
@@ -325,6 +343,7 @@ class _TrainingState:
         self.precision = training_precision(config.precision, self.device)
         self.autocast, self.scaler = training_autocast(self.device, self.precision)
         self.history: list[dict[str, Any]] = []
+        self.curve_epochs, self.curve_drawn = 0, time.monotonic()
         self.best: dict[str, float] | None = None
         self.start_epoch = 0
         self.identity = _run_identity(model, config, info)
@@ -441,9 +460,18 @@ class _TrainingState:
         )  # for people; resume reads the checkpoint
         with open(out / "log.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        _plot_curve(self.history, out / "curve.png")
+        if time.monotonic() - self.curve_drawn >= CURVE_EVERY:
+            self.draw_curve()
+
+    def draw_curve(self) -> None:
+        """Draw ``curve.png`` where it misses epochs (drawing costs about a second: once per
+        :data:`CURVE_EVERY` seconds while training, and when the run ends)."""
+        if self.history and self.curve_epochs != len(self.history):
+            _plot_curve(self.history, self.out / "curve.png")
+            self.curve_epochs, self.curve_drawn = len(self.history), time.monotonic()
 
 
+CURVE_EVERY = 30.0  # seconds between drawings of curve.png while a run trains
 RESUMABLE = ("out", "epochs", "device", "precision")  # settings a resumed run may change
 
 
