@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from dendriteseg.cli import app
 from dendriteseg.reproduce.plan import ARCHITECTURES, BASELINES, TABLE2_COLUMNS, study_budget
-from dendriteseg.reproduce.report import Summary, claims
+from dendriteseg.reproduce.report import Summary, claims, diagnoses
 
 runner = CliRunner()
 METHODS = [*BASELINES, *(f"{a}_{k}" for a in ARCHITECTURES for k in ("noisy", "fixed", "searched"))]
@@ -198,3 +198,19 @@ def test_claims_weigh_differences_against_the_spread_over_seeds():
         ]
         is None
     )  # ahead, but no spread to weigh it against
+
+
+def test_diagnoses_name_a_fine_tune_that_hurt_and_a_wide_spread():
+    rows = {
+        "unet3d_noisy": _summary("unet3d_noisy", 0.70, 2.0),
+        "unet3d_fixed": _summary("unet3d_fixed", 0.60, 2.5, sd=0.08),
+        "unet3d_searched": _summary("unet3d_searched", 0.72, 1.9),
+    }
+    steps = [{"kind": "searched", "rows": [{"architecture": "unet3d"}], "finetune": {"params": {"lr": 3e-5}}}]
+    found = diagnoses(rows, steps, study_budget("cpu"))
+    assert len(found) == 2
+    assert "3D U-Net: fine-tuning on the exact labels at the fixed settings (lr 0.0005" in found[0]
+    assert "IoU 0.6000 vs 0.7000" in found[0] and "3e-05 to 3e-05" in found[0]
+    assert "widest unet3d_fixed 0.080" in found[1]
+    rows["unet3d_fixed"] = _summary("unet3d_fixed", 0.75, 1.8)
+    assert diagnoses(rows, steps, study_budget("cpu")) == []

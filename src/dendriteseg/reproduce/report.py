@@ -157,6 +157,41 @@ def claims(summary: dict[str, Summary]) -> list[tuple[str, bool | None, str]]:
     return found
 
 
+def diagnoses(summary: dict[str, Summary], steps: list[dict[str, Any]], budget: Any) -> list[str]:
+    """What the run's own records say about its departures from the paper: sentences with their numbers."""
+    out: list[str] = []
+    for arch in ARCHITECTURES:
+        noisy, fixed = summary.get(f"{arch}_noisy"), summary.get(f"{arch}_fixed")
+        if noisy and fixed and fixed.mean["iou"] < noisy.mean["iou"]:
+            chosen = [
+                s["finetune"]["params"]["lr"]
+                for s in steps
+                if s.get("kind") == "searched" and s["rows"][0]["architecture"] == arch
+            ]
+            lrs = (
+                f"; its searches chose step-2 learning rates of {min(chosen):.2g} to {max(chosen):.2g}"
+                if chosen
+                else ""
+            )
+            fixed_lr = budget.fixed[arch].finetune_lr
+            out.append(
+                f"{PAPER_NAMES[arch]}: fine-tuning on the exact labels at the fixed settings "
+                f"(lr {fixed_lr:g}, {budget.finetune_epochs} epochs) made it worse than no fine-tuning (IoU "
+                f"{fixed.mean['iou']:.4f} vs {noisy.mean['iou']:.4f}){lrs}. A search that beats the fixed "
+                "rows may owe that to this step alone."
+            )
+    wide = [s for s in summary.values() if s.n > 1 and s.sd["iou"] > 0.05]
+    if wide:
+        worst = max(wide, key=lambda s: s.sd["iou"])
+        out.append(
+            f"The spread over seeds is wide ({len(wide)} rows above 0.05 IoU, widest {worst.method} "
+            f"{worst.sd['iou']:.3f}): at {budget.steps_per_epoch} steps per epoch and {budget.epochs} "
+            "epochs each model sees little training, and differences smaller than the spread are not "
+            "findings. A larger budget (or more seeds) is the remedy, not a different comparison."
+        )
+    return out
+
+
 # ------------------------------------------------------------------ blocks
 def _table2(summary: dict[str, Summary]) -> tuple[list[str], list[list[str]]]:
     head = ["method", "HPO", "FT", "seeds", "accuracy %", "IoU %", "BF1 %", "BDE px", "seconds",
@@ -270,6 +305,10 @@ def _blocks(
             None: "Ahead, but with one seed there is no spread to weigh the difference against.",
         }
         blocks.append(("p", f"**{text}** {verdict[supported]} {numbers}"))
+    found = diagnoses(summary, steps, b)
+    if found:
+        blocks.append(("h2", "Why, where the run differs from the paper"))
+        blocks += [("p", text) for text in found]
     blocks += [
         ("h2", "Table 1: the settings each search chose, beside the paper's"),
         ("table", *_table1(steps)),
