@@ -176,28 +176,15 @@ class _Study:
 
         b, fixed, work = self.budget, self.budget.fixed[arch], self.out / WORK_DIR / f"{arch}_fixed_s{seed}"
         start = time.perf_counter()
-        pre = train(
-            self._config(
-                arch,
-                seed,
-                work / "pretrain",
-                lr=fixed.pretrain_lr,
-                epochs=b.pretrain_epochs,
-                train_quality="noisy",
-            )
-        )
-        pre_seconds = time.perf_counter() - start
-        ft = train(
-            self._config(
-                arch,
-                seed,
-                work / "finetune",
-                lr=fixed.finetune_lr,
-                epochs=b.finetune_epochs,
-                train_quality="exact",
-            ),
-            parent=pre,
-        )
+        models, pre_seconds = {}, 0.0
+        for part, lr, epochs, quality in (
+            ("pretrain", fixed.pretrain_lr, b.pretrain_epochs, "noisy"),
+            ("finetune", fixed.finetune_lr, b.finetune_epochs, "exact"),
+        ):
+            config = self._config(arch, seed, work / part, lr=lr, epochs=epochs, train_quality=quality)
+            models[part] = train(config, parent=models.get("pretrain"))
+            pre_seconds = pre_seconds or time.perf_counter() - start
+        pre, ft = models["pretrain"], models["finetune"]
         seconds = time.perf_counter() - start
         rows = [
             _row(f"{arch}_noisy", arch, hpo=False, finetune=False, seed=seed,
