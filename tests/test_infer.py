@@ -19,7 +19,9 @@ from dendriteseg.cli import app  # noqa: E402
 from dendriteseg.errors import InputError  # noqa: E402
 from dendriteseg.infer import Tiling, TorchPredictor, choose_tile, iter_logits, segment, tile_starts  # noqa: E402
 from dendriteseg.infer.cpu import optimise_for_cpu  # noqa: E402
+from dendriteseg.infer.predictor import BinnedPredictor, CallablePredictor  # noqa: E402
 from dendriteseg.infer.series import segment_series  # noqa: E402
+from dendriteseg.infer.stream import MAX_PLANE  # noqa: E402
 from dendriteseg.io import ArrayVolume, read_volume, write_volume  # noqa: E402
 from dendriteseg.models import build_model  # noqa: E402
 from dendriteseg.models.files import ModelInfo, save_model  # noqa: E402
@@ -119,6 +121,27 @@ def test_default_tiles_whole_planes_up_to_896():
     assert choose_tile((250, 2000, 1024), Deep()) == (4, 800, 592)  # 3 x 800 and 2 x 592 tiles
     assert choose_tile((3, 20, 20), Deep()) == (4, 24, 24)
     assert choose_tile((250, 852, 852), Deep(), (60, 64)) == (4, 64, 64)
+
+
+def test_default_plane_tiles_are_as_few_as_the_alignment_allows():
+    class Deep:
+        tile_depth = 4
+        size_multiple = (4, 8, 8)
+
+    # 1260 px: two aligned tiles of 728 cover it (720 would need a third start, at 272 and 544)
+    tile = choose_tile((1, 1260, 1260), Deep())
+    assert tile == (4, 728, 728)
+    assert tile_starts(1260, 728, 0.25, 8) == [0, 536]
+    for length in range(897, 4000, 37):  # the fewest tiles a side of at most MAX_PLANE allows, and
+        side = choose_tile((4, length, length), Deep())[1]  # the smallest side that gives that count
+        count = len(tile_starts(length, side, 0.25, 8))
+        assert side <= MAX_PLANE and count == len(tile_starts(length, MAX_PLANE, 0.25, 8))
+        assert len(tile_starts(length, side - 8, 0.25, 8)) > count
+
+    # a binned network sees factor times fewer pixels a side: one tile where it fits the same memory
+    binned = BinnedPredictor(CallablePredictor(lambda b: b, tile_depth=4), 4)
+    assert choose_tile((1, 1260, 1260), binned)[1:] == (1260, 1260)
+    assert choose_tile((1, 4000, 4000), binned)[1] <= 4 * MAX_PLANE
 
 
 def test_tiles_deeper_than_the_model_was_trained_for_are_warned_about(caplog):
@@ -621,8 +644,6 @@ def test_tiling_sums_work_ratio_padding_and_alignment():
 
 
 def test_binned_predictor_sees_block_means_and_returns_every_pixel():
-    from dendriteseg.infer.predictor import BinnedPredictor
-
     seen = []
 
     def inner(batch):

@@ -12,9 +12,12 @@ the shipped model; deeper tiles feed its z-pooled layers context they never
 saw in training), consecutive in z without overlap by default; 2D models see
 slabs of whole slices. In-plane, a slice up to ``MAX_PLANE`` voxels a side is
 one tile (no in-plane seams and no repeated work); a longer side is cut into
-the fewest tiles of at most ``MAX_PLANE`` that overlap by ``overlap``
-(the largest plane tile whose activations keep the shipped model within a
-2 GB budget; ``benchmarks/inference.py`` measures the peak memory).
+the fewest tiles of at most ``MAX_PLANE`` that overlap by ``overlap``, with
+starts on the network's pooling grid (the largest plane tile whose
+activations keep the shipped model within a 2 GB budget;
+``benchmarks/inference.py`` measures the peak memory). A binned predictor's
+network sees ``factor`` times fewer pixels a side: its tiles may be that
+many times larger.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.infer.predictor import Predictor
-from dendriteseg.infer.tiling import Tiling
+from dendriteseg.infer.predictor import BinnedPredictor, Predictor
+from dendriteseg.infer.tiling import Tiling, tile_starts
 from dendriteseg.io import Volume
 
 log = logging.getLogger(__name__)
@@ -41,12 +44,16 @@ def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
-def _plane_tile(length: int, overlap: float) -> int:
-    """The smallest tile side that covers ``length`` with the fewest tiles of at most MAX_PLANE."""
+def _plane_tile(length: int, overlap: float, multiple: int = 1, largest: int = MAX_PLANE) -> int:
+    """The smallest tile side (a multiple of ``multiple``) that covers ``length`` with the fewest tiles
+    of at most ``largest``, once their starts are aligned to ``multiple`` (aligning can add a tile where
+    the side leaves no room for it: the side then grows by a multiple or two instead)."""
     count = 1
     while True:
-        side = math.ceil(length / (count - (count - 1) * overlap))
-        if side <= MAX_PLANE:
+        side = _round_up(math.ceil(length / (count - (count - 1) * overlap)), multiple)
+        while side <= largest and len(tile_starts(length, side, overlap, multiple)) > count:
+            side += multiple
+        if side <= largest:
             return side
         count += 1
 
@@ -84,7 +91,10 @@ def choose_tile(
                 depth,
             )
     else:
-        ty, tx = (_plane_tile(n, overlap) for n in (ny, nx))
+        # a binned predictor's network sees 1/factor of each side: its tiles may be factor times larger
+        largest = MAX_PLANE * (predictor.factor if isinstance(predictor, BinnedPredictor) else 1)
+        multiples = predictor.size_multiple[1:]
+        ty, tx = (_plane_tile(n, overlap, m, largest) for n, m in zip((ny, nx), multiples, strict=True))
     size = []
     for t, n, m in zip((tz, ty, tx), shape, predictor.size_multiple, strict=True):
         size.append(min(_round_up(t, m), _round_up(n, m)))
