@@ -5,7 +5,8 @@
    the scan's exact label.
 2. A single large slice (the real Mg slice in ``../shared/real`` where the
    checkout has it, else a synthetic 1260 x 1260 slice): the defaults
-   (``auto``) against the binning they choose forced, the probe's own time
+   (``auto``) against the binning they choose forced (each the faster of two
+   runs: the first of a new shape pays one-off kernel set-up), the probe's own time
    against the final pass, and the per-voxel rate at ``scale=1`` against a
    ``32 x Y x X`` volume's (``--rate-side``, default 852).
 3. The probe's share of a whole run on a ``--deep`` volume (default
@@ -41,6 +42,12 @@ def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return time.perf_counter() - start, out
+
+
+def best_of_two(fn, *args, **kwargs):
+    """The faster of two calls: the first of a new shape also pays one-off kernel set-up."""
+    (t1, out), (t2, _) = timed(fn, *args, **kwargs), timed(fn, *args, **kwargs)
+    return min(t1, t2), out
 
 
 def probe_seconds(image: np.ndarray, model: str):
@@ -80,10 +87,10 @@ def slice_part(args) -> None:
         name = f"synthetic {side} x {side} slice"
     if args.smoke:
         image = image[:192, :192]
-    ta, auto = timed(segment, image, args.model, precision="fp32", compile=False)
+    ta, auto = best_of_two(segment, image, args.model, precision="fp32", compile=False)
     chosen = auto.scale.scale if auto.scale else 1
-    tf, _ = timed(segment, image, args.model, precision="fp32", compile=False, scale=chosen)
-    tp, _ = probe_seconds(image, args.model)
+    tf, _ = best_of_two(segment, image, args.model, precision="fp32", compile=False, scale=chosen)
+    tp = min(probe_seconds(image, args.model)[0] for _ in range(2))
     t1, _ = timed(segment, image, args.model, precision="fp32", compile=False, scale=1)
     depth_z, side = (8, 192) if args.smoke else (32, args.rate_side)
     deep = np.asarray(make_scan((depth_z, side, side), preset="moderate", rng=9002)["image"], np.float32)
