@@ -734,7 +734,10 @@ def test_scale_probe_is_cropped_on_shallow_large_planes_and_reused_when_it_is_th
 
     from dendriteseg.infer.scale_choice import MIN_CROP, crop_side, probe_crop
 
-    assert crop_side((250, 852, 852), 8) == 852  # deep: the probe is a small share, whole planes
+    # the bound is a share of a run at the coarsest binning, the cheapest the probe can choose
+    assert crop_side((2000, 852, 852), 8) == 852  # very deep: whole planes are a small share of it
+    assert crop_side((250, 852, 852), 8) == MIN_CROP  # whole planes at binning 1 would cost half of it
+    assert crop_side((250, 852, 852), 8, (1, 2)) == 852  # binned 2 x, the cheapest run costs 4 x more
     assert crop_side((1, 1260, 1260), 1) == MIN_CROP  # one slice: cropped to the smallest window
     assert crop_side((1, 500, 500), 1) == 500  # a crop would hold most of the plane: whole
     coarse = np.zeros((1, 1000, 1000), np.float32)

@@ -23,7 +23,8 @@ allows (3 x) keeps sharper (``benchmarks/scale_auto_cost.py``).
 
 The probe's cost is bounded: the coarsest binning sees the whole probe;
 where whole planes at every binning would cost more than ``PROBE_SHARE`` of
-a full-resolution run (a single large slice, a few slices of large planes),
+a run at the coarsest binning (the cheapest run the probe can choose: a
+single large slice, a deep volume of large planes),
 the finer binnings see only a crop (at least ``MIN_CROP`` a side, with
 ``CONTEXT`` binned pixels of context) centred where the coarse look found
 the most dendrite and doubt, and every binning is compared on that crop.
@@ -53,8 +54,7 @@ PROBE_DEPTH = 8  # central slices segmented per candidate
 MIN_GAIN = 0.05  # relative drop in mean entropy that a binning must bring over none
 WIDTH_PER_BIN = 3.5  # a binning s needs dendrite at least this many times s pixels wide
 SPECK = 12  # pixels (x binning^2): pieces this small are noise, not arms, and are not measured
-PROBE_SHARE = 0.1  # the most of a full-resolution run the probe may cost before it is cropped
-FULL_PROBE_WORK = sum(1 / s**2 for s in CANDIDATES)  # a probe slice at every binning, in full slices
+PROBE_SHARE = 0.1  # the most of a run at the coarsest binning the probe may cost before it is cropped
 MIN_CROP = 384  # pixels a side: the smallest crop the finer binnings are probed on (4 x 96)
 CONTEXT = 24  # binned pixels of context around the crop, not measured (the network's reach)
 ALIGN = 12  # crops start on multiples of every candidate binning
@@ -208,7 +208,7 @@ def choose_scale(
     coarsest = max(scales)
     coarse = probe_logits(probe, predictor, window, coarsest)
     logits = {coarsest: coarse}
-    side = crop_side(volume.shape, depth)
+    side = crop_side(volume.shape, depth, scales)
     ys, xs = probe_crop(sigmoid(coarse), mask2d, side)
     cropped = (ys.stop - ys.start, xs.stop - xs.start) != probe.shape[-2:]
     entropies, widths = {}, {}
@@ -238,13 +238,16 @@ def choose_scale(
     return choice
 
 
-def crop_side(shape: tuple[int, ...], depth: int) -> int:
+def crop_side(shape: tuple[int, ...], depth: int, scales: list[int] | tuple[int, ...] = CANDIDATES) -> int:
     """The in-plane side of the window the finer binnings are probed on: whole planes where the probe
-    costs at most ``PROBE_SHARE`` of a run at full resolution, else the side that brings it there (at
+    (its ``depth`` slices at every binning of ``scales``) costs at most ``PROBE_SHARE`` of a run at
+    the coarsest binning, the cheapest run it can choose; else the side that brings it there (at
     least ``MIN_CROP``, aligned to every binning), unless that window would hold half the plane."""
     nz, ny, nx = (int(s) for s in shape[-3:])
-    share = depth * FULL_PROBE_WORK / nz  # the probe's work over a run's, whole planes at each binning
-    if share <= PROBE_SHARE:
+    coarsest = max(scales)
+    finer = sum(1 / s**2 for s in scales if s != coarsest)  # finer binnings' work per probed pixel
+    budget = PROBE_SHARE * nz * ny * nx / coarsest**2 - depth * ny * nx / coarsest**2  # after the coarse look
+    if depth * ny * nx * finer <= budget:
         return max(ny, nx)
-    side = max(MIN_CROP, int(np.sqrt(ny * nx * PROBE_SHARE / share)) // ALIGN * ALIGN)
+    side = max(MIN_CROP, int(np.sqrt(max(budget, 0.0) / (depth * finer))) // ALIGN * ALIGN)
     return max(ny, nx) if side * side * 2 > ny * nx else side
