@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from dendriteseg.train import train  # noqa: E402
 from dendriteseg.train.config import config_from_dict  # noqa: E402
 from dendriteseg.tune.hpo import search  # noqa: E402
 from dendriteseg.tune.report import write_report  # noqa: E402
-from dendriteseg.tune.search import open_study  # noqa: E402
+from dendriteseg.tune.search import fail_orphans, open_study  # noqa: E402
 
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -119,7 +120,12 @@ def test_a_killed_search_keeps_its_trials_and_continues(manifest, tmp_path):
             time.sleep(0.5)
             if (run / "study.journal").exists():
                 trials = open_study(run, "pretrain").get_trials(deepcopy=False)
-                if sum(t.state in DONE for t in trials) >= 2 and trials[-1].state.name == "RUNNING":
+                last = trials[-1]
+                if (
+                    sum(t.state in DONE for t in trials) >= 2
+                    and last.state.name == "RUNNING"
+                    and "pid" in last.user_attrs
+                ):
                     break
         else:
             pytest.fail("the search did not get going")
@@ -133,6 +139,20 @@ def test_a_killed_search_keeps_its_trials_and_continues(manifest, tmp_path):
     assert [(t.number, t.state, t.params) for t in after if t.number in {k[0] for k in kept}] == kept
     assert after[before[-1].number].state == optuna.trial.TrialState.FAIL  # the one killed mid-way
     assert result.trials == len(kept) + 1
+
+
+def test_a_running_trial_that_names_no_process_is_failed_once_it_is_old(tmp_path):
+    study = open_study(tmp_path, "pretrain")
+    owned, unowned = study.ask(), study.ask()
+    owned.set_user_attr("host", socket.gethostname())
+    owned.set_user_attr("pid", os.getpid())  # alive: this process
+    assert fail_orphans(study) == []  # a fresh unowned trial may be naming itself right now
+    assert fail_orphans(study, unowned_after=0.0) == [unowned.number]
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states == {
+        owned.number: optuna.trial.TrialState.RUNNING,
+        unowned.number: optuna.trial.TrialState.FAIL,
+    }
 
 
 def test_two_dask_workers_contribute_to_one_study(manifest, tmp_path):

@@ -13,6 +13,7 @@ each epoch of training.
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import queue
@@ -29,6 +30,8 @@ from optuna.trial import TrialState
 
 STUDY_FILE = "study.journal"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+# a running trial that names no process this long after it started was left by a killed one
+UNOWNED_AFTER_S = 60.0
 
 
 def open_study(folder: str | Path, name: str, *, seed: int = 0, min_epochs: int = 1) -> optuna.Study:
@@ -70,12 +73,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_orphans(study: optuna.Study) -> list[int]:
-    """Mark failed the running trials whose process (on this machine) has died; returns their numbers."""
+def fail_orphans(study: optuna.Study, unowned_after: float = UNOWNED_AFTER_S) -> list[int]:
+    """Mark failed the running trials that nobody runs any more; returns their numbers.
+
+    A trial is orphaned when its process (on this machine) has died, or when it
+    never recorded an owner and started over ``unowned_after`` seconds ago: a
+    process killed between creating a trial and naming itself in it (the two
+    are separate writes to the journal) leaves such a trial behind.
+    """
     host, orphans = socket.gethostname(), []
+    now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get("host") == host and "pid" in attrs and not _alive(int(attrs["pid"])):
+        if "pid" in attrs:
+            orphaned = attrs.get("host") == host and not _alive(int(attrs["pid"]))
+        else:
+            started = trial.datetime_start or now
+            orphaned = (now - started).total_seconds() > unowned_after
+        if orphaned:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             orphans.append(trial.number)
     return orphans
@@ -186,10 +201,10 @@ def run_trials(
         free.put(device)
 
     def wrapped(trial: optuna.Trial) -> float:
+        trial.set_user_attr("host", socket.gethostname())  # first: a trial waiting for a device is owned
+        trial.set_user_attr("pid", os.getpid())
         device = free.get()
         try:
-            trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("pid", os.getpid())
             trial.set_user_attr("device", device)
             return objective(trial, device)
         finally:
