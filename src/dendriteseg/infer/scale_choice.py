@@ -5,7 +5,8 @@ A scan much finer than those (petals of 40-80 px, grain-sized pixel noise,
 broad ring bands) makes it call texture dendrite, in unsure stripes; binned
 to the scale it knows, the same scan comes out clean. Which binning that is
 can be read off the network itself: :func:`choose_scale` segments a probe
-(the volume's central ``PROBE_DEPTH`` slices, whole in-plane) at each
+(the volume's central ``PROBE_DEPTH`` slices, whole in-plane; less where that
+would cost too much, below) at each
 candidate binning and keeps the one whose dendrite probabilities have the
 lowest mean binary entropy inside the sample region (test-time selection by
 predictive entropy). A binning replaces 1 only where it lowers that entropy
@@ -21,13 +22,15 @@ into blobs or vanish; arms tens of pixels wide, binned 4 x, keep their
 shape but round their tips, which the next coarser binning that the width
 allows (3 x) keeps sharper (``benchmarks/scale_auto_cost.py``).
 
-The probe's cost is bounded: the coarsest binning sees the whole probe;
-where whole planes at every binning would cost more than ``PROBE_SHARE`` of
-a run at the coarsest binning (the cheapest run the probe can choose: a
-single large slice, a deep volume of large planes),
-the finer binnings see only a crop (at least ``MIN_CROP`` a side, with
-``CONTEXT`` binned pixels of context) centred where the coarse look found
-the most dendrite and doubt, and every binning is compared on that crop.
+The probe's cost is bounded (:func:`probe_plan`): the coarsest binning sees
+the whole probe; where whole planes at every binning would cost more than
+``PROBE_SHARE`` of a run at the coarsest binning (the cheapest run the probe
+can choose: a single large slice, a deep volume of large planes), the finer
+binnings see only a crop (at least ``MIN_CROP`` a side, with ``CONTEXT``
+binned pixels of context) centred where the coarse look found the most
+dendrite and doubt, and every binning is compared on that crop; where even
+the smallest crop would cost more, the probe is one tile deep instead of
+``PROBE_DEPTH`` slices.
 Where the probe is the whole volume, its logits at the binning chosen are
 the run's (:func:`dendriteseg.infer.segment.segment` reuses them when it
 cuts the default tiles): no second pass.
@@ -43,6 +46,7 @@ import numpy as np
 from dendriteseg.infer.predictor import BinnedPredictor, Predictor
 from dendriteseg.infer.settings import DEFAULT_OVERLAP
 from dendriteseg.infer.stream import iter_logits, plan_tiling, sigmoid
+from dendriteseg.infer.tiling import tile_starts
 from dendriteseg.io import Volume, as_volume
 from dendriteseg.sample_region import SampleRegion
 
@@ -197,7 +201,7 @@ def choose_scale(
     scales = candidates_for(volume.shape)
     if len(scales) == 1:
         return ScaleChoice(1)
-    depth = min(int(volume.shape[0]), max(PROBE_DEPTH, int(predictor.tile_depth or 1)))
+    depth, side = probe_plan(volume.shape, int(predictor.tile_depth or 1), scales)
     z0 = (int(volume.shape[0]) - depth) // 2
     probe = np.asarray(volume.read(z0, z0 + depth), np.float32)
     lo, hi = window  # non-finite voxels read as the window's ends, as the whole run reads them (quietly here)
@@ -208,7 +212,6 @@ def choose_scale(
     coarsest = max(scales)
     coarse = probe_logits(probe, predictor, window, coarsest)
     logits = {coarsest: coarse}
-    side = crop_side(volume.shape, depth, scales)
     ys, xs = probe_crop(sigmoid(coarse), mask2d, side)
     cropped = (ys.stop - ys.start, xs.stop - xs.start) != probe.shape[-2:]
     entropies, widths = {}, {}
@@ -238,16 +241,46 @@ def choose_scale(
     return choice
 
 
-def crop_side(shape: tuple[int, ...], depth: int, scales: list[int] | tuple[int, ...] = CANDIDATES) -> int:
-    """The in-plane side of the window the finer binnings are probed on: whole planes where the probe
-    (its ``depth`` slices at every binning of ``scales``) costs at most ``PROBE_SHARE`` of a run at
-    the coarsest binning, the cheapest run it can choose; else the side that brings it there (at
-    least ``MIN_CROP``, aligned to every binning), unless that window would hold half the plane."""
-    nz, ny, nx = (int(s) for s in shape[-3:])
+def _slices_seen(depth: int, tile_depth: int) -> int:
+    """Slices the network processes for ``depth`` slices in tiles ``tile_depth`` deep (overlapping
+    as a run's do; a volume shallower than one tile is padded to it)."""
+    if tile_depth <= 1:
+        return depth
+    return len(tile_starts(depth, tile_depth, DEFAULT_OVERLAP)) * tile_depth
+
+
+def probe_work(
+    shape: tuple[int, ...], depth: int, side: int, scales: list[int] | tuple[int, ...], tile_depth: int = 1
+) -> float:
+    """Network voxels a probe of ``depth`` slices costs: the coarsest binning on whole planes, the
+    finer ones on a ``side`` x ``side`` crop with its ``CONTEXT`` margin."""
+    ny, nx = (int(s) for s in shape[-2:])
     coarsest = max(scales)
-    finer = sum(1 / s**2 for s in scales if s != coarsest)  # finer binnings' work per probed pixel
-    budget = PROBE_SHARE * nz * ny * nx / coarsest**2 - depth * ny * nx / coarsest**2  # after the coarse look
-    if depth * ny * nx * finer <= budget:
-        return max(ny, nx)
-    side = max(MIN_CROP, int(np.sqrt(max(budget, 0.0) / (depth * finer))) // ALIGN * ALIGN)
-    return max(ny, nx) if side * side * 2 > ny * nx else side
+    per_pixel = 1 / coarsest**2 * ny * nx
+    for s in scales:
+        if s != coarsest:
+            margin = 2 * (CONTEXT * s // ALIGN * ALIGN)
+            per_pixel += min(side + margin, ny) * min(side + margin, nx) / s**2
+    return _slices_seen(depth, tile_depth) * per_pixel
+
+
+def probe_plan(
+    shape: tuple[int, ...], tile_depth: int = 1, scales: list[int] | tuple[int, ...] = CANDIDATES
+) -> tuple[int, int]:
+    """How much of a volume of ``shape`` the probe looks at: (slices, in-plane side of the finer
+    binnings' crop). The probe may cost ``PROBE_SHARE`` of a run at the coarsest binning of ``scales``
+    (the cheapest run it can choose; both counted in network voxels, tiles ``tile_depth`` deep).
+    It takes ``PROBE_DEPTH`` central slices (at least one tile), on whole planes or on the largest
+    crop that fits (at least ``MIN_CROP``, aligned to every binning); else one tile's depth, whole or
+    cropped, where that fits; where nothing fits (a single slice, a shallow volume), ``PROBE_DEPTH``
+    slices on the smallest crop, or on whole planes where that crop would hold half the plane."""
+    nz, ny, nx = (int(s) for s in shape[-3:])
+    budget = PROBE_SHARE * _slices_seen(nz, tile_depth) * ny * nx / max(scales) ** 2
+    deep, thin = min(nz, max(PROBE_DEPTH, tile_depth)), min(nz, max(1, tile_depth))
+    for depth in (deep, thin):
+        side = max(ny, nx)
+        while side > MIN_CROP and probe_work(shape, depth, side, scales, tile_depth) > budget:
+            side = (side - 1) // ALIGN * ALIGN
+        if probe_work(shape, depth, side, scales, tile_depth) <= budget:
+            return depth, side
+    return deep, max(ny, nx) if MIN_CROP * MIN_CROP * 2 > ny * nx else MIN_CROP
