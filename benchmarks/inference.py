@@ -16,8 +16,14 @@ All in one run, on this machine, with the shipped default model (or --model):
     precision the run used (bf16 where the CPU has bf16 units, else fp32).
 (e) fp32 vs bf16 agreement of the trained model's labels (bf16 on a small
     crop when the CPU has no bf16 units, where it is emulated and slow).
+(f) with ``--profile``: where the time of ``segment`` goes on a
+    ``--profile-shape`` volume (default 32 x 852 x 852, scale 1, the run's
+    precision): PyTorch's profiler, self time per kind of operator (convolutions,
+    normalisation, activations, up-sampling, the rest of the network) and
+    outside the network (reading, windowing, blending, labelling), against
+    the wall time.
 
-    python benchmarks/inference.py [--model M] [--depth 250] [--skip-big]
+    python benchmarks/inference.py [--model M] [--depth 250] [--skip-big] [--profile]
 """
 
 from __future__ import annotations
@@ -146,12 +152,15 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true", help="skip (c) and (d)")
     parser.add_argument("--only-big", action="store_true", help="run only (c) and (d)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
+    parser.add_argument("--profile", action="store_true", help="(f): where segment's time goes")
+    parser.add_argument("--profile-shape", default="32,852,852")
     parser.add_argument(
         "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
     )
     args = parser.parse_args()
     if args.smoke:
-        args.depth, args.plane, args.scan = 8, 96, "8,64,64"
+        args.depth, args.plane, args.scan, args.profile_shape = 8, 96, "8,64,64", "8,64,64"
+        args.profile = True
 
     from dendriteseg.data.volumes import normalisation_window
     from dendriteseg.device import cpu_has_bf16
@@ -294,7 +303,46 @@ def main() -> None:
             "fp32_peak_gflops": peak32,
             "peak_gflops": peak,
         }
+    if args.profile:
+        shape = tuple(int(s) for s in args.profile_shape.split(","))
+        results["f"] = profile_segment(model_path, shape)
     print(json.dumps(results))
+
+
+KINDS = {  # operator name fragments -> kind (the first that matches)
+    "convolution": ("conv",),
+    "normalisation": ("norm",),
+    "activation": ("relu", "clamp", "gelu", "silu", "sigmoid", "elu"),
+    "up-sampling": ("upsample", "interpolate"),
+}
+
+
+def profile_segment(model_path: Path, shape: tuple[int, int, int]) -> dict:
+    """(f): ``segment`` at scale 1 on a synthetic ``shape`` volume under PyTorch's profiler; self CPU
+    time per kind of operator, the rest of the wall time outside the network."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from dendriteseg.infer import load_predictor, segment
+
+    image, _ = test_scan(shape)
+    predictor = load_predictor(model_path, device="cpu", compile=False)
+    segment(image[: predictor.tile_depth or 1], predictor, scale=1)  # kernels set up outside the count
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()  # the profiler's own start and stop left out
+        segment(image, predictor, scale=1)
+        wall = time.perf_counter() - start
+    seconds: dict[str, float] = {}
+    for event in prof.key_averages():
+        name = event.key.lower()
+        kind = next((k for k, parts in KINDS.items() if any(p in name for p in parts)), "other network")
+        seconds[kind] = seconds.get(kind, 0.0) + event.self_cpu_time_total / 1e6
+    seconds["outside the network"] = max(wall - sum(seconds.values()), 0.0)
+    print(f"(f) where segment's {wall:.1f} s go on {shape} (scale 1, profiled):")
+    for kind, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        print(f"    {kind:<22} {s:7.2f} s  {100 * s / wall:5.1f} %")
+    top = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]
+    print("    top operators: " + ", ".join(f"{e.key} {e.self_cpu_time_total / 1e6:.2f} s" for e in top))
+    return {"wall_s": wall, "seconds": seconds}
 
 
 if __name__ == "__main__":
