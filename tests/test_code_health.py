@@ -20,6 +20,20 @@ def test_no_function_in_the_package_is_over_100_lines():
     assert not long
 
 
+def test_the_formatter_is_never_switched_off():
+    """Line lengths and sizes are kept by writing shorter code, not by exempting it from the formatter."""
+    root = SRC.parents[1]
+    markers = ("fmt: " + "skip", "fmt: " + "off")  # split: this file must not match itself
+    exempt = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("src", "tests", "benchmarks", "scripts")
+        for path in (root / folder).rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if any(marker in line for marker in markers)
+    ]
+    assert not exempt
+
+
 def test_the_command_line_is_thin():
     """The CLI is a small package: its core module (the commands of the code-health issue) at most
     400 lines, each further module of commands smaller still."""

@@ -107,10 +107,20 @@ def test_html_embeds_every_figure_as_a_png(study):
 def test_html_renders_in_headless_chromium_with_every_image_shown(study, tmp_path):
     out, _ = study
     dom = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-         "--virtual-time-budget=10000", "--dump-dom", (out / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     shown = re.search(r'data-images-shown="(\d+)"', dom)
     total = re.search(r'data-images="(\d+)"', dom)
     assert shown and total, dom[:500]

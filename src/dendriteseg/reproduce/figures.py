@@ -124,8 +124,13 @@ def _curves(study: Any, path: Path) -> Path:
         for part in ("pretrain", "finetune"):
             records = _log(work / f"{arch}_fixed_s0" / part)
             xs = [offset + r["epoch"] for r in records]
-            ax.plot(xs, [r["val"]["iou"] for r in records], "o-", color="tab:blue",
-                    label="fixed settings" if part == "pretrain" else None)  # fmt: skip
+            ax.plot(
+                xs,
+                [r["val"]["iou"] for r in records],
+                "o-",
+                color="tab:blue",
+                label="fixed settings" if part == "pretrain" else None,
+            )
             offset += len(records)
         searched, offset = work / f"{arch}_searched_s0", 0
         if (searched / "study.journal").exists():
@@ -137,8 +142,13 @@ def _curves(study: Any, path: Path) -> Path:
                     offset += len(records)
                 records = _log(searched / f"{part}_winner")
                 xs = [offset + r["epoch"] for r in records]
-                ax.plot(xs, [r["val"]["iou"] for r in records], "s-", color="tab:red",
-                        label="search winner trained on" if part == "pretrain" else None)  # fmt: skip
+                ax.plot(
+                    xs,
+                    [r["val"]["iou"] for r in records],
+                    "s-",
+                    color="tab:red",
+                    label="search winner trained on" if part == "pretrain" else None,
+                )
                 offset += len(records)
         ax.plot([], [], ".-", color="tab:orange", label="search trials")
         ax.set_title(f"{arch} (seed 0)")

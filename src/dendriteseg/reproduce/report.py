@@ -194,8 +194,18 @@ def diagnoses(summary: dict[str, Summary], steps: list[dict[str, Any]], budget: 
 
 # ------------------------------------------------------------------ blocks
 def _table2(summary: dict[str, Summary]) -> tuple[list[str], list[list[str]]]:
-    head = ["method", "HPO", "FT", "seeds", "accuracy %", "IoU %", "BF1 %", "BDE px", "seconds",
-            "paper: acc / IoU / BF1 / BDE"]  # fmt: skip
+    head = [
+        "method",
+        "HPO",
+        "FT",
+        "seeds",
+        "accuracy %",
+        "IoU %",
+        "BF1 %",
+        "BDE px",
+        "seconds",
+        "paper: acc / IoU / BF1 / BDE",
+    ]
     rows = []
     for s in summary.values():
         paper = _paper_row(s.method)
@@ -213,15 +223,37 @@ def _table2(summary: dict[str, Summary]) -> tuple[list[str], list[list[str]]]:
                 " / ".join(f"{v:g}" for v in paper) if paper else "",
             ]
         )
-    rows.append(["2D SegNet (paper only; unet2d_noisy stands in)", "no", "no", "", "", "", "", "", "",
-                 " / ".join(f"{v:g}" for v in PAPER_TABLE2[("2D SegNet", "no HPO/FT")])])  # fmt: skip
+    rows.append(
+        [
+            "2D SegNet (paper only; unet2d_noisy stands in)",
+            "no",
+            "no",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            " / ".join(f"{v:g}" for v in PAPER_TABLE2[("2D SegNet", "no HPO/FT")]),
+        ]
+    )
     return head, rows
 
 
 def _table1(steps: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    head = ["architecture", "seed", "patch", "step 1 lr", "step 1 epochs (trials + winner)",
-            "step 1 augment", "step 2 lr", "step 2 epochs (trials + winner)", "step 2 augment", "batch",
-            "trials (1 / 2)"]  # fmt: skip
+    head = [
+        "architecture",
+        "seed",
+        "patch",
+        "step 1 lr",
+        "step 1 epochs (trials + winner)",
+        "step 1 augment",
+        "step 2 lr",
+        "step 2 epochs (trials + winner)",
+        "step 2 augment",
+        "batch",
+        "trials (1 / 2)",
+    ]
     rows = []
     for step in steps:
         if step.get("kind") != "searched":

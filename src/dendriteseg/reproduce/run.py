@@ -187,11 +187,25 @@ class _Study:
         pre, ft = models["pretrain"], models["finetune"]
         seconds = time.perf_counter() - start
         rows = [
-            _row(f"{arch}_noisy", arch, hpo=False, finetune=False, seed=seed,
-                 scores=self._score(f"{arch}_noisy", pre, seed), seconds=pre_seconds),
-            _row(f"{arch}_fixed", arch, hpo=False, finetune=True, seed=seed,
-                 scores=self._score(f"{arch}_fixed", ft, seed), seconds=seconds),
-        ]  # fmt: skip
+            _row(
+                f"{arch}_noisy",
+                arch,
+                hpo=False,
+                finetune=False,
+                seed=seed,
+                scores=self._score(f"{arch}_noisy", pre, seed),
+                seconds=pre_seconds,
+            ),
+            _row(
+                f"{arch}_fixed",
+                arch,
+                hpo=False,
+                finetune=True,
+                seed=seed,
+                scores=self._score(f"{arch}_fixed", ft, seed),
+                seconds=seconds,
+            ),
+        ]
         settings = {
             "patch": f"{fixed.width}x{fixed.width}x{1 if arch == 'unet2d' else 4}",
             "pretrain_lr": fixed.pretrain_lr,
