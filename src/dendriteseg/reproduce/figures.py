@@ -111,6 +111,12 @@ def _log(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _curve(ax, records: list[dict], offset: int, style: str, **kwargs) -> int:
+    """Plot validation IoU of ``records`` (one per epoch) from epoch ``offset`` on; the next offset."""
+    ax.plot([offset + r["epoch"] for r in records], [r["val"]["iou"] for r in records], style, **kwargs)
+    return offset + len(records)
+
+
 def _curves(study: Any, path: Path) -> Path:
     """Validation IoU against epochs trained (seed 0): fixed runs, and every trial of the search then its
     winner's continuation, on one epoch axis: both use the same number of epochs."""
@@ -122,34 +128,20 @@ def _curves(study: Any, path: Path) -> Path:
         work = study.out / "work"
         offset = 0
         for part in ("pretrain", "finetune"):
-            records = _log(work / f"{arch}_fixed_s0" / part)
-            xs = [offset + r["epoch"] for r in records]
-            ax.plot(
-                xs,
-                [r["val"]["iou"] for r in records],
-                "o-",
-                color="tab:blue",
-                label="fixed settings" if part == "pretrain" else None,
+            label = "fixed settings" if part == "pretrain" else None
+            offset = _curve(
+                ax, _log(work / f"{arch}_fixed_s0" / part), offset, "o-", color="tab:blue", label=label
             )
-            offset += len(records)
         searched, offset = work / f"{arch}_searched_s0", 0
         if (searched / "study.journal").exists():
             for part in ("pretrain", "finetune"):
                 for trial in open_study(searched, part).get_trials():
                     records = _log(searched / part / f"trial_{trial.number:04d}")
-                    xs = [offset + r["epoch"] for r in records]
-                    ax.plot(xs, [r["val"]["iou"] for r in records], ".-", color="tab:orange", alpha=0.6)
-                    offset += len(records)
-                records = _log(searched / f"{part}_winner")
-                xs = [offset + r["epoch"] for r in records]
-                ax.plot(
-                    xs,
-                    [r["val"]["iou"] for r in records],
-                    "s-",
-                    color="tab:red",
-                    label="search winner trained on" if part == "pretrain" else None,
+                    offset = _curve(ax, records, offset, ".-", color="tab:orange", alpha=0.6)
+                label = "search winner trained on" if part == "pretrain" else None
+                offset = _curve(
+                    ax, _log(searched / f"{part}_winner"), offset, "s-", color="tab:red", label=label
                 )
-                offset += len(records)
         ax.plot([], [], ".-", color="tab:orange", label="search trials")
         ax.set_title(f"{arch} (seed 0)")
         ax.set_xlabel("epochs trained (pretraining, then fine-tuning)")

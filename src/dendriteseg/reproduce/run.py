@@ -188,23 +188,18 @@ class _Study:
         seconds = time.perf_counter() - start
         rows = [
             _row(
-                f"{arch}_noisy",
+                f"{arch}_{name}",
                 arch,
                 hpo=False,
-                finetune=False,
+                finetune=finetuned,
                 seed=seed,
-                scores=self._score(f"{arch}_noisy", pre, seed),
-                seconds=pre_seconds,
-            ),
-            _row(
-                f"{arch}_fixed",
-                arch,
-                hpo=False,
-                finetune=True,
-                seed=seed,
-                scores=self._score(f"{arch}_fixed", ft, seed),
-                seconds=seconds,
-            ),
+                scores=self._score(f"{arch}_{name}", model, seed),
+                seconds=took,
+            )
+            for name, model, finetuned, took in (
+                ("noisy", pre, False, pre_seconds),
+                ("fixed", ft, True, seconds),
+            )
         ]
         settings = {
             "patch": f"{fixed.width}x{fixed.width}x{1 if arch == 'unet2d' else 4}",
