@@ -732,11 +732,21 @@ def test_scale_probe_is_cropped_on_shallow_large_planes_and_reused_when_it_is_th
     dendrite, and the run reuses the probe's logits at the binning chosen (no second pass)."""
     from collections import Counter
 
-    from dendriteseg.infer.scale_choice import MIN_CROP, PROBE_SHARE, probe_crop, probe_plan, probe_work
+    from dendriteseg.infer.scale_choice import (
+        FALLBACK_CROP,
+        MIN_CROP,
+        PROBE_SHARE,
+        probe_crop,
+        probe_plan,
+        probe_work,
+    )
 
     def share(shape, depth, side, scales=(1, 2, 3, 4)):  # of a run at the coarsest binning, 4-deep tiles
         run = probe_work(shape, shape[0], 0, (max(scales),), 4)
         return probe_work(shape, depth, side, scales, 4) / run
+
+    # a run's default tiles are consecutive in z: 250 slices are 63 tiles of 4, 252 slices seen
+    assert probe_work((250, 852, 852), 250, 0, (4,), 4) == 252 * 213 * 213
 
     # the bound is a share of a run at the coarsest binning, the cheapest the probe can choose
     assert probe_plan((4000, 852, 852), 4) == (8, 852)  # very deep: whole planes are a small share of it
@@ -749,7 +759,7 @@ def test_scale_probe_is_cropped_on_shallow_large_planes_and_reused_when_it_is_th
     assert probe_plan((250, 852, 852), 1) == (1, 852)  # a 2D model's tile is one slice: whole planes fit
     assert probe_plan((250, 852, 852), 4, (1, 2))[0] == 8  # binned 2 x, the cheapest run costs 4 x more
     assert probe_plan((24, 512, 512), 4) == (8, 512)  # nothing fits a shallow volume: the deeper probe
-    assert probe_plan((1, 1260, 1260), 4) == (1, MIN_CROP)  # one slice: cropped to the smallest window
+    assert probe_plan((1, 1260, 1260), 4) == (1, FALLBACK_CROP)  # one slice: nothing fits, a steady crop
     assert probe_plan((1, 500, 500), 4) == (1, 500)  # a crop would hold most of the plane: whole
     coarse = np.zeros((1, 1000, 1000), np.float32)
     coarse[0, 700:760, 100:180] = 1.0  # the coarse look's dendrite, near a corner

@@ -30,7 +30,9 @@ binnings see only a crop (at least ``MIN_CROP`` a side, with ``CONTEXT``
 binned pixels of context) centred where the coarse look found the most
 dendrite and doubt, and every binning is compared on that crop; where even
 the smallest crop would cost more, the probe is one tile deep instead of
-``PROBE_DEPTH`` slices.
+``PROBE_DEPTH`` slices; where nothing fits (a single large slice, a shallow
+volume) the finer binnings see a ``FALLBACK_CROP`` crop: a stable choice
+matters more there than the bound.
 Where the probe is the whole volume, its logits at the binning chosen are
 the run's (:func:`dendriteseg.infer.segment.segment` reuses them when it
 cuts the default tiles): no second pass.
@@ -59,7 +61,8 @@ MIN_GAIN = 0.05  # relative drop in mean entropy that a binning must bring over 
 WIDTH_PER_BIN = 3.5  # a binning s needs dendrite at least this many times s pixels wide
 SPECK = 12  # pixels (x binning^2): pieces this small are noise, not arms, and are not measured
 PROBE_SHARE = 0.1  # the most of a run at the coarsest binning the probe may cost before it is cropped
-MIN_CROP = 384  # pixels a side: the smallest crop the finer binnings are probed on (4 x 96)
+MIN_CROP = 288  # pixels a side: the smallest crop the finer binnings are probed on within the bound (3 x 96)
+FALLBACK_CROP = 384  # pixels a side: their crop where nothing fits the bound (smaller ones change the choice)
 CONTEXT = 24  # binned pixels of context around the crop, not measured (the network's reach)
 ALIGN = 12  # crops start on multiples of every candidate binning
 REUSE_VOXELS = 64 * 2**20  # logits kept for the run when the probe is the whole volume, up to this size
@@ -242,11 +245,11 @@ def choose_scale(
 
 
 def _slices_seen(depth: int, tile_depth: int) -> int:
-    """Slices the network processes for ``depth`` slices in tiles ``tile_depth`` deep (overlapping
-    as a run's do; a volume shallower than one tile is padded to it)."""
+    """Slices the network processes for ``depth`` slices in tiles ``tile_depth`` deep (consecutive in z,
+    as a run's default tiles are; a volume shallower than one tile is padded to it)."""
     if tile_depth <= 1:
         return depth
-    return len(tile_starts(depth, tile_depth, DEFAULT_OVERLAP)) * tile_depth
+    return len(tile_starts(depth, tile_depth, 0.0)) * tile_depth
 
 
 def probe_work(
@@ -273,7 +276,7 @@ def probe_plan(
     It takes ``PROBE_DEPTH`` central slices (at least one tile), on whole planes or on the largest
     crop that fits (at least ``MIN_CROP``, aligned to every binning); else one tile's depth, whole or
     cropped, where that fits; where nothing fits (a single slice, a shallow volume), ``PROBE_DEPTH``
-    slices on the smallest crop, or on whole planes where that crop would hold half the plane."""
+    slices on a ``FALLBACK_CROP`` crop, or on whole planes where that crop would hold half the plane."""
     nz, ny, nx = (int(s) for s in shape[-3:])
     budget = PROBE_SHARE * _slices_seen(nz, tile_depth) * ny * nx / max(scales) ** 2
     deep, thin = min(nz, max(PROBE_DEPTH, tile_depth)), min(nz, max(1, tile_depth))
@@ -283,4 +286,4 @@ def probe_plan(
             side = (side - 1) // ALIGN * ALIGN
         if probe_work(shape, depth, side, scales, tile_depth) <= budget:
             return depth, side
-    return deep, max(ny, nx) if MIN_CROP * MIN_CROP * 2 > ny * nx else MIN_CROP
+    return deep, max(ny, nx) if FALLBACK_CROP * FALLBACK_CROP * 2 > ny * nx else FALLBACK_CROP
