@@ -3,13 +3,16 @@
 For each format (TIFF, Zarr, HDF5, ``.npy``) a volume of ``--plane`` x ``--plane`` slices is
 written slab by slab at two depths (``--depths``, default 128 and 1000); each is segmented with
 the defaults (``--scale auto``, ``--sample-mask auto``, on the CPU) in a fresh process, to an
-output of the same format. Printed per run: seconds, peak RSS and peak anonymous memory
-(``RssAnon``, sampled every 50 ms: what a scheduler's memory limit kills for; RSS also counts the
-input's memory-mapped file pages). Then per format the growth of each from the shallow to the deep
-volume (the goal: anonymous memory under 10 % growth).
+output of the same format, with ``torch.compile`` the same at both depths (``--compile``, default
+on): the defaults compile from 64 M voxels, so a shallow volume would run eager and a deep one
+compiled, and the compiler's own memory (a fixed cost, not one that grows with depth) would read
+as growth; ``--compile auto`` measures the defaults as they are. Printed per run: seconds, peak
+RSS and peak anonymous memory (``RssAnon``, sampled every 50 ms: what a scheduler's memory limit
+kills for; RSS also counts the input's memory-mapped file pages). Then per format the growth of
+each from the shallow to the deep volume (the goal: anonymous memory under 10 % growth).
 
     python benchmarks/depth_memory.py [--plane 852] [--depths 128,1000] [--formats tiff,zarr,h5,npy]
-        [--work DIR] [--smoke]
+        [--compile on|off|auto] [--work DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -81,17 +84,21 @@ def main() -> None:
     parser.add_argument("--formats", default="tiff,zarr,h5,npy")
     parser.add_argument("--model", default=None, help="model name or file (default: the shipped default)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
+    parser.add_argument(
+        "--compile", default="on", choices=("on", "off", "auto"), help="torch.compile at both depths"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny volumes (a check that it runs)")
     args = parser.parse_args()
     depths = tuple(int(d) for d in args.depths.split(","))
     plane, depths = (48, (8, 24)) if args.smoke else (args.plane, depths)
+    compile_ = "off" if args.smoke else args.compile  # compiling alone takes half a minute
     formats = args.formats.split(",")
     unknown = sorted(set(formats) - set(SUFFIX))
     if unknown:
         parser.error(f"unknown formats {unknown}; choose from {sorted(SUFFIX)}")
     work = Path(args.work or tempfile.mkdtemp(prefix="dseg-depth-memory-"))
     work.mkdir(parents=True, exist_ok=True)
-    results = {"plane": plane, "depths": list(depths), "runs": []}
+    results = {"plane": plane, "depths": list(depths), "compile": compile_, "runs": []}
     try:
         for fmt in formats:
             rows = []
@@ -103,7 +110,7 @@ def main() -> None:
                 if out.is_dir():
                     shutil.rmtree(out)
                 out.unlink(missing_ok=True)
-                cmd = segment_command(src, out, "--device", "cpu")
+                cmd = segment_command(src, out, "--device", "cpu", "--compile", compile_)
                 cmd[cmd.index("--scale") + 1] = "auto"  # the defaults, as a user runs them
                 if args.model:
                     cmd += ["--model", args.model]
@@ -119,7 +126,8 @@ def main() -> None:
             (d0, _, rss0, anon0), (d1, _, rss1, anon1) = rows[0], rows[-1]
             print(
                 f"{fmt:>4} {d0} -> {d1} slices: peak anonymous memory {100 * (anon1 / anon0 - 1):+.1f} %, "
-                f"peak RSS {100 * (rss1 / rss0 - 1):+.1f} % (goal: anonymous under +10 %)",
+                f"peak RSS {100 * (rss1 / rss0 - 1):+.1f} % "
+                f"(compile {compile_}; goal: anonymous under +10 %)",
                 flush=True,
             )
     finally:
