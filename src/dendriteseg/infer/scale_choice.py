@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dendriteseg.infer.predictor import BinnedPredictor, Predictor
-from dendriteseg.infer.settings import DEFAULT_OVERLAP
+from dendriteseg.infer.settings import DEFAULT_OVERLAP, DEFAULT_OVERLAP_Z
 from dendriteseg.infer.stream import iter_logits, plan_tiling, sigmoid
 from dendriteseg.infer.tiling import tile_starts
 from dendriteseg.io import Volume, as_volume
@@ -249,7 +249,7 @@ def _slices_seen(depth: int, tile_depth: int) -> int:
     as a run's default tiles are; a volume shallower than one tile is padded to it)."""
     if tile_depth <= 1:
         return depth
-    return len(tile_starts(depth, tile_depth, 0.0)) * tile_depth
+    return len(tile_starts(depth, tile_depth, DEFAULT_OVERLAP_Z)) * tile_depth
 
 
 def probe_work(

@@ -25,6 +25,7 @@ MAX_SCALE = 16  # pixels per binned pixel; binned slices must also keep MIN_BINN
 MIN_BINNED_PIXELS = 16  # a binned slice narrower than this holds too little for the network to see
 MIN_TILE = 16  # in-plane tile side: smaller tiles lose the context networks are trained with
 DEFAULT_OVERLAP = 0.25
+DEFAULT_OVERLAP_Z = 0.0  # z tiles are consecutive unless overlap_z is given
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: a sample mask may be an array

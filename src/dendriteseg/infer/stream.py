@@ -31,6 +31,7 @@ import numpy as np
 
 from dendriteseg.errors import InputError
 from dendriteseg.infer.predictor import BinnedPredictor, Predictor
+from dendriteseg.infer.settings import DEFAULT_OVERLAP_Z
 from dendriteseg.infer.tiling import Tiling, tile_starts
 from dendriteseg.io import Volume
 
@@ -109,7 +110,7 @@ def plan_tiling(
     overlap_z: float | None,
 ) -> Tiling:
     """The tile grid :func:`segment` (and the Dask path) uses for a volume."""
-    overlaps = (overlap_z or 0.0, overlap, overlap)
+    overlaps = (DEFAULT_OVERLAP_Z if overlap_z is None else overlap_z, overlap, overlap)
     return Tiling.build(
         shape, choose_tile(shape, predictor, tile, overlap), overlaps, predictor.size_multiple
     )
