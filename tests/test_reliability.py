@@ -165,6 +165,33 @@ def test_sigterm_cleans_up_and_exits_143(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".out.tif.partial-*"))
 
 
+def test_an_interrupt_while_the_outputs_open_leaves_no_partial(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) after the labels' file is opened but before the probabilities' is: the
+    labels' partial is removed too."""
+    import importlib
+
+    from dendriteseg.infer import segment
+
+    segment_module = importlib.import_module("dendriteseg.infer.segment")  # the name is the function
+
+    opened = []
+
+    class Interrupted(VolumeWriter):
+        def __init__(self, *args, **kwargs):
+            if opened:
+                raise KeyboardInterrupt
+            super().__init__(*args, **kwargs)
+            opened.append(self.temp)
+
+    monkeypatch.setattr(segment_module, "VolumeWriter", Interrupted)
+    volume = np.random.default_rng(0).random((5, 33, 34)).astype(np.float32)
+    with pytest.raises(KeyboardInterrupt):
+        segment(
+            volume, lambda b: b - 0.5, output=tmp_path / "l.tif", probabilities=tmp_path / "p.tif", scale=1
+        )
+    assert opened and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_stale_partials_of_dead_runs_are_removed(tmp_path, image):
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

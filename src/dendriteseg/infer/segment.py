@@ -142,13 +142,13 @@ def segment(
         predictor, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
         plan = plan_volume(vol, predictor, settings, window)
         shape = plan.shape[1:] if image2d else plan.shape
-        outputs = _Outputs(shape, vol.voxel_size, output, probabilities, settings.compression, region)
         meter = TrustMeter(
             plan.shape[0], None if region is None else region.mask, choice.scale if choice else 1
         )
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
         reused = _probe_logits(choice, settings)
-        dendrite = _stream(source, predictor, plan, outputs, meter, settings.batch_size, progress, reused)
+        with _Outputs(shape, vol.voxel_size, output, probabilities, settings.compression, region) as outputs:
+            dendrite = _stream(source, predictor, plan, outputs, meter, settings.batch_size, progress, reused)
         if warning := nonfinite_warning(source):
             log.warning(warning)
         labels, probs = outputs.in_memory(squeeze=image2d)
@@ -246,8 +246,8 @@ def _stream(
     reused: np.ndarray | None = None,
 ) -> int:
     """Run every tile row through the predictor into ``outputs`` (and ``meter``); returns the dendrite
-    voxel count. ``reused``: the whole volume's logits, already computed (the scale probe's), streamed
-    instead. On any error (or interrupt) the outputs are aborted: nothing half-written stays."""
+    voxel count and commits the outputs. ``reused``: the whole volume's logits, already computed (the
+    scale probe's), streamed instead."""
     total = int(np.prod(plan.shape))
     done = dendrite = 0
     if reused is not None:
@@ -255,19 +255,15 @@ def _stream(
         slabs = iter([(0, plan.shape[0], reused)])
     else:
         slabs = iter_logits(source, predictor, plan.tiling, plan.window, batch_size=batch_size)
-    try:
-        for z0, z1, logits in slabs:
-            logits = outputs.inside_region(z0, z1, logits)
-            labels = (logits > 0).astype(np.uint8)
-            dendrite += outputs.write(z0, z1, logits, labels)
-            meter.add(z0, logits, labels)
-            done += (z1 - z0) * plan.shape[1] * plan.shape[2]
-            if progress:
-                progress(done, total)
-        outputs.commit()
-    except BaseException:
-        outputs.abort()
-        raise
+    for z0, z1, logits in slabs:
+        logits = outputs.inside_region(z0, z1, logits)
+        labels = (logits > 0).astype(np.uint8)
+        dendrite += outputs.write(z0, z1, logits, labels)
+        meter.add(z0, logits, labels)
+        done += (z1 - z0) * plan.shape[1] * plan.shape[2]
+        if progress:
+            progress(done, total)
+    outputs.commit()
     return dendrite
 
 
@@ -292,7 +288,9 @@ def plan_volume(
 
 
 class _Outputs:
-    """Where :func:`segment` puts labels and probabilities: files written slab by slab, or memory."""
+    """Where :func:`segment` puts labels and probabilities: files written slab by slab, or memory.
+    Used as a context manager: any error (or interrupt) from the first file opened until the commit
+    aborts them, so nothing half-written stays."""
 
     def __init__(
         self,
@@ -308,20 +306,31 @@ class _Outputs:
         self.region = None if region is None else region.mask
         stack = shape if len(shape) == 3 else (1, *shape)  # memory holds a 2D image as one slice
         self.writers: list[VolumeWriter] = []
-        if output is not None:
-            self.labels_out = VolumeWriter(
-                output, shape, np.uint8, voxel_size=voxel_size, compression=compression
-            )
-            self.writers.append(self.labels_out)
-        else:
-            self.labels_mem = np.zeros(stack, np.uint8)
-        if probabilities is True:
-            self.probs_mem = np.zeros(stack, np.float16)
-        elif probabilities:
-            self.probs_out = VolumeWriter(
-                probabilities, shape, np.float16, voxel_size=voxel_size, compression=compression
-            )
-            self.writers.append(self.probs_out)
+        try:
+            if output is not None:
+                self.labels_out = VolumeWriter(
+                    output, shape, np.uint8, voxel_size=voxel_size, compression=compression
+                )
+                self.writers.append(self.labels_out)
+            else:
+                self.labels_mem = np.zeros(stack, np.uint8)
+            if probabilities is True:
+                self.probs_mem = np.zeros(stack, np.float16)
+            elif probabilities:
+                self.probs_out = VolumeWriter(
+                    probabilities, shape, np.float16, voxel_size=voxel_size, compression=compression
+                )
+                self.writers.append(self.probs_out)
+        except BaseException:
+            self.abort()
+            raise
+
+    def __enter__(self) -> _Outputs:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        if exc_type is not None:
+            self.abort()  # a committed writer ignores it
 
     def inside_region(self, z0: int, z1: int, logits: np.ndarray) -> np.ndarray:
         """``logits`` of slices ``z0:z1`` with nothing dendrite outside ``region`` (where there is one)."""
