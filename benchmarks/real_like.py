@@ -31,11 +31,13 @@ have (``../shared/REAL-SCANS.md``):
 Every model segments every scan through :func:`dendriteseg.scoring.score_model`
 (the sample mask off, so the rows measure the model) at each ``--scale``
 (1: as the pixels are; ``auto``: ``segment``'s default, the binning where
-the network is surest, tried on slices of 192 px and more); the table gives
-IoU / BF1 / BDE per row, model and scale.
+the network is surest, tried on slices of 192 px and more) and each
+``--hysteresis`` (0.5: every voxel above 0.5 is dendrite; 0.9, the default:
+only pieces holding a voxel of 0.9, see ``dendriteseg.infer.hysteresis``);
+the table gives IoU / BF1 / BDE per row, model, scale and rule.
 
     python benchmarks/real_like.py [MODEL ...] [--scans 4] [--scale 1 auto] [--sample-mask none]
-        [--rows ...] [--threads N] [--smoke]
+        [--hysteresis 0.5 0.9] [--rows ...] [--threads N] [--smoke]
 """
 
 from __future__ import annotations
@@ -148,13 +150,14 @@ def scans_for(
     return scans
 
 
-def cell(model: str, scans: list, scale: str, mask: str) -> str:
+def cell(model: str, scans: list, scale: str, mask: str, hysteresis: float = 0.9) -> str:
     """IoU / BF1 / BDE of ``model`` on ``scans``; where nothing is to be found, the share called."""
+    common = {"precision": "fp32", "sample_mask": mask, "scale": scale, "hysteresis": hysteresis}
     if not any(label.any() for _, label in scans):
-        s = score_model(model, scans, precision="fp32", sample_mask=mask, scale=scale, keep_labels=True)
+        s = score_model(model, scans, keep_labels=True, **common)
         called = np.mean([p.mean() for p in s.labels])
         return f"{100 * called:.3f} % called"
-    s = score_model(model, scans, precision="fp32", sample_mask=mask, scale=scale)
+    s = score_model(model, scans, **common)
     return f"{s['iou']:.3f} / {s['bf1']:.3f} / {s['bde']:.2f}"
 
 
@@ -165,6 +168,9 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", default=list(ROWS))
     parser.add_argument("--scale", nargs="*", default=["1", "auto"], help="binnings to compare (or auto)")
     parser.add_argument("--sample-mask", default="none", help="none measures the model; auto as segment does")
+    parser.add_argument(
+        "--hysteresis", nargs="*", type=float, default=[0.9], help="labelling rules to compare (0.5: p > 0.5)"
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="one 4 x 64 x 64 scan per row, one model")
     args = parser.parse_args()
@@ -174,12 +180,15 @@ def main() -> None:
     models = args.models[:1] if args.smoke else args.models
     scales = args.scale[:1] if args.smoke else args.scale
     print(f"IoU / BF1 / BDE (px) per mechanism; sample mask {args.sample_mask}")
-    columns = [(m, scale) for m in models for scale in scales]
-    print(f"{'mechanism':32s}" + "".join(f"{m[-22:] + ' @' + scale:>30s}" for m, scale in columns))
+    columns = [(m, scale, h) for m in models for scale in scales for h in args.hysteresis]
+    print(
+        f"{'mechanism':32s}"
+        + "".join(f"{m[-16:] + ' @' + scale + ' h' + f'{h:g}':>30s}" for m, scale, h in columns)
+    )
     for row in args.rows:
         start = time.perf_counter()
         scans = scans_for(row, 1 if args.smoke else args.scans, shape)
-        cells = [cell(model, scans, scale, args.sample_mask) for model, scale in columns]
+        cells = [cell(model, scans, scale, args.sample_mask, h) for model, scale, h in columns]
         print(
             f"{row:32s}" + "".join(f"{c:>30s}" for c in cells) + f"   ({time.perf_counter() - start:.0f} s)",
             flush=True,

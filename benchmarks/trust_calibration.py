@@ -18,7 +18,8 @@ images). The table gives each scan's IoU, verdict and measures; last the
 confusion of ``trust == "low"`` against ``IoU < 0.70`` (a scan with nothing
 to find counts as wrong where more than 0.05 % is called).
 
-    python benchmarks/trust_calibration.py [--model M] [--count 2] [--save runs/trust.json] [--smoke]
+    python benchmarks/trust_calibration.py [--model M] [--count 2] [--hysteresis 0.9] [--save runs/trust.json]
+        [--smoke]
     python benchmarks/trust_calibration.py --again runs/trust.json   # the verdicts of saved measures,
                                                                      # under today's limits
 """
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--count", type=int, default=2, help="scans of each kind")
     parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--hysteresis", type=float, default=0.9, help="the labelling rule (0.5: p > 0.5)")
     parser.add_argument("--save", type=Path, default=None, help="write every scan's measures here (JSON)")
     parser.add_argument("--smoke", action="store_true", help="one scan of each kind, 64 px")
     parser.add_argument("--again", type=Path, default=None, help="judge the measures saved by --save")
@@ -120,7 +122,7 @@ def main() -> None:
     print(f"{'scan':22s} {'IoU':>6s} {'called':>7s} {'trust':>5s}  reasons")
     for name, image, label in cases(count, size):
         start = time.perf_counter()
-        result = segment(image.astype(np.float32), args.model)
+        result = segment(image.astype(np.float32), args.model, hysteresis=args.hysteresis)
         pred = result.labels if result.labels.ndim == 3 else result.labels[None]
         truth = label if label.ndim == 3 else label[None]
         iou = summarize(score_slices(pred, truth)).iou if truth.any() else float("nan")

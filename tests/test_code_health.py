@@ -115,7 +115,11 @@ def test_score_model_is_the_nan_mean_of_each_volume_summary():
     labels[2][:] = 0  # nothing to find: its IoU is 0 (predictions) or skipped
     threshold = lambda batch: (batch - 0.5) * 8.0  # noqa: E731 - dendrite where the image is > 0.5
     scores = score_model(
-        threshold, list(zip(images, labels, strict=True)), window=(0.0, 1.0), keep_labels=True
+        threshold,
+        list(zip(images, labels, strict=True)),
+        window=(0.0, 1.0),
+        keep_labels=True,
+        hysteresis=0.5,  # every voxel above 0.5, as the expected labels are made
     )
     expected = [
         summarize(score_slices((im > 0.5).astype(np.uint8), lab))

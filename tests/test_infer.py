@@ -170,7 +170,8 @@ def test_tile_starts_follow_the_pooling_grid():
 
 @pytest.mark.parametrize("tile,overlap,overlap_z", [((5, 16, 16), 0.3, 0.4), ((4, 17, 40), 0.0, 0.0)])
 def test_tiled_pointwise_prediction_equals_direct(volume, tile, overlap, overlap_z):
-    result = segment(volume, pointwise, tile=tile, overlap=overlap, overlap_z=overlap_z, probabilities=True)
+    kw = {"tile": tile, "overlap": overlap, "overlap_z": overlap_z, "hysteresis": 0.5}  # labels: p > 0.5
+    result = segment(volume, pointwise, probabilities=True, **kw)
     lo, hi = normalisation_window(volume)
     logits = pointwise((volume - lo) / (hi - lo))
     probs = 1 / (1 + np.exp(-logits))
@@ -408,7 +409,10 @@ def test_dask_local_cluster_matches_single_process(tmp_path, volume, model_file)
     from dendriteseg.infer.distributed import segment_dask
 
     write_volume(tmp_path / "in.tif", volume.astype(np.uint16))
-    single = segment(tmp_path / "in.tif", model_file, output=tmp_path / "one.zarr", device="cpu")
+    sure = 0.99  # strict enough that pieces go, some vouched for from across a block's edge
+    single = segment(
+        tmp_path / "in.tif", model_file, output=tmp_path / "one.zarr", device="cpu", hysteresis=sure
+    )
     result = segment_dask(
         tmp_path / "in.tif",
         tmp_path / "many.zarr",
@@ -416,9 +420,12 @@ def test_dask_local_cluster_matches_single_process(tmp_path, volume, model_file)
         scheduler="local:2",
         block_depth=8,
         device="cpu",
+        hysteresis=sure,
     )
     assert result.blocks == 5
     assert np.array_equal(read_volume(tmp_path / "many.zarr"), read_volume(tmp_path / "one.zarr"))
+    every = segment(tmp_path / "in.tif", model_file, device="cpu", hysteresis=0.5)
+    assert not np.array_equal(every.labels, read_volume(tmp_path / "one.zarr"))  # hysteresis had work to do
     assert result.dendrite_fraction == pytest.approx(single.dendrite_fraction)
 
 

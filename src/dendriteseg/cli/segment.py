@@ -49,6 +49,9 @@ def segment(
     ),
     scale: str = Opt("auto", help="Bin N x N pixels before the network; auto: where it is surest."),
     window: tuple[float, float] | None = Opt(None, help="Grey window LOW HIGH (default: percentiles)."),
+    hysteresis: float = Opt(
+        0.9, help="Label a piece of dendrite only where some of it is this probable (0.5: every p > 0.5)."
+    ),
     report: str | None = Opt(
         None, help="Write the trust report (JSON): trust, reasons, slices to label next, the finetune line."
     ),
@@ -75,6 +78,7 @@ def segment(
         sample_mask=sample_mask,
         scale=scale,
         window=window,
+        hysteresis=hysteresis,
     )  # every value checked here, before any work
     with _progress(TextColumn("{task.description}")) as bar:
         volumes = bar.add_task("volumes", total=None, rate="", visible=False)

@@ -16,25 +16,27 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dendriteseg.errors import InputError, require
+from dendriteseg.infer.hysteresis import REACH, hysteresis_labels
 from dendriteseg.infer.predictor import BinnedPredictor, resolve_predictor
 from dendriteseg.infer.segment import (
     SegmentResult,
     check_volume,
+    inside_region,
     plan_volume,
     predictor_at_scale,
     window_for_volume,
 )
-from dendriteseg.infer.settings import InferenceSettings, settings_from
+from dendriteseg.infer.settings import DEFAULT_HYSTERESIS, InferenceSettings, settings_from
 from dendriteseg.infer.stream import iter_logits
 from dendriteseg.infer.tiling import Tiling
-from dendriteseg.io import VolumeWriter, open_volume, parse_location
+from dendriteseg.io import Volume, VolumeWriter, open_volume, parse_location
 from dendriteseg.preprocess import FiniteVolume
 from dendriteseg.sample_region import sample_region_for
 
@@ -92,8 +94,10 @@ def _segment_block(
     batch_size: int,
     threads: int | None,
     region: np.ndarray | None = None,
+    hysteresis: float = DEFAULT_HYSTERESIS,
 ) -> int:
-    """Run one block on a worker; returns its dendrite voxel count (nothing outside ``region``)."""
+    """Run one block on a worker; returns its dendrite voxel count (nothing outside ``region``; labels by
+    ``hysteresis``, from the logits of the block and of ``REACH`` slices either side)."""
     import torch
     import zarr
 
@@ -103,15 +107,35 @@ def _segment_block(
     count = 0
     with open_volume(spec) as vol:
         source = FiniteVolume(vol, window)  # NaN and infinities read as the window's ends, as in segment
-        for z0, z1, logits in iter_logits(
-            source, predictor, tiling, window, batch_size=batch_size, z_range=z_range
+        for z0, z1, labels in block_labels(
+            source, predictor, tiling, window, z_range, region, hysteresis, batch_size
         ):
-            labels = (logits > 0).astype(np.uint8)
-            if region is not None:
-                labels &= (region[None] if region.ndim == 2 else region[z0:z1]).astype(np.uint8)
             array[z0:z1] = labels
             count += int(labels.sum(dtype=np.int64))
     return count
+
+
+def block_labels(
+    source: Volume,
+    predictor: Any,
+    tiling: Tiling,
+    window: tuple[float, float],
+    z_range: tuple[int, int],
+    region: np.ndarray | None,
+    hysteresis: float,
+    batch_size: int = 1,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(z0, z1, labels)`` for the slices of ``z_range`` as a whole run labels them: from the logits of
+    the block and of the ``REACH`` slices either side that vouch for its pieces (hysteresis)."""
+    c0, c1 = z_range
+    reach = REACH if hysteresis > 0.5 else 0
+    around = (max(c0 - reach, 0), min(c1 + reach, int(source.shape[0])))
+    slabs = iter_logits(source, predictor, tiling, window, batch_size=batch_size, z_range=around)
+    inside = ((z0, z1, inside_region(region, z0, z1, logits)) for z0, z1, logits in slabs)
+    for z0, z1, _, labels in hysteresis_labels(inside, hysteresis):
+        a, b = max(z0, c0), min(z1, c1)
+        if b > a:
+            yield a, b, labels[a - z0 : b - z0]
 
 
 def _run_blocks(
@@ -125,7 +149,7 @@ def _run_blocks(
     """Run :func:`_segment_block` for every z-block on the cluster; returns the dendrite voxel count.
 
     ``task`` is (input, model, predictor options, binning, tiling, window); ``sink`` is
-    (Zarr store, member, batch size, torch threads, sample region or None).
+    (Zarr store, member, batch size, torch threads, sample region or None, hysteresis).
     """
     from distributed import Client, LocalCluster, as_completed
 
@@ -137,12 +161,21 @@ def _run_blocks(
         if kind == "local"
         else None
     )
-    store, member, batch_size, threads, region = sink
+    store, member, batch_size, threads, region, hysteresis = sink
     try:
         with Client(cluster if cluster is not None else target) as client:
             futures = {
                 client.submit(
-                    _segment_block, *task, z_range, store, member, batch_size, threads, region, pure=False
+                    _segment_block,
+                    *task,
+                    z_range,
+                    store,
+                    member,
+                    batch_size,
+                    threads,
+                    region,
+                    hysteresis,
+                    pure=False,
                 ): z_range
                 for z_range in blocks
             }
@@ -220,7 +253,8 @@ def segment_dask(
         store, member = writer.zarr_temp()
         blocks = [(z, min(z + block, shape[0])) for z in range(0, shape[0], block)]
         task = (spec, model, predictor_options, scale, tiling, window)
-        sink = (store, member, settings.batch_size, threads, None if region is None else region.mask)
+        mask = None if region is None else region.mask
+        sink = (store, member, settings.batch_size, threads, mask, settings.hysteresis)
         dendrite = _run_blocks(scheduler, task, blocks, sink, shape, progress)
         writer.commit()
     except BaseException:

@@ -23,9 +23,15 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
+from dendriteseg.infer.hysteresis import hysteresis_labels
 from dendriteseg.infer.predictor import BinnedPredictor, Predictor, resolve_predictor
 from dendriteseg.infer.scale_choice import ScaleChoice, choose_scale
-from dendriteseg.infer.settings import DEFAULT_OVERLAP, InferenceSettings, check_scale_fits, settings_from
+from dendriteseg.infer.settings import (
+    DEFAULT_OVERLAP,
+    InferenceSettings,
+    check_scale_fits,
+    settings_from,
+)
 from dendriteseg.infer.stream import iter_logits, plan_tiling, sigmoid
 from dendriteseg.infer.tiling import Tiling
 from dendriteseg.infer.trust import TrustMeter, TrustReport, suggested_share, trust_report
@@ -148,7 +154,7 @@ def segment(
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
         reused = _probe_logits(choice, settings)
         with _Outputs(shape, vol.voxel_size, output, probabilities, settings.compression, region) as outputs:
-            dendrite = _stream(source, predictor, plan, outputs, meter, settings.batch_size, progress, reused)
+            dendrite = _stream(source, predictor, plan, outputs, meter, settings, progress, reused)
         if warning := nonfinite_warning(source):
             log.warning(warning)
         labels, probs = outputs.in_memory(squeeze=image2d)
@@ -241,23 +247,22 @@ def _stream(
     plan: VolumePlan,
     outputs: _Outputs,
     meter: TrustMeter,
-    batch_size: int,
+    settings: InferenceSettings,
     progress: Progress | None,
     reused: np.ndarray | None = None,
 ) -> int:
     """Run every tile row through the predictor into ``outputs`` (and ``meter``); returns the dendrite
     voxel count and commits the outputs. ``reused``: the whole volume's logits, already computed (the
-    scale probe's), streamed instead."""
+    scale probe's), streamed instead. Labelled by ``settings.hysteresis`` (:mod:`.hysteresis`)."""
     total = int(np.prod(plan.shape))
     done = dendrite = 0
     if reused is not None:
         source.read(0, plan.shape[0])  # non-finite voxels counted, as a run reading them would
         slabs = iter([(0, plan.shape[0], reused)])
     else:
-        slabs = iter_logits(source, predictor, plan.tiling, plan.window, batch_size=batch_size)
-    for z0, z1, logits in slabs:
-        logits = outputs.inside_region(z0, z1, logits)
-        labels = (logits > 0).astype(np.uint8)
+        slabs = iter_logits(source, predictor, plan.tiling, plan.window, batch_size=settings.batch_size)
+    inside = ((z0, z1, outputs.inside_region(z0, z1, logits)) for z0, z1, logits in slabs)
+    for z0, z1, logits, labels in hysteresis_labels(inside, settings.hysteresis):
         dendrite += outputs.write(z0, z1, logits, labels)
         meter.add(z0, logits, labels)
         done += (z1 - z0) * plan.shape[1] * plan.shape[2]
@@ -333,11 +338,7 @@ class _Outputs:
             self.abort()  # a committed writer ignores it
 
     def inside_region(self, z0: int, z1: int, logits: np.ndarray) -> np.ndarray:
-        """``logits`` of slices ``z0:z1`` with nothing dendrite outside ``region`` (where there is one)."""
-        if self.region is None:
-            return logits
-        inside = self.region[None] if self.region.ndim == 2 else self.region[z0:z1]
-        return np.where(inside, logits, np.float32(-30.0))
+        return inside_region(self.region, z0, z1, logits)
 
     def write(self, z0: int, z1: int, logits: np.ndarray, labels: np.ndarray) -> int:
         """Store slices ``z0:z1``; returns their dendrite voxel count."""
@@ -365,6 +366,15 @@ class _Outputs:
     def abort(self) -> None:
         for writer in self.writers:
             writer.abort()
+
+
+def inside_region(region: np.ndarray | None, z0: int, z1: int, logits: np.ndarray) -> np.ndarray:
+    """``logits`` of slices ``z0:z1`` with nothing dendrite outside ``region`` (a (y, x) or (z, y, x)
+    mask; None: anywhere)."""
+    if region is None:
+        return logits
+    inside = region[None] if region.ndim == 2 else region[z0:z1]
+    return np.where(inside, logits, np.float32(-30.0))
 
 
 def window_for_volume(

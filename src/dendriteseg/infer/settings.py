@@ -26,6 +26,7 @@ MIN_BINNED_PIXELS = 16  # a binned slice narrower than this holds too little for
 MIN_TILE = 16  # in-plane tile side: smaller tiles lose the context networks are trained with
 DEFAULT_OVERLAP = 0.25
 DEFAULT_OVERLAP_Z = 0.0  # z tiles are consecutive unless overlap_z is given
+DEFAULT_HYSTERESIS = 0.9  # probability a piece of dendrite must reach somewhere to be labelled
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: a sample mask may be an array
@@ -56,6 +57,9 @@ class InferenceSettings:
     scale : int or "auto"
         Pixels per binned pixel the network sees (1 to ``MAX_SCALE``), or "auto"
         (:mod:`dendriteseg.infer.scale_choice`).
+    hysteresis : float
+        A piece of dendrite (p > 0.5) is labelled only where it holds a voxel at least this
+        probable (:mod:`dendriteseg.infer.hysteresis`); 0.5 labels every voxel above 0.5.
     """
 
     tile: tuple[int, ...] | None = None
@@ -70,6 +74,7 @@ class InferenceSettings:
     compression: str | None = None
     sample_mask: Any = "auto"
     scale: int | str = "auto"
+    hysteresis: float = DEFAULT_HYSTERESIS
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -90,6 +95,7 @@ class InferenceSettings:
             raise InputError(f"compression: expected a codec name, got {self.compression!r}")
         set_("sample_mask", _sample_mask(self.sample_mask))
         set_("scale", check_scale(self.scale))
+        set_("hysteresis", _hysteresis(self.hysteresis))
 
     def replace(self, **changes: Any) -> InferenceSettings:
         """A copy with ``changes`` (checked again); unknown names are refused, naming the valid ones."""
@@ -148,6 +154,13 @@ def _fraction(name: str, value: Any) -> float:
     value = _number(name, value)
     if not 0 <= value < 1:
         raise InputError(f"{name}: a fraction of the tile in [0, 1), got {value:g}")
+    return value
+
+
+def _hysteresis(value: Any) -> float:
+    value = _number("hysteresis", value)
+    if not 0.5 <= value < 1:
+        raise InputError(f"hysteresis: a probability in [0.5, 1) (0.5: off), got {value:g}")
     return value
 
 
