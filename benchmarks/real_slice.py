@@ -9,9 +9,10 @@ the slice's petals and pixel noise are far finer than our training
 scans'; ``auto``, the default of ``segment``, picks the binning where the
 network is surest and the table names it), with the sample region on
 (``auto``, the default) and off; the table gives the share of the slice
-called dendrite and the pixels called dendrite beyond the wall, and an overlay PNG per model shows where.
+called dendrite and the pixels called dendrite beyond the wall, for each ``--hysteresis`` rule
+(0.5: every pixel above 0.5), and an overlay PNG per model and setting shows where.
 
-    python benchmarks/real_slice.py [MODEL ...] [--png-dir DIR]
+    python benchmarks/real_slice.py [MODEL ...] [--scale 1 3 auto] [--hysteresis 0.5 0.9] [--png-dir DIR]
         [--image ../shared/real/mg_dendrites_slice.tif]
 """
 
@@ -39,6 +40,9 @@ def main() -> None:
     parser.add_argument(
         "--scale", nargs="*", default=["1", "3", "auto"], help="binnings to compare (or auto)"
     )
+    parser.add_argument(
+        "--hysteresis", nargs="*", type=float, default=[0.9], help="labelling rules to compare (0.5: p > 0.5)"
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
         "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
@@ -62,20 +66,23 @@ def main() -> None:
     yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
     beyond = np.hypot(yy - (image.shape[0] - 1) / 2, xx - (image.shape[1] - 1) / 2) > WALL
     print(f"{Path(args.image).name} {image.shape}: share called dendrite / pixels beyond r = {WALL} px")
-    print(f"{'model':44s}{'scale':>8s}{'sample mask auto':>24s}{'sample mask none':>24s}")
+    print(f"{'model':38s}{'hyst.':>6s}{'scale':>8s}{'sample mask auto':>24s}{'sample mask none':>24s}")
     for model in args.models:
-        for scale in args.scale:
+        for scale, hysteresis in ((s, h) for s in args.scale for h in args.hysteresis):
             cells, labels, shown = [], {}, scale
             for mask in ("auto", "none"):
-                result = segment(image, model, sample_mask=mask, precision="fp32", scale=scale)
+                options = {"sample_mask": mask, "precision": "fp32", "scale": scale, "hysteresis": hysteresis}
+                result = segment(image, model, **options)
                 labels[mask] = result.labels.astype(bool)
                 cells.append(f"{labels[mask].mean() * 100:8.1f} % / {int(labels[mask][beyond].sum()):7d}")
                 if mask == "auto" and result.scale:
                     shown = f"auto={result.scale.scale}"
-            print(f"{model[-44:]:44s}{shown:>8s}" + "".join(f"{c:>24s}" for c in cells), flush=True)
+            row = f"{model[-38:]:38s}{hysteresis:6g}{shown:>8s}"
+            print(row + "".join(f"{c:>24s}" for c in cells), flush=True)
             if args.png_dir:
-                name = f"real_slice_{Path(model).stem}_scale{scale}.png"
-                _overlay(image, labels["auto"], Path(args.png_dir) / name, f"{model} (scale {scale})")
+                name = f"real_slice_{Path(model).stem}_scale{scale}_h{hysteresis:g}.png"
+                title = f"{model} (scale {scale}, hysteresis {hysteresis:g})"
+                _overlay(image, labels["auto"], Path(args.png_dir) / name, title)
 
 
 def _overlay(image: np.ndarray, label: np.ndarray, path: Path, title: str) -> None:
