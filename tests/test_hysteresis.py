@@ -84,6 +84,8 @@ def test_the_setting_is_checked_and_used_by_segment() -> None:
     every = segment(volume, model, hysteresis=0.5, **common)
     assert sure.labels.sum() == 4 * 100 and every.labels.sum() == 4 * 136
     np.testing.assert_array_equal(sure.probabilities, every.probabilities)  # the network's, both times
+    assert sure.trust.measures["hysteresis_dropped_share"] == pytest.approx(36 / 136, abs=1e-5)
+    assert every.trust.measures["hysteresis_dropped_share"] == 0.0
 
 
 def test_dask_blocks_label_as_the_whole_run() -> None:

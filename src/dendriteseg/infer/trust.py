@@ -91,6 +91,7 @@ class TrustMeter:
         self.inside = np.zeros(depth)  # per slice: sampled pixels inside the region
         self.voxels = np.zeros(depth)  # per slice: voxels inside the region
         self.dendrite = np.zeros(depth)
+        self.dropped = 0  # voxels above 0.5 inside the region that hysteresis left unlabelled
         self.speck_slices = {
             int(z) for z in np.unique(np.linspace(0, depth - 1, min(depth, SPECK_SLICES)).round())
         }
@@ -144,6 +145,7 @@ class TrustMeter:
             if zones is None:  # the zones' sizes, once per mask
                 zones = self._counts[id(mask)] = (int(mask.sum()), int(band.sum()), int(interior.sum()))
             self.dendrite[z] = float(np.count_nonzero(called & mask))
+            self.dropped += int(np.count_nonzero((logits[i] > 0) & ~called & mask))
             self.voxels[z] = float(zones[0])
             self.band += (np.count_nonzero(called & band), zones[1])
             self.interior += (np.count_nonzero(called & interior), zones[2])
@@ -168,6 +170,7 @@ class TrustMeter:
             "interior_share": float(interior),
             "small_blob_share": self.small_voxels / self.speck_dendrite if self.speck_dendrite else 0.0,
             "pieces": float(self.pieces),
+            "hysteresis_dropped_share": self.dropped / max(called + self.dropped, 1.0),
         }
 
     def label_next(self, count: int = LABEL_NEXT) -> list[int]:
