@@ -16,6 +16,10 @@ they stream out (inside the sample region where there is one) and
   smaller than ``SMALL_BLOB`` pixels (at the network's binning): noise in the
   melt called dendrite comes as such specks; the training data's dendrites
   are larger.
+* ``unsure``: the share of what the network put above 0.5 that labels by
+  hysteresis (:mod:`dendriteseg.infer.hysteresis`) dropped as unsure. A
+  model sure of the dendrite it finds drops little; one that half sees faint
+  dendrites, or noise, drops much of it, and may then label nothing at all.
 * ``histogram``: the share of dark phase the grey levels inside the sample
   suggest (Otsu's split where the histogram has two clear modes, none where
   it has one) against the share called.
@@ -47,6 +51,8 @@ UNCERTAINTY = 0.22  # bits per voxel inside the region, mean
 SMALL_BLOB = 12  # pixels: pieces smaller than this (at the network's binning) are specks
 SMALL_SHARE = 0.25  # share of the called dendrite in specks
 SMALL_MIN_PIECES = 20  # ... counted only where there are at least this many pieces
+UNSURE_SHARE = 0.15  # share of the voxels above 0.5 that hysteresis dropped ...
+UNSURE_MIN = 0.0005  # ... where they are at least this share of the region
 HISTOGRAM_BIMODAL = 0.75  # Otsu's between-class share of the variance above which there are two phases
 HISTOGRAM_RATIO = 3.0  # called / suggested (either way) beyond this ...
 HISTOGRAM_MIN_GAP = 0.05  # ... and apart by at least this share of the region
@@ -171,6 +177,7 @@ class TrustMeter:
             "small_blob_share": self.small_voxels / self.speck_dendrite if self.speck_dendrite else 0.0,
             "pieces": float(self.pieces),
             "hysteresis_dropped_share": self.dropped / max(called + self.dropped, 1.0),
+            "unsure_share": self.dropped / max(self.voxels.sum(), 1.0),
         }
 
     def label_next(self, count: int = LABEL_NEXT) -> list[int]:
@@ -252,6 +259,12 @@ def reasons_for(m: dict[str, float]) -> list[str]:
     if m["pieces"] >= SMALL_MIN_PIECES and m["small_blob_share"] > SMALL_SHARE:
         reasons.append(
             f"{100 * m['small_blob_share']:.0f} % of the dendrite in specks smaller than anything trained on"
+        )
+    dropped = m.get("hysteresis_dropped_share", 0.0)  # absent from measures saved before it existed
+    if dropped > UNSURE_SHARE and m.get("unsure_share", 0.0) >= UNSURE_MIN:
+        reasons.append(
+            f"the network is unsure of {100 * dropped:.0f} % of what it put above 0.5 "
+            f"({100 * m['unsure_share']:.2f} % of the sample; faint dendrites or noise)"
         )
     called, share = m["dendrite_share"], m["histogram_share"]
     if (

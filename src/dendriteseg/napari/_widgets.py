@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from dendriteseg.data import UNLABELLED
+from dendriteseg.infer.settings import DEFAULT_HYSTERESIS
 
 SHIPPED = ("unet3d_default", "unet2d_default", "fcdense3d_default")
 DEFAULT_START = "(default: 2D model for 2D images, else 3D)"
@@ -158,6 +159,11 @@ class SegmentWidget(QWidget):
         self.mask = QComboBox()
         self.mask.addItems(["auto", "none"])
         self.tta = QCheckBox("average over flips (4x slower)")
+        self.hysteresis = QDoubleSpinBox()
+        self.hysteresis.setRange(0.5, 0.99)
+        self.hysteresis.setSingleStep(0.05)
+        self.hysteresis.setValue(DEFAULT_HYSTERESIS)
+        self.hysteresis.setToolTip("a piece is dendrite only where some of it is this sure (0.5: p > 0.5)")
         self.probabilities = QCheckBox("also show probabilities")
         self.run_button = QPushButton("Segment")
         self.cancel_button = QPushButton("Cancel")
@@ -174,6 +180,7 @@ class SegmentWidget(QWidget):
         form.addRow("model", row)
         form.addRow("scale", self.scale)
         form.addRow("sample mask", self.mask)
+        form.addRow("hysteresis", self.hysteresis)
         form.addRow(self.tta)
         form.addRow(self.probabilities)
         layout = QVBoxLayout(self)
@@ -211,6 +218,7 @@ class SegmentWidget(QWidget):
             "scale": self.scale.currentText(),
             "sample_mask": self.mask.currentText(),
             "tta": self.tta.isChecked(),
+            "hysteresis": float(self.hysteresis.value()),
             "probabilities": self.probabilities.isChecked() or None,
         }
         self.job = Job(

@@ -118,6 +118,9 @@ def _validation_scores(
         tile_depth=None if is_2d(model) else depth,
         name="validation",
     )
+    # the network's own labels (p > 0.5): early in training it is sure of nothing, and labels by
+    # hysteresis (segment's default) would score every epoch 0 until it is, hiding its progress
+    options.setdefault("hysteresis", 0.5)
     return score_model(predictor, volumes, window=(0.0, 1.0), **options)
 
 
