@@ -37,6 +37,14 @@ def test_unsure_pieces_go_and_sure_pieces_stay_whole() -> None:
     np.testing.assert_array_equal(plain, (logits > 0).astype(np.uint8))
 
 
+def test_pieces_are_8_connected_in_plane() -> None:
+    logits = np.full((1, 12, 12), -5.0, np.float32)
+    logits[0, 2:5, 2:5] = logit(0.99)  # the sure core
+    logits[0, 5:8, 5:8] = logit(0.6)  # touching it at a corner only
+    _, labels = _run(logits, [])
+    assert labels[0, 5:8, 5:8].all() and labels.sum() == 18
+
+
 def test_a_sure_voxel_vouches_within_reach_slices_only() -> None:
     logits = np.full((9, 20, 21), -5.0, np.float32)
     logits[:, 4:10, 4:10] = logit(0.7)

@@ -42,8 +42,7 @@ def keep_sure_pieces(logits: np.ndarray, sure: np.ndarray) -> np.ndarray:
         if not count:
             continue
         keep = np.zeros(count + 1, bool)
-        keep[pieces[vouched & found]] = True
-        keep[0] = False
+        keep[pieces[vouched & found]] = True  # never the background: vouched & found lies in pieces
         labels[z] = keep[pieces]
     return labels
 
