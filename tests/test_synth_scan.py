@@ -343,3 +343,58 @@ def test_skin_and_correlated_noise_in_the_forward_model():
     assert 0.05 < diff.std() < 0.2
     lag = np.corrcoef(diff[:, :-1].ravel(), diff[:, 1:].ravel())[0, 1]
     assert lag > 0.5  # neighbours move together: the noise is correlated
+
+
+def test_visible_contrast_sees_a_dendrite_through_shading_but_not_through_noise():
+    from dendriteseg.synth.ct import contrast_to_noise, visible_contrast
+
+    gen = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    sample = np.hypot(yy - 31.5, xx - 31.5) < 30
+    label = np.zeros((3, 64, 64), np.uint8)
+    label[:, 20:30, 20:34] = 1
+    label[:, 38:44, 36:50] = 1
+    flat = 1.0 - 0.1 * label + gen.normal(0, 0.05, label.shape)
+    assert 1.6 < visible_contrast(flat, label, sample) < 2.4  # 0.1 deep in noise of 0.05
+    shaded = flat + 0.4 * np.sin(xx / 8 + yy / 16)  # broad bands of shading are no noise to the eye
+    assert 1.6 < visible_contrast(shaded, label, sample) < 2.4
+    assert contrast_to_noise(shaded, label, sample) < 1.0  # where the global measure sees little
+    inverted = 1.0 + 0.1 * label + gen.normal(0, 0.05, label.shape)
+    assert visible_contrast(inverted, label, sample) < 0
+    assert np.isnan(visible_contrast(flat, np.zeros_like(label), sample))  # nothing to see
+
+
+def test_raised_contrast_scales_the_solids_contrast_within_bounds():
+    from dendriteseg.synth.scan import MAX_CONTRAST_GAIN, MIN_SOLID_RATIO, raised_contrast
+
+    assert raised_contrast(0.95, 0.5, 1.5) == pytest.approx(0.85)  # 3x the contrast
+    assert raised_contrast(0.95, -1.0, 1.5) == pytest.approx(1 - 0.05 * MAX_CONTRAST_GAIN)
+    assert raised_contrast(0.7, 0.1, 1.5) == MIN_SOLID_RATIO
+
+
+def test_min_visible_simulates_a_hidden_dendrite_again_with_more_contrast():
+    options = dict(preset="easy", rng=5, n_views=90, solid_ratio=0.97, solid_ratio_spread=0.0)
+    faint = make_scan((3, 48, 48), **options)
+    shown = make_scan((3, 48, 48), min_visible=2.0, **options)
+    before = faint["meta"]["visible_contrast"]
+    assert before < 2.0 and "visibility_raised" not in faint["meta"]
+    assert shown["meta"]["visibility_raised"] == {"visible_contrast_before": before, "min_visible": 2.0}
+    assert shown["meta"]["visible_contrast"] > before + 0.5
+    assert shown["meta"]["scan"]["solid_ratio"] < 0.97
+    np.testing.assert_array_equal(shown["label"], faint["label"])  # the same structure, better seen
+    empty = make_scan((2, 24, 24), seeds=0, rng=3, n_views=24, min_visible=2.0)
+    assert "visibility_raised" not in empty["meta"]  # nothing to show: kept as drawn
+
+
+def test_dataset_min_visible_is_recorded_and_checked(tmp_path):
+    from dendriteseg.errors import InputError
+    from dendriteseg.train.recipe import DatasetSpec
+
+    assert DatasetSpec(20, "field").folder == "data_field20"
+    assert DatasetSpec(20, "field", min_visible=1.5).folder == "data_field20_visible1.5"
+    with pytest.raises(InputError, match="min_visible"):
+        build_dataset(tmp_path / "img", generator="image", min_visible=1.0)
+    runner = CliRunner()
+    bad = runner.invoke(app, ["synth", "dataset", str(tmp_path / "e"), "--min-visible", "-1"])
+    assert bad.exit_code == 2 and "min_visible must be 0 or more" in bad.stderr
+    assert not (tmp_path / "e").exists()

@@ -198,16 +198,22 @@ def synth_dataset(
     preset: str = Opt("small", help="tiny (seconds), small, or paper (large)."),
     seed: SeedOpt = 0,
     variety: str = Opt(
-        "standard", help="standard (the benchmark), wide (air, sizes, noise) or real (+ real-scan artefacts)."
+        "standard",
+        help="standard (the benchmark), wide (air, sizes, noise), real (+ real-scan artefacts) or field"
+        " (+ faint dendrites, skins, grainy bands, correlated noise, little to find).",
     ),
     holder: float = Opt(0.0, help="Share of scans with a holder tube around the sample (0 to 1)."),
     generator: str = Opt("ct", help="ct (projections, reconstruction) or image (image scans)."),
+    min_visible: float = Opt(
+        0.0, help="Raise the contrast of scans whose dendrites show less than this against the melt (0: off)."
+    ),
 ) -> None:
     """Write a paper-like dataset: noisy-label scans (70/20/10) and 14 exact groups of 8 slices."""
     from dendriteseg.synth.dataset import build_dataset
 
     on_entry = lambda name, done, total: _say(f"- {name} ({done}/{total})", err=True)  # noqa: E731
     options = {"preset": preset, "seed": seed, "variety": variety, "holder": holder, "generator": generator}
+    options["min_visible"] = min_visible
     _say(f"wrote {build_dataset(out_dir, on_entry=on_entry, **options)}")
 
 

@@ -209,6 +209,7 @@ def build_dataset(
     variety: str = "standard",
     holder: float = 0.0,
     generator: str = "ct",
+    min_visible: float = 0.0,
     on_entry: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Generate a dataset and its manifest; returns the manifest's path.
@@ -239,6 +240,10 @@ def build_dataset(
         scans painted in the image domain over wide ranges of grey levels,
         noise and blur (:func:`make_image_scan`; ``variety`` and
         ``holder`` do not apply), a second look for training data.
+    min_visible : float
+        Scans whose solid stands out from the melt around it by less than this are simulated again
+        with more contrast (:func:`dendriteseg.synth.scan.make_scan`); 0 keeps every draw. CT
+        generator only.
     on_entry : callable(name, done, total), optional
         Progress callback.
     """
@@ -251,6 +256,8 @@ def build_dataset(
         raise InputError(f"{out_dir}: the image generator has no holder tubes; use holder 0")
     if not 0 <= holder <= 1:
         raise InputError(f"{out_dir}: holder must be a share between 0 and 1, got {holder}")
+    if min_visible < 0 or (min_visible and generator == "image"):
+        raise InputError(f"{out_dir}: min_visible must be 0 or more, and 0 for the image generator")
     spec = DATASET_PRESETS[preset]
     noise = noise or LabelNoise()
     out = Path(out_dir)
@@ -276,6 +283,8 @@ def build_dataset(
             entry["exact_label"] = f"{item['name']}/label_exact.tif"
         if not (out / item["name"] / "meta.json").exists():
             scan_options = {"preset": difficulty, "variety": variety, "holder": holder}
+            if min_visible:
+                scan_options["min_visible"] = min_visible
             _write_entry(out / item["name"], item, generator, structure, scan_options, noise, gen)
         entries.append(entry)
         if on_entry:
@@ -287,6 +296,7 @@ def build_dataset(
         "variety": variety,
         "holder": holder,
         "generator": generator,
+        "min_visible": min_visible,
         "label_convention": "uint8, 1 = dendrite",
         "exact_groups": dict(EXACT_GROUPS),
         "entries": entries,

@@ -13,6 +13,7 @@ calls dendrite as it does on real scans.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict
 from typing import Any
@@ -303,6 +304,18 @@ def _structure(
     raise KeyError(f"unknown structure {kind!r}; choose one of {', '.join(STRUCTURES)}")
 
 
+MAX_CONTRAST_GAIN = 6.0
+MIN_SOLID_RATIO = 0.4
+
+
+def raised_contrast(solid_ratio: float, shown: float, wanted: float) -> float:
+    """The solid-to-melt ratio whose contrast (1 - ratio) is ``wanted / shown`` times this one's
+    (``shown`` floored at ``1 / MAX_CONTRAST_GAIN`` of ``wanted``: inverted or hidden contrast gets
+    the largest gain), never below :data:`MIN_SOLID_RATIO`."""
+    gain = wanted / max(shown, wanted / MAX_CONTRAST_GAIN)
+    return float(max(1.0 - (1.0 - solid_ratio) * gain, MIN_SOLID_RATIO))
+
+
 def _scan_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 1 or shape[1] < 16:
@@ -332,6 +345,7 @@ def make_scan(
     holder: float = 0.0,
     phasefield_steps: int | None = None,
     seeds: int | None = None,
+    min_visible: float = 0.0,
     rng: Rng = None,
     **scan_overrides: Any,
 ) -> dict[str, Any]:
@@ -367,6 +381,13 @@ def make_scan(
         Dendrites in the (procedural) structure; default drawn from 12 to 39, a few to
         ~25 % solid. With ``vary`` and the ``field`` variety, 30 % of the scans draw 0
         to 3 (the first scans of a solidification series: little or nothing to find).
+    min_visible : float
+        A label must show in the image: where the scan's solid stands out from the melt around it
+        by less than this (:func:`dendriteseg.synth.ct.visible_contrast`), the scan is simulated
+        again with the solid's contrast to the melt raised by the ratio needed (at most
+        :data:`MAX_CONTRAST_GAIN` x; the solid never below :data:`MIN_SOLID_RATIO` of the melt).
+        Training on dendrites that the image does not show teaches a network to call noise
+        dendrite. 0 (the default) keeps every draw as it is.
     rng : int or numpy.random.Generator
     **scan_overrides
         Any :class:`ScanParams` field, e.g. ``photons=2000``.
@@ -400,7 +421,13 @@ def make_scan(
     if vary and variety in ("real", "field"):
         placed = [sharpen_interfaces(p) for p in placed]
     moving = growth > 0 and not np.array_equal(start, end)
+    again = copy.deepcopy(gen)  # the same noise, rings and distractors if simulated again
     out = simulate_scan(placed[0], phase_end=placed[1] if moving else None, params=params, rng=gen)
+    shown = out["meta"]["visible_contrast"]
+    if min_visible > 0 and math.isfinite(shown) and shown < min_visible:
+        params = params.replace(solid_ratio=raised_contrast(params.solid_ratio, shown, min_visible))
+        out = simulate_scan(placed[0], phase_end=placed[1] if moving else None, params=params, rng=again)
+        out["meta"]["visibility_raised"] = {"visible_contrast_before": shown, "min_visible": min_visible}
     out["meta"].update(
         seed=rng if isinstance(rng, (int, np.integer)) else None,
         preset=preset,

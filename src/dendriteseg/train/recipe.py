@@ -58,11 +58,12 @@ class DatasetSpec:
     variety: str = "standard"
     holder: float = 0.0
     generator: str = "ct"
+    min_visible: float = 0.0
 
     @property
     def folder(self) -> str:
         kind = "image" if self.generator == "image" else ("holder" if self.holder else self.variety)
-        return f"data_{kind}{self.seed}"
+        return f"data_{kind}{self.seed}" + (f"_visible{self.min_visible:g}" if self.min_visible else "")
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def build_manifest(recipe: Recipe, work: Path, on_entry: Callable | None = None)
             variety=spec.variety,
             holder=spec.holder,
             generator=spec.generator,
+            min_visible=spec.min_visible,
             on_entry=on_entry,
         )
         prefix = spec.folder.removeprefix("data_")
