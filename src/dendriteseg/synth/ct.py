@@ -304,11 +304,9 @@ def simulate_scan(
     Returns
     -------
     dict
-        ``image`` (float32, z, y, x), ``label`` (uint8, 1 = dendrite, the
-        structure at mid-scan, minus pores and particles), ``phase`` (float32
-        mid-scan solid fraction), ``sample`` (bool, y, x) and ``meta`` (every
-        parameter, the drawn random values and the measured contrast-to-noise
-        ratio).
+        ``image`` (float32, z, y, x), ``label`` (uint8, 1 = dendrite, the structure at mid-scan,
+        minus pores and particles), ``phase`` (float32 mid-scan solid fraction), ``sample`` (bool,
+        y, x) and ``meta`` (every parameter, the drawn values, the measured contrasts).
     """
     gen = as_generator(rng)
     phase = np.asarray(phase, np.float32)

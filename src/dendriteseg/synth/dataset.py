@@ -228,11 +228,9 @@ def build_dataset(
         noise and contrast, for training data that generalises; ``"real"``
         adds what real scans show (:func:`dendriteseg.synth.scan.real_scan_draws`:
         fringes, phase retrieval, broad and partial rings, an axis spot,
-        dense inclusions, textured walls, masked exteriors); ``"field"`` adds
-        faint dendrites, oxide skins, grainy bands inside masked exteriors,
-        correlated noise and scans with little or nothing to find
-        (:func:`dendriteseg.synth.scan.field_scan_draws`); the benchmark is
-        ``"standard"``.
+        dense inclusions, textured walls, masked exteriors); ``"field"`` adds faint dendrites,
+        skins, grainy bands, correlated noise and scans with little to find
+        (:func:`dendriteseg.synth.scan.field_scan_draws`); the benchmark is ``"standard"``.
     holder : float
         Share of scans with a holder tube around the sample (label 0).
     generator : {"ct", "image"}
@@ -241,9 +239,7 @@ def build_dataset(
         noise and blur (:func:`make_image_scan`; ``variety`` and
         ``holder`` do not apply), a second look for training data.
     min_visible : float
-        Scans whose solid stands out from the melt around it by less than this are simulated again
-        with more contrast (:func:`dendriteseg.synth.scan.make_scan`); 0 keeps every draw. CT
-        generator only.
+        Raise the contrast of scans whose solid shows less than this (``make_scan``); 0: off.
     on_entry : callable(name, done, total), optional
         Progress callback.
     """

@@ -316,6 +316,24 @@ def raised_contrast(solid_ratio: float, shown: float, wanted: float) -> float:
     return float(max(1.0 - (1.0 - solid_ratio) * gain, MIN_SOLID_RATIO))
 
 
+def _simulate_visible(
+    phase: np.ndarray,
+    phase_end: np.ndarray | None,
+    params: ScanParams,
+    gen: np.random.Generator,
+    min_visible: float,
+) -> dict[str, Any]:
+    """:func:`simulate_scan`, again with more contrast where the solid shows less than ``min_visible``."""
+    again = copy.deepcopy(gen)  # the same noise, rings and distractors if simulated again
+    out = simulate_scan(phase, phase_end=phase_end, params=params, rng=gen)
+    shown = out["meta"]["visible_contrast"]
+    if min_visible > 0 and math.isfinite(shown) and shown < min_visible:
+        params = params.replace(solid_ratio=raised_contrast(params.solid_ratio, shown, min_visible))
+        out = simulate_scan(phase, phase_end=phase_end, params=params, rng=again)
+        out["meta"]["visibility_raised"] = {"visible_contrast_before": shown, "min_visible": min_visible}
+    return out
+
+
 def _scan_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 1 or shape[1] < 16:
@@ -382,12 +400,9 @@ def make_scan(
         ~25 % solid. With ``vary`` and the ``field`` variety, 30 % of the scans draw 0
         to 3 (the first scans of a solidification series: little or nothing to find).
     min_visible : float
-        A label must show in the image: where the scan's solid stands out from the melt around it
-        by less than this (:func:`dendriteseg.synth.ct.visible_contrast`), the scan is simulated
-        again with the solid's contrast to the melt raised by the ratio needed (at most
-        :data:`MAX_CONTRAST_GAIN` x; the solid never below :data:`MIN_SOLID_RATIO` of the melt).
-        Training on dendrites that the image does not show teaches a network to call noise
-        dendrite. 0 (the default) keeps every draw as it is.
+        Where the solid shows less than this (:func:`dendriteseg.synth.ct.visible_contrast`), simulate
+        again with its contrast raised (:func:`raised_contrast`): a label the image does not show
+        teaches a network to call noise dendrite. 0 (the default) keeps every draw.
     rng : int or numpy.random.Generator
     **scan_overrides
         Any :class:`ScanParams` field, e.g. ``photons=2000``.
@@ -421,13 +436,7 @@ def make_scan(
     if vary and variety in ("real", "field"):
         placed = [sharpen_interfaces(p) for p in placed]
     moving = growth > 0 and not np.array_equal(start, end)
-    again = copy.deepcopy(gen)  # the same noise, rings and distractors if simulated again
-    out = simulate_scan(placed[0], phase_end=placed[1] if moving else None, params=params, rng=gen)
-    shown = out["meta"]["visible_contrast"]
-    if min_visible > 0 and math.isfinite(shown) and shown < min_visible:
-        params = params.replace(solid_ratio=raised_contrast(params.solid_ratio, shown, min_visible))
-        out = simulate_scan(placed[0], phase_end=placed[1] if moving else None, params=params, rng=again)
-        out["meta"]["visibility_raised"] = {"visible_contrast_before": shown, "min_visible": min_visible}
+    out = _simulate_visible(placed[0], placed[1] if moving else None, params, gen, min_visible)
     out["meta"].update(
         seed=rng if isinstance(rng, (int, np.integer)) else None,
         preset=preset,
