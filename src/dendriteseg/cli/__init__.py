@@ -213,7 +213,7 @@ def synth_dataset(
 
     on_entry = lambda name, done, total: _say(f"- {name} ({done}/{total})", err=True)  # noqa: E731
     options = {"preset": preset, "seed": seed, "variety": variety, "holder": holder, "generator": generator}
-    options["min_visible"] = min_visible
+    options.update(min_visible=min_visible)
     _say(f"wrote {build_dataset(out_dir, on_entry=on_entry, **options)}")
 
 

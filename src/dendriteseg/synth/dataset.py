@@ -278,9 +278,7 @@ def build_dataset(
         if item["quality"] == "noisy":
             entry["exact_label"] = f"{item['name']}/label_exact.tif"
         if not (out / item["name"] / "meta.json").exists():
-            scan_options = {"preset": difficulty, "variety": variety, "holder": holder}
-            if min_visible:
-                scan_options["min_visible"] = min_visible
+            scan_options = dict(preset=difficulty, variety=variety, holder=holder, min_visible=min_visible)
             _write_entry(out / item["name"], item, generator, structure, scan_options, noise, gen)
         entries.append(entry)
         if on_entry:
