@@ -120,11 +120,10 @@ def test_a_killed_search_keeps_its_trials_and_continues(manifest, tmp_path):
             time.sleep(0.5)
             if (run / "study.journal").exists():
                 trials = open_study(run, "pretrain").get_trials(deepcopy=False)
-                last = trials[-1]
-                if (
+                if (  # the journal is written before its first trial
                     sum(t.state in DONE for t in trials) >= 2
-                    and last.state.name == "RUNNING"
-                    and "pid" in last.user_attrs
+                    and trials[-1].state.name == "RUNNING"
+                    and "pid" in trials[-1].user_attrs
                 ):
                     break
         else:
