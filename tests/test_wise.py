@@ -1,5 +1,6 @@
 """Robust fine-tuning by weight interpolation (dendriteseg.train.wise) and recipes that use it."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,12 +42,27 @@ def test_interpolated_model_keeps_both_provenances(tmp_path):
     wise = info.provenance["wise_ft"]
     assert wise["alpha"] == 0.5
     assert wise["start"]["provenance"]["data"] == "datasets of a"
-    assert wise["fine_tuned"]["provenance"]["data"] == "datasets of b"
+    assert info.provenance["data"] == "datasets of b"  # the fine-tuned model's provenance is the file's
     ma, _ = load_model(a)
     mb, _ = load_model(b)
     key = next(k for k, v in ma.state_dict().items() if v.is_floating_point() and v.abs().sum() > 0)
     mid = (ma.state_dict()[key] + mb.state_dict()[key]) / 2
     assert torch.allclose(model.state_dict()[key], mid, atol=1e-6)
+
+
+def test_a_start_in_the_fine_tuned_models_parents_is_not_copied_again(tmp_path):
+    a = _model_file(tmp_path / "a.safetensors", 0, "datasets of a")
+    torch.manual_seed(1)
+    lineage = {"data": "datasets of b", "parent": {"file": str(a), "provenance": {"data": "datasets of a"}}}
+    b = tmp_path / "b.safetensors"
+    save_model(b, build_model("unet2d", base=4, depth=2), ModelInfo("unet2d", {"base": 4, "depth": 2}, {}, lineage))
+    info = read_model_info(interpolate(a, b, 0.5, tmp_path / "m.safetensors"))
+    assert info.provenance["parent"]["provenance"]["data"] == "datasets of a"  # still there, once
+    assert "parent" in info.provenance["wise_ft"]["start"]["provenance"]
+    assert json.dumps(info.provenance).count("datasets of a") == 1
+    other = _model_file(tmp_path / "other.safetensors", 2, "datasets of another")  # not b's parent: kept
+    info = read_model_info(interpolate(other, b, 0.5, tmp_path / "n.safetensors"))
+    assert info.provenance["wise_ft"]["start"]["provenance"]["data"] == "datasets of another"
 
 
 def test_choose_alpha_takes_the_largest_within_tolerance_and_scores_each_once(tmp_path):
@@ -92,9 +108,9 @@ def test_recipe_continues_another_recipe_and_interpolates(tmp_path):
     assert first_steps["epochs"] * first_steps["steps_per_epoch"] == 1  # the base recipe was shrunk too
     assert result.model == tmp_path / "work" / "wise" / "alpha_1.safetensors"
     assert set(result.wise.val_iou) == {0.0, 0.5, 1.0}
-    wise = read_model_info(result.model).provenance["wise_ft"]
-    assert Path(wise["start"]["file"]) == start
-    trained = wise["fine_tuned"]["provenance"]
+    trained = read_model_info(result.model).provenance  # the fine-tuned model's, and the wise step
+    wise = trained["wise_ft"]
+    assert Path(wise["start"]["file"]) == start and isinstance(wise["start"]["provenance"], str)  # not copied
     assert any(e.startswith("image8_") for e in trained["train_entries"])  # every dataset is listed
     assert Path(trained["parent"]["provenance"]["parent"]["file"]) == start
     for text, message in [

@@ -74,21 +74,36 @@ def blend_weights(
     return average_weights([tuned, start], [alpha, 1.0 - alpha])
 
 
+def _lineage(provenance: dict[str, Any]) -> list[dict[str, Any]]:
+    """A provenance and those of its parents (training starts), each without its history."""
+    chain = []
+    while provenance:
+        chain.append({k: v for k, v in provenance.items() if k != "history"})
+        provenance = (provenance.get("parent") or {}).get("provenance") or {}
+    return chain
+
+
 def interpolate(start: Path, tuned: Path, alpha: float, out: Path) -> Path:
     """Write the model at ``alpha`` between ``start`` and ``tuned`` to ``out``; its provenance keeps
-    both models' provenance (so every dataset either was trained on)."""
+    both models' provenance (so every dataset either was trained on), each once: the fine-tuned model's
+    is the file's own, and the start's is left out where it is in that one's chain of parents (a model
+    continued from ``start``), so that continuing a continued model does not copy its lineage again."""
     a, a_info = load_model(start)
     b, b_info = load_model(tuned)
     if (a_info.architecture, a_info.arguments) != (b_info.architecture, b_info.arguments):
         raise InputError(f"{tuned}: not the architecture of {start}; they cannot be interpolated")
     b.load_state_dict(blend_weights(a.state_dict(), b.state_dict(), alpha))
+    start_provenance: Any = a_info.provenance
+    start_chain = _lineage(a_info.provenance)
+    if start_chain and start_chain[0] in _lineage(b_info.provenance)[1:]:
+        start_provenance = "the fine-tuned model's parent (in this file's chain of parents)"
     provenance = {
         **b_info.provenance,
         "wise_ft": {
             "alpha": alpha,
             "rule": "weights (1 - alpha) * start + alpha * fine_tuned (WiSE-FT)",
-            "start": {"file": str(start), "provenance": a_info.provenance},
-            "fine_tuned": {"file": str(tuned), "provenance": b_info.provenance},
+            "start": {"file": str(start), "provenance": start_provenance},
+            "fine_tuned": {"file": str(tuned), "provenance": "this file's own"},
         },
     }
     save_model(out, b, ModelInfo(b_info.architecture, b_info.arguments, b_info.normalisation, provenance))
