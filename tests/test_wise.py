@@ -55,7 +55,9 @@ def test_a_start_in_the_fine_tuned_models_parents_is_not_copied_again(tmp_path):
     torch.manual_seed(1)
     lineage = {"data": "datasets of b", "parent": {"file": str(a), "provenance": {"data": "datasets of a"}}}
     b = tmp_path / "b.safetensors"
-    save_model(b, build_model("unet2d", base=4, depth=2), ModelInfo("unet2d", {"base": 4, "depth": 2}, {}, lineage))
+    save_model(
+        b, build_model("unet2d", base=4, depth=2), ModelInfo("unet2d", {"base": 4, "depth": 2}, {}, lineage)
+    )
     info = read_model_info(interpolate(a, b, 0.5, tmp_path / "m.safetensors"))
     assert info.provenance["parent"]["provenance"]["data"] == "datasets of a"  # still there, once
     assert "parent" in info.provenance["wise_ft"]["start"]["provenance"]
