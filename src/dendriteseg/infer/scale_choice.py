@@ -17,10 +17,12 @@ patches are never binned.
 Binning must not lose what it was meant to see better: a binning ``s`` is
 only allowed where the dendrite it finds (p > 0.5, specks left out) is at least
 ``WIDTH_PER_BIN`` x ``s`` pixels wide (the median of twice the distance to
-its edge along its skeleton). Thin arms of a few pixels, binned 2 x, turn
-into blobs or vanish; arms tens of pixels wide, binned 4 x, keep their
-shape but round their tips, which the next coarser binning that the width
-allows (3 x) keeps sharper (``benchmarks/scale_auto_cost.py``).
+its edge along its skeleton; measured binned, where the smoothing widens
+it). Thin arms of a few pixels, binned 2 x, turn into blobs or vanish, and
+so do small or faint dendrites only a little wider (``benchmarks/real_like.py``,
+rows under 1 % solid and faint); arms tens of pixels wide, binned 4 x, keep
+their shape but round their tips, which the next coarser binning that the
+width allows (3 x) keeps sharper (``benchmarks/scale_auto_cost.py``).
 
 The probe's cost is bounded (:func:`probe_plan`): the coarsest binning sees
 the whole probe; where whole planes at every binning would cost more than
@@ -58,7 +60,7 @@ CANDIDATES = (1, 2, 3, 4)
 MIN_BINNED_SIDE = 96  # pixels a side left after binning: the shipped models' training patch width
 PROBE_DEPTH = 8  # central slices segmented per candidate
 MIN_GAIN = 0.05  # relative drop in mean entropy that a binning must bring over none
-WIDTH_PER_BIN = 3.5  # a binning s needs dendrite at least this many times s pixels wide
+WIDTH_PER_BIN = 4.5  # a binning s needs dendrite at least this many times s pixels wide (binned: s pixels)
 SPECK = 12  # pixels (x binning^2): pieces this small are noise, not arms, and are not measured
 PROBE_SHARE = 0.1  # the most of a run at the coarsest binning the probe may cost before it is cropped
 MIN_CROP = 288  # pixels a side: the smallest crop the finer binnings are probed on within the bound (3 x 96)
