@@ -368,3 +368,22 @@ def test_exterior_leaves_dark_solid_alone():
     out, _ = augment(x, y, only(p_exterior=1.0), torch.Generator().manual_seed(0))
     assert torch.equal(out[:, :, :, 10:20, 10:20], x[:, :, :, 10:20, 10:20])
     assert not torch.equal(out[:, :, :, :, :8], x[:, :, :, :, :8])
+
+
+def test_single_slice_patches_repeat_one_slice_of_image_and_label_along_z():
+    x = patches(b=16, z=4, h=20, w=22)
+    y = (x[:, 0] > 0.5).to(torch.uint8)
+    out, labels = augment(x, y, only(p_single=0.5, noise=0.1), torch.Generator().manual_seed(2))
+    flat = [bool((out[i] == out[i, :, :1]).all()) for i in range(len(out))]
+    assert 3 <= sum(flat) <= 13  # about half the patches, the rest untouched but for the noise
+    for i, single in enumerate(flat):
+        if single:
+            assert bool((labels[i] == labels[i, :1]).all())
+            pick = next(k for k in range(4) if torch.equal(labels[i, 0], y[i, k]))  # one of its own slices
+            assert torch.equal(labels[i, 0], y[i, pick])
+        else:
+            assert torch.equal(labels[i], y[i])
+    thin = patches(b=4, z=1, h=20, w=22)  # 2D patches: nothing to repeat
+    assert torch.equal(augment(thin, thin[:, 0] > 0.5, only(p_single=1.0), torch.Generator())[0], thin)
+    with pytest.raises(InputError, match="p_single"):
+        AugmentConfig(p_single=1.5)

@@ -9,7 +9,10 @@ together, as another detector, reconstruction or alloy would put them),
 brightness, contrast, gamma, and the XCT artefacts a model must ignore: noise, blur, ring
 artefacts around a random centre, streaks, and an intensity drift along z; opt-in, what
 real scans put around and over the sample: an exterior masked to a grey or filled with
-grainy material (``p_exterior``) and broad rings and arcs (``p_broad_rings``).
+grainy material (``p_exterior``) and broad rings and arcs (``p_broad_rings``); and
+a patch made of one of its slices repeated along z, noise and all (``p_single``): what a
+3D model sees of a single 2D image (:mod:`dendriteseg.infer.stream` pads it so), where
+pixel noise is the same in every slice and looks like structure that runs through them.
 ``rewindow`` is applied earlier, by the patch sampler (it needs the whole
 volume): a patch is cut from a random crop of its scan and normalised by
 that crop's window, as if the user had cropped the scan to the sample.
@@ -57,6 +60,7 @@ class AugmentConfig:
     drift: float = 0.1
     p_exterior: float = 0.0  # the air replaced by a constant grey or a grainy band (real exteriors)
     p_broad_rings: float = 0.0  # rings and arcs 8-40 px wide, both signs, as strong as the solid's contrast
+    p_single: float = 0.0  # one slice of the patch repeated along z, as a 3D model sees a 2D image
     image_interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
@@ -83,6 +87,7 @@ class AugmentConfig:
             "p_streaks",
             "p_exterior",
             "p_broad_rings",
+            "p_single",
         ):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"augment.{name}: a probability between 0 and 1, got {getattr(self, name)}")
@@ -284,6 +289,26 @@ def augment(
     cfg: AugmentConfig,
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Geometry on both, then intensity on the image."""
+    """Geometry on both, then intensity on the image, then (``p_single``) single slices."""
     x, y = geometric(x, y, cfg, gen)
-    return intensity(x, cfg, gen, y), y
+    x = intensity(x, cfg, gen, y)
+    if cfg.p_single > 0 and x.shape[2] > 1:
+        x, y = single_slices(x, y, cfg.p_single, gen)
+    return x, y
+
+
+def single_slices(
+    x: torch.Tensor, y: torch.Tensor, p: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """With probability ``p`` per patch, one of its slices (image as augmented, label) repeated over its
+    depth: a 2D image as a 3D model sees it."""
+    b, _, z = x.shape[:3]
+    use = _chance(b, p, gen, x.device)
+    if not bool(use.any()):
+        return x, y
+    pick = torch.randint(0, z, (b,), generator=gen).to(x.device)
+    rows = torch.arange(b, device=x.device)
+    flat_x = x[rows, :, pick].unsqueeze(2).expand_as(x)  # (B, 1, Z, H, W) of the picked slice
+    flat_y = y[rows, pick].unsqueeze(1).expand_as(y)
+    keep = use.view(b, 1, 1, 1, 1)
+    return torch.where(keep, flat_x, x), torch.where(keep.view(b, 1, 1, 1), flat_y, y)
