@@ -26,7 +26,10 @@ have (``../shared/REAL-SCANS.md``):
 * ``all melt``: no solid at all; the cell is the share called dendrite;
 * ``faint dendrites``: solid only 4 % darker than the melt;
 * ``correlated noise``: noise smoothed over 1.5 px (phase retrieval,
-  binning), 8 % of the melt's attenuation.
+  binning), 8 % of the melt's attenuation;
+* ``2D slices``, ``2D slices, under 1 % solid``, ``2D slices, all melt``:
+  the middle slice of such scans, alone (as a user segments one slice: a 3D
+  model sees it repeated along z, its noise the same in every slice).
 
 Every model segments every scan through :func:`dendriteseg.scoring.score_model`
 (the sample mask off, so the rows measure the model) at each ``--scale``
@@ -113,6 +116,12 @@ def grainy_band(image: np.ndarray, label: np.ndarray, i: int, gen: np.random.Gen
     return banded(image, label, 0.4 * image.shape[-1], gen, dark=bool(i % 2))
 
 
+def middle_slice(image: np.ndarray, label: np.ndarray, i: int, gen: np.random.Generator) -> tuple:
+    """The scan's middle slice alone, as a one-slice volume."""
+    z = image.shape[0] // 2
+    return image[z : z + 1], label[z : z + 1]
+
+
 ROWS = {
     "as generated": ({}, None, SHAPE),
     "phase-contrast fringes": ({"phase_contrast": 0.8}, None, SHAPE),
@@ -127,7 +136,11 @@ ROWS = {
     "all melt": ({"solid_ratio": 1.0, "solid_ratio_spread": 0.0}, None, SHAPE),
     "faint dendrites": ({"solid_ratio": 0.96, "solid_ratio_spread": 0.0}, None, SHAPE),
     "correlated noise": ({"correlated_noise": 0.08, "noise_correlation": 1.5}, None, SHAPE),
+    "2D slices": ({}, middle_slice, SHAPE),
+    "2D slices, under 1 % solid": ({"seeds": 2}, middle_slice, SHAPE),
+    "2D slices, all melt": ({"solid_ratio": 1.0, "solid_ratio_spread": 0.0}, middle_slice, SHAPE),
 }
+SPARSE = ("under 1 % solid", "2D slices, under 1 % solid")
 
 
 def scans_for(
@@ -140,10 +153,12 @@ def scans_for(
         scan = make_scan(shape, preset="moderate", rng=seed, **overrides)
         seed += 1
         image, label = scan["image"].astype(np.float32), scan["label"]
-        if row == "all melt":
+        if row.endswith("all melt"):
             label = np.zeros_like(label)
-        elif row == "under 1 % solid" and not 0 < label.mean() < 0.01:
+        elif row in SPARSE and not 0 < label.mean() < 0.01:
             continue  # a seed that left the view empty, or more than 1 % solid
+        elif row in SPARSE and change is not None and not label[shape[0] // 2].any():
+            continue  # its middle slice empty
         if change is not None:
             image, label = change(image, label, len(scans), np.random.default_rng(9100 + len(scans)))
         scans.append((image, label))
