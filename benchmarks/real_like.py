@@ -27,8 +27,8 @@ have (``../shared/REAL-SCANS.md``):
 * ``faint dendrites``: solid only 4 % darker than the melt;
 * ``correlated noise``: noise smoothed over 1.5 px (phase retrieval,
   binning), 8 % of the melt's attenuation;
-* ``2D slices``, ``2D slices, under 1 % solid``, ``2D slices, all melt``:
-  the middle slice of such scans, alone (as a user segments one slice: a 3D
+* ``2D slices``, ``2D slices, under 1 % solid``, ``2D slices, all melt``,
+  ``2D slices, grainy band``: the middle slice of such scans, alone (as a user segments one slice: a 3D
   model sees it repeated along z, its noise the same in every slice).
 
 Every model segments every scan through :func:`dendriteseg.scoring.score_model`
@@ -139,6 +139,11 @@ ROWS = {
     "2D slices": ({}, middle_slice, SHAPE),
     "2D slices, under 1 % solid": ({"seeds": 2}, middle_slice, SHAPE),
     "2D slices, all melt": ({"solid_ratio": 1.0, "solid_ratio_spread": 0.0}, middle_slice, SHAPE),
+    "2D slices, grainy band": (
+        {"radius_fraction": 0.4},
+        lambda image, label, i, gen: middle_slice(*grainy_band(image, label, i, gen), i, gen),
+        SHAPE,
+    ),
 }
 SPARSE = ("under 1 % solid", "2D slices, under 1 % solid")
 

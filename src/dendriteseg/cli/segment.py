@@ -140,7 +140,10 @@ def models(files: list[Path] | None = Arg(None, help="Model files to describe.")
     counts = [(name, f"{count:,}") for name, count in architectures().items()]
     _table("architectures (default arguments)", ("name", "parameters"), counts)
     rows = [m.row() for m in shipped_models()]
-    caption = "* used when no --model is given; scores: exact test groups of the synthetic benchmark"
+    caption = (
+        "* used when no --model is given (unet2d_default for a 2D image); "
+        "scores: exact test groups of the synthetic benchmark"
+    )
     columns = ("name", "parameters", "MB", "IoU", "BF1", "BDE px")
     _table("shipped models (--model NAME)", columns, rows, caption)
     for path in files or []:

@@ -37,6 +37,7 @@ from dendriteseg.infer.tiling import Tiling
 from dendriteseg.infer.trust import TrustMeter, TrustReport, suggested_share, trust_report
 from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume, write_text_atomic
 from dendriteseg.io.outputs import check_distinct, check_target, resolve_output
+from dendriteseg.models.files import DEFAULT_MODEL_2D, WEIGHTS
 from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, sample_slices, window_for
 from dendriteseg.sample_region import SampleRegion, sample_region_for
 
@@ -47,6 +48,10 @@ Progress = Callable[[int, int], None]
 IMAGE_2D_WARNING = (
     "%s: a 2D image; the 3D model sees it repeated to %d slices "
     "(a 2D model, such as unet2d_default, is made for single slices)"
+)
+IMAGE_2D_DEFAULT = "%s: a 2D image; segmented with %s (no model named; the 3D default sees a single slice "
+IMAGE_2D_DEFAULT += (
+    "repeated along z, its pixel noise the same in every slice, and calls more of it dendrite)"
 )
 
 
@@ -100,7 +105,7 @@ def segment(
     volume : path, Location, Volume or array-like
         A (z, y, x) volume or a 2D image; files are read lazily, slab by slab.
     model : None, path, shipped model name, torch.nn.Module, predictor or callable
-        None: the shipped default model. A callable gets float32 batches
+        None: the shipped default model (``unet2d_default`` for a 2D image). A callable gets float32 batches
         ``(B, Z, Y, X)`` of normalised intensities and returns dendrite
         logits of the same shape (see :mod:`dendriteseg.infer.predictor`).
         A predictor keeps its own device, precision, TTA and compile settings.
@@ -140,6 +145,9 @@ def segment(
         check_volume(vol)  # before loading a model
         report_path = _check_report(report)
         region = sample_region_for(vol, settings.sample_mask)
+        if model is None and image2d and (WEIGHTS / f"{DEFAULT_MODEL_2D}.safetensors").is_file():
+            model = DEFAULT_MODEL_2D
+            log.info(IMAGE_2D_DEFAULT, vol.source, model)
         predictor = resolve_predictor(model, **settings.predictor_options)
         if image2d and predictor.tile_depth:
             log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)

@@ -120,6 +120,7 @@ def load_model(path: str | Path, *, device: str = "cpu") -> tuple[Any, ModelInfo
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # the shipped model files
 DEFAULT_MODEL = "unet3d_default"  # what segment uses when no model is named
+DEFAULT_MODEL_2D = "unet2d_default"  # ... and for a single 2D image (a 3D model sees it repeated along z)
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # state, not parameters
 
 
@@ -192,7 +193,7 @@ def summarize_model(path: str | Path) -> ModelSummary:
         parameters=count_file_parameters(path),
         megabytes=path.stat().st_size / 1e6,
         test_scores=scores,
-        default=path.parent == WEIGHTS and path.stem == DEFAULT_MODEL,
+        default=path.parent == WEIGHTS and path.stem in (DEFAULT_MODEL, DEFAULT_MODEL_2D),
         train_quality=str(info.provenance.get("train_quality", "?")),
         data=str(info.provenance.get("data", "?")),
         epochs=len(history),

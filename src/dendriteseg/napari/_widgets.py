@@ -152,6 +152,8 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.image = _LayerBox(napari_viewer, "image")
         self.model = _model_box()
+        self.model.insertItem(0, DEFAULT_START)  # as segment chooses with no model named
+        self.model.setCurrentIndex(0)
         browse = QPushButton("File...")
         browse.clicked.connect(self._browse)
         self.scale = QComboBox()
@@ -213,6 +215,8 @@ class SegmentWidget(QWidget):
             self.verdict.setText("Open an image first.")
             return None
         model = model or self.model.currentText()
+        if model == DEFAULT_START:
+            model = None  # segment's default: the 2D model for a 2D image, else the 3D one
         image = layer.data
         options = {
             "scale": self.scale.currentText(),
@@ -270,7 +274,8 @@ class SegmentWidget(QWidget):
                 )
         trust = result.trust
         text = (
-            f"{Path(str(model)).name}: {100 * result.dendrite_fraction:.2f} % dendrite; trust {trust.trust}"
+            f"{Path(str(model or 'default model')).name}: {100 * result.dendrite_fraction:.2f} % dendrite; "
+            f"trust {trust.trust}"
         )
         if trust.reasons:
             text += " (" + "; ".join(trust.reasons) + ")"
