@@ -391,10 +391,11 @@ def test_a_2d_image_goes_through_every_command_and_stays_2d(tmp_path, phantom):
     image, label = phantom[0][4], phantom[1][4]
     tifffile.imwrite(tmp_path / "slice.tif", image)  # a plain 2D TIFF, as other programs write it
     write_volume(tmp_path / "truth.npy", label)
-    code, _, err = run(
+    code, out, err = run(
         "segment", tmp_path / "slice.tif", "-o", tmp_path / "pred.tif", "--report", tmp_path / "r.json"
     )
     assert code == 0 and "repeated" not in err  # no model named: the 2D default, made for single slices
+    assert "pred.tif (unet2d_default):" in out  # and the line says which model it was
     assert "--from unet2d_default" in json.loads((tmp_path / "r.json").read_text())["finetune_command"]
     pred = read_volume(tmp_path / "pred.tif")
     assert pred.shape == image.shape and set(np.unique(pred)) <= {0, 1}

@@ -43,7 +43,9 @@ class SegmentRun:
             return f"{done} segmented, {len(self.rows) - done} already done; summary {self.summary}"
         r = self.result
         return (
-            f"wrote {self.output}: {'x'.join(str(s) for s in r.shape)}, "
+            f"wrote {self.output}"
+            + (f" ({Path(r.model).stem})" if r.model else "")
+            + f": {'x'.join(str(s) for s in r.shape)}, "
             f"dendrite {100 * r.dendrite_fraction:.2f} %, "
             f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
             f"{r.seconds:.1f} s ({r.voxels_per_second / 1e6:.2f} Mvoxels/s)"

@@ -37,7 +37,7 @@ from dendriteseg.infer.tiling import Tiling
 from dendriteseg.infer.trust import TrustMeter, TrustReport, suggested_share, trust_report
 from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume, write_text_atomic
 from dendriteseg.io.outputs import check_distinct, check_target, resolve_output
-from dendriteseg.models.files import DEFAULT_MODEL_2D, WEIGHTS
+from dendriteseg.models.files import DEFAULT_MODEL, DEFAULT_MODEL_2D, WEIGHTS
 from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, sample_slices, window_for
 from dendriteseg.sample_region import SampleRegion, sample_region_for
 
@@ -74,6 +74,7 @@ class SegmentResult:
     scale: ScaleChoice | None = None  # the binning "auto" chose; None when it was given
     trust: TrustReport | None = None  # whether to trust the labels, what to label next (infer/trust.py)
     blocks: int = 0  # Dask blocks (0: one process)
+    model: str | None = None  # the model file or shipped name used (None: a module, predictor or callable)
 
     @property
     def voxels_per_second(self) -> float:
@@ -145,9 +146,7 @@ def segment(
         check_volume(vol)  # before loading a model
         report_path = _check_report(report)
         region = sample_region_for(vol, settings.sample_mask)
-        if model is None and image2d and (WEIGHTS / f"{DEFAULT_MODEL_2D}.safetensors").is_file():
-            model = DEFAULT_MODEL_2D
-            log.info(IMAGE_2D_DEFAULT, vol.source, model)
+        model, model_name = _default_for(model, image2d, vol.source)
         predictor = resolve_predictor(model, **settings.predictor_options)
         if image2d and predictor.tile_depth:
             log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
@@ -182,10 +181,22 @@ def segment(
             sample_region=region,
             scale=choice,
             trust=trust,
+            model=model_name,
         )
     finally:
         if owned:
             vol.close()
+
+
+def _default_for(model: Any, image2d: bool, source: Any) -> tuple[Any, str | None]:
+    """The model to run (the 2D default for a 2D image where none is named) and its name (None for a
+    module, predictor or callable)."""
+    if model is None and image2d and (WEIGHTS / f"{DEFAULT_MODEL_2D}.safetensors").is_file():
+        model = DEFAULT_MODEL_2D
+        log.info(IMAGE_2D_DEFAULT, source, model)
+    if model is None:
+        return None, DEFAULT_MODEL
+    return model, str(model) if isinstance(model, (str, Path)) else None
 
 
 def _trust(
