@@ -49,8 +49,8 @@ IMAGE_2D_WARNING = (
     "%s: a 2D image; the 3D model sees it repeated to %d slices "
     "(a 2D model, such as unet2d_default, is made for single slices)"
 )
-IMAGE_2D_DEFAULT = "%s: a 2D image; segmented with %s (no model named; the 3D default sees a single slice "
-IMAGE_2D_DEFAULT += (
+IMAGE_2D_DEFAULT = (
+    "%s: a 2D image; segmented with %s (no model named; the 3D default sees a single slice "
     "repeated along z, its pixel noise the same in every slice, and calls more of it dendrite)"
 )
 

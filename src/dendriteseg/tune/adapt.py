@@ -43,7 +43,7 @@ from dendriteseg.infer.predictor import TorchPredictor, resolve_model_path
 from dendriteseg.infer.segment import check_volume, window_for_volume
 from dendriteseg.io import SliceStack, Volume, as_volume
 from dendriteseg.io.outputs import work_folder
-from dendriteseg.models.files import ModelInfo, load_model, save_model
+from dendriteseg.models.files import DEFAULT_MODEL_2D, ModelInfo, load_model, save_model
 from dendriteseg.preprocess import FiniteVolume, evenly_spaced, sample_slices
 from dendriteseg.sample_region import sample_region_for
 from dendriteseg.train.config import TrainConfig
@@ -88,7 +88,8 @@ def adapt_to_scan(
     device: str = "cpu",
     seed: int = 0,
 ) -> Adaptation:
-    """A copy of ``model`` (a model file or shipped name; None: the default) adapted to ``volume``.
+    """A copy of ``model`` (a model file or shipped name; None: the default, the 2D one for a 2D image)
+    adapted to ``volume``.
 
     See the module notes. The result's ``model`` is a torch module that
     :func:`~dendriteseg.infer.segment` takes as it is; ``info`` records the
@@ -97,13 +98,14 @@ def adapt_to_scan(
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise InputError(f"adapt: minutes must be a positive number, got {minutes!r}")
     started = time.monotonic()
-    path = resolve_model_path(model)
-    net, info = load_model(path)
     owned = not isinstance(volume, Volume)
     vol = as_volume(volume)
     if vol.ndim == 2:
         vol = SliceStack(vol)
+        model = DEFAULT_MODEL_2D if model is None else model  # as segment chooses for a 2D image
     try:
+        path = resolve_model_path(model)
+        net, info = load_model(path)
         check_volume(vol)
         region = sample_region_for(vol, sample_mask)
         probe = TorchPredictor(net, device=device, precision="fp32", normalisation=info.normalisation)
