@@ -49,6 +49,12 @@ def test_adaptation_measures_normalisation_on_the_scan_and_records_it(scan, mode
         adapt_to_scan(scan, model_file, minutes=0)
 
 
+def test_a_2d_image_with_no_model_named_adapts_the_2d_default(scan):
+    result = adapt_to_scan(scan[4], None, minutes=0.02, sample_mask="none")
+    assert result.info.architecture == "unet2d"  # as segment chooses for a 2D image
+    assert adapt_to_scan(scan[:4], None, minutes=0.02, sample_mask="none").info.architecture == "unet3d"
+
+
 def test_pseudo_labels_are_confident_and_slice_consistent():
     p = np.full((1, 3, 4, 4), 0.5, np.float32)
     p[0, :, 0, 0] = 0.99  # dendrite in every slice: kept
