@@ -124,6 +124,13 @@ DEFAULT_MODEL_2D = "unet2d_default"  # ... and for a single 2D image (a 3D model
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # state, not parameters
 
 
+def default_model_name(image2d: bool = False) -> str:
+    """The shipped model used where none is named: the 2D one for a single 2D image (where installed)."""
+    if image2d and (WEIGHTS / f"{DEFAULT_MODEL_2D}.safetensors").is_file():
+        return DEFAULT_MODEL_2D
+    return DEFAULT_MODEL
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     """A model file at a glance: what ``dendriteseg models`` lists."""

@@ -43,7 +43,7 @@ from dendriteseg.infer.predictor import TorchPredictor, resolve_model_path
 from dendriteseg.infer.segment import check_volume, window_for_volume
 from dendriteseg.io import SliceStack, Volume, as_volume
 from dendriteseg.io.outputs import work_folder
-from dendriteseg.models.files import DEFAULT_MODEL_2D, ModelInfo, load_model, save_model
+from dendriteseg.models.files import ModelInfo, default_model_name, load_model, save_model
 from dendriteseg.preprocess import FiniteVolume, evenly_spaced, sample_slices
 from dendriteseg.sample_region import sample_region_for
 from dendriteseg.train.config import TrainConfig
@@ -102,7 +102,7 @@ def adapt_to_scan(
     vol = as_volume(volume)
     if vol.ndim == 2:
         vol = SliceStack(vol)
-        model = DEFAULT_MODEL_2D if model is None else model  # as segment chooses for a 2D image
+        model = default_model_name(image2d=True) if model is None else model  # as segment chooses
     try:
         path = resolve_model_path(model)
         net, info = load_model(path)
