@@ -23,8 +23,12 @@ a check that it runs, not a model to ship. ``--ship`` writes the model to
 ``src/dendriteseg/weights/<name>.safetensors`` (float16 where that leaves
 the labels as they are) and updates ``<name>.json``: the test scores, the
 recipe and the command; every other key (held-out scores measured by the
-benchmarks) is kept. The history of earlier models is in
-``src/dendriteseg/weights/CHANGELOG.md``.
+benchmarks) is kept. It refuses a model whose IoU on the benchmark's shown
+test scans (``dendriteseg.train.recipe.test_scores``) falls more than
+``SHIP_TOLERANCE`` below the model it replaces (``--force`` ships anyway);
+a new default must also lead on the mechanism rows of
+``benchmarks/real_like.py``, which this script does not run. The history of
+earlier models is in ``src/dendriteseg/weights/CHANGELOG.md``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ import torch
 from dendriteseg.io import write_text_atomic
 from dendriteseg.models.files import WEIGHTS, ModelInfo, load_model, save_model
 from dendriteseg.scoring import score_model
-from dendriteseg.train.recipe import exact_volumes, load_recipe, recipe_to_dict, run_recipe
+from dendriteseg.train.recipe import exact_volumes, load_recipe, recipe_to_dict, run_recipe, test_scores
+
+SHIP_TOLERANCE = 0.01
+"""How much IoU on the benchmark's shown test scans a new model may lose to the one it replaces."""
 
 
 def main() -> None:
@@ -53,6 +60,7 @@ def main() -> None:
     parser.add_argument("--preset", default=None, help="dataset size preset instead of the recipe's")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--ship", action="store_true", help="write the model and its JSON into the package")
+    parser.add_argument("--force", action="store_true", help="ship even where the shipping rule refuses")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,16 +94,23 @@ def main() -> None:
     print("exact test groups:", json.dumps(result.test_scores), f"({minutes:.1f} min)", flush=True)
     write_text_atomic(work / "result.json", json.dumps(summary, indent=2) + "\n")
     if args.ship:
-        ship(result.model, result.benchmark, recipe.name, summary)
+        ship(result.model, result.benchmark, recipe.name, summary, force=args.force)
 
 
-def ship(best: Path, bench: Path, name: str, summary: dict) -> None:
-    """Write the model into the package (float16 where labels agree) and update its JSON."""
+def ship(best: Path, bench: Path, name: str, summary: dict, *, force: bool = False) -> None:
+    """Write the model into the package (float16 where labels agree) and update its JSON; refuse
+    (exit 1) a model that loses more than ``SHIP_TOLERANCE`` IoU on the shown test scans to the
+    model shipped under that name today, unless ``force``."""
+    target = WEIGHTS / f"{name}.safetensors"
+    if target.is_file():
+        today, new = test_scores(target, bench)["shown"]["iou"], summary["shown"]["iou"]
+        print(f"shown test scans: {name} today {today:.4f}, new {new:.4f}", flush=True)
+        if new < today - SHIP_TOLERANCE and not force:
+            raise SystemExit(f"not shipped: {new:.4f} is more than {SHIP_TOLERANCE} below {today:.4f}")
     model, info = load_model(best)
     tests = exact_volumes(bench, "test")
     provenance = {**info.provenance, "test_scores": summary, "script": "scripts/train_default.py"}
     final = ModelInfo(info.architecture, info.arguments, info.normalisation, provenance)
-    target = WEIGHTS / f"{name}.safetensors"
     save_model(target, model, final, half=True)
     options = {"window": (0.0, 1.0), "device": "cpu", "precision": "fp32", "keep_labels": True}
     full, half = score_model(best, tests, **options), score_model(target, tests, **options)

@@ -395,7 +395,9 @@ def test_recipe_rebuilds_a_model_from_an_empty_folder(tmp_path):
         "iou",
         "bf1",
         "bde",
+        "shown",
     }
+    assert result.test_scores["shown"]["iou"] == pytest.approx(result.test_scores["iou"])
     small = recipe.scaled(0.5)
     assert small.pretrain.steps == 2 and small.finetune.steps == 1 and len(small.datasets) == 1
     wide = dataclasses.replace(recipe, patch=(4, 96, 96), preset="small")  # a quick check on tiny scans:
@@ -418,3 +420,39 @@ def test_recipe_rebuilds_a_model_from_an_empty_folder(tmp_path):
     path.write_text(path.read_text().replace(f"init_sha256: {'0' * 64}\n", ""))
     with pytest.raises(InputError, match="init needs init_sha256"):
         load_recipe(path)
+
+
+def test_test_scores_leave_out_scans_whose_dendrites_do_not_show(tmp_path):
+    from dendriteseg.scoring import score_model
+    from dendriteseg.synth.dataset import build_dataset
+    from dendriteseg.train.recipe import SHOWN_FLOOR, exact_volumes, test_scores, visible_contrasts
+
+    bench = build_dataset(tmp_path / "bench", preset="tiny", seed=3, generator="image")
+    names = list(visible_contrasts(bench, "test"))
+    assert len(names) >= 2
+    hidden = names[0]
+    meta_path = tmp_path / "bench" / hidden / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["visible_contrast"] = SHOWN_FLOOR / 2
+    meta_path.write_text(json.dumps(meta))
+    model = _tiny_model_file(tmp_path)
+    scores = test_scores(model, bench)
+    assert scores["shown"]["scans"] == names[1:]
+    rest = [v for v, n in zip(exact_volumes(bench, "test"), names, strict=True) if n != hidden]
+    expected = score_model(model, rest, window=(0.0, 1.0), device="cpu", precision="fp32").mean
+    assert scores["shown"]["iou"] == pytest.approx(expected["iou"])
+    assert scores["shown"]["bde"] == pytest.approx(expected["bde"], nan_ok=True)
+
+
+def _tiny_model_file(tmp_path: Path) -> Path:
+    import torch
+
+    from dendriteseg.models import build_model
+    from dendriteseg.models.files import ModelInfo, save_model
+    from dendriteseg.preprocess import NORMALISATION
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.safetensors"
+    info = ModelInfo("unet2d", {"base": 4, "depth": 2}, dict(NORMALISATION))
+    save_model(path, build_model("unet2d", base=4, depth=2), info)
+    return path

@@ -43,7 +43,7 @@ from dendriteseg.data import LabelledVolume, read_manifest, select
 from dendriteseg.errors import InputError
 from dendriteseg.io import write_text_atomic
 from dendriteseg.models import spec_for
-from dendriteseg.scoring import score_model
+from dendriteseg.scoring import mean_scores, score_model
 from dendriteseg.synth.dataset import DATASET_PRESETS, build_dataset
 from dendriteseg.train.config import config_from_dict, read_yaml_mapping
 from dendriteseg.train.run import train
@@ -273,7 +273,7 @@ def run_recipe(
         vals = exact_volumes(bench, "val")
         wise = choose_alpha(init, best, lambda path: _score(path, vals)["iou"], work / "wise", recipe.wise)
         best = wise.model
-    return RecipeResult(best, pre, _score(best, exact_volumes(bench, "test")), bench, wise)
+    return RecipeResult(best, pre, test_scores(best, bench), bench, wise)
 
 
 def exact_volumes(manifest: Path, split: str) -> list[LabelledVolume]:
@@ -285,6 +285,39 @@ def exact_volumes(manifest: Path, split: str) -> list[LabelledVolume]:
 
 def _score(model: Path, volumes: list[LabelledVolume]) -> dict[str, float]:
     return score_model(model, volumes, window=(0.0, 1.0), device="cpu", precision="fp32").mean
+
+
+SHOWN_FLOOR = 1.0
+"""A test scan counts as one whose dendrites show when its ``visible_contrast`` is at least this."""
+
+
+def test_scores(model: Path, bench: Path) -> dict[str, Any]:
+    """The mean scores of ``model`` on the exact test groups of the benchmark ``bench``, and under
+    ``"shown"`` the same over the test scans whose dendrites show in the image (``visible_contrast``
+    in their ``meta.json`` at least :data:`SHOWN_FLOOR`; a scan whose meta records none counts).
+
+    A model's score on a scan whose dendrites do not show measures how well it guesses from the
+    generator's habits, not what it sees; the shipping rule compares models on the shown scans.
+    """
+    volumes = exact_volumes(bench, "test")
+    scores = score_model(model, volumes, window=(0.0, 1.0), device="cpu", precision="fp32")
+    contrasts = visible_contrasts(bench, "test")
+    kept = [name for name, c in contrasts.items() if not c < SHOWN_FLOOR]
+    shown = [e for e, c in zip(scores.volumes, contrasts.values(), strict=True) if not c < SHOWN_FLOOR]
+    return {**scores.mean, "shown": {**mean_scores(shown), "scans": kept, "floor": SHOWN_FLOOR}}
+
+
+def visible_contrasts(manifest: Path, split: str) -> dict[str, float]:
+    """Each exact entry of one split (in :func:`exact_volumes` order): the ``visible_contrast`` its
+    ``meta.json`` records, NaN where it records none."""
+    out = {}
+    for entry in json.loads(Path(manifest).read_text())["entries"]:
+        if entry["quality"] != "exact" or entry["split"] != split:
+            continue
+        meta = Path(manifest).parent / entry["meta"] if entry.get("meta") else None
+        value = json.loads(meta.read_text()).get("visible_contrast") if meta and meta.is_file() else None
+        out[entry["name"]] = math.nan if value is None else float(value)
+    return out
 
 
 def check_init(recipe: Recipe) -> Path | None:
@@ -307,6 +340,16 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     out = asdict(recipe)
     out["patch"] = list(recipe.patch)
     out["datasets"] = [asdict(d) for d in recipe.datasets]
+    for key in ("init", "init_recipe"):  # resolved when read; recorded as the user's tree names them
+        if out.get(key):
+            out[key] = _relative_to_cwd(out[key])
     if recipe.wise:
         out["wise"] = {"alphas": list(recipe.wise.alphas), "tolerance": recipe.wise.tolerance}
     return out
+
+
+def _relative_to_cwd(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
