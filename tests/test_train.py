@@ -456,3 +456,29 @@ def _tiny_model_file(tmp_path: Path) -> Path:
     info = ModelInfo("unet2d", {"base": 4, "depth": 2}, dict(NORMALISATION))
     save_model(path, build_model("unet2d", base=4, depth=2), info)
     return path
+
+
+def test_ship_refuses_a_model_below_the_rule_unless_told_why(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train_default
+
+    from dendriteseg.train.recipe import test_scores
+
+    bench = build_dataset(tmp_path / "bench", preset="tiny", seed=3, generator="image")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(train_default, "WEIGHTS", weights)
+    model = _tiny_model_file(tmp_path)
+    today = weights / "tiny_default.safetensors"
+    today.write_bytes(model.read_bytes())
+    scores = test_scores(model, bench)
+    worse = {**scores, "iou": scores["iou"] - 2 * train_default.SHIP_TOLERANCE}
+    with pytest.raises(SystemExit, match="not shipped"):
+        train_default.ship(model, bench, "tiny_default", worse)
+    assert not (weights / "tiny_default.json").exists()
+    train_default.ship(model, bench, "tiny_default", worse, force="a reason")
+    record = json.loads((weights / "tiny_default.json").read_text())
+    assert record["shipping_rule"]["shipped_anyway_because"] == "a reason"
+    train_default.ship(model, bench, "tiny_default", scores)
+    record = json.loads((weights / "tiny_default.json").read_text())
+    assert "shipped_anyway_because" not in record["shipping_rule"]
