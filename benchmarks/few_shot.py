@@ -1,7 +1,11 @@
 """Fine-tuning on a few labelled slices of a scan from a generator no training data came from.
 
-For each scan of the skeleton generator (``benchmarks/unseen_generator.py``)
-and each count of labelled slices (1, 3, 8: evenly spread, centred), side by side:
+For each scan of the skeleton generator (``benchmarks/unseen_generator.py``),
+each count of labelled slices (1, 3, 8: evenly spread, centred) and each kind
+of label (``whole``: the slices' exact labels; ``scribbles``: strokes as a user
+paints them in napari, 3 px wide along the middle of about half of the
+dendrite arms and of the background between them, the rest unlabelled), side
+by side:
 
 * ``before``: the starting model as shipped;
 * ``fixed``: one fine-tune at fixed settings (lr 3e-4, standard
@@ -21,7 +25,7 @@ labelled, via :func:`dendriteseg.scoring.score_model`; the last lines give
 each method's mean and its IoU gain over ``before``.
 
     python benchmarks/few_shot.py [--model unet3d_default] [--minutes 5] [--scans 2] [--counts 1,3,8]
-        [--finish all-labels|continue|refit] [--methods fixed,searched]
+        [--labels whole,scribbles] [--finish all-labels|continue|refit] [--methods fixed,searched]
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
+from skimage.morphology import skeletonize
 from unseen_generator import unseen_scan
 
 from dendriteseg.data import UNLABELLED
@@ -46,12 +52,70 @@ def _scores(model, image: np.ndarray, truth: np.ndarray) -> dict:
     return score_model(model, [(image, truth)], window=(0.0, 1.0), precision="fp32").mean
 
 
+def scribbles(truth: np.ndarray, gen: np.random.Generator, share: float = 0.5) -> np.ndarray:
+    """Strokes on one slice's exact label, as a user paints them: 3 px wide along the middle of about
+    ``share`` of the dendrite's arms (1) and of the background's channels (0), never across the
+    boundary; everything else :data:`UNLABELLED`. At least one dendrite stroke where there is dendrite."""
+    out = np.full(truth.shape, UNLABELLED, np.uint8)
+    around = np.ones((3, 3), bool)
+    for value in (0, 1):
+        region = ndimage.binary_erosion(truth == value, iterations=1)
+        middle = skeletonize(region)
+        neighbours = ndimage.convolve(middle.astype(np.int32), around.astype(np.int32), mode="constant") - 1
+        pieces, count = ndimage.label(middle & (neighbours <= 2), around)  # cut at the branch points
+        keep = gen.random(count + 1) < share
+        keep[0] = False
+        if value == 1 and count and not keep.any():
+            keep[1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))] = True
+        out[ndimage.binary_dilation(keep[pieces], iterations=1) & (truth == value)] = value
+    return out
+
+
+def _fine_tunes(
+    args: argparse.Namespace,
+    methods: list[str],
+    image: np.ndarray,
+    label: np.ndarray,
+    i: int,
+    count: int,
+    kind: str,
+) -> tuple[dict[str, dict], list[str]]:
+    """Scores before and after each fine-tune on ``count`` slices of scan ``i`` labelled as ``kind``
+    says (on the slices nobody labelled), and what each fine-tune kept."""
+    chosen = ((np.arange(count) + 0.5) * label.shape[0] / count).astype(int)  # centred, evenly spread
+    train_label = np.full(label.shape, UNLABELLED, np.uint8)
+    gen = np.random.default_rng([args.seed, i, count])
+    for z in chosen:
+        train_label[z] = label[z] if kind == "whole" else scribbles(label[z], gen)
+    truth = label.copy()
+    truth[chosen] = UNLABELLED  # scored only where nobody labelled
+    scan = UserScan(f"scan{i}", image, train_label, False)
+    cells, kept = {"before": _scores(args.model, image, truth)}, []
+    with tempfile.TemporaryDirectory() as work:
+        for method in methods:
+            out = Path(work) / f"{method}.safetensors"
+            run = finetune_on_labels(
+                [scan],
+                out,
+                start=args.model,
+                minutes=args.minutes,
+                search=method == "searched",
+                finish=args.finish,
+                budget=args.budget,
+            )
+            cells[method] = _scores(out, image, truth)
+            selection = read_model_info(out).provenance["finetune"].get("selections")
+            kept.append(f"{method}: kept {run.kept} {run.chosen} of {len(run.trials)} trial(s); {selection}")
+    return cells, kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="unet3d_default")
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--scans", type=int, default=2)
     parser.add_argument("--counts", default="1,3,8")
+    parser.add_argument("--labels", default="whole", help="whole, scribbles or both (comma-separated)")
     parser.add_argument("--shape", default="24,160,160")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=0)
@@ -66,6 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.minutes, args.scans, args.counts, args.shape, args.methods = 0.1, 1, "1", "8,64,64", "fixed"
+        args.labels = "whole,scribbles"
         args.budget = "tiny"
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,50 +141,27 @@ def main() -> None:
         f"seed {args.seed}; searched then {args.finish}"
     )
     methods = [m for m in ("fixed", "searched") if m in args.methods.split(",")]
-    print(f"{'scan':>4} {'slices':>6}" + "".join(f"{m:>26s}" for m in ("before", *methods)))
-    rows = {m: [] for m in ("before", *methods)}
-    for i in range(args.scans):
+    kinds = args.labels.split(",")
+    print(f"{'scan':>4} {'slices':>6} {'labels':>9}" + "".join(f"{m:>26s}" for m in ("before", *methods)))
+    rows = {(k, m): [] for k in kinds for m in ("before", *methods)}
+    for i, count, kind in ((i, c, k) for i in range(args.scans) for c in counts for k in kinds):
         raw, label, _ = unseen_scan(shape, args.seed, i)
-        image = normalise(raw, normalisation_window(raw))
-        for count in counts:
-            chosen = ((np.arange(count) + 0.5) * shape[0] / count).astype(int)  # centred, evenly spread
-            train_label = np.full(label.shape, UNLABELLED, np.uint8)
-            train_label[chosen] = label[chosen]
-            truth = label.copy()
-            truth[chosen] = UNLABELLED  # scored only where nobody labelled
-            scan = UserScan(f"scan{i}", image, train_label, False)
-            cells, kept = {"before": _scores(args.model, image, truth)}, []
-            with tempfile.TemporaryDirectory() as work:
-                for method in methods:
-                    search = method == "searched"
-                    out = Path(work) / f"{method}.safetensors"
-                    run = finetune_on_labels(
-                        [scan],
-                        out,
-                        start=args.model,
-                        minutes=args.minutes,
-                        search=search,
-                        finish=args.finish,
-                        budget=args.budget,
-                    )
-                    cells[method] = _scores(out, image, truth)
-                    selection = read_model_info(out).provenance["finetune"].get("selections")
-                    kept.append(
-                        f"{method}: kept {run.kept} {run.chosen} of {len(run.trials)} trial(s); {selection}"
-                    )
-            for m, s in cells.items():
-                rows[m].append(s)
-            print(
-                f"{i:>4} {count:>6}"
-                + "".join(f"{s['iou']:>10.3f} /{s['bf1']:6.3f} /{s['bde']:6.2f}" for s in cells.values()),
-                flush=True,
-            )
-            print("            " + "; ".join(kept), flush=True)
-    base = np.mean([r["iou"] for r in rows["before"]])
-    for m, scores in rows.items():
+        cells, kept = _fine_tunes(
+            args, methods, normalise(raw, normalisation_window(raw)), label, i, count, kind
+        )
+        for m, scores in cells.items():
+            rows[kind, m].append(scores)
+        print(
+            f"{i:>4} {count:>6} {kind:>9}"
+            + "".join(f"{c['iou']:>10.3f} /{c['bf1']:6.3f} /{c['bde']:6.2f}" for c in cells.values()),
+            flush=True,
+        )
+        print("            " + "; ".join(kept), flush=True)
+    for (kind, m), scores in rows.items():
+        base = np.mean([r["iou"] for r in rows[kind, "before"]])
         iou = np.mean([s["iou"] for s in scores])
         print(
-            f"mean {m:>9}: IoU {iou:.3f} (x{iou / base:.2f} of before), BF1 "
+            f"mean {kind:>9} {m:>9}: IoU {iou:.3f} (x{iou / base:.2f} of before), BF1 "
             f"{np.nanmean([s['bf1'] for s in scores]):.3f}, BDE {np.nanmean([s['bde'] for s in scores]):.2f}"
         )
 
