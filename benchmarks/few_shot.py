@@ -4,8 +4,10 @@ For each scan of the skeleton generator (``benchmarks/unseen_generator.py``),
 each count of labelled slices (1, 3, 8: evenly spread, centred) and each kind
 of label (``whole``: the slices' exact labels; ``scribbles``: strokes as a user
 paints them in napari, 3 px wide along the middle of about half of the
-dendrite arms and of the background between them, the rest unlabelled), side
-by side:
+dendrite arms and of the background between them, the rest unlabelled;
+``corrections``: strokes as a user paints them over the starting model's
+segmentation, along every piece it got wrong that is wide enough to paint,
+and over a quarter of the rest), side by side:
 
 * ``before``: the starting model as shipped;
 * ``fixed``: one fine-tune at fixed settings (lr 3e-4, standard
@@ -52,22 +54,38 @@ def _scores(model, image: np.ndarray, truth: np.ndarray) -> dict:
     return score_model(model, [(image, truth)], window=(0.0, 1.0), precision="fp32").mean
 
 
+def _strokes(out: np.ndarray, region: np.ndarray, value: int, gen: np.random.Generator, share: float) -> None:
+    """Paint ``value`` into ``out`` in 3-px strokes along the middle of about ``share`` of the pieces of
+    ``region``'s skeleton (cut at its branch points), never outside ``region``; at least one stroke
+    where there is a piece."""
+    around = np.ones((3, 3), bool)
+    middle = skeletonize(ndimage.binary_erosion(region, iterations=1))
+    neighbours = ndimage.convolve(middle.astype(np.int32), around.astype(np.int32), mode="constant") - 1
+    pieces, count = ndimage.label(middle & (neighbours <= 2), around)
+    keep = gen.random(count + 1) < share
+    keep[0] = False
+    if count and not keep.any():
+        keep[1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))] = True
+    out[ndimage.binary_dilation(keep[pieces], iterations=1) & region] = value
+
+
 def scribbles(truth: np.ndarray, gen: np.random.Generator, share: float = 0.5) -> np.ndarray:
     """Strokes on one slice's exact label, as a user paints them: 3 px wide along the middle of about
     ``share`` of the dendrite's arms (1) and of the background's channels (0), never across the
-    boundary; everything else :data:`UNLABELLED`. At least one dendrite stroke where there is dendrite."""
+    boundary; everything else :data:`UNLABELLED`."""
     out = np.full(truth.shape, UNLABELLED, np.uint8)
-    around = np.ones((3, 3), bool)
     for value in (0, 1):
-        region = ndimage.binary_erosion(truth == value, iterations=1)
-        middle = skeletonize(region)
-        neighbours = ndimage.convolve(middle.astype(np.int32), around.astype(np.int32), mode="constant") - 1
-        pieces, count = ndimage.label(middle & (neighbours <= 2), around)  # cut at the branch points
-        keep = gen.random(count + 1) < share
-        keep[0] = False
-        if value == 1 and count and not keep.any():
-            keep[1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))] = True
-        out[ndimage.binary_dilation(keep[pieces], iterations=1) & (truth == value)] = value
+        _strokes(out, truth == value, value, gen, share)
+    return out
+
+
+def corrections(truth: np.ndarray, predicted: np.ndarray, gen: np.random.Generator) -> np.ndarray:
+    """Strokes a user paints to correct a segmentation of one slice: along every piece it got wrong
+    that is wide enough to paint (dendrite called in the background: 0; dendrite missed: 1), and
+    :func:`scribbles` over a quarter of the rest."""
+    out = scribbles(truth, gen, share=0.25)
+    for value, wrong in ((0, (predicted == 1) & (truth == 0)), (1, (predicted == 0) & (truth == 1))):
+        _strokes(out, wrong, value, gen, share=1.0)
     return out
 
 
@@ -85,10 +103,16 @@ def _fine_tunes(
     chosen = ((np.arange(count) + 0.5) * label.shape[0] / count).astype(int)  # centred, evenly spread
     train_label = np.full(label.shape, UNLABELLED, np.uint8)
     gen = np.random.default_rng([args.seed, i, count])
-    for z in chosen:
-        train_label[z] = label[z] if kind == "whole" else scribbles(label[z], gen)
     truth = label.copy()
     truth[chosen] = UNLABELLED  # scored only where nobody labelled
+    before = score_model(args.model, [(image, label)], window=(0.0, 1.0), precision="fp32", keep_labels=True)
+    for z in chosen:
+        if kind == "whole":
+            train_label[z] = label[z]
+        elif kind == "scribbles":
+            train_label[z] = scribbles(label[z], gen)
+        else:
+            train_label[z] = corrections(label[z], before.labels[0][z], gen)
     scan = UserScan(f"scan{i}", image, train_label, False)
     cells, kept = {"before": _scores(args.model, image, truth)}, []
     with tempfile.TemporaryDirectory() as work:
@@ -115,7 +139,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--scans", type=int, default=2)
     parser.add_argument("--counts", default="1,3,8")
-    parser.add_argument("--labels", default="whole", help="whole, scribbles or both (comma-separated)")
+    parser.add_argument("--labels", default="whole", help="whole, scribbles, corrections (comma-separated)")
     parser.add_argument("--shape", default="24,160,160")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=0)
@@ -130,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.minutes, args.scans, args.counts, args.shape, args.methods = 0.1, 1, "1", "8,64,64", "fixed"
-        args.labels = "whole,scribbles"
+        args.labels = "whole,scribbles,corrections"
         args.budget = "tiny"
     if args.threads:
         torch.set_num_threads(args.threads)
