@@ -106,9 +106,10 @@ class FinetuneResult:
 def starting_model(scans: list[UserScan], start: str | Path | None) -> Path:
     """The model to start from: as named, else a 2D model for 2D images and the default 3D one otherwise."""
     from dendriteseg.infer.predictor import resolve_model_path
+    from dendriteseg.models.files import default_model_name
 
     if start is None:
-        start = "unet2d_default" if all(s.was_2d for s in scans) else None
+        start = default_model_name(image2d=all(s.was_2d for s in scans))
     return resolve_model_path(start)
 
 
