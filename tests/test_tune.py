@@ -442,3 +442,22 @@ def test_an_epoch_budget_counts_epochs_and_its_share_ends_sooner_on_the_same_clo
     assert timed.left() > 59 and not Deadline(None).passed() and Deadline(None).used() == 0.0
     with pytest.raises(ValueError, match="not both"):
         Deadline(60, epochs=3)
+
+
+def test_the_start_is_the_2d_default_for_one_labelled_slice_and_the_3d_one_for_more():
+    from dendriteseg.models.files import WEIGHTS
+    from dendriteseg.tune.finetune import starting_model
+    from dendriteseg.tune.labels import UserScan
+
+    image = np.zeros((5, 33, 34), np.float32)
+    one, two = (np.full(image.shape, UNLABELLED, np.uint8) for _ in range(2))
+    one[2] = 0
+    two[1] = two[3] = 0
+    assert starting_model([UserScan("a", image, one, False)], None) == WEIGHTS / "unet2d_default.safetensors"
+    assert starting_model([UserScan("a", image, two, False)], None) == WEIGHTS / "unet3d_default.safetensors"
+    both = [UserScan("a", image, one, False), UserScan("b", image, one, False)]  # two slices in all
+    assert starting_model(both, None) == WEIGHTS / "unet3d_default.safetensors"
+    flat = [UserScan("a", image[:1], one[2:3], True), UserScan("b", image[:1], one[2:3], True)]
+    assert starting_model(flat, None) == WEIGHTS / "unet2d_default.safetensors"
+    named = starting_model([UserScan("a", image, one, False)], "unet3d_default")
+    assert named == WEIGHTS / "unet3d_default.safetensors"

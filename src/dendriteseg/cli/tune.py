@@ -74,7 +74,9 @@ def finetune(
         None, help="Sparse labels per image: 0 unlabelled, 1 background, 2 dendrite."
     ),
     parent: str | None = Opt(
-        None, "--from", help="Model to start from (default: the shipped default; 2D for 2D)."
+        None,
+        "--from",
+        help="Model to start from (default: unet2d_default for 2D images or one labelled slice, else 3D).",
     ),
     minutes: float | None = Opt(None, help="Time budget: the search, then training its winner (default 5)."),
     epochs: int | None = Opt(

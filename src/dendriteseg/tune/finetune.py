@@ -104,12 +104,19 @@ class FinetuneResult:
 
 
 def starting_model(scans: list[UserScan], start: str | Path | None) -> Path:
-    """The model to start from: as named, else a 2D model for 2D images and the default 3D one otherwise."""
+    """The model to start from: as named; else the shipped 2D model for 2D images and for labels in
+    one slice in all, the default 3D one otherwise.
+
+    A 3D model's training patches are several slices deep: with one labelled slice, the others in
+    each patch are unlabelled and teach nothing, and the 2D model learns from the same slice at a
+    fraction of the cost per step (``benchmarks/few_shot.py --counts 1``).
+    """
     from dendriteseg.infer.predictor import resolve_model_path
     from dendriteseg.models.files import default_model_name
 
     if start is None:
-        start = default_model_name(image2d=all(s.was_2d for s in scans))
+        one_slice = sum(len(s.labelled_slices) for s in scans) == 1
+        start = default_model_name(image2d=one_slice or all(s.was_2d for s in scans))
     return resolve_model_path(start)
 
 
