@@ -26,7 +26,7 @@ recipe and the command; every other key (held-out scores measured by the
 benchmarks) is kept. It refuses a model whose IoU on the benchmark's exact
 test groups falls more than ``SHIP_TOLERANCE`` below the model it replaces,
 and prints the same over the test scans whose dendrites show
-(``dendriteseg.train.recipe.test_scores``); ``--force REASON`` ships anyway
+(``dendriteseg.train.recipe.score_test_groups``); ``--force REASON`` ships anyway
 and records the reason in the JSON. A new default must also lead on the
 mechanism rows of ``benchmarks/real_like.py``, which this script does not
 run. The history of earlier models is in
@@ -47,7 +47,7 @@ import torch
 from dendriteseg.io import write_text_atomic
 from dendriteseg.models.files import WEIGHTS, ModelInfo, load_model, save_model
 from dendriteseg.scoring import score_model
-from dendriteseg.train.recipe import exact_volumes, load_recipe, recipe_to_dict, run_recipe, test_scores
+from dendriteseg.train.recipe import exact_volumes, load_recipe, recipe_to_dict, run_recipe, score_test_groups
 
 SHIP_TOLERANCE = 0.01
 """How much IoU on the benchmark's exact test groups a new model may lose to the one it replaces."""
@@ -105,7 +105,7 @@ def ship(best: Path, bench: Path, name: str, summary: dict, *, force: str | None
     model shipped under that name today, unless ``force`` gives the reason to ship it anyway."""
     target = WEIGHTS / f"{name}.safetensors"
     if target.is_file():
-        today = test_scores(target, bench)
+        today = score_test_groups(target, bench)
         rule = {
             "rule": f"exact test groups' IoU at most {SHIP_TOLERANCE} below the model replaced",
             "replaced": {"iou": today["iou"], "shown_iou": today["shown"]["iou"]},

@@ -425,7 +425,7 @@ def test_recipe_rebuilds_a_model_from_an_empty_folder(tmp_path):
 def test_test_scores_leave_out_scans_whose_dendrites_do_not_show(tmp_path):
     from dendriteseg.scoring import score_model
     from dendriteseg.synth.dataset import build_dataset
-    from dendriteseg.train.recipe import SHOWN_FLOOR, exact_volumes, test_scores, visible_contrasts
+    from dendriteseg.train.recipe import SHOWN_FLOOR, exact_volumes, score_test_groups, visible_contrasts
 
     bench = build_dataset(tmp_path / "bench", preset="tiny", seed=3, generator="image")
     names = list(visible_contrasts(bench, "test"))
@@ -436,7 +436,7 @@ def test_test_scores_leave_out_scans_whose_dendrites_do_not_show(tmp_path):
     meta["visible_contrast"] = SHOWN_FLOOR / 2
     meta_path.write_text(json.dumps(meta))
     model = _tiny_model_file(tmp_path)
-    scores = test_scores(model, bench)
+    scores = score_test_groups(model, bench)
     assert scores["shown"]["scans"] == names[1:]
     rest = [v for v, n in zip(exact_volumes(bench, "test"), names, strict=True) if n != hidden]
     expected = score_model(model, rest, window=(0.0, 1.0), device="cpu", precision="fp32").mean
@@ -462,7 +462,7 @@ def test_ship_refuses_a_model_below_the_rule_unless_told_why(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
     import train_default
 
-    from dendriteseg.train.recipe import test_scores
+    from dendriteseg.train.recipe import score_test_groups
 
     bench = build_dataset(tmp_path / "bench", preset="tiny", seed=3, generator="image")
     weights = tmp_path / "weights"
@@ -471,7 +471,7 @@ def test_ship_refuses_a_model_below_the_rule_unless_told_why(tmp_path, monkeypat
     model = _tiny_model_file(tmp_path)
     today = weights / "tiny_default.safetensors"
     today.write_bytes(model.read_bytes())
-    scores = test_scores(model, bench)
+    scores = score_test_groups(model, bench)
     worse = {**scores, "iou": scores["iou"] - 2 * train_default.SHIP_TOLERANCE}
     with pytest.raises(SystemExit, match="not shipped"):
         train_default.ship(model, bench, "tiny_default", worse)

@@ -273,7 +273,7 @@ def run_recipe(
         vals = exact_volumes(bench, "val")
         wise = choose_alpha(init, best, lambda path: _score(path, vals)["iou"], work / "wise", recipe.wise)
         best = wise.model
-    return RecipeResult(best, pre, test_scores(best, bench), bench, wise)
+    return RecipeResult(best, pre, score_test_groups(best, bench), bench, wise)
 
 
 def exact_volumes(manifest: Path, split: str) -> list[LabelledVolume]:
@@ -291,13 +291,14 @@ SHOWN_FLOOR = 1.0
 """A test scan counts as one whose dendrites show when its ``visible_contrast`` is at least this."""
 
 
-def test_scores(model: Path, bench: Path) -> dict[str, Any]:
+def score_test_groups(model: Path, bench: Path) -> dict[str, Any]:
     """The mean scores of ``model`` on the exact test groups of the benchmark ``bench``, and under
     ``"shown"`` the same over the test scans whose dendrites show in the image (``visible_contrast``
     in their ``meta.json`` at least :data:`SHOWN_FLOOR`; a scan whose meta records none counts).
 
     A model's score on a scan whose dendrites do not show measures how well it guesses from the
-    generator's habits, not what it sees; the shipping rule compares models on the shown scans.
+    generator's habits, not what it sees: ``scripts/train_default.py`` prints both, so that a loss
+    there can be told from a loss on what the image shows.
     """
     volumes = exact_volumes(bench, "test")
     scores = score_model(model, volumes, window=(0.0, 1.0), device="cpu", precision="fp32")
