@@ -461,3 +461,39 @@ def test_the_start_is_the_2d_default_for_one_labelled_slice_and_the_3d_one_for_m
     assert starting_model(flat, None) == WEIGHTS / "unet2d_default.safetensors"
     named = starting_model([UserScan("a", image, one, False)], "unet3d_default")
     assert named == WEIGHTS / "unet3d_default.safetensors"
+
+
+def test_scribbled_slices_keep_the_starting_models_sure_answers_away_from_contradicting_strokes():
+    from dendriteseg.tune.finetune import ANCHOR_CLEARANCE, anchor_sparse_labels
+    from dendriteseg.tune.labels import UserScan
+
+    image = np.full((3, 45, 47), 0.8, np.float32)
+    image[:, 10:20, 10:20] = 0.2  # dendrite the model finds
+    image[:, 30:40, 30:40] = 0.2  # melt the model calls dendrite, and the user says is not
+
+    def model(batch):  # dark is dendrite, surely
+        return np.where(batch < 0.5, 10.0, -10.0).astype(np.float32)
+
+    label = np.full(image.shape, UNLABELLED, np.uint8)
+    label[1, 14:16, 14:16] = 1  # agrees with the model
+    label[1, 34:36, 34:36] = 0  # contradicts it
+    label[1, 2:4, 40:42] = 0  # held out for validation
+    scans = [
+        UserScan("s", image, label, False),
+        UserScan("whole", image, np.where(image < 0.5, 1, 0).astype(np.uint8), False),
+    ]
+    train_label = label.copy()
+    train_label[1, 2:4, 40:42] = UNLABELLED
+    train = [LabelledVolume("s", image, train_label), LabelledVolume("whole", image, scans[1].label)]
+    anchored, kept = anchor_sparse_labels(train, scans, model)
+    assert kept is train[1] and (anchored.label[[0, 2]] == UNLABELLED).all()  # only labelled slices
+    filled = anchored.label[1]
+    assert (filled[2:4, 40:42] == UNLABELLED).all() and filled[6, 41] == UNLABELLED  # nor what is held out
+    assert (filled[14:16, 14:16] == 1).all() and (filled[34:36, 34:36] == 0).all()  # strokes kept
+    assert (filled[10:20, 10:20] == 1).all() and filled[0, 0] == 0  # the model's sure answers
+    near = np.zeros(filled.shape, bool)
+    r = ANCHOR_CLEARANCE // 2  # a square well inside the clearance disc
+    near[34 - r : 36 + r, 34 - r : 36 + r] = True
+    near[34:36, 34:36] = False
+    assert (filled[near] == UNLABELLED).all()  # not taught the answer the user contradicted
+    assert filled[34 - 2 * ANCHOR_CLEARANCE, 34] == 0  # and sure of the rest beyond it

@@ -37,6 +37,10 @@ What follows, ``finish``:
   every label, along the winner's schedule up to its best epoch.
 
 If no trial beats the starting model, the starting model is kept.
+
+Slices labelled only in part (scribbles) train with their gaps filled by the
+starting model's sure answers (:func:`anchor_sparse_labels`), away from the
+strokes that contradict it; validation judges by the strokes alone.
 The provenance records the labelled slices, the split, every trial and the
 chosen settings.
 """
@@ -53,6 +57,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from scipy import ndimage
 
 from dendriteseg.data import UNLABELLED, LabelledVolume
 from dendriteseg.device import resolve_device, training_precision
@@ -87,6 +92,9 @@ SEARCH_SHARE = 0.5  # of the time budget; the rest continues the winner
 SOUP_MAX = 8  # trials, best first, that the weight average may take in
 MODEL_BYTES = 32 * 2**20  # room for the model written at the end (the shipped ones are 1-6 MB)
 ONE_SLICE = "one labelled slice: nothing held out at another depth to judge settings by, so plain settings"
+ANCHOR_SURE = 0.9  # the starting model's probability (or 1 minus it) that fills a scribbled slice's gaps
+ANCHOR_CLEARANCE = 8  # px around a stroke that contradicts the starting model, left unlabelled
+ANCHOR_CONTEXT = 4  # slices either side of the scribbled ones that the starting model sees
 
 
 @dataclass
@@ -118,6 +126,48 @@ def starting_model(scans: list[UserScan], start: str | Path | None) -> Path:
         one_slice = sum(len(s.labelled_slices) for s in scans) == 1
         start = default_model_name(image2d=one_slice or all(s.was_2d for s in scans))
     return resolve_model_path(start)
+
+
+def anchor_sparse_labels(
+    train: list[LabelledVolume], scans: list[UserScan], parent: Any
+) -> list[LabelledVolume]:
+    """The training volumes of ``scans`` (:func:`~dendriteseg.tune.labels.split_labels`, same order),
+    each slice labelled only in part (scribbles) filled with the starting model's sure answers
+    (probability above ``ANCHOR_SURE`` or below 1 minus it), except within ``ANCHOR_CLEARANCE`` px of
+    a stroke that the model contradicts or that validation holds out. Validation keeps the strokes only.
+
+    Strokes along the middle of arms and channels say nothing about where a boundary lies; trained on
+    them alone, a model moves its boundaries where nobody painted, and comes out worse than it started
+    (``benchmarks/few_shot.py --labels scribbles,corrections``). Filled in, the slice keeps what the
+    model knew wherever the user did not say otherwise. Whole labels are left as they are.
+    """
+    from dendriteseg.infer import segment
+
+    out = []
+    for volume, scan in zip(train, scans, strict=True):
+        label = np.asarray(volume.label)
+        partial = [
+            z
+            for z in scan.labelled_slices
+            if (label[z] != UNLABELLED).any() and (scan.label[z] == UNLABELLED).any()
+        ]
+        if not partial:
+            out.append(volume)
+            continue
+        z0 = max(0, min(partial) - ANCHOR_CONTEXT)
+        z1 = min(scan.image.shape[0], max(partial) + ANCHOR_CONTEXT + 1)
+        result = segment(scan.image[z0:z1], parent, probabilities=True, window=(0.0, 1.0), compile=False)
+        label = label.copy()
+        for z in partial:
+            strokes, p = scan.label[z], np.asarray(result.probabilities[z - z0], np.float32)
+            held = (strokes != UNLABELLED) & (label[z] == UNLABELLED)
+            contradicted = ((strokes == 1) & (p < 0.5)) | ((strokes == 0) & (p >= 0.5)) | held
+            near = ndimage.distance_transform_edt(~contradicted) <= ANCHOR_CLEARANCE
+            sure = np.where(p > ANCHOR_SURE, 1, np.where(p < 1 - ANCHOR_SURE, 0, UNLABELLED)).astype(np.uint8)
+            gap = (strokes == UNLABELLED) & ~near
+            label[z][gap] = sure[gap]
+        out.append(replace(volume, label=label))
+    return out
 
 
 def _pad_depth(scan: UserScan, depth: int) -> UserScan:
@@ -190,6 +240,7 @@ def finetune_on_labels(
     base = _base_config(parent, scans, seed, precision)
     scans = [_pad_depth(s, base.patch[0]) for s in scans]
     train, val, split = split_labels(scans, depth=base.patch[0], seed=seed)
+    train = anchor_sparse_labels(train, scans, parent)
     model, info = load_model(parent)
     started = time.monotonic()
     before = validate(model, val, depth=base.patch[0], device="auto", precision="auto")
