@@ -422,7 +422,7 @@ def test_recipe_rebuilds_a_model_from_an_empty_folder(tmp_path):
         load_recipe(path)
 
 
-def test_test_scores_leave_out_scans_whose_dendrites_do_not_show(tmp_path):
+def test_scoring_the_test_groups_leaves_out_scans_whose_dendrites_do_not_show(tmp_path):
     from dendriteseg.scoring import score_model
     from dendriteseg.synth.dataset import build_dataset
     from dendriteseg.train.recipe import SHOWN_FLOOR, exact_volumes, score_test_groups, visible_contrasts
