@@ -314,6 +314,7 @@ def test_one_labelled_slice_trains_the_plain_settings_without_a_search(scan_file
     assert len(lines) == 2 and lines[0].startswith("trial 0: lr 0.0003") and "continued" in lines[1]
     record = load_model(out)[1].provenance["finetune"]
     assert record["split"]["by"] == "pixels" and record["settings_searched"] is False
+    assert "anchored" not in record["split"]  # whole labels: nothing filled in
     assert "one labelled slice" in record["kept"]  # said whichever model was kept
     improved = record["after"]["iou"] > record["before"]["iou"] + 1e-9
     assert record["kept"].startswith("trial") == improved

@@ -41,8 +41,9 @@ If no trial beats the starting model, the starting model is kept.
 Slices labelled only in part (scribbles) train with their gaps filled by the
 starting model's sure answers (:func:`anchor_sparse_labels`), away from the
 strokes that contradict it; validation judges by the strokes alone.
-The provenance records the labelled slices, the split, every trial and the
-chosen settings.
+
+The provenance records the labelled slices, the split (and how many voxels
+the starting model's answers filled), every trial and the chosen settings.
 """
 
 from __future__ import annotations
@@ -240,7 +241,12 @@ def finetune_on_labels(
     base = _base_config(parent, scans, seed, precision)
     scans = [_pad_depth(s, base.patch[0]) for s in scans]
     train, val, split = split_labels(scans, depth=base.patch[0], seed=seed)
-    train = anchor_sparse_labels(train, scans, parent)
+    anchored = anchor_sparse_labels(train, scans, parent)
+    filled = sum(int((a.label != t.label).sum()) for a, t in zip(anchored, train, strict=True))
+    if filled:
+        anchor = {"voxels": filled, "sure": ANCHOR_SURE, "clearance_px": ANCHOR_CLEARANCE}
+        split = {**split, "anchored": anchor}
+    train = anchored
     model, info = load_model(parent)
     started = time.monotonic()
     before = validate(model, val, depth=base.patch[0], device="auto", precision="auto")
