@@ -105,7 +105,7 @@ def _fine_tunes(
     gen = np.random.default_rng([args.seed, i, count])
     truth = label.copy()
     truth[chosen] = UNLABELLED  # scored only where nobody labelled
-    before = score_model(args.model, [(image, label)], window=(0.0, 1.0), precision="fp32", keep_labels=True)
+    before = score_model(args.model, [(image, truth)], window=(0.0, 1.0), precision="fp32", keep_labels=True)
     for z in chosen:
         if kind == "whole":
             train_label[z] = label[z]
@@ -114,7 +114,7 @@ def _fine_tunes(
         else:
             train_label[z] = corrections(label[z], before.labels[0][z], gen)
     scan = UserScan(f"scan{i}", image, train_label, False)
-    cells, kept = {"before": _scores(args.model, image, truth)}, []
+    cells, kept = {"before": before.mean}, []
     with tempfile.TemporaryDirectory() as work:
         for method in methods:
             out = Path(work) / f"{method}.safetensors"

@@ -37,7 +37,7 @@ from dendriteseg.infer.tiling import Tiling
 from dendriteseg.infer.trust import TrustMeter, TrustReport, suggested_share, trust_report
 from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume, write_text_atomic
 from dendriteseg.io.outputs import check_distinct, check_target, resolve_output
-from dendriteseg.models.files import DEFAULT_MODEL, DEFAULT_MODEL_2D, default_model_name
+from dendriteseg.models.files import DEFAULT_MODEL_2D, default_model_name
 from dendriteseg.preprocess import FiniteVolume, nonfinite_warning, sample_slices, window_for
 from dendriteseg.sample_region import SampleRegion, sample_region_for
 
@@ -191,11 +191,12 @@ def segment(
 def _default_for(model: Any, image2d: bool, source: Any) -> tuple[Any, str | None]:
     """The model to run (the 2D default for a 2D image where none is named) and its name (None for a
     module, predictor or callable)."""
-    if model is None and image2d and default_model_name(image2d=True) == DEFAULT_MODEL_2D:
-        model = DEFAULT_MODEL_2D
-        log.info(IMAGE_2D_DEFAULT, source, model)
     if model is None:
-        return None, DEFAULT_MODEL
+        name = default_model_name(image2d=image2d)
+        if name != DEFAULT_MODEL_2D:
+            return None, name  # the 3D default, as resolve_predictor takes it (and says if it is missing)
+        log.info(IMAGE_2D_DEFAULT, source, name)
+        return name, name
     return model, str(model) if isinstance(model, (str, Path)) else None
 
 

@@ -302,10 +302,10 @@ def score_test_groups(model: Path, bench: Path) -> dict[str, Any]:
     """
     volumes = exact_volumes(bench, "test")
     scores = score_model(model, volumes, window=(0.0, 1.0), device="cpu", precision="fp32")
-    contrasts = visible_contrasts(bench, "test")
-    kept = [name for name, c in contrasts.items() if not c < SHOWN_FLOOR]
-    shown = [e for e, c in zip(scores.volumes, contrasts.values(), strict=True) if not c < SHOWN_FLOOR]
-    return {**scores.mean, "shown": {**mean_scores(shown), "scans": kept, "floor": SHOWN_FLOOR}}
+    contrasts = visible_contrasts(bench, "test").items()
+    shown = {n: e for (n, c), e in zip(contrasts, scores.volumes, strict=True) if not c < SHOWN_FLOOR}
+    summary = {**mean_scores(list(shown.values())), "scans": list(shown), "floor": SHOWN_FLOOR}
+    return {**scores.mean, "shown": summary}
 
 
 def visible_contrasts(manifest: Path, split: str) -> dict[str, float]:
