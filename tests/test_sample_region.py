@@ -95,7 +95,8 @@ def test_segment_labels_nothing_outside_the_region(scan):
 
 def test_dendrites_cut_by_the_edge_stay_inside_and_broad_dents_outside():
     """A narrow dark notch at the sample's edge (a dendrite) is sample; a broad shallow dent (a gap
-    between an irregular sample and its wall, which models take for dendrite) is not."""
+    between an irregular sample and its wall, which models take for dendrite) is not, nor is the dark
+    exterior just beyond the edge."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:256, :256]
     disc = np.hypot(yy - 127.5, xx - 127.5) < 100
@@ -106,8 +107,11 @@ def test_dendrites_cut_by_the_edge_stay_inside_and_broad_dents_outside():
     image[notch] = 0.35
     region = detect_sample(image.astype(np.float32))
     assert region is not None
-    assert region.mask[notch].all()
+    assert region.mask[notch & disc].all()  # the notch inside the sample (it starts 2 px outside)
     assert region.mask[dent & (np.hypot(yy - 127.5, xx - 267.5) < 58)].mean() < 0.1
+    # the region ends at the sample's edge: a margin wider than the detection grid's step takes in a rim of
+    # the dark exterior, which models call dendrite
+    assert not region.mask[np.hypot(yy - 127.5, xx - 127.5) > 100 + 2].any()
 
 
 def banded_slice(shape=(161, 163), radius=58.0, band=9.0, centre=None, exterior="constant", rng=0):

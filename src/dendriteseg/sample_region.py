@@ -32,8 +32,14 @@ in a few evenly spaced slices (averaged, about 256 pixels a side):
 4. a region of step 1 or 2 without an own edge is refused (no mask) when it
    covers more than ``MAX_COVER`` of the slice or its edge runs along the
    slice's border: a scan cropped inside the sample has no outside; else it
-   is grown by ``MARGIN`` of the slice side (an own edge is not: it lies on
-   the sample's rim already, and growing it takes in the edge line).
+   is grown by ``MARGIN`` pixels of the grid it was found on, to cover that
+   grid's steps and no more: the edge of the smoothed, Otsu-split region lies
+   at the grey halfway between sample and exterior, where the sample ends,
+   and a wider margin takes in a rim of the dark exterior, which models call
+   dendrite. An own edge is not grown: it lies on the sample's rim already,
+   and growing it takes in the edge line. The ``core`` (where the grey
+   window is measured) lies ``CORE_INSET`` of the slice side inside the
+   edge, twice that inside an own edge.
 
 The result is a 2D mask applied to every slice (samples are cylinders
 along z). It is a net under a model that should not need it, not a
@@ -62,7 +68,8 @@ MAX_COVER = 0.9  # a region larger than this share of the slice is no sample bou
 MIN_COVER = 0.1  # a bright region smaller than this share is no sample (noise, a bright grain)
 MIN_CONTRAST = 0.15  # the bright region's mean above the rest's, in units of the 1st-99th percentile range
 CLOSE = 0.05  # notches narrower than twice this share of the slice side are filled
-MARGIN = 0.01  # the region grows by this share of the slice side
+MARGIN = 1  # pixels of the detection grid a region without an own edge grows by
+CORE_INSET = 0.01  # the core lies this share of the slice side inside the region's edge
 BORDER_TOUCH = 0.05  # a region whose edge runs along more than this share of the border is a crop
 ANGLES = 180  # rays of the own-edge search
 RADII = 128  # samples along each ray, centre to rim
@@ -79,7 +86,7 @@ RIM_SKIP = 4.0  # pixels next to the rim left out (the step to the exterior itse
 @dataclass
 class SampleRegion:
     """A detected (or given) sample region: ``mask`` (y, x, or one per slice), how it was found, and
-    its ``core``: the region well inside its edge (without the margin it is grown by), where the
+    its ``core``: the region well inside its edge (``CORE_INSET``, module notes), where the
     grey window is measured; a given mask is its own core."""
 
     mask: np.ndarray
@@ -357,17 +364,17 @@ def detect_sample(volume: Any) -> SampleRegion | None:
         region, how = _bright_region(small), "bright region around the centre"
     if region is None or not region.any():
         return None
-    grow = max(1, int(round(MARGIN * min(small.shape))))
+    inset = max(1, int(round(CORE_INSET * min(small.shape))))
     inner = own_edge(small, region, small_stack)
     if inner is not None and inner.any() and _along_border(inner) <= BORDER_TOUCH:
         # the own edge is placed outside the sample's rim already; growing it would take in the line
         region, how = ndimage.binary_fill_holes(inner), f"the sample's own edge inside the {how}"
-        core = ndimage.binary_erosion(region, iterations=2 * grow)
+        core = ndimage.binary_erosion(region, iterations=2 * inset)
     elif region.mean() > MAX_COVER or _along_border(region) > BORDER_TOUCH:
         return None  # no outside to exclude: cropped inside the sample, or no sample boundary in view
     else:
-        core = ndimage.binary_erosion(region, iterations=grow)
-        region = ndimage.binary_dilation(region, iterations=grow)
+        core = ndimage.binary_erosion(region, iterations=inset)
+        region = ndimage.binary_dilation(region, iterations=MARGIN)
     return SampleRegion(_full_size(region, step, (ny, nx)), how, _full_size(core, step, (ny, nx)))
 
 
