@@ -69,6 +69,16 @@ def test_searched_rows_train_the_fixed_rows_epochs(study):
             assert len(log) == epochs
 
 
+def test_searched_step_2_keeps_the_step_1_model_unless_a_fine_tune_beats_it(study):
+    out, _ = study
+    for arch in ARCHITECTURES:
+        step = json.loads((out / "steps" / f"{arch}_searched_s0.json").read_text())
+        pre, ft = step["pretrain"], step["finetune"]
+        assert ft.get("kept_parent", False) == (pre["score"] > ft["score"])
+        assert (ft["model"] == pre["model"]) == ft.get("kept_parent", False)
+        assert ft["score"] >= ft["trial_score"]
+
+
 def test_report_holds_both_tables_every_figure_and_the_claims(study):
     out, _ = study
     md = (out / "report.md").read_text()

@@ -180,6 +180,15 @@ def diagnoses(summary: dict[str, Summary], steps: list[dict[str, Any]], budget: 
                 f"{fixed.mean['iou']:.4f} vs {noisy.mean['iou']:.4f}){lrs}. A search that beats the fixed "
                 "rows may owe that to this step alone."
             )
+    for arch in ARCHITECTURES:
+        searched = [s for s in steps if s.get("kind") == "searched" and s["rows"][0]["architecture"] == arch]
+        kept = sum(bool(s["finetune"].get("kept_parent")) for s in searched)
+        if kept:
+            out.append(
+                f"{PAPER_NAMES[arch]}, searched: in {kept} of {len(searched)} run(s) no step-2 trial beat the "
+                "step-1 model on the exact validation groups, and the step-1 model stayed (not fine-tuning "
+                "is one of the search's choices)."
+            )
     wide = [s for s in summary.values() if s.n > 1 and s.sd["iou"] > 0.05]
     if wide:
         worst = max(wide, key=lambda s: s.sd["iou"])
@@ -269,7 +278,7 @@ def _table1(steps: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
                 f"{p.get('lr', math.nan):.3g}",
                 f"{pre['search_epochs']} + {pre['continued_epochs']} (winner's {p.get('epochs')})",
                 str(p.get("augment")),
-                f"{f.get('lr', math.nan):.3g}",
+                f"{f.get('lr', math.nan):.3g}" + (" (step 1 kept)" if ft.get("kept_parent") else ""),
                 f"{ft['search_epochs']} + {ft['continued_epochs']} (winner's {f.get('epochs')})",
                 str(f.get("augment")),
                 str(p.get("batch")),

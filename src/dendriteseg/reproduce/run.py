@@ -221,7 +221,9 @@ class _Study:
         start = time.perf_counter()
         base = self._config(arch, seed, work)
         pre = _search_step("pretrain", base, work, None, b.pretrain_epochs, b, seed)
-        ft = _search_step("finetune", base, work, work / pre["model"], b.finetune_epochs, b, seed)
+        ft = _search_step(
+            "finetune", base, work, work / pre["model"], b.finetune_epochs, b, seed, keep=_step_score(pre)
+        )
         seconds = time.perf_counter() - start
         scores = self._score(f"{arch}_searched", work / ft["model"], seed)
         row = _row(
@@ -255,10 +257,21 @@ def _epochs_used(study: Any) -> int:
 
 
 def _search_step(
-    step: str, base: Any, work: Path, parent: Path | None, epochs: int, budget: StudyBudget, seed: int
+    step: str,
+    base: Any,
+    work: Path,
+    parent: Path | None,
+    epochs: int,
+    budget: StudyBudget,
+    seed: int,
+    keep: float | None = None,
 ) -> dict[str, Any]:
     """One step of the search in ``work``: trials for the budget's share of ``epochs``, then the winner
-    trained on (from its best epoch, with its settings) for the epochs left; returns what it chose."""
+    trained on (from its best epoch, with its settings) for the epochs left; returns what it chose.
+
+    ``keep``: the parent's validation score. Not fine-tuning is one of the step's choices: where no
+    trial nor the continuation beats the parent on validation, the parent stays the model
+    (``kept_parent``), as ``dendriteseg finetune`` keeps its starting model."""
     from dendriteseg.train import load_config, train
     from dendriteseg.tune.hpo import export_best, search
     from dendriteseg.tune.search import open_study
@@ -296,7 +309,16 @@ def _search_step(
         chosen["continued_score"] = score
         if score >= best.value:  # else the trial's best epoch stays the step's model
             chosen["model"] = str(Path(model).relative_to(work))
+    chosen["score"] = max(float(best.value), chosen.get("continued_score", -math.inf))
+    if parent is not None and keep is not None and keep > chosen["score"]:
+        chosen["kept_parent"] = True
+        chosen["model"] = str(parent.relative_to(work))
     return chosen
+
+
+def _step_score(chosen: dict[str, Any]) -> float:
+    """The validation score of a step's model (results written before ``score`` was kept: the trial's)."""
+    return float(chosen.get("score", chosen["trial_score"]))
 
 
 def _best_score(run: Path) -> float:
