@@ -185,9 +185,9 @@ def diagnoses(summary: dict[str, Summary], steps: list[dict[str, Any]], budget: 
         kept = sum(bool(s["finetune"].get("kept_parent")) for s in searched)
         if kept:
             out.append(
-                f"{PAPER_NAMES[arch]}, searched: in {kept} of {len(searched)} run(s) no step-2 trial beat the "
-                "step-1 model on the exact validation groups, and the step-1 model stayed (not fine-tuning "
-                "is one of the search's choices)."
+                f"{PAPER_NAMES[arch]}, searched: in {kept} of {len(searched)} run(s) no step-2 trial beat "
+                "the step-1 model on the exact validation groups, and the step-1 model stayed (not "
+                "fine-tuning is one of the search's choices)."
             )
     wide = [s for s in summary.values() if s.n > 1 and s.sd["iou"] > 0.05]
     if wide:
