@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from dendriteseg.cli import app
 from dendriteseg.reproduce.plan import ARCHITECTURES, BASELINES, TABLE2_COLUMNS, study_budget
-from dendriteseg.reproduce.report import Summary, claims, diagnoses
+from dendriteseg.reproduce.report import Summary, claims, diagnoses, noisy_label_record
 
 runner = CliRunner()
 METHODS = [*BASELINES, *(f"{a}_{k}" for a in ARCHITECTURES for k in ("noisy", "fixed", "searched"))]
@@ -234,3 +234,34 @@ def test_diagnoses_name_a_fine_tune_that_hurt_and_a_wide_spread():
     assert "widest unet3d_fixed 0.080" in found[1]
     rows["unet3d_fixed"] = _summary("unet3d_fixed", 0.75, 1.8)
     assert diagnoses(rows, steps, study_budget("cpu")) == []
+
+
+def test_diagnoses_say_how_close_the_noisy_labels_are_and_when_step_1_stayed():
+    rows = {
+        "unet3d_noisy": _summary("unet3d_noisy", 0.70, 2.0),
+        "unet3d_fixed": _summary("unet3d_fixed", 0.60, 2.5),
+        "unet3d_searched": _summary("unet3d_searched", 0.71, 1.9),
+    }
+    kept = {"params": {"lr": 3e-5}, "kept_parent": True}
+    steps = [
+        {"kind": "searched", "rows": [{"architecture": "unet3d"}], "finetune": kept},
+        {"kind": "searched", "rows": [{"architecture": "unet3d"}], "finetune": {"params": {"lr": 1e-4}}},
+    ]
+    labels = {"iou": 0.9, "noisy_volumes": 9, "exact_groups": 6}
+    found = diagnoses(rows, steps, study_budget("cpu"), labels)
+    assert "at IoU 0.90 on average (9 noisy training volumes, 6 exact training groups)" in found[1]
+    assert "3D U-Net, searched: in 1 of 2 run(s) no step-2 trial beat the step-1 model" in found[2]
+    rows["unet3d_fixed"] = _summary("unet3d_fixed", 0.75, 1.8)  # fine-tuning helped: nothing on the labels
+    assert not any(
+        "noisy training labels" in text for text in diagnoses(rows, steps, study_budget("cpu"), labels)
+    )
+
+
+def test_noisy_label_record_reads_the_dataset_it_was_built_with(study):
+    out, _ = study
+    record = noisy_label_record(out / "data" / "manifest.json")
+    assert 0.3 < record["iou"] < 1.0
+    assert record["noisy_volumes"] >= 1 and record["exact_groups"] == 6
+    assert noisy_label_record(out / "missing.json") is None
+    md = (out / "report.md").read_text()
+    assert ("noisy training labels agree with the exact ones" in md) == ("made it worse than no" in md)
