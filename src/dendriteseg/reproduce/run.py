@@ -15,7 +15,9 @@ search: step 1 on the noisy labels, step 2 on the exact ones). The searched
 rows train exactly as many epochs as the fixed ones, step by step: every
 trial's epochs count, pruned ones included; a share of each step goes to
 the search's trials (ASHA), the rest to training the winner on from its
-best epoch, with its settings.
+best epoch, with its settings. Step 2 may also choose not to fine-tune: where
+nothing it trained beats the step-1 model on the exact validation groups,
+the step-1 model stays.
 """
 
 from __future__ import annotations
