@@ -15,7 +15,7 @@ from dendriteseg.metrics import iou
 from dendriteseg.synth import procedural_dendrites
 from dendriteseg.synth.ct import ScanParams, acquisition_times, holder_ring, simulate_scan
 from dendriteseg.synth.dataset import EXACT_GROUPS, build_dataset
-from dendriteseg.synth.label_noise import corrupt_labels
+from dendriteseg.synth.label_noise import LabelNoise, corrupt_labels
 from dendriteseg.synth.scan import (
     IMAGE_SETTINGS,
     PRESETS,
@@ -163,6 +163,26 @@ def test_label_noise(scan):
     np.testing.assert_array_equal(noisy, corrupt_labels(exact, rng=0))
 
 
+@pytest.mark.parametrize("bias", [1, -1])
+def test_label_noise_bias_moves_every_boundary_one_way(scan, bias):
+    exact = scan["label"].astype(bool)
+    only_bias = LabelNoise(shift=0, merge=0, miss_thin=0, speckle=0.0, bias=bias)
+    moved = corrupt_labels(exact, noise=only_bias, rng=0).astype(bool)
+    grown, shrunk = (moved, exact) if bias > 0 else (exact, moved)
+    assert (grown >= shrunk).all() and moved.sum() != exact.sum()  # one way only, and it moved
+    for z in range(exact.shape[0]):  # by exactly one pixel
+        expected = (
+            ndimage.binary_dilation(exact[z])
+            if bias > 0
+            else ndimage.binary_erosion(exact[z], border_value=1)
+        )
+        np.testing.assert_array_equal(moved[z], expected)
+    noisy = corrupt_labels(exact, noise=LabelNoise(bias=bias), rng=0).astype(bool)
+    assert (
+        np.sign(noisy.sum() - corrupt_labels(exact, rng=0).astype(bool).sum()) == bias
+    )  # on top of the rest
+
+
 def test_series_grows():
     series = make_series((4, 48, 48), n_scans=3, phasefield_steps=240, rng=0)
     fractions = [s["meta"]["dendrite_fraction"] for s in series]
@@ -225,9 +245,22 @@ def test_holder_tube_is_background_and_keeps_the_structure():
 def test_cli_synth_dataset_wide_and_bad_variety(tmp_path):
     runner = CliRunner()
     ok = runner.invoke(
-        app, ["synth", "dataset", str(tmp_path / "d"), "--preset", "tiny", "--variety", "wide"]
+        app,
+        [
+            "synth",
+            "dataset",
+            str(tmp_path / "d"),
+            "--preset",
+            "tiny",
+            "--variety",
+            "wide",
+            "--label-bias",
+            "1",
+        ],
     )
     assert ok.exit_code == 0, ok.output
+    noisy = json.loads((tmp_path / "d" / "noisy_000" / "meta.json").read_text())
+    assert noisy["label_noise"]["settings"]["bias"] == 1
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert manifest["variety"] == "wide"
     meta = json.loads((tmp_path / "d" / "exact_00" / "meta.json").read_text())

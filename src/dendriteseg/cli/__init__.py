@@ -207,13 +207,19 @@ def synth_dataset(
     min_visible: float = Opt(
         0.0, help="Raise the contrast of scans whose dendrites show less than this against the melt (0: off)."
     ),
+    label_bias: int = Opt(
+        0,
+        help="Pixels every noisy label's boundary moves before its random errors: > 0 grows the "
+        "dendrite, < 0 shrinks it (a consistently biased segmentation; 0: off).",
+    ),
 ) -> None:
     """Write a paper-like dataset: noisy-label scans (70/20/10) and 14 exact groups of 8 slices."""
     from dendriteseg.synth.dataset import build_dataset
+    from dendriteseg.synth.label_noise import LabelNoise
 
     on_entry = lambda name, done, total: _say(f"- {name} ({done}/{total})", err=True)  # noqa: E731
     options = {"preset": preset, "seed": seed, "variety": variety, "holder": holder, "generator": generator}
-    options.update(min_visible=min_visible)
+    options.update(min_visible=min_visible, noise=LabelNoise(bias=label_bias))
     _say(f"wrote {build_dataset(out_dir, on_entry=on_entry, **options)}")
 
 

@@ -4,7 +4,11 @@ The paper pretrains on 1750 slices labelled by an earlier 2D network and
 fine-tunes on few exact ones. ``corrupt_labels`` turns an exact label into
 such a noisy one, slice by slice: boundaries shifted by a pixel or two in
 smooth random patches, neighbouring arms merged, thin arms missed, and
-speckle. ``label_agreement`` says how far the result is from the truth.
+speckle; optionally (``bias``) every boundary moved the same way first, as a
+segmentation that consistently over- or under-segments (a threshold set a
+little off, an older network trained on such labels) leaves it: an error
+that training on many noisy labels learns rather than averages away.
+``label_agreement`` says how far the result is from the truth.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class LabelNoise:
     miss_fraction: float = 0.3
     speckle: float = 2e-4  # speckles per pixel
     patch_scale: float = 24.0  # size (pixels) of the random patches
+    bias: int = 0  # pixels every boundary moves first: > 0 grows the dendrite, < 0 shrinks it
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -67,6 +72,10 @@ def corrupt_labels(label: np.ndarray, *, noise: LabelNoise | None = None, rng: R
         shape = m.shape
 
         cur = m.copy()
+        if noise.bias > 0:
+            cur = ndimage.binary_dilation(cur, iterations=noise.bias)
+        elif noise.bias < 0:
+            cur = ndimage.binary_erosion(cur, iterations=-noise.bias, border_value=1)
         if noise.shift > 0 and noise.shift_fraction > 0:
             field = _smooth_field(shape, noise.patch_scale, gen)
             for r in range(1, noise.shift + 1):
