@@ -265,3 +265,21 @@ def test_noisy_label_record_reads_the_dataset_it_was_built_with(study):
     assert noisy_label_record(out / "missing.json") is None
     md = (out / "report.md").read_text()
     assert ("noisy training labels agree with the exact ones" in md) == ("made it worse than no" in md)
+
+
+def test_a_given_dataset_is_checked_not_timed(study, tmp_path):
+    from dendriteseg.reproduce import reproduce
+
+    out, _ = study
+    lines = []
+
+    def first_line_only(line):
+        lines.append(line)
+        raise KeyboardInterrupt  # stop after the dataset step: what it printed is what is tested
+
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(
+            tmp_path / "run", budget="tiny", data=out / "data" / "manifest.json", on_progress=first_line_only
+        )
+    assert re.fullmatch(r"\[1/\d+\] dataset: \d+ s", lines[0])  # no estimate from a step that trained nothing
+    assert json.loads((tmp_path / "run" / "steps" / "dataset.json").read_text())["preset"] is None

@@ -440,9 +440,14 @@ def reproduce(
         result = study.run_step(step)
         write_text_atomic(path, json.dumps(result, indent=1) + "\n")
         results.append(result)
-        spent, cost_done = spent + result["seconds"], cost_done + step.cost
-        left = sum(s.cost for s in steps[i:]) * spent / cost_done
-        say(f"[{i}/{len(steps)}] {step.name}: {result['seconds']:.0f} s; about {_duration(left)} left")
+        if step.kind != "dataset" or data is None:  # a dataset given is only checked: no rate to learn from
+            spent, cost_done = spent + result["seconds"], cost_done + step.cost
+        left = (
+            f"; about {_duration(sum(s.cost for s in steps[i:]) * spent / cost_done)} left"
+            if cost_done
+            else ""
+        )
+        say(f"[{i}/{len(steps)}] {step.name}: {result['seconds']:.0f} s{left}")
     files = write_report(out, results, budget=budget, seeds=seeds, versions=versions())
     rows = [row for r in results for row in r.get("rows", [])]
     return StudyResult(out, rows, files)
