@@ -251,6 +251,9 @@ def test_diagnoses_say_how_close_the_noisy_labels_are_and_when_step_1_stayed():
     found = diagnoses(rows, steps, study_budget("cpu"), labels)
     assert "at IoU 0.90 on average (9 noisy training volumes, 6 exact training groups)" in found[1]
     assert "3D U-Net, searched: in 1 of 2 run(s) no step-2 trial beat the step-1 model" in found[2]
+    assert "Labels this close" in found[1]
+    far = diagnoses(rows, steps, study_budget("cpu"), {**labels, "iou": 0.78})
+    assert "at IoU 0.78" in far[1] and "Labels this close" not in far[1]
     rows["unet3d_fixed"] = _summary("unet3d_fixed", 0.75, 1.8)  # fine-tuning helped: nothing on the labels
     assert not any(
         "noisy training labels" in text for text in diagnoses(rows, steps, study_budget("cpu"), labels)

@@ -158,6 +158,11 @@ def claims(summary: dict[str, Summary]) -> list[tuple[str, bool | None, str]]:
     return found
 
 
+CLOSE_LABELS = (
+    0.85  # mean IoU of noisy against exact labels above which step 1 learns nearly what step 2 would
+)
+
+
 def noisy_label_record(manifest: Path) -> dict[str, Any] | None:
     """How close the dataset's noisy training labels are to the exact ones (mean IoU, from each noisy
     volume's ``meta.json``), and how many noisy training volumes and exact training groups there are;
@@ -209,12 +214,16 @@ def diagnoses(
                 "rows may owe that to this step alone."
             )
     if out and labels:
+        reading = (
+            " Labels this close teach step 1 nearly what step 2 would, from more varied scans: fine-tuning "
+            "on the few exact groups can lose more in variety than it gains in exactness."
+            if labels["iou"] >= CLOSE_LABELS
+            else ""
+        )
         out.append(
             f"The noisy training labels agree with the exact ones at IoU {labels['iou']:.2f} on average "
             f"({labels['noisy_volumes']} noisy training volumes, {labels['exact_groups']} exact training "
-            "groups); the paper's came from an earlier 2D network. Labels this close teach step 1 nearly "
-            "what step 2 would, from more varied scans: fine-tuning on the few exact groups can lose more "
-            "in variety than it gains in exactness."
+            f"groups); the paper's came from an earlier 2D network.{reading}"
         )
     for arch in ARCHITECTURES:
         searched = [s for s in steps if s.get("kind") == "searched" and s["rows"][0]["architecture"] == arch]
