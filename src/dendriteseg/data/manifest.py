@@ -95,6 +95,20 @@ def read_manifest(path: str | Path) -> list[Entry]:
     return entries
 
 
+def entry_metas(path: str | Path, *, quality: str, split: str) -> list[tuple[dict[str, Any], dict | None]]:
+    """The raw entries of one ``quality`` and ``split`` of a JSON manifest (as ``synth dataset`` writes
+    them), in order, each with its ``meta.json`` (the scan's record) parsed; None where the entry names
+    none or the file is missing."""
+    path = Path(path)
+    out = []
+    for entry in json.loads(path.read_text())["entries"]:
+        if entry.get("quality") != quality or entry.get("split") != split:
+            continue
+        meta = path.parent / entry["meta"] if entry.get("meta") else None
+        out.append((entry, json.loads(meta.read_text()) if meta is not None and meta.is_file() else None))
+    return out
+
+
 def select(entries: list[Entry], *, quality: str | None = None, split: str | None = None) -> list[Entry]:
     """Entries of one quality and/or split."""
     return [

@@ -12,7 +12,6 @@ import base64
 import csv
 import html
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,29 +157,30 @@ def claims(summary: dict[str, Summary]) -> list[tuple[str, bool | None, str]]:
     return found
 
 
-CLOSE_LABELS = (
-    0.85  # mean IoU of noisy against exact labels above which step 1 learns nearly what step 2 would
-)
+# mean IoU of noisy against exact labels above which step 1 learns nearly what step 2 would
+CLOSE_LABELS = 0.85
 
 
 def noisy_label_record(manifest: Path) -> dict[str, Any] | None:
     """How close the dataset's noisy training labels are to the exact ones (mean IoU, from each noisy
     volume's ``meta.json``), and how many noisy training volumes and exact training groups there are;
     None where the manifest's entries do not record it (a user's own data)."""
+    from dendriteseg.data.manifest import entry_metas
+
     try:
-        entries = json.loads(manifest.read_text())["entries"]
-        noisy = [e for e in entries if e.get("quality") == "noisy" and e.get("split") == "train"]
-        ious = [
-            json.loads((manifest.parent / e["meta"]).read_text())["label_noise"]["iou"]
-            for e in noisy
-            if e.get("meta")
-        ]
-    except (OSError, ValueError, KeyError, TypeError):
+        noisy = entry_metas(manifest, quality="noisy", split="train")
+        ious = [meta["label_noise"]["iou"] for _, meta in noisy]
+        exact = {entry.get("group") for entry, _ in entry_metas(manifest, quality="exact", split="train")}
+    except (OSError, ValueError, KeyError, TypeError):  # TypeError: an entry without its meta (None)
         return None
-    if not ious or len(ious) != len(noisy):
+    if not ious:
         return None
-    exact = {e.get("group") for e in entries if e.get("quality") == "exact" and e.get("split") == "train"}
     return {"iou": float(np.mean(ious)), "noisy_volumes": len(noisy), "exact_groups": len(exact)}
+
+
+def _searched(steps: list[dict[str, Any]], arch: str) -> list[dict[str, Any]]:
+    """The search steps of one architecture (a step per seed)."""
+    return [s for s in steps if s.get("kind") == "searched" and s["rows"][0]["architecture"] == arch]
 
 
 def diagnoses(
@@ -196,11 +196,7 @@ def diagnoses(
     for arch in ARCHITECTURES:
         noisy, fixed = summary.get(f"{arch}_noisy"), summary.get(f"{arch}_fixed")
         if noisy and fixed and fixed.mean["iou"] < noisy.mean["iou"]:
-            chosen = [
-                s["finetune"]["params"]["lr"]
-                for s in steps
-                if s.get("kind") == "searched" and s["rows"][0]["architecture"] == arch
-            ]
+            chosen = [s["finetune"]["params"]["lr"] for s in _searched(steps, arch)]
             lrs = (
                 f"; its searches chose step-2 learning rates of {min(chosen):.2g} to {max(chosen):.2g}"
                 if chosen
@@ -213,7 +209,7 @@ def diagnoses(
                 f"{fixed.mean['iou']:.4f} vs {noisy.mean['iou']:.4f}){lrs}. A search that beats the fixed "
                 "rows may owe that to this step alone."
             )
-    if out and labels:
+    if out and labels:  # out holds only the fine-tunes that hurt so far
         reading = (
             " Labels this close teach step 1 nearly what step 2 would, from more varied scans: fine-tuning "
             "on the few exact groups can lose more in variety than it gains in exactness."
@@ -226,7 +222,7 @@ def diagnoses(
             f"groups); the paper's came from an earlier 2D network.{reading}"
         )
     for arch in ARCHITECTURES:
-        searched = [s for s in steps if s.get("kind") == "searched" and s["rows"][0]["architecture"] == arch]
+        searched = _searched(steps, arch)
         kept = sum(bool(s["finetune"].get("kept_parent")) for s in searched)
         if kept:
             out.append(

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from dendriteseg.data import LabelledVolume, read_manifest, select
+from dendriteseg.data.manifest import entry_metas
 from dendriteseg.errors import InputError
 from dendriteseg.io import write_text_atomic
 from dendriteseg.models import spec_for
@@ -312,11 +313,8 @@ def visible_contrasts(manifest: Path, split: str) -> dict[str, float]:
     """Each exact entry of one split (in :func:`exact_volumes` order): the ``visible_contrast`` its
     ``meta.json`` records, NaN where it records none."""
     out = {}
-    for entry in json.loads(Path(manifest).read_text())["entries"]:
-        if entry["quality"] != "exact" or entry["split"] != split:
-            continue
-        meta = Path(manifest).parent / entry["meta"] if entry.get("meta") else None
-        value = json.loads(meta.read_text()).get("visible_contrast") if meta and meta.is_file() else None
+    for entry, meta in entry_metas(manifest, quality="exact", split=split):
+        value = None if meta is None else meta.get("visible_contrast")
         out[entry["name"]] = math.nan if value is None else float(value)
     return out
 
