@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from dendriteseg.cli import app
 from dendriteseg.reproduce.plan import ARCHITECTURES, BASELINES, TABLE2_COLUMNS, study_budget
-from dendriteseg.reproduce.report import Summary, claims, diagnoses, noisy_label_record
+from dendriteseg.reproduce.report import Summary, claims, diagnoses, group_record, noisy_label_record
 
 runner = CliRunner()
 METHODS = [*BASELINES, *(f"{a}_{k}" for a in ARCHITECTURES for k in ("noisy", "fixed", "searched"))]
@@ -77,6 +77,26 @@ def test_searched_step_2_keeps_the_step_1_model_unless_a_fine_tune_beats_it(stud
         assert ft.get("kept_parent", False) == (pre["score"] > ft["score"])
         assert (ft["model"] == pre["model"]) == ft.get("kept_parent", False)
         assert ft["score"] >= ft["trial_score"]
+
+
+def test_rows_record_each_test_group_and_a_cnn_labels_what_it_finds_more_likely_than_not(study):
+    import numpy as np
+
+    from dendriteseg.reproduce.run import _Study
+
+    out, _ = study
+    run = _Study(out, study_budget("tiny"), 1, "test", None)
+    groups = len(run.tests())
+    for step in (out / "steps").glob("*_s0.json"):
+        for row in json.loads(step.read_text())["rows"]:
+            assert (
+                len(row["group_iou"]) == groups and 0 <= min(row["group_iou"]) <= max(row["group_iou"]) <= 1
+            )
+    otsu = json.loads((out / "steps" / "baseline_otsu.json").read_text())["rows"][0]
+    assert otsu["iou"] == pytest.approx(np.mean(otsu["group_iou"]))
+    # a network 73 % sure of dendrite everywhere: p > 0.5 calls it all (segment's hysteresis, nothing)
+    scores = run._score("unsure", lambda batch: np.ones_like(batch), seed=1)
+    assert all(v.iou > 0 for v in scores.volumes)
 
 
 def test_report_holds_both_tables_every_figure_and_the_claims(study):
@@ -257,6 +277,44 @@ def test_diagnoses_say_how_close_the_noisy_labels_are_and_when_step_1_stayed():
     rows["unet3d_fixed"] = _summary("unet3d_fixed", 0.75, 1.8)  # fine-tuning helped: nothing on the labels
     assert not any(
         "noisy training labels" in text for text in diagnoses(rows, steps, study_budget("cpu"), labels)
+    )
+
+
+def test_diagnoses_say_where_cnn_rows_lose_whole_test_groups():
+    rows = {
+        "otsu": _summary("otsu", 0.55, 3.0),
+        "unet2d_noisy": _summary("unet2d_noisy", 0.45, 2.0),
+        "unet2d_searched": _summary("unet2d_searched", 0.70, 1.5),
+    }
+    table = [
+        {"method": "otsu", "architecture": "", "group_iou": [0.6, 0.5, 0.55]},
+        {"method": "kmeans", "architecture": "", "group_iou": [0.5, 0.6, 0.5]},
+        {"method": "unet2d_noisy", "architecture": "unet2d", "group_iou": [0.7, 0.0, 0.65]},
+        {"method": "unet2d_searched", "architecture": "unet2d", "group_iou": [0.8, 0.62, 0.55]},
+    ]
+    record = group_record(table)
+    assert record == {
+        "groups": 3,
+        "cnn_scores": 6,
+        "cnn_missed": 1,
+        "cnn_missed_groups": 1,
+        "base_scores": 6,
+        "base_missed": 0,
+        "cnn_found": 5,
+        "cnn_found_beat_base": 4,  # 0.7, 0.65, 0.8, 0.62 above the best baseline of their group; 0.55 ties
+    }
+    steps = [{"kind": "fixed", "rows": table}]
+    found = diagnoses(rows, steps, study_budget("cpu"))
+    assert "found next to nothing (IoU under 0.05) in 1 of its 6 group scores" in found[0]
+    assert "in 4 of 5 scores" in found[0]
+    table[2]["group_iou"][1] = 0.3  # no group missed: the sentence has nothing to explain
+    assert not any("Per test group" in text for text in diagnoses(rows, steps, study_budget("cpu")))
+    table[2]["group_iou"][1] = 0.0
+    rows["unet2d_noisy"] = _summary("unet2d_noisy", 0.60, 2.0)  # every CNN above Otsu: nothing to explain
+    assert not any("Per test group" in text for text in diagnoses(rows, steps, study_budget("cpu")))
+    assert (
+        group_record([{**r, "group_iou": r["group_iou"][:2]} if r["method"] == "otsu" else r for r in table])
+        is None
     )
 
 
