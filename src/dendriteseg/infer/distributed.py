@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError, require
+from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import REACH, hysteresis_labels
 from dendriteseg.infer.predictor import BinnedPredictor, resolve_predictor
 from dendriteseg.infer.segment import (
@@ -108,7 +109,7 @@ def _segment_block(
     with open_volume(spec) as vol:
         source = FiniteVolume(vol, window)  # NaN and infinities read as the window's ends, as in segment
         for z0, z1, labels in block_labels(
-            source, predictor, tiling, window, z_range, region, hysteresis, batch_size
+            source, predictor, tiling, window, z_range, region, hysteresis, batch_size, scale
         ):
             array[z0:z1] = labels
             count += int(labels.sum(dtype=np.int64))
@@ -124,18 +125,21 @@ def block_labels(
     region: np.ndarray | None,
     hysteresis: float,
     batch_size: int = 1,
+    scale: int = 1,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(z0, z1, labels)`` for the slices of ``z_range`` as a whole run labels them: from the logits of
-    the block and of the ``REACH`` slices either side that vouch for its pieces (hysteresis)."""
+    the block and of the ``REACH`` slices either side that vouch for its pieces (hysteresis), without a
+    rim along ``region``'s edge (:mod:`.edge_rim`; ``scale``: the binning the predictor sees)."""
     c0, c1 = z_range
     reach = REACH if hysteresis > 0.5 else 0
     around = (max(c0 - reach, 0), min(c1 + reach, int(source.shape[0])))
     slabs = iter_logits(source, predictor, tiling, window, batch_size=batch_size, z_range=around)
     inside = ((z0, z1, inside_region(region, z0, z1, logits)) for z0, z1, logits in slabs)
+    rim = EdgeRim(region, scale)
     for z0, z1, _, labels in hysteresis_labels(inside, hysteresis):
         a, b = max(z0, c0), min(z1, c1)
         if b > a:
-            yield a, b, labels[a - z0 : b - z0]
+            yield a, b, rim(a, labels[a - z0 : b - z0])
 
 
 def _run_blocks(

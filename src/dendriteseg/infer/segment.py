@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
+from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import hysteresis_labels
 from dendriteseg.infer.predictor import BinnedPredictor, Predictor, resolve_predictor
 from dendriteseg.infer.scale_choice import ScaleChoice, choose_scale
@@ -161,7 +162,8 @@ def segment(
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
         reused = _probe_logits(choice, settings)
         with _Outputs(shape, vol.voxel_size, output, probabilities, settings.compression, region) as outputs:
-            dendrite = _stream(source, predictor, plan, outputs, meter, settings, progress, reused)
+            scale = choice.scale if choice else int(settings.scale)
+            dendrite = _stream(source, predictor, plan, outputs, meter, settings, progress, reused, scale)
         if warning := nonfinite_warning(source):
             log.warning(warning)
         labels, probs = outputs.in_memory(squeeze=image2d)
@@ -270,10 +272,12 @@ def _stream(
     settings: InferenceSettings,
     progress: Progress | None,
     reused: np.ndarray | None = None,
+    scale: int = 1,
 ) -> int:
     """Run every tile row through the predictor into ``outputs`` (and ``meter``); returns the dendrite
     voxel count and commits the outputs. ``reused``: the whole volume's logits, already computed (the
-    scale probe's), streamed instead. Labelled by ``settings.hysteresis`` (:mod:`.hysteresis`)."""
+    scale probe's), streamed instead. Labelled by ``settings.hysteresis`` (:mod:`.hysteresis`), without a
+    rim along the sample region's edge (:mod:`.edge_rim`; ``scale``: the binning the predictor sees)."""
     total = int(np.prod(plan.shape))
     done = dendrite = 0
     if reused is not None:
@@ -282,9 +286,11 @@ def _stream(
     else:
         slabs = iter_logits(source, predictor, plan.tiling, plan.window, batch_size=settings.batch_size)
     inside = ((z0, z1, outputs.inside_region(z0, z1, logits)) for z0, z1, logits in slabs)
-    for z0, z1, logits, labels in hysteresis_labels(inside, settings.hysteresis):
+    rim = EdgeRim(outputs.region, scale)
+    for z0, z1, logits, vouched in hysteresis_labels(inside, settings.hysteresis):
+        labels = rim(z0, vouched)
         dendrite += outputs.write(z0, z1, logits, labels)
-        meter.add(z0, logits, labels)
+        meter.add(z0, logits, labels, vouched)
         done += (z1 - z0) * plan.shape[1] * plan.shape[2]
         if progress:
             progress(done, total)

@@ -128,8 +128,10 @@ class TrustMeter:
         band, interior = self._bands[key]
         return mask, band, interior
 
-    def add(self, z0: int, logits: np.ndarray, labels: np.ndarray) -> None:
-        """Slices ``z0 : z0 + len(logits)`` of the run: their logits and labels (already 0 outside).
+    def add(self, z0: int, logits: np.ndarray, labels: np.ndarray, vouched: np.ndarray | None = None) -> None:
+        """Slices ``z0 : z0 + len(logits)`` of the run: their logits and labels (already 0 outside);
+        ``vouched``: the labels hysteresis kept, where a later rule (:mod:`.edge_rim`) dropped more of
+        them (what hysteresis dropped is what the ``unsure`` measure counts).
 
         What costs per voxel is measured on a sample: the entropy on every ``stride``-th pixel in
         both directions (slices of about ``ENTROPY_SIDE`` pixels a side), the specks on up to
@@ -151,7 +153,8 @@ class TrustMeter:
             if zones is None:  # the zones' sizes, once per mask
                 zones = self._counts[id(mask)] = (int(mask.sum()), int(band.sum()), int(interior.sum()))
             self.dendrite[z] = float(np.count_nonzero(called & mask))
-            self.dropped += int(np.count_nonzero((logits[i] > 0) & ~called & mask))
+            kept = called if vouched is None else vouched[i].astype(bool)
+            self.dropped += int(np.count_nonzero((logits[i] > 0) & ~kept & mask))
             self.voxels[z] = float(zones[0])
             self.band += (np.count_nonzero(called & band), zones[1])
             self.interior += (np.count_nonzero(called & interior), zones[2])
