@@ -88,3 +88,40 @@ def test_segment_drops_a_rim_along_a_given_mask_and_keeps_it_without_one(tmp_pat
     assert masked.trust.measures["hysteresis_dropped_share"] == pytest.approx(0.0)  # not counted as unsure
     plain = segment(image, network, sample_mask="none", **common)
     assert plain.labels[:, rim].all()
+
+
+def test_the_rule_can_be_turned_off_in_python_and_on_the_command_line(tmp_path, monkeypatch):
+    import tifffile
+    from typer.testing import CliRunner
+
+    from dendriteseg.cli import app
+    from dendriteseg.errors import InputError
+    from dendriteseg.infer import run
+    from dendriteseg.infer.settings import InferenceSettings
+
+    region, _, rim, bar, *_ = _scene()
+    image = np.where(rim | bar, 0.2, 0.8).astype(np.float32)
+    kept = segment(
+        image,
+        lambda b: np.where(b < 0.5, 6.0, -6.0),
+        window=(0.0, 1.0),
+        scale=1,
+        sample_mask=region,
+        edge_rim=False,
+    )
+    assert kept.labels[rim].all()
+    with pytest.raises(InputError, match="edge_rim"):
+        InferenceSettings(edge_rim="no")
+    seen = {}
+
+    def capture(inputs, output, model, *, settings, **_):
+        seen["edge_rim"] = settings.edge_rim
+        raise InputError("stop here")
+
+    monkeypatch.setattr(run, "segment_inputs", capture)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    for flag, value in (("--keep-edge-rim", False), ("--drop-edge-rim", True)):
+        result = CliRunner().invoke(
+            app, ["segment", str(tmp_path / "a.tif"), "-o", str(tmp_path / "b.tif"), flag]
+        )
+        assert result.exit_code != 0 and seen["edge_rim"] is value

@@ -52,6 +52,11 @@ def segment(
     hysteresis: float = Opt(
         0.9, help="Label a piece of dendrite only where some of it is this probable (0.5: every p > 0.5)."
     ),
+    edge_rim: bool = Opt(
+        True,
+        "--drop-edge-rim/--keep-edge-rim",
+        help="Drop a thin rim of dendrite along the sample's edge (dendrites cut by the edge stay).",
+    ),
     report: str | None = Opt(
         None, help="Write the trust report (JSON): trust, reasons, slices to label next, the finetune line."
     ),
@@ -79,6 +84,7 @@ def segment(
         scale=scale,
         window=window,
         hysteresis=hysteresis,
+        edge_rim=edge_rim,
     )  # every value checked here, before any work
     with _progress(TextColumn("{task.description}")) as bar:
         volumes = bar.add_task("volumes", total=None, rate="", visible=False)

@@ -96,9 +96,11 @@ def _segment_block(
     threads: int | None,
     region: np.ndarray | None = None,
     hysteresis: float = DEFAULT_HYSTERESIS,
+    edge_rim: bool = True,
 ) -> int:
     """Run one block on a worker; returns its dendrite voxel count (nothing outside ``region``; labels by
-    ``hysteresis``, from the logits of the block and of ``REACH`` slices either side)."""
+    ``hysteresis``, from the logits of the block and of ``REACH`` slices either side; with ``edge_rim``,
+    no rim along ``region``'s edge)."""
     import torch
     import zarr
 
@@ -109,7 +111,7 @@ def _segment_block(
     with open_volume(spec) as vol:
         source = FiniteVolume(vol, window)  # NaN and infinities read as the window's ends, as in segment
         for z0, z1, labels in block_labels(
-            source, predictor, tiling, window, z_range, region, hysteresis, batch_size, scale
+            source, predictor, tiling, window, z_range, region, hysteresis, batch_size, scale, edge_rim
         ):
             array[z0:z1] = labels
             count += int(labels.sum(dtype=np.int64))
@@ -126,16 +128,18 @@ def block_labels(
     hysteresis: float,
     batch_size: int = 1,
     scale: int = 1,
+    edge_rim: bool = True,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(z0, z1, labels)`` for the slices of ``z_range`` as a whole run labels them: from the logits of
-    the block and of the ``REACH`` slices either side that vouch for its pieces (hysteresis), without a
-    rim along ``region``'s edge (:mod:`.edge_rim`; ``scale``: the binning the predictor sees)."""
+    the block and of the ``REACH`` slices either side that vouch for its pieces (hysteresis), with
+    ``edge_rim`` without a rim along ``region``'s edge (:mod:`.edge_rim`; ``scale``: the binning the
+    predictor sees)."""
     c0, c1 = z_range
     reach = REACH if hysteresis > 0.5 else 0
     around = (max(c0 - reach, 0), min(c1 + reach, int(source.shape[0])))
     slabs = iter_logits(source, predictor, tiling, window, batch_size=batch_size, z_range=around)
     inside = ((z0, z1, inside_region(region, z0, z1, logits)) for z0, z1, logits in slabs)
-    rim = EdgeRim(region, scale)
+    rim = EdgeRim(region if edge_rim else None, scale)
     for z0, z1, _, labels in hysteresis_labels(inside, hysteresis):
         a, b = max(z0, c0), min(z1, c1)
         if b > a:
@@ -153,7 +157,7 @@ def _run_blocks(
     """Run :func:`_segment_block` for every z-block on the cluster; returns the dendrite voxel count.
 
     ``task`` is (input, model, predictor options, binning, tiling, window); ``sink`` is
-    (Zarr store, member, batch size, torch threads, sample region or None, hysteresis).
+    (Zarr store, member, batch size, torch threads, sample region or None, hysteresis, edge rim rule).
     """
     from distributed import Client, LocalCluster, as_completed
 
@@ -165,7 +169,7 @@ def _run_blocks(
         if kind == "local"
         else None
     )
-    store, member, batch_size, threads, region, hysteresis = sink
+    store, member, batch_size, threads, region, hysteresis, edge_rim = sink
     try:
         with Client(cluster if cluster is not None else target) as client:
             futures = {
@@ -179,6 +183,7 @@ def _run_blocks(
                     threads,
                     region,
                     hysteresis,
+                    edge_rim,
                     pure=False,
                 ): z_range
                 for z_range in blocks
@@ -258,7 +263,7 @@ def segment_dask(
         blocks = [(z, min(z + block, shape[0])) for z in range(0, shape[0], block)]
         task = (spec, model, predictor_options, scale, tiling, window)
         mask = None if region is None else region.mask
-        sink = (store, member, settings.batch_size, threads, mask, settings.hysteresis)
+        sink = (store, member, settings.batch_size, threads, mask, settings.hysteresis, settings.edge_rim)
         dendrite = _run_blocks(scheduler, task, blocks, sink, shape, progress)
         writer.commit()
     except BaseException:

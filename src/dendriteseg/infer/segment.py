@@ -286,7 +286,7 @@ def _stream(
     else:
         slabs = iter_logits(source, predictor, plan.tiling, plan.window, batch_size=settings.batch_size)
     inside = ((z0, z1, outputs.inside_region(z0, z1, logits)) for z0, z1, logits in slabs)
-    rim = EdgeRim(outputs.region, scale)
+    rim = EdgeRim(outputs.region if settings.edge_rim else None, scale)
     for z0, z1, logits, vouched in hysteresis_labels(inside, settings.hysteresis):
         labels = rim(z0, vouched)
         dendrite += outputs.write(z0, z1, logits, labels)

@@ -60,6 +60,9 @@ class InferenceSettings:
     hysteresis : float
         A piece of dendrite (p > 0.5) is labelled only where it holds a voxel at least this
         probable (:mod:`dendriteseg.infer.hysteresis`); 0.5 labels every voxel above 0.5.
+    edge_rim : bool
+        Drop a thin rim of dendrite along the sample region's edge, keeping dendrites that reach the
+        edge from inside (:mod:`dendriteseg.infer.edge_rim`); no effect without a sample region.
     """
 
     tile: tuple[int, ...] | None = None
@@ -75,6 +78,7 @@ class InferenceSettings:
     sample_mask: Any = "auto"
     scale: int | str = "auto"
     hysteresis: float = DEFAULT_HYSTERESIS
+    edge_rim: bool = True
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -84,6 +88,8 @@ class InferenceSettings:
         set_("batch_size", _whole("batch_size", self.batch_size, 1))
         if not isinstance(self.tta, (bool, np.bool_)):
             raise InputError(f"tta: expected true or false, got {self.tta!r}")
+        if not isinstance(self.edge_rim, (bool, np.bool_)):
+            raise InputError(f"edge_rim: expected true or false, got {self.edge_rim!r}")
         set_("device", _device(self.device))
         if self.precision not in PRECISIONS:
             raise InputError(f"precision: expected {', '.join(PRECISIONS)}, got {self.precision!r}")

@@ -161,6 +161,9 @@ class SegmentWidget(QWidget):
         self.mask = QComboBox()
         self.mask.addItems(["auto", "none"])
         self.tta = QCheckBox("average over flips (4x slower)")
+        self.edge_rim = QCheckBox("drop a thin rim along the sample's edge")
+        self.edge_rim.setChecked(True)
+        self.edge_rim.setToolTip("dendrites that reach the edge from inside stay; no effect without a mask")
         self.hysteresis = QDoubleSpinBox()
         self.hysteresis.setRange(0.5, 0.99)
         self.hysteresis.setSingleStep(0.05)
@@ -183,6 +186,7 @@ class SegmentWidget(QWidget):
         form.addRow("scale", self.scale)
         form.addRow("sample mask", self.mask)
         form.addRow("hysteresis", self.hysteresis)
+        form.addRow(self.edge_rim)
         form.addRow(self.tta)
         form.addRow(self.probabilities)
         layout = QVBoxLayout(self)
@@ -223,6 +227,7 @@ class SegmentWidget(QWidget):
             "sample_mask": self.mask.currentText(),
             "tta": self.tta.isChecked(),
             "hysteresis": float(self.hysteresis.value()),
+            "edge_rim": self.edge_rim.isChecked(),
             "probabilities": self.probabilities.isChecked() or None,
         }
         self.job = Job(
