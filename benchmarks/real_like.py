@@ -37,10 +37,12 @@ Every model segments every scan through :func:`dendriteseg.scoring.score_model`
 the network is surest, tried on slices of 192 px and more) and each
 ``--hysteresis`` (0.5: every voxel above 0.5 is dendrite; 0.9, the default:
 only pieces holding a voxel of 0.9, see ``dendriteseg.infer.hysteresis``);
-the table gives IoU / BF1 / BDE per row, model, scale and rule.
+and each ``--edge-rim`` rule (``drop``, the default: a thin rim along the
+sample region's edge dropped, see ``dendriteseg.infer.edge_rim``; ``keep``);
+the table gives IoU / BF1 / BDE per row, model, scale and rules.
 
     python benchmarks/real_like.py [MODEL ...] [--scans 4] [--scale 1 auto] [--sample-mask none]
-        [--hysteresis 0.5 0.9] [--rows ...] [--threads N] [--smoke]
+        [--hysteresis 0.5 0.9] [--edge-rim keep drop] [--rows ...] [--threads N] [--smoke]
 """
 
 from __future__ import annotations
@@ -170,9 +172,15 @@ def scans_for(
     return scans
 
 
-def cell(model: str, scans: list, scale: str, mask: str, hysteresis: float = 0.9) -> str:
+def cell(model: str, scans: list, scale: str, mask: str, hysteresis: float = 0.9, rim: str = "drop") -> str:
     """IoU / BF1 / BDE of ``model`` on ``scans``; where nothing is to be found, the share called."""
-    common = {"precision": "fp32", "sample_mask": mask, "scale": scale, "hysteresis": hysteresis}
+    common = {
+        "precision": "fp32",
+        "sample_mask": mask,
+        "scale": scale,
+        "hysteresis": hysteresis,
+        "edge_rim": rim == "drop",
+    }
     if not any(label.any() for _, label in scans):
         s = score_model(model, scans, keep_labels=True, **common)
         called = np.mean([p.mean() for p in s.labels])
@@ -191,6 +199,9 @@ def main() -> None:
     parser.add_argument(
         "--hysteresis", nargs="*", type=float, default=[0.9], help="labelling rules to compare (0.5: p > 0.5)"
     )
+    parser.add_argument(
+        "--edge-rim", nargs="*", default=["drop"], choices=["drop", "keep"], help="edge rim rules to compare"
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="one 4 x 64 x 64 scan per row, one model")
     args = parser.parse_args()
@@ -200,17 +211,17 @@ def main() -> None:
     models = args.models[:1] if args.smoke else args.models
     scales = args.scale[:1] if args.smoke else args.scale
     print(f"IoU / BF1 / BDE (px) per mechanism; sample mask {args.sample_mask}")
-    columns = [(m, scale, h) for m in models for scale in scales for h in args.hysteresis]
+    columns = [(m, s, h, r) for m in models for s in scales for h in args.hysteresis for r in args.edge_rim]
     print(
         f"{'mechanism':32s}"
-        + "".join(f"{m[-16:] + ' @' + scale + ' h' + f'{h:g}':>30s}" for m, scale, h in columns)
+        + "".join(f"{m[-14:] + ' @' + s + ' h' + f'{h:g}' + ' ' + r:>34s}" for m, s, h, r in columns)
     )
     for row in args.rows:
         start = time.perf_counter()
         scans = scans_for(row, 1 if args.smoke else args.scans, shape)
-        cells = [cell(model, scans, scale, args.sample_mask, h) for model, scale, h in columns]
+        cells = [cell(model, scans, scale, args.sample_mask, h, r) for model, scale, h, r in columns]
         print(
-            f"{row:32s}" + "".join(f"{c:>30s}" for c in cells) + f"   ({time.perf_counter() - start:.0f} s)",
+            f"{row:32s}" + "".join(f"{c:>34s}" for c in cells) + f"   ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
 
