@@ -305,8 +305,10 @@ def test_diagnoses_say_where_cnn_rows_lose_whole_test_groups():
     }
     steps = [{"kind": "fixed", "rows": table}]
     found = diagnoses(rows, steps, study_budget("cpu"))
-    assert "found next to nothing (IoU under 0.05) in 1 of its 6 group scores" in found[0]
-    assert "in 4 of 5 scores" in found[0]
+    assert found[0].startswith("Behind the best classical method (IoU 0.5500, otsu; BDE 3.00 px, otsu): ")
+    assert "unet2d_noisy (IoU 0.4500, BDE 2.00 px)." in found[0] and "Each is a fine-tune" not in found[0]
+    assert "found next to nothing (IoU under 0.05) in 1 of its 6 group scores" in found[1]
+    assert "in 4 of 5 scores" in found[1]
     table[2]["group_iou"][1] = 0.3  # no group missed: the sentence has nothing to explain
     assert not any("Per test group" in text for text in diagnoses(rows, steps, study_budget("cpu")))
     table[2]["group_iou"][1] = 0.0
@@ -316,6 +318,26 @@ def test_diagnoses_say_where_cnn_rows_lose_whole_test_groups():
         group_record([{**r, "group_iou": r["group_iou"][:2]} if r["method"] == "otsu" else r for r in table])
         is None
     )
+
+
+def test_diagnoses_say_when_the_cnn_rows_behind_the_classical_ones_are_fine_tunes_that_hurt():
+    rows = {
+        "otsu": _summary("otsu", 0.55, 3.0),
+        "unet3d_noisy": _summary("unet3d_noisy", 0.62, 2.4),
+        "unet3d_fixed": _summary("unet3d_fixed", 0.50, 3.2),
+        "unet3d_searched": _summary("unet3d_searched", 0.63, 2.5),
+    }
+    found = diagnoses(rows, [], study_budget("cpu"))
+    assert found[0] == (
+        "Behind the best classical method (IoU 0.5500, otsu; BDE 3.00 px, otsu): unet3d_fixed (IoU 0.5000, "
+        "BDE 3.20 px). Each is a fine-tune at the fixed settings that left its model worse than before it "
+        "(below)."
+    )
+    assert "3D U-Net: fine-tuning on the exact labels at the fixed settings" in found[1]
+    rows["unet3d_noisy"] = _summary(
+        "unet3d_noisy", 0.45, 2.4
+    )  # fine-tuning helped; the untuned row is behind
+    assert "Each is a fine-tune" not in diagnoses(rows, [], study_budget("cpu"))[0]
 
 
 def test_noisy_label_record_reads_the_dataset_it_was_built_with(study):

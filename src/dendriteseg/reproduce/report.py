@@ -221,6 +221,39 @@ def _group_sentence(g: dict[str, Any]) -> str:
     )
 
 
+def _behind_classical(summary: dict[str, Summary], rows: list[dict[str, Any]]) -> list[str]:
+    """Why some CNN rows fall behind the best classical method: which rows, whether each is a fine-tune at
+    the fixed settings that made its model worse, and where they lose whole test groups."""
+    cnn = [s for s in summary.values() if s.method.rpartition("_")[0] in ARCHITECTURES]
+    base = [s for s in summary.values() if s.method in BASELINES]
+    best_iou, best_bde = max(base, key=lambda s: s.mean["iou"]), min(base, key=_bde)
+    behind = [s for s in cnn if s.mean["iou"] <= best_iou.mean["iou"] or _bde(s) >= _bde(best_bde)]
+    out = []
+    if behind:
+        listed = ", ".join(
+            f"{s.method} (IoU {s.mean['iou']:.4f}, BDE {s.mean['bde']:.2f} px)" for s in behind
+        )
+
+        def hurt(s: Summary) -> bool:
+            arch, _, kind = s.method.rpartition("_")
+            noisy = summary.get(f"{arch}_noisy")
+            return kind == "fixed" and noisy is not None and s.mean["iou"] < noisy.mean["iou"]
+
+        cause = (
+            " Each is a fine-tune at the fixed settings that left its model worse than before it (below)."
+            if all(hurt(s) for s in behind)
+            else ""
+        )
+        out.append(
+            f"Behind the best classical method (IoU {best_iou.mean['iou']:.4f}, {best_iou.method}; BDE "
+            f"{best_bde.mean['bde']:.2f} px, {best_bde.method}): {listed}.{cause}"
+        )
+    groups = group_record(rows)
+    if groups and groups["cnn_missed"]:
+        out.append(_group_sentence(groups))
+    return out
+
+
 def _searched(steps: list[dict[str, Any]], arch: str) -> list[dict[str, Any]]:
     """The search steps of one architecture (a step per seed)."""
     return [s for s in steps if s.get("kind") == "searched" and s["rows"][0]["architecture"] == arch]
@@ -238,9 +271,7 @@ def diagnoses(
     out: list[str] = []
     first = _cnn_above_classical(summary)
     if first and first[1] is False:
-        groups = group_record([r for s in steps for r in s.get("rows", [])])
-        if groups and groups["cnn_missed"]:
-            out.append(_group_sentence(groups))
+        out += _behind_classical(summary, [r for s in steps for r in s.get("rows", [])])
     hurt = len(out)
     for arch in ARCHITECTURES:
         noisy, fixed = summary.get(f"{arch}_noisy"), summary.get(f"{arch}_fixed")
