@@ -43,28 +43,52 @@ def edge_depth(region: np.ndarray) -> np.ndarray:
     return np.stack([ndimage.distance_transform_edt(m).astype(np.float32) for m in region])
 
 
-def drop_edge_rim(labels: np.ndarray, depth: np.ndarray, width: int) -> np.ndarray:
+def rim_band(depth: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels of the region within ``width`` px of its edge: their (y, x) and their level (the whole
+    px of their depth), deepest level first."""
+    ys, xs = np.nonzero((depth > 0) & (depth < width))
+    levels = depth[ys, xs].astype(np.int64)
+    order = np.argsort(-levels, kind="stable")
+    return ys[order], xs[order], levels[order]
+
+
+def drop_edge_rim(
+    labels: np.ndarray,
+    depth: np.ndarray,
+    width: int,
+    band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """``labels`` (y, x) without the dendrite pixels within ``width`` px of the edge (``depth``: each
     pixel's distance from it, :func:`edge_depth`) that no dendrite reaches from deeper inside (module
-    notes). Returns a new array of ``labels``' dtype."""
-    found = np.asarray(labels) > 0
-    near = found & (depth < width)
-    if not near.any():
-        return np.asarray(labels).copy()
-    ys, xs = np.nonzero(near)  # work on the box around the rim and what may reach it
-    pad = (width + 1) * LATERAL + 1
-    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, found.shape[0])
-    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, found.shape[1])
-    box, d = found[y0:y1, x0:x1], depth[y0:y1, x0:x1]
-    kept = box & (d >= width)
-    step = np.ones((2 * LATERAL + 1, 2 * LATERAL + 1), bool)
-    for level in range(width - 1, -1, -1):
-        layer = box & (d >= level) & (d < level + 1)
-        if layer.any():
-            kept |= layer & ndimage.binary_dilation(kept, step)
-    out = found.copy()
-    out[y0:y1, x0:x1] = kept
-    return out.astype(np.asarray(labels).dtype)
+    notes). Returns a new array of ``labels``' dtype. ``band``: :func:`rim_band` of ``depth`` and
+    ``width``, where already known.
+
+    Only the band's dendrite pixels are visited, level by level from the deepest: each stays where a
+    pixel within ``LATERAL`` of it (in y and x) stayed at a deeper level or is dendrite deeper than
+    ``width``; the cost follows the rim's length, not the slice's area."""
+    labels = np.asarray(labels)
+    out = labels.copy()
+    ys, xs, levels = band if band is not None else rim_band(depth, width)
+    called = labels[ys, xs] > 0
+    if not called.any():
+        return out
+    ys, xs, levels = ys[called], xs[called], levels[called]
+    kept = labels > 0
+    kept[ys, xs] = False  # the band's dendrite counts once it is reached
+    ny, nx = kept.shape
+    stays = np.zeros(len(ys), bool)
+    bounds = np.flatnonzero(np.diff(levels)) + 1  # levels run deepest first
+    for at in np.split(np.arange(len(ys)), bounds):
+        y, x = ys[at], xs[at]
+        reached = np.zeros(at.size, bool)
+        for dy in range(-LATERAL, LATERAL + 1):
+            yy = np.clip(y + dy, 0, ny - 1)
+            for dx in range(-LATERAL, LATERAL + 1):
+                reached |= kept[yy, np.clip(x + dx, 0, nx - 1)]
+        kept[y[reached], x[reached]] = True
+        stays[at[reached]] = True
+    out[ys[~stays], xs[~stays]] = 0
+    return out
 
 
 class EdgeRim:
@@ -73,13 +97,15 @@ class EdgeRim:
     network that saw ``scale`` x ``scale`` binning."""
 
     def __init__(self, region: np.ndarray | None, scale: int = 1):
-        self.depth = None if region is None else edge_depth(region)
         self.width = rim_width(scale)
+        self.depth = None if region is None else edge_depth(region)
+        self._band = None if self.depth is None or self.depth.ndim != 2 else rim_band(self.depth, self.width)
 
     def __call__(self, z0: int, labels: np.ndarray) -> np.ndarray:
         if self.depth is None:
             return labels
-        depth = self.depth
-        planes = [depth if depth.ndim == 2 else depth[z0 + i] for i in range(len(labels))]
-        kept = [drop_edge_rim(plane, d, self.width) for plane, d in zip(labels, planes, strict=True)]
-        return np.stack(kept)
+        out = []
+        for i, plane in enumerate(labels):
+            depth = self.depth if self.depth.ndim == 2 else self.depth[z0 + i]
+            out.append(drop_edge_rim(plane, depth, self.width, self._band))
+        return np.stack(out)
