@@ -125,3 +125,24 @@ def test_the_rule_can_be_turned_off_in_python_and_on_the_command_line(tmp_path, 
             app, ["segment", str(tmp_path / "a.tif"), "-o", str(tmp_path / "b.tif"), flag]
         )
         assert result.exit_code != 0 and seen["edge_rim"] is value
+
+
+def test_dask_blocks_drop_the_rim_as_one_run_does():
+    from dendriteseg.infer.distributed import block_labels
+    from dendriteseg.infer.tiling import Tiling
+    from dendriteseg.io import ArrayVolume
+
+    region, _, rim, bar, *_ = _scene()
+    image = np.where(rim | bar, 0.2, 0.8).astype(np.float32)[None].repeat(5, axis=0)
+
+    def network(batch):
+        return np.where(batch < 0.5, 6.0, -6.0).astype(np.float32)
+
+    whole = segment(image, network, window=(0.0, 1.0), scale=1, sample_mask=region).labels
+    tiling = Tiling.build(image.shape, (1, SIDE, SIDE), (0.0, 0.25, 0.25))
+    out = np.zeros(image.shape, np.uint8)
+    for block in ((0, 2), (2, 5)):
+        for z0, z1, part in block_labels(ArrayVolume(image), network, tiling, (0.0, 1.0), block, region, 0.9):
+            out[z0:z1] = part
+    np.testing.assert_array_equal(out, whole)
+    assert out[:, bar].all() and out[:, rim & ~bar].mean() < 0.2
