@@ -9,6 +9,9 @@ they stream out (inside the sample region where there is one) and
   edge (``EDGE_BAND`` of its radius) against the share further in. A model
   that takes the grains of a container wall, packing or oxide skin for
   dendrite calls a ring along the edge; real dendrites are not denser there.
+  It is measured on the labels as written, after
+  :mod:`dendriteseg.infer.edge_rim` has dropped a thin rim along the edge:
+  what it counts is a band wider than that rim.
 * ``uncertainty``: the mean binary entropy (bits) of the dendrite
   probability inside the region. A model that knows what it sees is sure
   of most voxels; on scans unlike its training data it is not.
