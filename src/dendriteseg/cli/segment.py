@@ -37,7 +37,11 @@ def segment(
     overlap: float = Opt(0.25, help="In-plane overlap of tiles, fraction of a tile."),
     overlap_z: float | None = Opt(None, help="Overlap of tiles along z (default 0)."),
     batch_size: int = Opt(1, help="Tiles per network call."),
-    tta: bool = Opt(False, help="Average over four in-plane flips (4x slower)."),
+    tta: bool = Opt(
+        False,
+        help="Average over four in-plane flips (3-4x slower; calls far less noise dendrite where there is "
+        "little to find: docs/inference.md).",
+    ),
     compile: str = Opt("auto", help="torch.compile: auto (CPU, volumes >= 64 M voxels), on, off."),
     probabilities: str | None = Opt(None, help="Also write float16 probabilities here."),
     format: str = Opt("tif", help="Output format for several inputs: tif, zarr, h5, npy."),
