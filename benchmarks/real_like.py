@@ -39,7 +39,7 @@ the network is surest, tried on slices of 192 px and more) and each
 only pieces holding a voxel of 0.9, see ``dendriteseg.infer.hysteresis``);
 and each ``--edge-rim`` rule (``drop``, the default: a thin rim along the
 sample region's edge dropped, see ``dendriteseg.infer.edge_rim``; ``keep``)
-and ``--tta`` choice (``off``, the default; ``on``: the four in-plane flips averaged, 4x the work);
+and ``--tta`` choice (``off``, the default; ``on``: the four in-plane flips averaged, four network passes);
 the table gives IoU / BF1 / BDE per row, model, scale and rules.
 
     python benchmarks/real_like.py [MODEL ...] [--scans 4] [--scale 1 auto] [--sample-mask none]
@@ -49,6 +49,7 @@ the table gives IoU / BF1 / BDE per row, model, scale and rules.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -224,14 +225,7 @@ def main() -> None:
     models = args.models[:1] if args.smoke else args.models
     scales = args.scale[:1] if args.smoke else args.scale
     print(f"IoU / BF1 / BDE (px) per mechanism; sample mask {args.sample_mask}")
-    columns = [
-        (m, s, h, r, a)
-        for m in models
-        for s in scales
-        for h in args.hysteresis
-        for r in args.edge_rim
-        for a in args.tta
-    ]
+    columns = list(itertools.product(models, scales, args.hysteresis, args.edge_rim, args.tta))
     print(
         f"{'mechanism':32s}"
         + "".join(

@@ -39,8 +39,8 @@ def segment(
     batch_size: int = Opt(1, help="Tiles per network call."),
     tta: bool = Opt(
         False,
-        help="Average over four in-plane flips (3-4x slower; calls far less noise dendrite where there is "
-        "little to find: docs/inference.md).",
+        help="Average over four in-plane flips (four network passes; calls far less noise dendrite where "
+        "there is little to find: docs/inference.md).",
     ),
     compile: str = Opt("auto", help="torch.compile: auto (CPU, volumes >= 64 M voxels), on, off."),
     probabilities: str | None = Opt(None, help="Also write float16 probabilities here."),
