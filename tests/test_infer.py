@@ -19,7 +19,7 @@ from dendriteseg.cli import app  # noqa: E402
 from dendriteseg.errors import InputError  # noqa: E402
 from dendriteseg.infer import Tiling, TorchPredictor, choose_tile, iter_logits, segment, tile_starts  # noqa: E402
 from dendriteseg.infer.cpu import optimise_for_cpu  # noqa: E402
-from dendriteseg.infer.predictor import BinnedPredictor, CallablePredictor  # noqa: E402
+from dendriteseg.infer.predictor import BinnedPredictor, CallablePredictor, FlippedPredictor  # noqa: E402
 from dendriteseg.infer.series import segment_series  # noqa: E402
 from dendriteseg.infer.stream import MAX_PLANE  # noqa: E402
 from dendriteseg.io import ArrayVolume, read_volume, write_volume  # noqa: E402
@@ -234,9 +234,9 @@ def test_cpu_path_matches_model_and_avoids_slow_conv3d(name, kwargs):
 
 def test_tta_keeps_shape_and_is_close(volume):
     model = tiny_unet()
-    plain = segment(volume, model, device="cpu", probabilities=True)
+    plain = segment(volume, model, device="cpu", probabilities=True, tta=False)
     tta = segment(volume, model, device="cpu", probabilities=True, tta=True)
-    assert tta.labels.shape == SHAPE
+    assert tta.labels.shape == SHAPE and tta.flips and not plain.flips
     assert np.abs(plain.probabilities.astype(float) - tta.probabilities).mean() < 0.2
 
 
@@ -257,6 +257,45 @@ def test_tta_is_the_mean_over_the_four_in_plane_flips():
     plain = TorchPredictor(model, device="cpu", precision="fp32")(batch)
     assert np.allclose(got, expected, atol=1e-4)
     assert np.abs(plain - expected).max() > 1e-2  # the network is not flip-symmetric: TTA changes logits
+    wrapped = FlippedPredictor(TorchPredictor(model, device="cpu", precision="fp32"))(batch)
+    assert np.allclose(wrapped, expected, atol=1e-4)  # the wrapper segment adds flips the same way
+
+
+def test_flips_by_default_on_small_volumes_for_networks_only(volume, monkeypatch):
+    import dendriteseg.infer.settings as settings_module
+
+    model = tiny_unet()
+    auto = segment(volume, model, device="cpu", precision="fp32", probabilities=True)
+    on = segment(volume, model, device="cpu", precision="fp32", probabilities=True, tta=True)
+    assert auto.flips and np.array_equal(auto.probabilities, on.probabilities)
+    monkeypatch.setattr(settings_module, "TTA_AUTO_MAX_VOXELS", volume.size - 1)
+    large = segment(volume, model, device="cpu", precision="fp32", probabilities=True)
+    off = segment(volume, model, device="cpu", precision="fp32", probabilities=True, tta=False)
+    assert not large.flips and np.array_equal(large.probabilities, off.probabilities)
+    assert not np.array_equal(large.probabilities, auto.probabilities)
+
+    calls = []
+
+    def callable_model(batch):
+        calls.append(batch.copy())
+        return np.zeros_like(batch)
+
+    monkeypatch.undo()
+    assert not segment(volume, callable_model, sample_mask="none", scale=1).flips
+    plain_calls = len(calls)
+    assert segment(volume, callable_model, sample_mask="none", scale=1, tta=True).flips
+    assert len(calls) == 5 * plain_calls  # a callable is flipped only when told: four calls a batch
+
+
+def test_a_predictor_that_flips_already_is_not_flipped_again():
+    from dendriteseg.infer.predictor import TorchPredictor, flips, with_flips
+
+    flipping = TorchPredictor(tiny_unet(), device="cpu", tta=True)
+    assert with_flips(flipping, True, 10) is flipping and flips(flipping)
+    plain = TorchPredictor(tiny_unet(), device="cpu")
+    wrapped = with_flips(plain, "auto", 10)
+    assert isinstance(wrapped, FlippedPredictor) and with_flips(wrapped, True, 10) is wrapped
+    assert with_flips(plain, False, 10) is plain
 
 
 # -- streaming to files ---------------------------------------------------------------
@@ -447,6 +486,11 @@ def test_cli_segments_one_volume(tmp_path, volume, model_file):
     code, out, err = run("segment", tmp_path / "in.h5", "-o", tmp_path / "seg.tif", "--model", model_file)
     assert code == 0, err
     assert "wrote" in out and read_volume(tmp_path / "seg.tif").shape == SHAPE
+    assert "averaged over 4 in-plane flips" in out  # a small volume: flips by default, and the line says so
+    code, out, err = run(
+        "segment", tmp_path / "in.h5", "-o", tmp_path / "s2.tif", "--model", model_file, "--no-tta"
+    )
+    assert code == 0 and "flips" not in out, err
 
 
 def test_cli_series_folder(scans, tmp_path, model_file):
@@ -522,7 +566,7 @@ def test_compile_auto_only_for_big_volumes():
 def test_2d_model_segments_slice_by_slice(volume):
     torch.manual_seed(3)
     model = build_model("unet2d", base=4, depth=2).eval()
-    result = segment(volume, model, device="cpu", probabilities=True)
+    result = segment(volume, model, device="cpu", probabilities=True, tta=False)
     lo, hi = normalisation_window(volume)
     x = torch.from_numpy((volume - lo) / (hi - lo))[:, None]
     with torch.no_grad():

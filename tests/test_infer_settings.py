@@ -33,6 +33,8 @@ from dendriteseg.infer.settings import InferenceSettings, check_scale_fits, sett
         ({"scale": "big"}, "scale"),
         ({"scale": True}, "scale"),
         ({"tta": "yes"}, "tta"),
+        ({"tta": 1}, "tta"),
+        ({"tta": None}, "tta"),
         ({"sample_mask": ""}, "sample_mask"),
         ({"sample_mask": 3}, "sample_mask"),
     ],
@@ -46,7 +48,9 @@ def test_settings_are_normalised_and_replace_checks_again():
     s = InferenceSettings(compile="on", scale="2", tile=[4, 64, 64], window=(0, 1), sample_mask=None)
     assert s.compile is True and s.scale == 2 and s.tile == (4, 64, 64) and s.window == (0.0, 1.0)
     assert s.sample_mask == "none" and InferenceSettings(compile="off").compile is False
-    assert s.predictor_options == {"device": "auto", "precision": "auto", "tta": False, "compile": True}
+    assert s.predictor_options == {"device": "auto", "precision": "auto", "compile": True}
+    assert InferenceSettings().tta == "auto"
+    assert InferenceSettings(tta="on").tta is True and InferenceSettings(tta=np.bool_(False)).tta is False
     with pytest.raises(InputError, match="^batch_size"):
         s.replace(batch_size=0)
     with pytest.raises(TypeError, match="unknown inference setting.*batch_sise"):
@@ -77,3 +81,11 @@ def test_segment_from_python_refuses_bad_settings_before_work():
     with pytest.raises(InputError, match="scale 8 leaves"):
         segment(np.zeros((2, 64, 64), np.float32), predictor, scale=8)
     assert not calls
+
+
+def test_auto_flips_a_network_on_volumes_up_to_the_limit_and_never_a_plain_callable():
+    from dendriteseg.infer.settings import TTA_AUTO_MAX_VOXELS, flips_for
+
+    assert flips_for("auto", TTA_AUTO_MAX_VOXELS) and not flips_for("auto", TTA_AUTO_MAX_VOXELS + 1)
+    assert not flips_for("auto", 10, network=False)
+    assert flips_for(True, 10**12, network=False) and not flips_for(False, 1)

@@ -37,10 +37,12 @@ def segment(
     overlap: float = Opt(0.25, help="In-plane overlap of tiles, fraction of a tile."),
     overlap_z: float | None = Opt(None, help="Overlap of tiles along z (default 0)."),
     batch_size: int = Opt(1, help="Tiles per network call."),
-    tta: bool = Opt(
-        False,
+    tta: bool | None = Opt(
+        None,
+        "--tta/--no-tta",
         help="Average over four in-plane flips (four network passes; calls far less noise dendrite where "
-        "there is little to find: docs/inference.md).",
+        "there is little to find: docs/inference.md). Default: on for volumes up to 2^25 voxels.",
+        show_default=False,
     ),
     compile: str = Opt("auto", help="torch.compile: auto (CPU, volumes >= 64 M voxels), on, off."),
     probabilities: str | None = Opt(None, help="Also write float16 probabilities here."),
@@ -80,7 +82,7 @@ def segment(
         overlap=overlap,
         overlap_z=overlap_z,
         batch_size=batch_size,
-        tta=tta,
+        tta="auto" if tta is None else tta,
         device=device,
         precision=precision,
         compile=compile,

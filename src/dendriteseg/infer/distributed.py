@@ -25,7 +25,7 @@ import numpy as np
 from dendriteseg.errors import InputError, require
 from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import REACH, hysteresis_labels
-from dendriteseg.infer.predictor import BinnedPredictor, resolve_predictor
+from dendriteseg.infer.predictor import BinnedPredictor, flips, resolve_predictor, with_flips
 from dendriteseg.infer.segment import (
     SegmentResult,
     check_volume,
@@ -73,13 +73,21 @@ def _worker_threads(threads: int | None) -> int:
 def _worker_predictor(model: Any, predictor_options: dict[str, Any], scale: int) -> Any:
     """The block's predictor: a model file is loaded once per worker process and kept."""
     if not isinstance(model, (str, Path)):
-        predictor = resolve_predictor(model, **predictor_options)
+        predictor = _predictor(model, predictor_options)
     else:
         key = (str(model), tuple(sorted(predictor_options.items())))
         if key not in _PREDICTORS:
-            _PREDICTORS[key] = resolve_predictor(model, **predictor_options)
+            _PREDICTORS[key] = _predictor(model, predictor_options)
         predictor = _PREDICTORS[key]
     return BinnedPredictor(predictor, scale) if scale > 1 else predictor
+
+
+def _predictor(model: Any, predictor_options: dict[str, Any]) -> Any:
+    """The predictor the options say, flipped as their ``tta`` (decided once for the volume) says, as
+    :func:`~dendriteseg.infer.segment` flips it."""
+    options = dict(predictor_options)
+    flipped = options.pop("tta")
+    return with_flips(resolve_predictor(model, **options), flipped, 0)
 
 
 def _segment_block(
@@ -244,12 +252,14 @@ def segment_dask(
         from dendriteseg.infer.predictor import ensemble_members, resolve_model_path
 
         model = "+".join(str(resolve_model_path(m)) for m in ensemble_members(model) or [model])
-    predictor_options = {**settings.predictor_options, "compile": False}
     with open_volume(spec) as vol:
         check_volume(vol)
         voxel_size = vol.voxel_size
         region = sample_region_for(vol, settings.sample_mask)
-        predictor = resolve_predictor(model, **predictor_options)
+        options = {**settings.predictor_options, "compile": False}
+        predictor = with_flips(resolve_predictor(model, **options), settings.tta, int(np.prod(vol.shape)))
+        flipped = flips(predictor)  # decided here for the volume: the workers flip as this does
+        predictor_options = {**options, "tta": flipped}
         window = settings.window or window_for_volume(vol, predictor, region)
         scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
         plan = plan_volume(vol, scaled, settings, window)
@@ -280,4 +290,5 @@ def segment_dask(
         sample_region=region,
         scale=choice,
         blocks=len(blocks),
+        flips=flipped,
     )

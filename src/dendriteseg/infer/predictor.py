@@ -34,6 +34,7 @@ from dendriteseg.preprocess import NORMALISATION
 log = logging.getLogger(__name__)
 
 COMPILE_MIN_VOXELS = 64_000_000  # "auto" compiles for volumes this large (benchmarks/inference.py)
+FLIPS = ((), (-1,), (-2,), (-1, -2))  # the four in-plane flips of test-time averaging: none, x, y, both
 
 
 @runtime_checkable
@@ -229,15 +230,14 @@ class TorchPredictor:
             tensor = tensor.reshape(b * z, 1, y, x)
         else:
             tensor = tensor[:, None].contiguous(memory_format=self.memory_format)
-        flips = [(), (-1,), (-2,), (-1, -2)] if self.tta else [()]
         with torch.inference_mode(), autocast(self.device, self.precision):
             total = None
-            for dims in flips:
+            for dims in FLIPS if self.tta else FLIPS[:1]:
                 inp = tensor.flip(dims) if dims else tensor
                 out = self._run(inp).float()
                 out = out.flip(dims) if dims else out
                 total = out if total is None else total + out
-            logits = total / len(flips)
+            logits = total / (len(FLIPS) if self.tta else 1)
         return logits.reshape(b, z, y, x).cpu().numpy()
 
     def __repr__(self) -> str:
@@ -350,6 +350,58 @@ class BinnedPredictor:
 
     def __repr__(self) -> str:
         return f"BinnedPredictor({self.inner!r}, factor={self.factor})"
+
+
+class FlippedPredictor:
+    """A predictor averaged over the four in-plane flips of each batch (four calls of ``inner``).
+
+    A tile and its mirror images hold the same dendrites, but not the same
+    noise as the network sees it: the mean of the four log-odds keeps what
+    every orientation finds and weakens what only one does (docs/inference.md).
+    """
+
+    def __init__(self, inner: Any):
+        inner = _protocol(inner)
+        self.inner = inner
+        self.normalisation = inner.normalisation
+        self.tile_depth = inner.tile_depth
+        self.size_multiple = inner.size_multiple
+
+    def prepare(self, voxels: int) -> None:
+        self.inner.prepare(voxels)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, np.float32)
+        total = np.zeros(batch.shape, np.float32)
+        for axes in FLIPS:
+            seen = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
+            out = np.asarray(self.inner(seen), np.float32)
+            total += np.flip(out, axes) if axes else out
+        return total / len(FLIPS)
+
+    def __repr__(self) -> str:
+        return f"FlippedPredictor({self.inner!r})"
+
+
+def with_flips(predictor: Predictor, tta: bool | str, voxels: int) -> Predictor:
+    """``predictor`` averaged over test-time flips where ``tta`` says so for a volume of ``voxels``
+    (:func:`~dendriteseg.infer.settings.flips_for`); as it is where it flips already."""
+    from dendriteseg.infer.settings import flips_for
+
+    if flips(predictor) or not flips_for(tta, voxels, network=not isinstance(predictor, CallablePredictor)):
+        return predictor
+    if isinstance(predictor, EnsemblePredictor):  # each member's log-odds averaged, as each alone would
+        return EnsemblePredictor([with_flips(m, True, voxels) for m in predictor.members], predictor.name)
+    return FlippedPredictor(predictor)
+
+
+def flips(predictor: Any) -> bool:
+    """Whether ``predictor`` averages over the in-plane flips itself."""
+    if isinstance(predictor, FlippedPredictor):
+        return True
+    if isinstance(predictor, EnsemblePredictor):
+        return all(flips(m) for m in predictor.members)
+    return getattr(predictor, "tta", False) is True
 
 
 def load_predictor(model: Any = None, **kwargs: Any) -> TorchPredictor | EnsemblePredictor:

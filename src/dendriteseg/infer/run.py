@@ -49,6 +49,7 @@ class SegmentRun:
             f"dendrite {100 * r.dendrite_fraction:.2f} %, "
             f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
             f"{r.seconds:.1f} s ({r.voxels_per_second / 1e6:.2f} Mvoxels/s)"
+            + ("; averaged over 4 in-plane flips" if r.flips else "")
             + (f"; {r.sample_region.describe()}" if r.sample_region is not None else "")
             + (f"; {r.scale.describe()}" if r.scale is not None and r.scale.entropies else "")
             + (f"\n{r.trust.describe()}" if r.trust is not None else "")

@@ -25,7 +25,7 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import hysteresis_labels
-from dendriteseg.infer.predictor import BinnedPredictor, Predictor, resolve_predictor
+from dendriteseg.infer.predictor import BinnedPredictor, Predictor, flips, resolve_predictor, with_flips
 from dendriteseg.infer.scale_choice import ScaleChoice, choose_scale
 from dendriteseg.infer.settings import (
     DEFAULT_OVERLAP,
@@ -76,6 +76,7 @@ class SegmentResult:
     trust: TrustReport | None = None  # whether to trust the labels, what to label next (infer/trust.py)
     blocks: int = 0  # Dask blocks (0: one process)
     model: str | None = None  # the model file or shipped name used (None: a module, predictor or callable)
+    flips: bool = False  # whether each tile was averaged over its four in-plane flips (settings.tta)
 
     @property
     def voxels_per_second(self) -> float:
@@ -148,13 +149,11 @@ def segment(
         report_path = _check_report(report)
         region = sample_region_for(vol, settings.sample_mask)
         model, model_name = _default_for(model, image2d, vol.source)
-        predictor = resolve_predictor(model, **settings.predictor_options)
-        if image2d and predictor.tile_depth:
-            log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
+        predictor = _predictor(model, settings, vol, image2d)
         sample = sample_slices(vol)  # read once: the window and the trust report's histogram
         window = settings.window or window_for_volume(sample, predictor, region)
-        predictor, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
-        plan = plan_volume(vol, predictor, settings, window)
+        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
+        plan = plan_volume(vol, scaled, settings, window)
         shape = plan.shape[1:] if image2d else plan.shape
         meter = TrustMeter(
             plan.shape[0], None if region is None else region.mask, choice.scale if choice else 1
@@ -163,7 +162,7 @@ def segment(
         reused = _probe_logits(choice, settings)
         with _Outputs(shape, vol.voxel_size, output, probabilities, settings.compression, region) as outputs:
             scale = choice.scale if choice else int(settings.scale)
-            dendrite = _stream(source, predictor, plan, outputs, meter, settings, progress, reused, scale)
+            dendrite = _stream(source, scaled, plan, outputs, meter, settings, progress, reused, scale)
         if warning := nonfinite_warning(source):
             log.warning(warning)
         labels, probs = outputs.in_memory(squeeze=image2d)
@@ -184,10 +183,21 @@ def segment(
             scale=choice,
             trust=trust,
             model=model_name,
+            flips=flips(predictor),
         )
     finally:
         if owned:
             vol.close()
+
+
+def _predictor(model: Any, settings: InferenceSettings, vol: Volume, image2d: bool) -> Predictor:
+    """The predictor for ``model`` as ``settings`` ask, with test-time flips where they are wanted for a
+    volume of this size (before the scale probe, which sees what the run will)."""
+    predictor = resolve_predictor(model, **settings.predictor_options)
+    predictor = with_flips(predictor, settings.tta, int(np.prod(vol.shape)))
+    if image2d and predictor.tile_depth:
+        log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
+    return predictor
 
 
 def _default_for(model: Any, image2d: bool, source: Any) -> tuple[Any, str | None]:

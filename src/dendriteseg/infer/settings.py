@@ -21,6 +21,8 @@ from dendriteseg.device import PRECISIONS
 from dendriteseg.errors import InputError
 
 COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False, True: True, False: False}
+TTA_CHOICES = COMPILE_CHOICES  # the same words: auto, on, off (or True, False)
+TTA_AUTO_MAX_VOXELS = 2**25  # "auto" flips a network's tiles in volumes up to this size (128 x 512 x 512)
 MAX_SCALE = 16  # pixels per binned pixel; binned slices must also keep MIN_BINNED_PIXELS a side
 MIN_BINNED_PIXELS = 16  # a binned slice narrower than this holds too little for the network to see
 MIN_TILE = 16  # in-plane tile side: smaller tiles lose the context networks are trained with
@@ -42,8 +44,10 @@ class InferenceSettings:
         Overlap of neighbouring tiles in-plane (0.25) and along z (0), as a fraction of the tile.
     batch_size : int
         Tiles per network call (>= 1).
-    tta : bool
-        Average over the four in-plane flips (4x the work).
+    tta : True, False or "auto" (also "on"/"off")
+        Average over the four in-plane flips (four network passes). "auto" (the default): for
+        networks on volumes of at most ``TTA_AUTO_MAX_VOXELS``, where four passes stay short; not for
+        plain callables, and not above, where the time is what a user waits for (:func:`flips_for`).
     device : "auto", "cpu", "cuda" or "cuda:N"
     precision : "auto", "fp32", "bf16" or "fp16"
     compile : True, False or "auto" (also "on"/"off")
@@ -69,7 +73,7 @@ class InferenceSettings:
     overlap: float = DEFAULT_OVERLAP
     overlap_z: float | None = None
     batch_size: int = 1
-    tta: bool = False
+    tta: bool | str = "auto"
     device: str = "auto"
     precision: str = "auto"
     compile: bool | str = "auto"
@@ -86,8 +90,9 @@ class InferenceSettings:
         set_("overlap", _fraction("overlap", self.overlap))
         set_("overlap_z", None if self.overlap_z is None else _fraction("overlap_z", self.overlap_z))
         set_("batch_size", _whole("batch_size", self.batch_size, 1))
-        if not isinstance(self.tta, (bool, np.bool_)):
-            raise InputError(f"tta: expected true or false, got {self.tta!r}")
+        if not isinstance(self.tta, (bool, np.bool_, str)) or self.tta not in TTA_CHOICES:
+            raise InputError(f"tta: expected auto, on or off, got {self.tta!r}")
+        set_("tta", TTA_CHOICES[bool(self.tta) if isinstance(self.tta, np.bool_) else self.tta])
         if not isinstance(self.edge_rim, (bool, np.bool_)):
             raise InputError(f"edge_rim: expected true or false, got {self.edge_rim!r}")
         set_("device", _device(self.device))
@@ -115,8 +120,17 @@ class InferenceSettings:
 
     @property
     def predictor_options(self) -> dict[str, Any]:
-        """What building a predictor takes from the settings."""
-        return {"device": self.device, "precision": self.precision, "tta": self.tta, "compile": self.compile}
+        """What building a predictor takes from the settings (test-time flips are added per volume:
+        :func:`~dendriteseg.infer.predictor.with_flips`)."""
+        return {"device": self.device, "precision": self.precision, "compile": self.compile}
+
+
+def flips_for(tta: bool | str, voxels: int, network: bool = True) -> bool:
+    """Whether a run averages over test-time flips: ``tta`` as set, or for "auto", a network's run
+    on a volume of at most ``TTA_AUTO_MAX_VOXELS`` (``network``: False for a plain callable)."""
+    if tta == "auto":
+        return bool(network) and int(voxels) <= TTA_AUTO_MAX_VOXELS
+    return bool(tta)
 
 
 def settings_from(settings: InferenceSettings | None, changes: dict[str, Any]) -> InferenceSettings:

@@ -160,7 +160,9 @@ class SegmentWidget(QWidget):
         self.scale.addItems(["auto", "1", "2", "3", "4"])
         self.mask = QComboBox()
         self.mask.addItems(["auto", "none"])
-        self.tta = QCheckBox("average over flips (4x slower)")
+        self.tta = QComboBox()
+        self.tta.addItems(["auto", "on", "off"])
+        self.tta.setToolTip("average over the four in-plane flips (four passes); auto: small volumes")
         self.edge_rim = QCheckBox("drop a thin rim along the sample's edge")
         self.edge_rim.setChecked(True)
         self.edge_rim.setToolTip("dendrites that reach the edge from inside stay; no effect without a mask")
@@ -187,7 +189,7 @@ class SegmentWidget(QWidget):
         form.addRow("sample mask", self.mask)
         form.addRow("hysteresis", self.hysteresis)
         form.addRow(self.edge_rim)
-        form.addRow(self.tta)
+        form.addRow("flips", self.tta)
         form.addRow(self.probabilities)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -225,7 +227,7 @@ class SegmentWidget(QWidget):
         options = {
             "scale": self.scale.currentText(),
             "sample_mask": self.mask.currentText(),
-            "tta": self.tta.isChecked(),
+            "tta": self.tta.currentText(),
             "hysteresis": float(self.hysteresis.value()),
             "edge_rim": self.edge_rim.isChecked(),
             "probabilities": self.probabilities.isChecked() or None,

@@ -19,8 +19,8 @@ best epoch, with its settings. Step 2 may also choose not to fine-tune: where
 nothing it trained beats the step-1 model on the exact validation groups,
 the step-1 model stays.
 
-A CNN's labels are its own (p > 0.5, ``STUDY_HYSTERESIS``): the paper's
-argmax, and the rule by which validation, and so the search and step 2's
+A CNN's labels are its own (p > 0.5, ``STUDY_HYSTERESIS``, one pass without
+test-time flips): the paper's argmax, and the rule by which validation, and so the search and step 2's
 choice, judge; not ``segment``'s default hysteresis, which leaves out every
 piece without a sure voxel, and so whole test groups of a model trained for
 minutes. Each row also records its IoU per test group (``group_iou``; not a
@@ -181,6 +181,7 @@ class _Study:
             window=(0.0, 1.0),
             precision="fp32",
             hysteresis=STUDY_HYSTERESIS,
+            tta=False,
             keep_labels=seed == 0,
         )
         if seed == 0:

@@ -121,6 +121,7 @@ def _validation_scores(
     # the network's own labels (p > 0.5): early in training it is sure of nothing, and labels by
     # hysteresis (segment's default) would score every epoch 0 until it is, hiding its progress
     options.setdefault("hysteresis", 0.5)
+    options.setdefault("tta", False)  # the network as trained, one pass: flips would cost four every epoch
     return score_model(predictor, volumes, window=(0.0, 1.0), **options)
 
 
