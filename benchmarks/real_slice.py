@@ -10,15 +10,17 @@ scans'; ``auto``, the default of ``segment``, picks the binning where the
 network is surest and the table names it), with the sample region on
 (``auto``, the default) and off; the table gives the share of the slice
 called dendrite and the pixels called dendrite beyond the wall, for each ``--hysteresis`` rule
-(0.5: every pixel above 0.5), and an overlay PNG per model and setting shows where.
+(0.5: every pixel above 0.5) and ``--tta`` choice (test-time flips: ``auto``, the default, flips a
+slice this size; ``off``; ``on``), and an overlay PNG per model and setting shows where.
 
-    python benchmarks/real_slice.py [MODEL ...] [--scale 1 3 auto] [--hysteresis 0.5 0.9] [--png-dir DIR]
-        [--image ../shared/real/mg_dendrites_slice.tif]
+    python benchmarks/real_slice.py [MODEL ...] [--scale 1 3 auto] [--hysteresis 0.5 0.9] [--tta off auto]
+        [--png-dir DIR] [--image ../shared/real/mg_dendrites_slice.tif]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,9 @@ def main() -> None:
     parser.add_argument(
         "--hysteresis", nargs="*", type=float, default=[0.9], help="labelling rules to compare (0.5: p > 0.5)"
     )
+    parser.add_argument(
+        "--tta", nargs="*", default=["auto"], choices=["auto", "on", "off"], help="test-time flips to compare"
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
         "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
@@ -66,22 +71,23 @@ def main() -> None:
     yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
     beyond = np.hypot(yy - (image.shape[0] - 1) / 2, xx - (image.shape[1] - 1) / 2) > WALL
     print(f"{Path(args.image).name} {image.shape}: share called dendrite / pixels beyond r = {WALL} px")
-    print(f"{'model':38s}{'hyst.':>6s}{'scale':>8s}{'sample mask auto':>24s}{'sample mask none':>24s}")
+    head = f"{'model':38s}{'hyst.':>6s}{'flips':>6s}{'scale':>8s}"
+    print(head + f"{'sample mask auto':>24s}{'sample mask none':>24s}")
     for model in args.models:
-        for scale, hysteresis in ((s, h) for s in args.scale for h in args.hysteresis):
+        for scale, hysteresis, tta in itertools.product(args.scale, args.hysteresis, args.tta):
             cells, labels, shown = [], {}, scale
             for mask in ("auto", "none"):
                 options = {"sample_mask": mask, "precision": "fp32", "scale": scale, "hysteresis": hysteresis}
-                result = segment(image, model, **options)
+                result = segment(image, model, tta=tta, **options)
                 labels[mask] = result.labels.astype(bool)
                 cells.append(f"{labels[mask].mean() * 100:8.1f} % / {int(labels[mask][beyond].sum()):7d}")
                 if mask == "auto" and result.scale:
                     shown = f"auto={result.scale.scale}"
-            row = f"{model[-38:]:38s}{hysteresis:6g}{shown:>8s}"
+            row = f"{model[-38:]:38s}{hysteresis:6g}{tta:>6s}{shown:>8s}"
             print(row + "".join(f"{c:>24s}" for c in cells), flush=True)
             if args.png_dir:
-                name = f"real_slice_{Path(model).stem}_scale{scale}_h{hysteresis:g}.png"
-                title = f"{model} (scale {scale}, hysteresis {hysteresis:g})"
+                name = f"real_slice_{Path(model).stem}_scale{scale}_h{hysteresis:g}_tta{tta}.png"
+                title = f"{model} (scale {scale}, hysteresis {hysteresis:g}, flips {tta})"
                 _overlay(image, labels["auto"], Path(args.png_dir) / name, title)
 
 

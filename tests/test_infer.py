@@ -490,7 +490,7 @@ def test_cli_segments_one_volume(tmp_path, volume, model_file):
     code, out, err = run(
         "segment", tmp_path / "in.h5", "-o", tmp_path / "s2.tif", "--model", model_file, "--no-tta"
     )
-    assert code == 0 and "flips" not in out, err
+    assert code == 0 and "averaged over 4 in-plane flips" not in out, err
 
 
 def test_cli_series_folder(scans, tmp_path, model_file):
@@ -845,3 +845,23 @@ def test_scale_probe_is_cropped_on_shallow_large_planes_and_reused_when_it_is_th
     assert calls and all(auto_calls[size] == n for size, n in Counter(calls).items())  # computed once
     tiled = segment(image, counted, window=(0.0, 1.0), sample_mask="none", tile=(4, 256, 256))
     assert tiled.scale.scale == choice.scale  # other tiles: the run's own pass, not the probe's
+
+
+def test_a_low_trust_run_in_one_pass_names_the_flips():
+    from dendriteseg.infer.run import FLIPS_HINT, SegmentRun
+    from dendriteseg.infer.trust import TrustReport
+
+    def line(trust: str, flipped: bool) -> str:
+        verdict = TrustReport(trust, ["high mean uncertainty"], [1], "dendriteseg finetune ...")
+        result = segment_result(trust=verdict, flips=flipped)
+        return SegmentRun("out.tif", result=result).describe()
+
+    assert FLIPS_HINT in line("low", False)
+    assert FLIPS_HINT not in line("low", True) and FLIPS_HINT not in line("ok", False)
+
+
+def segment_result(**fields):
+    from dendriteseg.infer.segment import SegmentResult
+
+    base = dict(shape=(2, 8, 8), seconds=1.0, dendrite_fraction=0.1, tile=(1, 8, 8), work_ratio=1.0)
+    return SegmentResult(**base, window=(0.0, 1.0), **fields)

@@ -22,6 +22,11 @@ from dendriteseg.infer.series import expand_inputs, segment_series
 from dendriteseg.infer.settings import InferenceSettings
 from dendriteseg.io import parse_location
 
+FLIPS_HINT = (
+    "segmented in one pass: --tta (four in-plane flips averaged) calls less noise dendrite where there "
+    "is little to find"
+)
+
 
 @dataclass
 class SegmentRun:
@@ -53,6 +58,7 @@ class SegmentRun:
             + (f"; {r.sample_region.describe()}" if r.sample_region is not None else "")
             + (f"; {r.scale.describe()}" if r.scale is not None and r.scale.entropies else "")
             + (f"\n{r.trust.describe()}" if r.trust is not None else "")
+            + (f"\n{FLIPS_HINT}" if r.trust is not None and r.trust.trust == "low" and not r.flips else "")
         )
 
 
