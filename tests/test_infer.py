@@ -847,6 +847,33 @@ def test_scale_probe_is_cropped_on_shallow_large_planes_and_reused_when_it_is_th
     assert tiled.scale.scale == choice.scale  # other tiles: the run's own pass, not the probe's
 
 
+def test_the_scale_probe_runs_one_pass_where_the_run_flips():
+    """Flips are the run's: the probe compares binnings in one pass a tile, and a run that flips does
+    not reuse the probe's one-pass logits even where the probe was the whole volume."""
+    rng = np.random.default_rng(2)
+    image = np.full((300, 300), 0.7, np.float32)
+    image[100:220, 60:200] = 0.3
+    image += rng.normal(0, 0.4, image.shape).astype(np.float32)
+    calls = []
+
+    def counted(batch):
+        calls.append(batch.shape)
+        return _noise_averaged(batch)
+
+    options = {"window": (0.0, 1.0), "sample_mask": "none"}
+    one_pass = segment(image, counted, tta=False, **options)  # the probe is the whole slice: reused
+    probe_calls = len(calls)
+    assert one_pass.scale.scale > 1 and one_pass.scale.logits is not None
+    calls.clear()
+    flipped = segment(image, counted, tta=True, **options)
+    run_calls = len(calls) - probe_calls
+    calls.clear()
+    forced = segment(image, counted, tta=True, scale=flipped.scale.scale, **options)
+    assert flipped.flips and flipped.scale.scale == one_pass.scale.scale and flipped.scale.logits is None
+    assert run_calls == len(calls) and run_calls % 4 == 0  # the probe as before, then a run of 4 passes
+    np.testing.assert_array_equal(flipped.labels, forced.labels)
+
+
 def test_a_low_trust_run_in_one_pass_names_the_flips():
     from dendriteseg.infer.run import FLIPS_HINT, SegmentRun
     from dendriteseg.infer.trust import TrustReport

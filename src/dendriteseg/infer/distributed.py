@@ -257,11 +257,12 @@ def segment_dask(
         voxel_size = vol.voxel_size
         region = sample_region_for(vol, settings.sample_mask)
         options = {**settings.predictor_options, "compile": False}
-        predictor = with_flips(resolve_predictor(model, **options), settings.tta, int(np.prod(vol.shape)))
+        single = resolve_predictor(model, **options)  # what the scale probe runs (as in segment)
+        predictor = with_flips(single, settings.tta, int(np.prod(vol.shape)))
         flipped = flips(predictor)  # decided here for the volume: the workers flip as this does
         predictor_options = {**options, "tta": flipped}
         window = settings.window or window_for_volume(vol, predictor, region)
-        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
+        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=single)
         plan = plan_volume(vol, scaled, settings, window)
     scale = choice.scale if choice else int(settings.scale)  # "auto" chosen once, here
     shape, tiling, window = plan.shape, plan.tiling, plan.window

@@ -12,6 +12,7 @@ comes from one :class:`~dendriteseg.infer.settings.InferenceSettings`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -149,10 +150,10 @@ def segment(
         report_path = _check_report(report)
         region = sample_region_for(vol, settings.sample_mask)
         model, model_name = _default_for(model, image2d, vol.source)
-        predictor = _predictor(model, settings, vol, image2d)
+        single, predictor = _predictors(model, settings, vol, image2d)
         sample = sample_slices(vol)  # read once: the window and the trust report's histogram
         window = settings.window or window_for_volume(sample, predictor, region)
-        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region)
+        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=single)
         plan = plan_volume(vol, scaled, settings, window)
         shape = plan.shape[1:] if image2d else plan.shape
         meter = TrustMeter(
@@ -190,14 +191,16 @@ def segment(
             vol.close()
 
 
-def _predictor(model: Any, settings: InferenceSettings, vol: Volume, image2d: bool) -> Predictor:
-    """The predictor for ``model`` as ``settings`` ask, with test-time flips where they are wanted for a
-    volume of this size (before the scale probe, which sees what the run will)."""
-    predictor = resolve_predictor(model, **settings.predictor_options)
-    predictor = with_flips(predictor, settings.tta, int(np.prod(vol.shape)))
-    if image2d and predictor.tile_depth:
-        log.warning(IMAGE_2D_WARNING, vol.source, predictor.tile_depth)
-    return predictor
+def _predictors(
+    model: Any, settings: InferenceSettings, vol: Volume, image2d: bool
+) -> tuple[Predictor, Predictor]:
+    """The predictor for ``model`` as ``settings`` ask, one pass a tile (what the scale probe runs: it
+    compares binnings, which flips do not reorder, at a quarter of their cost), and the same with test-time
+    flips where they are wanted for a volume of this size (what the run runs)."""
+    single = resolve_predictor(model, **settings.predictor_options)
+    if image2d and single.tile_depth:
+        log.warning(IMAGE_2D_WARNING, vol.source, single.tile_depth)
+    return single, with_flips(single, settings.tta, int(np.prod(vol.shape)))
 
 
 def _default_for(model: Any, image2d: bool, source: Any) -> tuple[Any, str | None]:
@@ -252,12 +255,16 @@ def predictor_at_scale(
     scale: int | str,
     window: tuple[float, float],
     region: SampleRegion | None,
+    probe: Predictor | None = None,
 ) -> tuple[Predictor, ScaleChoice | None]:
-    """``predictor`` binned as ``scale`` says ("auto": as :func:`choose_scale` finds best) and the
-    choice (None unless "auto"); shared by :func:`segment` and the Dask path. The probe runs before
-    the whole volume's plan, which may compile the network."""
+    """``predictor`` binned as ``scale`` says ("auto": as :func:`choose_scale` finds best, running
+    ``probe``, default ``predictor``) and the choice (None unless "auto"); shared by :func:`segment` and
+    the Dask path. The probe runs before the whole volume's plan, which may compile the network. Where
+    ``probe`` is not ``predictor`` (one pass where the run flips), the choice carries no logits to reuse."""
     if scale == "auto":
-        choice = choose_scale(vol, predictor, window, region)
+        choice = choose_scale(vol, probe or predictor, window, region)
+        if probe is not None and probe is not predictor:
+            choice = dataclasses.replace(choice, logits=None)
         return (BinnedPredictor(predictor, choice.scale) if choice.scale > 1 else predictor), choice
     check_scale_fits(int(scale), vol.shape, vol.source)
     return (BinnedPredictor(predictor, int(scale)) if int(scale) > 1 else predictor), None
