@@ -39,11 +39,12 @@ the network is surest, tried on slices of 192 px and more) and each
 only pieces holding a voxel of 0.9, see ``dendriteseg.infer.hysteresis``);
 and each ``--edge-rim`` rule (``drop``, the default: a thin rim along the
 sample region's edge dropped, see ``dendriteseg.infer.edge_rim``; ``keep``)
-and ``--tta`` choice (``off``, the default; ``on``: the four in-plane flips averaged, four network passes);
+and ``--tta`` choice (``auto``, the default: flips on these sizes; ``off``; ``on``: the four in-plane flips
+averaged, four network passes);
 the table gives IoU / BF1 / BDE per row, model, scale and rules.
 
     python benchmarks/real_like.py [MODEL ...] [--scans 4] [--scale 1 auto] [--sample-mask none]
-        [--hysteresis 0.5 0.9] [--edge-rim keep drop] [--tta off on] [--rows ...] [--threads N] [--smoke]
+        [--hysteresis 0.5 0.9] [--edge-rim keep drop] [--tta off auto on] [--rows ...] [--threads N] [--smoke]
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def cell(
     mask: str,
     hysteresis: float = 0.9,
     rim: str = "drop",
-    tta: str = "off",
+    tta: str = "auto",
 ) -> str:
     """IoU / BF1 / BDE of ``model`` on ``scans``; where nothing is to be found, the share called."""
     common = {
@@ -190,7 +191,7 @@ def cell(
         "scale": scale,
         "hysteresis": hysteresis,
         "edge_rim": rim == "drop",
-        "tta": tta == "on",
+        "tta": tta,
     }
     if not any(label.any() for _, label in scans):
         s = score_model(model, scans, keep_labels=True, **common)
@@ -214,7 +215,7 @@ def main() -> None:
         "--edge-rim", nargs="*", default=["drop"], choices=["drop", "keep"], help="edge rim rules to compare"
     )
     parser.add_argument(
-        "--tta", nargs="*", default=["off"], choices=["off", "on"], help="test-time flips to compare"
+        "--tta", nargs="*", default=["auto"], choices=["auto", "off", "on"], help="test-time flips to compare"
     )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="one 4 x 64 x 64 scan per row, one model")
@@ -229,7 +230,7 @@ def main() -> None:
     print(
         f"{'mechanism':32s}"
         + "".join(
-            f"{m[-14:] + ' @' + s + ' h' + f'{h:g}' + ' ' + r + (' tta' if a == 'on' else ''):>34s}"
+            f"{m[-14:] + ' @' + s + ' h' + f'{h:g}' + ' ' + r + ('' if a == 'auto' else ' tta ' + a):>34s}"
             for m, s, h, r, a in columns
         )
     )

@@ -847,12 +847,17 @@ def test_scale_probe_is_cropped_on_shallow_large_planes_and_reused_when_it_is_th
     assert tiled.scale.scale == choice.scale  # other tiles: the run's own pass, not the probe's
 
 
-def test_the_scale_probe_runs_one_pass_where_the_run_flips():
-    """Flips are the run's: the probe compares binnings in one pass a tile, and a run that flips does
-    not reuse the probe's one-pass logits even where the probe was the whole volume."""
+@pytest.mark.parametrize("side", [300, 800])
+def test_a_scale_probe_of_part_runs_one_pass_and_of_the_whole_runs_as_the_run(side):
+    """Where the run flips: a probe that sees part of the volume (a large slice: a crop) compares the
+    binnings in one pass a tile, then the run flips; one that sees all of it flips as the run does, and
+    its logits at the binning chosen are the run's (no second pass)."""
+    from dendriteseg.infer.scale_choice import choose_scale, probe_is_whole
+    from dendriteseg.io import as_volume
+
     rng = np.random.default_rng(2)
-    image = np.full((300, 300), 0.7, np.float32)
-    image[100:220, 60:200] = 0.3
+    image = np.full((side, side), 0.7, np.float32)
+    image[side // 3 : side // 3 + 120, 60:200] = 0.3
     image += rng.normal(0, 0.4, image.shape).astype(np.float32)
     calls = []
 
@@ -861,17 +866,23 @@ def test_the_scale_probe_runs_one_pass_where_the_run_flips():
         return _noise_averaged(batch)
 
     options = {"window": (0.0, 1.0), "sample_mask": "none"}
-    one_pass = segment(image, counted, tta=False, **options)  # the probe is the whole slice: reused
-    probe_calls = len(calls)
-    assert one_pass.scale.scale > 1 and one_pass.scale.logits is not None
+    one_pass = segment(image, counted, tta=False, **options)
+    probe_calls = len(calls)  # whole: the probe and the run at once; part: the probe, then the run
     calls.clear()
     flipped = segment(image, counted, tta=True, **options)
-    run_calls = len(calls) - probe_calls
+    flipped_calls = len(calls)
     calls.clear()
     forced = segment(image, counted, tta=True, scale=flipped.scale.scale, **options)
-    assert flipped.flips and flipped.scale.scale == one_pass.scale.scale and flipped.scale.logits is None
-    assert run_calls == len(calls) and run_calls % 4 == 0  # the probe as before, then a run of 4 passes
+    run_calls = len(calls)  # the run alone, four passes
+    assert flipped.flips and flipped.scale.scale == one_pass.scale.scale > 1
     np.testing.assert_array_equal(flipped.labels, forced.labels)
+    if probe_is_whole((1, side, side), 1):  # the probe, flipped, was the run
+        assert side == 300 and flipped.scale.logits is not None and flipped_calls == 4 * probe_calls
+    else:  # the probe in one pass (as without flips), then the run's four
+        assert side == 800 and flipped.scale.crop is not None and flipped.scale.logits is None
+        calls.clear()
+        choose_scale(as_volume(image[None]), CallablePredictor(counted), (0.0, 1.0))
+        assert flipped_calls == len(calls) + run_calls and run_calls % 4 == 0
 
 
 def test_a_low_trust_run_in_one_pass_names_the_flips():

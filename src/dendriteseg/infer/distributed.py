@@ -26,6 +26,7 @@ from dendriteseg.errors import InputError, require
 from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import REACH, hysteresis_labels
 from dendriteseg.infer.predictor import BinnedPredictor, flips, resolve_predictor, with_flips
+from dendriteseg.infer.scale_choice import probe_is_whole
 from dendriteseg.infer.segment import (
     SegmentResult,
     check_volume,
@@ -257,12 +258,13 @@ def segment_dask(
         voxel_size = vol.voxel_size
         region = sample_region_for(vol, settings.sample_mask)
         options = {**settings.predictor_options, "compile": False}
-        single = resolve_predictor(model, **options)  # what the scale probe runs (as in segment)
+        single = resolve_predictor(model, **options)  # what a scale probe of part of it runs, as in segment
         predictor = with_flips(single, settings.tta, int(np.prod(vol.shape)))
         flipped = flips(predictor)  # decided here for the volume: the workers flip as this does
         predictor_options = {**options, "tta": flipped}
         window = settings.window or window_for_volume(vol, predictor, region)
-        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=single)
+        probe = predictor if probe_is_whole(vol.shape, int(predictor.tile_depth or 1)) else single
+        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=probe)
         plan = plan_volume(vol, scaled, settings, window)
     scale = choice.scale if choice else int(settings.scale)  # "auto" chosen once, here
     shape, tiling, window = plan.shape, plan.tiling, plan.window

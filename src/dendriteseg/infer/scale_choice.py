@@ -246,6 +246,17 @@ def choose_scale(
     return choice
 
 
+def probe_is_whole(shape: tuple[int, ...], tile_depth: int = 1) -> bool:
+    """Whether the probe of a volume of ``shape`` sees all of it (every slice, whole planes, at most
+    ``REUSE_VOXELS``): then its logits at the binning chosen are the run's, and it runs as the run does."""
+    scales = candidates_for(shape)
+    if len(scales) == 1:
+        return False
+    depth, side = probe_plan(shape, tile_depth, scales)
+    nz, ny, nx = (int(v) for v in shape[-3:])
+    return depth == nz and max(ny, nx) <= side and nz * ny * nx <= REUSE_VOXELS
+
+
 def _slices_seen(depth: int, tile_depth: int) -> int:
     """Slices the network processes for ``depth`` slices in tiles ``tile_depth`` deep (consecutive in z,
     as a run's default tiles are; a volume shallower than one tile is padded to it)."""

@@ -27,7 +27,7 @@ from dendriteseg.errors import InputError
 from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import hysteresis_labels
 from dendriteseg.infer.predictor import BinnedPredictor, Predictor, flips, resolve_predictor, with_flips
-from dendriteseg.infer.scale_choice import ScaleChoice, choose_scale
+from dendriteseg.infer.scale_choice import ScaleChoice, choose_scale, probe_is_whole
 from dendriteseg.infer.settings import (
     DEFAULT_OVERLAP,
     InferenceSettings,
@@ -153,7 +153,8 @@ def segment(
         single, predictor = _predictors(model, settings, vol, image2d)
         sample = sample_slices(vol)  # read once: the window and the trust report's histogram
         window = settings.window or window_for_volume(sample, predictor, region)
-        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=single)
+        probe = predictor if probe_is_whole(vol.shape, int(predictor.tile_depth or 1)) else single
+        scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=probe)
         plan = plan_volume(vol, scaled, settings, window)
         shape = plan.shape[1:] if image2d else plan.shape
         meter = TrustMeter(
@@ -194,9 +195,10 @@ def segment(
 def _predictors(
     model: Any, settings: InferenceSettings, vol: Volume, image2d: bool
 ) -> tuple[Predictor, Predictor]:
-    """The predictor for ``model`` as ``settings`` ask, one pass a tile (what the scale probe runs: it
-    compares binnings, which flips do not reorder, at a quarter of their cost), and the same with test-time
-    flips where they are wanted for a volume of this size (what the run runs)."""
+    """The predictor for ``model`` as ``settings`` ask, one pass a tile, and the same with test-time flips
+    where they are wanted for a volume of this size (what the run runs). A scale probe that sees part of
+    the volume runs the first, at a quarter of the flips' cost; one that sees all of it runs the second,
+    and its logits at the binning chosen are the run's."""
     single = resolve_predictor(model, **settings.predictor_options)
     if image2d and single.tile_depth:
         log.warning(IMAGE_2D_WARNING, vol.source, single.tile_depth)
