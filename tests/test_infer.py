@@ -861,11 +861,11 @@ def test_a_scale_probe_of_part_runs_one_pass_and_of_the_whole_runs_as_the_run(si
     image += rng.normal(0, 0.4, image.shape).astype(np.float32)
     calls = []
 
-    def counted(batch):
+    def counted(batch):  # not the same flipped: a slope across x
         calls.append(batch.shape)
-        return _noise_averaged(batch)
+        return _noise_averaged(batch) + np.linspace(-0.5, 0.5, batch.shape[-1], dtype=np.float32)
 
-    options = {"window": (0.0, 1.0), "sample_mask": "none"}
+    options = {"window": (0.0, 1.0), "sample_mask": "none", "probabilities": True}
     one_pass = segment(image, counted, tta=False, **options)
     probe_calls = len(calls)  # whole: the probe and the run at once; part: the probe, then the run
     calls.clear()
@@ -876,13 +876,16 @@ def test_a_scale_probe_of_part_runs_one_pass_and_of_the_whole_runs_as_the_run(si
     run_calls = len(calls)  # the run alone, four passes
     assert flipped.flips and flipped.scale.scale == one_pass.scale.scale > 1
     np.testing.assert_array_equal(flipped.labels, forced.labels)
+    np.testing.assert_allclose(flipped.probabilities, forced.probabilities, atol=1e-3)
+    assert np.abs(flipped.probabilities.astype(float) - one_pass.probabilities).max() > 0.05  # flips mattered
     if probe_is_whole((1, side, side), 1):  # the probe, flipped, was the run
         assert side == 300 and flipped.scale.logits is not None and flipped_calls == 4 * probe_calls
-    else:  # the probe in one pass (as without flips), then the run's four
-        assert side == 800 and flipped.scale.crop is not None and flipped.scale.logits is None
+    else:  # the probe in one pass (as without flips); its coarsest look, on whole planes and chosen, is
+        # the run's unflipped pass: the run adds the three flipped ones
+        assert side == 800 and flipped.scale.crop is not None and flipped.scale.scale == 4
         calls.clear()
         choose_scale(as_volume(image[None]), CallablePredictor(counted), (0.0, 1.0))
-        assert flipped_calls == len(calls) + run_calls and run_calls % 4 == 0
+        assert flipped_calls == len(calls) + run_calls * 3 // 4 and run_calls % 4 == 0
 
 
 def test_a_low_trust_run_in_one_pass_names_the_flips():

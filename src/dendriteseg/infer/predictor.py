@@ -360,9 +360,9 @@ class FlippedPredictor:
     every orientation finds and weakens what only one does (docs/inference.md).
     """
 
-    def __init__(self, inner: Any):
+    def __init__(self, inner: Any, flips: tuple[tuple[int, ...], ...] = FLIPS):
         inner = _protocol(inner)
-        self.inner = inner
+        self.inner, self.flips = inner, tuple(flips)
         self.normalisation = inner.normalisation
         self.tile_depth = inner.tile_depth
         self.size_multiple = inner.size_multiple
@@ -370,14 +370,18 @@ class FlippedPredictor:
     def prepare(self, voxels: int) -> None:
         self.inner.prepare(voxels)
 
+    def flipped_only(self) -> FlippedPredictor:
+        """The mean of the flipped passes alone, for a run that has the unflipped one already."""
+        return FlippedPredictor(self.inner, tuple(axes for axes in self.flips if axes))
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)
         total = np.zeros(batch.shape, np.float32)
-        for axes in FLIPS:
+        for axes in self.flips:
             seen = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
             out = np.asarray(self.inner(seen), np.float32)
             total += np.flip(out, axes) if axes else out
-        return total / len(FLIPS)
+        return total / len(self.flips)
 
     def __repr__(self) -> str:
         return f"FlippedPredictor({self.inner!r})"

@@ -26,7 +26,14 @@ import numpy as np
 from dendriteseg.errors import InputError
 from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import hysteresis_labels
-from dendriteseg.infer.predictor import BinnedPredictor, Predictor, flips, resolve_predictor, with_flips
+from dendriteseg.infer.predictor import (
+    BinnedPredictor,
+    FlippedPredictor,
+    Predictor,
+    flips,
+    resolve_predictor,
+    with_flips,
+)
 from dendriteseg.infer.scale_choice import ScaleChoice, choose_scale, probe_is_whole
 from dendriteseg.infer.settings import (
     DEFAULT_OVERLAP,
@@ -161,10 +168,10 @@ def segment(
             plan.shape[0], None if region is None else region.mask, choice.scale if choice else 1
         )
         source = FiniteVolume(vol, plan.window)  # NaN and infinities: counted, read as the window's ends
-        reused = _probe_logits(choice, settings)
+        reused, run = _probe_logits(choice, settings, probe, predictor, scaled)
         with _Outputs(shape, vol.voxel_size, output, probabilities, settings.compression, region) as outputs:
             scale = choice.scale if choice else int(settings.scale)
-            dendrite = _stream(source, scaled, plan, outputs, meter, settings, progress, reused, scale)
+            dendrite = _stream(source, run, plan, outputs, meter, settings, progress, reused, scale)
         if warning := nonfinite_warning(source):
             log.warning(warning)
         labels, probs = outputs.in_memory(squeeze=image2d)
@@ -265,21 +272,37 @@ def predictor_at_scale(
     ``probe`` is not ``predictor`` (one pass where the run flips), the choice carries no logits to reuse."""
     if scale == "auto":
         choice = choose_scale(vol, probe or predictor, window, region)
-        if probe is not None and probe is not predictor:
+        if probe is not None and probe is not predictor and not _passes_of(probe, predictor):
             choice = dataclasses.replace(choice, logits=None)
         return (BinnedPredictor(predictor, choice.scale) if choice.scale > 1 else predictor), choice
     check_scale_fits(int(scale), vol.shape, vol.source)
     return (BinnedPredictor(predictor, int(scale)) if int(scale) > 1 else predictor), None
 
 
-def _probe_logits(choice: ScaleChoice | None, settings: InferenceSettings) -> np.ndarray | None:
-    """The scale probe's logits where they are the whole run's: the probe covered the whole volume
-    at the binning chosen, and the run cuts the probe's tiles (the default tile and overlaps)."""
+def _passes_of(probe: Predictor, predictor: Predictor) -> bool:
+    """Whether ``probe`` is the unflipped pass of ``predictor`` (its logits one of the run's passes)."""
+    return isinstance(predictor, FlippedPredictor) and predictor.inner is probe and () in predictor.flips
+
+
+def _probe_logits(
+    choice: ScaleChoice | None,
+    settings: InferenceSettings,
+    probe: Predictor,
+    predictor: Predictor,
+    scaled: Predictor,
+) -> tuple[np.ndarray | None, Predictor]:
+    """The scale probe's logits where they are the whole run's or one pass of it (the probe covered the
+    whole volume at the binning chosen, and the run cuts the probe's tiles: the default tile and
+    overlaps), and what the run still runs: ``scaled``, or where the logits are the unflipped pass of a
+    flipping run, its flipped passes alone (binned as ``scaled``)."""
     if choice is None or choice.logits is None:
-        return None
+        return None, scaled
     if settings.tile is not None or settings.overlap != DEFAULT_OVERLAP or settings.overlap_z is not None:
-        return None
-    return choice.logits
+        return None, scaled
+    if probe is predictor:
+        return choice.logits, scaled
+    others = predictor.flipped_only()  # type: ignore[attr-defined]  (_passes_of holds)
+    return choice.logits, (BinnedPredictor(others, choice.scale) if choice.scale > 1 else others)
 
 
 def _stream(
@@ -295,15 +318,21 @@ def _stream(
 ) -> int:
     """Run every tile row through the predictor into ``outputs`` (and ``meter``); returns the dendrite
     voxel count and commits the outputs. ``reused``: the whole volume's logits, already computed (the
-    scale probe's), streamed instead. Labelled by ``settings.hysteresis`` (:mod:`.hysteresis`), without a
-    rim along the sample region's edge (:mod:`.edge_rim`; ``scale``: the binning the predictor sees)."""
+    scale probe's), streamed instead; or, where ``predictor`` is the flipped passes of a flipping run
+    (:meth:`FlippedPredictor.flipped_only`), its unflipped pass, averaged in (tiles blend linearly).
+    Labelled by ``settings.hysteresis`` (:mod:`.hysteresis`), without a rim along the sample region's
+    edge (:mod:`.edge_rim`; ``scale``: the binning the predictor sees)."""
     total = int(np.prod(plan.shape))
     done = dendrite = 0
-    if reused is not None:
+    flipped = _flipped_only(predictor)
+    if reused is not None and flipped is None:
         source.read(0, plan.shape[0])  # non-finite voxels counted, as a run reading them would
         slabs = iter([(0, plan.shape[0], reused)])
     else:
         slabs = iter_logits(source, predictor, plan.tiling, plan.window, batch_size=settings.batch_size)
+    if reused is not None and flipped is not None:
+        n = len(flipped.flips)  # the run's mean: the reused pass and these n, each weighing one
+        slabs = ((z0, z1, (reused[z0:z1] + n * logits) / (n + 1)) for z0, z1, logits in slabs)
     inside = ((z0, z1, outputs.inside_region(z0, z1, logits)) for z0, z1, logits in slabs)
     rim = EdgeRim(outputs.region if settings.edge_rim else None, scale)
     for z0, z1, logits, vouched in hysteresis_labels(inside, settings.hysteresis):
@@ -315,6 +344,12 @@ def _stream(
             progress(done, total)
     outputs.commit()
     return dendrite
+
+
+def _flipped_only(predictor: Predictor) -> FlippedPredictor | None:
+    """``predictor``'s flipped passes where it runs those alone (binned or not), else None."""
+    inner = predictor.inner if isinstance(predictor, BinnedPredictor) else predictor
+    return inner if isinstance(inner, FlippedPredictor) and () not in inner.flips else None
 
 
 @dataclass
