@@ -269,7 +269,8 @@ def predictor_at_scale(
     """``predictor`` binned as ``scale`` says ("auto": as :func:`choose_scale` finds best, running
     ``probe``, default ``predictor``) and the choice (None unless "auto"); shared by :func:`segment` and
     the Dask path. The probe runs before the whole volume's plan, which may compile the network. Where
-    ``probe`` is not ``predictor`` (one pass where the run flips), the choice carries no logits to reuse."""
+    ``probe`` is not ``predictor`` (one pass where the run flips), the choice keeps its logits only as the
+    run's unflipped pass (:func:`_probe_logits`)."""
     if scale == "auto":
         choice = choose_scale(vol, probe or predictor, window, region)
         if probe is not None and probe is not predictor and not _passes_of(probe, predictor):
