@@ -396,6 +396,26 @@ def test_a_series_is_segmented_at_the_binning_its_first_volume_chose(tmp_path):
     assert [r["status"] for r in rows] == ["skipped", "done"] and rows[1]["scale"] == 2
 
 
+def test_a_series_keeps_the_flips_its_first_volume_had(tmp_path, monkeypatch):
+    import dendriteseg.infer.settings as settings_module
+
+    model = tiny_unet()
+    rng = np.random.default_rng(3)
+    small, large = (rng.random(shape, dtype=np.float32) for shape in [(4, 40, 40), (8, 40, 40)])
+    np.save(tmp_path / "t0.npy", small)
+    np.save(tmp_path / "t1.npy", large)
+    monkeypatch.setattr(settings_module, "TTA_AUTO_MAX_VOXELS", small.size)  # alone, t1 gets one pass
+    options = dict(window=(0.0, 1.0), sample_mask="none", scale=1, device="cpu", precision="fp32")
+    assert not segment(large, model, **options).flips
+    rows = segment_series([f"{tmp_path}/t*.npy"], tmp_path / "out", model, **options)
+    assert [r["flips"] for r in rows] == ["on", "on"]
+    flipped = segment(large, model, tta=True, **options).labels
+    np.testing.assert_array_equal(read_volume(tmp_path / "out" / "t1.tif"), flipped)
+    (tmp_path / "out" / "t1.tif").unlink()  # resumed: the flips come from the summary
+    rows = segment_series([f"{tmp_path}/t*.npy"], tmp_path / "out", model, **options)
+    assert [r["status"] for r in rows] == ["skipped", "done"] and rows[1]["flips"] == "on"
+
+
 def _noise_averaged(batch):
     """Surer the less pixel noise it sees, as a network on a scan much finer than its training."""
     noise = np.abs(np.diff(batch, axis=-1)).mean() + 1e-3

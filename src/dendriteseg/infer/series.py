@@ -38,6 +38,7 @@ SUMMARY_FIELDS = [
     "voxels_per_second",
     "dendrite_fraction",
     "scale",
+    "flips",
     "trust",
     "label_next",
 ]
@@ -130,7 +131,8 @@ def segment_series(
     The model is loaded once for all volumes. With ``scale="auto"`` (the
     default) the first volume segmented chooses the binning and the rest of
     the series uses it (a resumed run takes it from the summary), so a time
-    series is segmented at one scale.
+    series is segmented at one scale; test-time flips (``tta="auto"``) likewise follow the first
+    volume's, so that no volume of a series is segmented otherwise than the rest.
     """
     from dendriteseg.infer.predictor import resolve_predictor
     from dendriteseg.infer.segment import segment
@@ -162,6 +164,8 @@ def segment_series(
             row.update(input=spec, output=str(target), status="skipped")
             if settings.scale == "auto" and str(row.get("scale", "")).isdigit():
                 settings = settings.replace(scale=int(row["scale"]))  # the binning the series was begun with
+            if settings.tta == "auto" and row.get("flips") in ("on", "off"):
+                settings = settings.replace(tta=row["flips"])  # and its flips
             rows.append(row)
             if on_volume:
                 on_volume(index, count, spec, "skipped")
@@ -179,6 +183,8 @@ def segment_series(
         )
         if result.scale is not None:
             settings = settings.replace(scale=result.scale.scale)  # the rest at the first volume's binning
+        if settings.tta == "auto":
+            settings = settings.replace(tta=result.flips)  # and with its flips, or without
         rows.append(
             {
                 "input": spec,
@@ -189,6 +195,7 @@ def segment_series(
                 "voxels_per_second": f"{result.voxels_per_second:.0f}",
                 "dendrite_fraction": f"{result.dendrite_fraction:.6f}",
                 "scale": settings.scale,
+                "flips": "on" if result.flips else "off",
                 "trust": result.trust.trust if result.trust else "",
                 "label_next": " ".join(str(z) for z in result.trust.label_next) if result.trust else "",
             }
