@@ -26,13 +26,13 @@ from dendriteseg.errors import InputError, require
 from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import REACH, hysteresis_labels
 from dendriteseg.infer.predictor import BinnedPredictor, flips, resolve_predictor, with_flips
-from dendriteseg.infer.scale_choice import probe_is_whole
 from dendriteseg.infer.segment import (
     SegmentResult,
     check_volume,
     inside_region,
     plan_volume,
     predictor_at_scale,
+    probe_predictor,
     window_for_volume,
 )
 from dendriteseg.infer.settings import DEFAULT_HYSTERESIS, InferenceSettings, settings_from
@@ -263,7 +263,7 @@ def segment_dask(
         flipped = flips(predictor)  # decided here for the volume: the workers flip as this does
         predictor_options = {**options, "tta": flipped}
         window = settings.window or window_for_volume(vol, predictor, region)
-        probe = predictor if probe_is_whole(vol.shape, int(predictor.tile_depth or 1)) else single
+        probe = probe_predictor(vol, single, predictor)
         scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=probe)
         plan = plan_volume(vol, scaled, settings, window)
     scale = choice.scale if choice else int(settings.scale)  # "auto" chosen once, here

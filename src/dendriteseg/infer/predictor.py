@@ -230,14 +230,15 @@ class TorchPredictor:
             tensor = tensor.reshape(b * z, 1, y, x)
         else:
             tensor = tensor[:, None].contiguous(memory_format=self.memory_format)
+        passes = FLIPS if self.tta else FLIPS[:1]
         with torch.inference_mode(), autocast(self.device, self.precision):
             total = None
-            for dims in FLIPS if self.tta else FLIPS[:1]:
+            for dims in passes:
                 inp = tensor.flip(dims) if dims else tensor
                 out = self._run(inp).float()
                 out = out.flip(dims) if dims else out
                 total = out if total is None else total + out
-            logits = total / (len(FLIPS) if self.tta else 1)
+            logits = total / len(passes)
         return logits.reshape(b, z, y, x).cpu().numpy()
 
     def __repr__(self) -> str:

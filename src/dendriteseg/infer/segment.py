@@ -160,7 +160,7 @@ def segment(
         single, predictor = _predictors(model, settings, vol, image2d)
         sample = sample_slices(vol)  # read once: the window and the trust report's histogram
         window = settings.window or window_for_volume(sample, predictor, region)
-        probe = predictor if probe_is_whole(vol.shape, int(predictor.tile_depth or 1)) else single
+        probe = probe_predictor(vol, single, predictor)
         scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=probe)
         plan = plan_volume(vol, scaled, settings, window)
         shape = plan.shape[1:] if image2d else plan.shape
@@ -210,6 +210,12 @@ def _predictors(
     if image2d and single.tile_depth:
         log.warning(IMAGE_2D_WARNING, vol.source, single.tile_depth)
     return single, with_flips(single, settings.tta, int(np.prod(vol.shape)))
+
+
+def probe_predictor(vol: Volume, single: Predictor, predictor: Predictor) -> Predictor:
+    """What the scale probe runs: the run's ``predictor`` where the probe sees the whole volume (its
+    logits then are the run's), else ``single`` (one pass a tile); shared with the Dask path."""
+    return predictor if probe_is_whole(vol.shape, int(predictor.tile_depth or 1)) else single
 
 
 def _default_for(model: Any, image2d: bool, source: Any) -> tuple[Any, str | None]:
@@ -291,19 +297,20 @@ def _probe_logits(
     probe: Predictor,
     predictor: Predictor,
     scaled: Predictor,
-) -> tuple[np.ndarray | None, Predictor]:
+) -> tuple[tuple[np.ndarray, float] | None, Predictor]:
     """The scale probe's logits where they are the whole run's or one pass of it (the probe covered the
     whole volume at the binning chosen, and the run cuts the probe's tiles: the default tile and
-    overlaps), and what the run still runs: ``scaled``, or where the logits are the unflipped pass of a
-    flipping run, its flipped passes alone (binned as ``scaled``)."""
+    overlaps), with their share of the run's mean (1, or 1/4 for the unflipped pass of a flipping run);
+    and what the run still runs: ``scaled``, or the flipped passes alone (binned as ``scaled``)."""
     if choice is None or choice.logits is None:
         return None, scaled
     if settings.tile is not None or settings.overlap != DEFAULT_OVERLAP or settings.overlap_z is not None:
         return None, scaled
     if probe is predictor:
-        return choice.logits, scaled
+        return (choice.logits, 1.0), scaled
     others = predictor.flipped_only()  # type: ignore[attr-defined]  (_passes_of holds)
-    return choice.logits, (BinnedPredictor(others, choice.scale) if choice.scale > 1 else others)
+    share = 1.0 / len(predictor.flips)  # type: ignore[attr-defined]
+    return (choice.logits, share), (BinnedPredictor(others, choice.scale) if choice.scale > 1 else others)
 
 
 def _stream(
@@ -314,26 +321,25 @@ def _stream(
     meter: TrustMeter,
     settings: InferenceSettings,
     progress: Progress | None,
-    reused: np.ndarray | None = None,
+    reused: tuple[np.ndarray, float] | None = None,
     scale: int = 1,
 ) -> int:
     """Run every tile row through the predictor into ``outputs`` (and ``meter``); returns the dendrite
     voxel count and commits the outputs. ``reused``: the whole volume's logits, already computed (the
-    scale probe's), streamed instead; or, where ``predictor`` is the flipped passes of a flipping run
-    (:meth:`FlippedPredictor.flipped_only`), its unflipped pass, averaged in (tiles blend linearly).
+    scale probe's), and their share of the run's mean: 1, streamed instead; less, averaged in with
+    ``predictor``'s (the run's other passes; tiles blend linearly).
     Labelled by ``settings.hysteresis`` (:mod:`.hysteresis`), without a rim along the sample region's
     edge (:mod:`.edge_rim`; ``scale``: the binning the predictor sees)."""
     total = int(np.prod(plan.shape))
     done = dendrite = 0
-    flipped = _flipped_only(predictor)
-    if reused is not None and flipped is None:
+    logits0, share = reused if reused is not None else (None, 0.0)
+    if logits0 is not None and share == 1.0:
         source.read(0, plan.shape[0])  # non-finite voxels counted, as a run reading them would
-        slabs = iter([(0, plan.shape[0], reused)])
+        slabs = iter([(0, plan.shape[0], logits0)])
     else:
         slabs = iter_logits(source, predictor, plan.tiling, plan.window, batch_size=settings.batch_size)
-    if reused is not None and flipped is not None:
-        n = len(flipped.flips)  # the run's mean: the reused pass and these n, each weighing one
-        slabs = ((z0, z1, (reused[z0:z1] + n * logits) / (n + 1)) for z0, z1, logits in slabs)
+    if logits0 is not None and share < 1.0:
+        slabs = ((z0, z1, share * logits0[z0:z1] + (1 - share) * out) for z0, z1, out in slabs)
     inside = ((z0, z1, outputs.inside_region(z0, z1, logits)) for z0, z1, logits in slabs)
     rim = EdgeRim(outputs.region if settings.edge_rim else None, scale)
     for z0, z1, logits, vouched in hysteresis_labels(inside, settings.hysteresis):
@@ -345,12 +351,6 @@ def _stream(
             progress(done, total)
     outputs.commit()
     return dendrite
-
-
-def _flipped_only(predictor: Predictor) -> FlippedPredictor | None:
-    """``predictor``'s flipped passes where it runs those alone (binned or not), else None."""
-    inner = predictor.inner if isinstance(predictor, BinnedPredictor) else predictor
-    return inner if isinstance(inner, FlippedPredictor) and () not in inner.flips else None
 
 
 @dataclass

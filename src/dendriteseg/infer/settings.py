@@ -92,7 +92,7 @@ class InferenceSettings:
         set_("batch_size", _whole("batch_size", self.batch_size, 1))
         if not isinstance(self.tta, (bool, np.bool_, str)) or self.tta not in TTA_CHOICES:
             raise InputError(f"tta: expected auto, on or off, got {self.tta!r}")
-        set_("tta", TTA_CHOICES[bool(self.tta) if isinstance(self.tta, np.bool_) else self.tta])
+        set_("tta", TTA_CHOICES[self.tta])  # np.bool_ hashes and compares as bool
         if not isinstance(self.edge_rim, (bool, np.bool_)):
             raise InputError(f"edge_rim: expected true or false, got {self.edge_rim!r}")
         set_("device", _device(self.device))
