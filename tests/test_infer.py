@@ -867,6 +867,38 @@ def test_scale_probe_is_cropped_on_shallow_large_planes_and_reused_when_it_is_th
     assert tiled.scale.scale == choice.scale  # other tiles: the run's own pass, not the probe's
 
 
+def test_on_a_crop_the_unbinned_look_sees_its_centre_and_chooses_as_the_whole_crop(monkeypatch):
+    """The unbinned look costs the most a pixel: on a crop it sees the crop's central UNBINNED_SIDE
+    pixels (with context) only, and the binning chosen is the one a look over the whole crop chose."""
+    from dendriteseg.infer import scale_choice
+    from dendriteseg.io import as_volume
+
+    rng = np.random.default_rng(3)
+    image = np.full((800, 800), 0.7, np.float32)
+    image[300:520, 250:480] = 0.3
+    image += rng.normal(0, 0.4, image.shape).astype(np.float32)
+    shapes = []
+
+    def counted(batch):
+        shapes.append(batch.shape)
+        return _noise_averaged(batch)
+
+    def choose():
+        shapes.clear()
+        return scale_choice.choose_scale(as_volume(image[None]), CallablePredictor(counted), (0.0, 1.0))
+
+    # the callable sees what the network would: each look's batch, binned (the crop with its context of
+    # 24 binned pixels: 528 / 3, 480 / 2, the whole slice / 4) and unbinned
+    centre = choose()
+    unbinned = scale_choice.UNBINNED_SIDE + 2 * scale_choice.CONTEXT
+    assert centre.crop is not None and sorted(s[-1] for s in shapes) == [176, 200, 240, unbinned]
+    monkeypatch.setattr(scale_choice, "UNBINNED_SIDE", 10_000)
+    whole = choose()
+    assert sorted(s[-1] for s in shapes) == [176, 200, 240, scale_choice.FALLBACK_CROP + 48]
+    assert whole.scale == centre.scale > 1 and whole.crop == centre.crop
+    assert centre.entropies[2] == whole.entropies[2] and centre.entropies[1] != whole.entropies[1]
+
+
 @pytest.mark.parametrize("side", [300, 800])
 def test_a_scale_probe_of_part_runs_one_pass_and_of_the_whole_runs_as_the_run(side):
     """Where the run flips: a probe that sees part of the volume (a large slice: a crop) compares the

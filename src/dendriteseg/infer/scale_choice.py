@@ -30,7 +30,10 @@ the whole probe; where whole planes at every binning would cost more than
 can choose: a single large slice, a deep volume of large planes), the finer
 binnings see only a crop (at least ``MIN_CROP`` a side, with ``CONTEXT``
 binned pixels of context) centred where the coarse look found the most
-dendrite and doubt, and every binning is compared on that crop; where even
+dendrite and doubt, and the binnings are compared on that crop, except
+that the unbinned look (``s``^2 times the cost of binning ``s`` a pixel)
+sees the crop's ``UNBINNED_SIDE`` centre only, and whether binning helps at
+all is judged there; where even
 the smallest crop would cost more, the probe is one tile deep instead of
 ``PROBE_DEPTH`` slices; where nothing fits (a single large slice, a shallow
 volume) the finer binnings see a ``FALLBACK_CROP`` crop: a stable choice
@@ -65,6 +68,7 @@ SPECK = 12  # pixels (x binning^2): pieces this small are noise, not arms, and a
 PROBE_SHARE = 0.1  # the most of a run at the coarsest binning the probe may cost before it is cropped
 MIN_CROP = 288  # pixels a side: the smallest crop the finer binnings are probed on within the bound (3 x 96)
 FALLBACK_CROP = 384  # pixels a side: their crop where nothing fits the bound (smaller ones change the choice)
+UNBINNED_SIDE = 192  # pixels a side: on a crop larger than this, the unbinned look sees its centre only
 CONTEXT = 24  # binned pixels of context around the crop, not measured (the network's reach)
 ALIGN = 12  # crops start on multiples of every candidate binning
 REUSE_VOXELS = 64 * 2**20  # logits kept for the run when the probe is the whole volume, up to this size
@@ -188,6 +192,19 @@ def probe_crop(coarse: np.ndarray, mask: np.ndarray | None, side: int) -> tuple[
     return slice(y0, min(y0 + sy, ny)), slice(x0, min(x0 + sx, nx))
 
 
+def _centre(ys: slice, xs: slice, side: int) -> tuple[slice, slice]:
+    """The central ``side`` x ``side`` part of a window (aligned to every candidate binning), or all of it."""
+    out = []
+    for sl in (ys, xs):
+        length = sl.stop - sl.start
+        if length <= side:
+            out.append(sl)
+            continue
+        start = sl.start + (length - side) // 2 // ALIGN * ALIGN
+        out.append(slice(start, start + side))
+    return out[0], out[1]
+
+
 def _keeps_what_it_finds(widths: dict[int, float], scale: int) -> bool:
     """A binning keeps its dendrite wide enough to bin (module notes), or there is none to keep
     (none at the binning nor at full resolution: nothing is lost)."""
@@ -219,25 +236,35 @@ def choose_scale(
     logits = {coarsest: coarse}
     ys, xs = probe_crop(sigmoid(coarse), mask2d, side)
     cropped = (ys.stop - ys.start, xs.stop - xs.start) != probe.shape[-2:]
-    entropies, widths = {}, {}
+    # the unbinned look costs s^2 times a binned one a pixel: on a large crop it sees the crop's centre,
+    # and whether binning helps at all is judged there (every binning's probabilities cover it)
+    centre = _centre(ys, xs, UNBINNED_SIDE) if cropped else (ys, xs)
+    entropies, widths, seen = {}, {}, {}
     for s in scales:
+        ws, wx = centre if s == 1 else (ys, xs)
         if s == coarsest:
-            probabilities = sigmoid(coarse)[:, ys, xs]
-        elif cropped:  # the crop with a margin of context around it, measured without the margin
+            probabilities = sigmoid(coarse)[:, ws, wx]
+        elif cropped:  # the window with a margin of context around it, measured without the margin
             m = CONTEXT * s // ALIGN * ALIGN
-            y0, x0 = max(ys.start - m, 0), max(xs.start - m, 0)
-            y1, x1 = min(ys.stop + m, probe.shape[1]), min(xs.stop + m, probe.shape[2])
+            y0, x0 = max(ws.start - m, 0), max(wx.start - m, 0)
+            y1, x1 = min(ws.stop + m, probe.shape[1]), min(wx.stop + m, probe.shape[2])
             around = probe_logits(probe[:, y0:y1, x0:x1], predictor, window, s)
-            probabilities = sigmoid(around[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0])
+            probabilities = sigmoid(around[:, ws.start - y0 : ws.stop - y0, wx.start - x0 : wx.stop - x0])
         else:
             logits[s] = probe_logits(probe, predictor, window, s)
             probabilities = sigmoid(logits[s])
-        inside = None if mask2d is None else mask2d[ys, xs]
+        inside = None if mask2d is None else mask2d[ws, wx]
         entropies[s] = mean_entropy(probabilities, inside)
         widths[s] = dendrite_width(probabilities, inside, s)
+        seen[s] = probabilities
     allowed = [s for s in scales if s == 1 or _keeps_what_it_finds(widths, s)]
     best = min(allowed, key=lambda s: (entropies[s], s))
-    if entropies[best] > (1 - MIN_GAIN) * entropies[1]:
+    if best != 1 and centre != (ys, xs):  # judged on the centre, where the unbinned look was
+        cy, cx = (slice(c.start - w.start, c.stop - w.start) for c, w in zip(centre, (ys, xs), strict=True))
+        inside = None if mask2d is None else mask2d[centre]
+        if mean_entropy(seen[best][:, cy, cx], inside) > (1 - MIN_GAIN) * entropies[1]:
+            best = 1
+    elif entropies[best] > (1 - MIN_GAIN) * entropies[1]:
         best = 1
     crop = None if not cropped else (ys.start, ys.stop, xs.start, xs.stop)
     reuse = logits.get(best) if whole and best in logits and logits[best].size <= REUSE_VOXELS else None
@@ -269,14 +296,17 @@ def probe_work(
     shape: tuple[int, ...], depth: int, side: int, scales: list[int] | tuple[int, ...], tile_depth: int = 1
 ) -> float:
     """Network voxels a probe of ``depth`` slices costs: the coarsest binning on whole planes, the
-    finer ones on a ``side`` x ``side`` crop with its ``CONTEXT`` margin."""
+    finer ones on a ``side`` x ``side`` crop (the unbinned look on its ``UNBINNED_SIDE`` centre where
+    that is smaller) with their ``CONTEXT`` margin."""
     ny, nx = (int(s) for s in shape[-2:])
     coarsest = max(scales)
+    cropped = side < max(ny, nx)
     per_pixel = 1 / coarsest**2 * ny * nx
     for s in scales:
         if s != coarsest:
+            seen = min(side, UNBINNED_SIDE) if s == 1 and cropped else side
             margin = 2 * (CONTEXT * s // ALIGN * ALIGN)
-            per_pixel += min(side + margin, ny) * min(side + margin, nx) / s**2
+            per_pixel += min(seen + margin, ny) * min(seen + margin, nx) / s**2
     return _slices_seen(depth, tile_depth) * per_pixel
 
 
