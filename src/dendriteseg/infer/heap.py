@@ -1,0 +1,87 @@
+"""Keep freed memory for the next tile instead of giving it back to the kernel (Linux, glibc).
+
+A network's activations on a large tile are tensors of tens to hundreds of
+MB. glibc's ``malloc`` serves every block above 32 MB (its largest mmap
+threshold) with a fresh ``mmap`` and unmaps it when freed, so each layer of
+each tile faults its output in anew, 4 KB at a time, zeroed by the kernel,
+which can take as long as the convolutions themselves
+(``benchmarks/inference.py`` measures a run with and without it). :func:`kept_heap`
+turns that off for the length of a run: blocks come from the heap and
+stay there when freed (``mallopt(M_MMAP_MAX, 0)``, a high
+``M_TRIM_THRESHOLD``), so the second tile reuses the first one's pages.
+The peak is the same; what the run freed goes back to the kernel when it
+ends (``malloc_trim``), and the settings return to glibc's defaults (the
+threshold that glibc would otherwise have raised on its own stays where it
+was). Elsewhere (macOS, Windows, musl) it does nothing, and so it does where
+the environment sets ``DENDRITESEG_KEEP_HEAP=0`` (for a process that must
+not hold more memory between its tiles than glibc would).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+M_MMAP_MAX = -4
+DEFAULT_MMAP_MAX = 65536  # glibc's defaults, restored after a run
+DEFAULT_TRIM_THRESHOLD = 128 * 1024
+KEPT_TRIM_THRESHOLD = 2**31 - 1  # the largest mallopt takes: in effect, no trimming during a run
+
+ENV = "DENDRITESEG_KEEP_HEAP"  # "0": leave glibc's settings alone
+
+_lock = threading.Lock()
+_depth = 0
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library where it is glibc (which has ``mallopt`` and ``malloc_trim``), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 (present in glibc only)
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _glibc()
+
+
+def _set(libc: ctypes.CDLL, mmap_max: int, trim_threshold: int) -> bool:
+    return bool(libc.mallopt(M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+@contextmanager
+def kept_heap() -> Iterator[bool]:
+    """Within it, freed blocks stay in the heap for reuse (see the module notes); yields whether that
+    is in force (False where the C library is not glibc). Nested and concurrent uses share one setting:
+    the outermost sets it and the last to leave restores glibc's defaults and trims."""
+    global _depth
+    libc = _LIBC
+    if libc is None or os.environ.get(ENV, "1").strip() == "0":
+        yield False
+        return
+    with _lock:
+        if _depth == 0 and not _set(libc, 0, KEPT_TRIM_THRESHOLD):
+            log.debug("mallopt refused; freed memory is unmapped as glibc chooses")
+        _depth += 1
+    try:
+        yield True
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _set(libc, DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD)
+                libc.malloc_trim(0)
