@@ -12,7 +12,7 @@ All in one run, on this machine, with the shipped default model (or --model):
     float32 volume and on one twice as deep (each in a fresh process,
     streaming to Zarr); and the first again with glibc unmapping each
     large block when freed (``DENDRITESEG_KEEP_HEAP=0``, as before
-    :mod:`dendriteseg.infer.heap`): time and memory side by side.
+    :mod:`dendriteseg.heap`): time and memory side by side.
 (d) the measured time for 852 x 852 x 250 against its floor: the model's
     FLOPs per voxel x voxels / the measured matmul peak of this CPU at the
     precision the run used (bf16 where the CPU has bf16 units, else fp32).
@@ -273,7 +273,7 @@ def main() -> None:
                 f"{seconds:.1f} s, peak RSS {rss:.0f} MB, peak anonymous {anon:.0f} MB",
                 flush=True,
             )
-        # the same run with glibc unmapping every large block when freed (dendriteseg.infer.heap)
+        # the same run with glibc unmapping every large block when freed (dendriteseg.heap)
         seconds, rss, anon = child_peak_rss(commands[0], {"DENDRITESEG_KEEP_HEAP": "0"})
         print(
             f"(c) {args.depth} x {args.plane} x {args.plane}, DENDRITESEG_KEEP_HEAP=0 (no kept heap): "

@@ -482,3 +482,12 @@ def test_ship_refuses_a_model_below_the_rule_unless_told_why(tmp_path, monkeypat
     train_default.ship(model, bench, "tiny_default", scores)
     record = json.loads((weights / "tiny_default.json").read_text())
     assert "shipped_anyway_because" not in record["shipping_rule"]
+
+
+def test_training_keeps_the_heap_while_it_runs(manifest, tmp_path):
+    """Each step reuses the memory of the step before (dendriteseg.heap), and only while training runs."""
+    from dendriteseg import heap
+
+    depths = []
+    train(tiny(manifest, tmp_path / "run", epochs=1), on_step=lambda s, t, r: depths.append(heap._depth))
+    assert depths and all(depth >= 1 for depth in depths) and heap._depth == 0

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError, require
+from dendriteseg.heap import kept_heap
 from dendriteseg.infer.edge_rim import EdgeRim
-from dendriteseg.infer.heap import kept_heap
 from dendriteseg.infer.hysteresis import REACH, hysteresis_labels
 from dendriteseg.infer.predictor import BinnedPredictor, flips, resolve_predictor, with_flips
 from dendriteseg.infer.segment import (

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
+from dendriteseg.heap import kept_heap
 from dendriteseg.infer.edge_rim import EdgeRim
-from dendriteseg.infer.heap import kept_heap
 from dendriteseg.infer.hysteresis import hysteresis_labels
 from dendriteseg.infer.predictor import (
     BinnedPredictor,

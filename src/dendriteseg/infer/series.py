@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.infer.heap import kept_heap
+from dendriteseg.heap import kept_heap
 from dendriteseg.infer.settings import InferenceSettings, settings_from
 from dendriteseg.io import parse_location, write_text_atomic
 from dendriteseg.io.location import split_key

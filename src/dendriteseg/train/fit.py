@@ -32,6 +32,7 @@ from dendriteseg.data.augment import augment
 from dendriteseg.data.volumes import UNLABELLED, LabelledVolume, PatchSampler
 from dendriteseg.device import resolve_device, training_autocast, training_precision
 from dendriteseg.errors import InputError
+from dendriteseg.heap import kept_heap
 from dendriteseg.infer.predictor import TorchPredictor
 from dendriteseg.io import write_text_atomic
 from dendriteseg.io.outputs import save_figure
@@ -244,6 +245,7 @@ def _plot_curve(history: list[dict[str, Any]], path: Path) -> None:
     save_figure(fig, path, dpi=100)
 
 
+@kept_heap()  # each step reuses the memory of the step before (dendriteseg.heap)
 def fit(
     model: torch.nn.Module,
     sampler: PatchSampler,

@@ -39,6 +39,7 @@ import numpy as np
 from dendriteseg.data import UNLABELLED, LabelledVolume
 from dendriteseg.data.augment import AugmentConfig
 from dendriteseg.errors import InputError
+from dendriteseg.heap import kept_heap
 from dendriteseg.infer.predictor import TorchPredictor, resolve_model_path
 from dendriteseg.infer.segment import check_volume, window_for_volume
 from dendriteseg.io import SliceStack, Volume, as_volume
@@ -78,6 +79,7 @@ class Adaptation:
         )
 
 
+@kept_heap()  # each step reuses the memory of the step before (dendriteseg.heap)
 def adapt_to_scan(
     volume: Any,
     model: str | Path | None = None,

@@ -63,6 +63,7 @@ from scipy import ndimage
 from dendriteseg.data import UNLABELLED, LabelledVolume
 from dendriteseg.device import resolve_device, training_precision
 from dendriteseg.errors import InputError
+from dendriteseg.heap import kept_heap
 from dendriteseg.io.outputs import work_folder
 from dendriteseg.models import spec_for
 from dendriteseg.models.files import ModelInfo, load_model, read_model_info, save_model
@@ -204,6 +205,7 @@ def _base_config(parent: Path, scans: list[UserScan], seed: int, precision: str 
     )
 
 
+@kept_heap()  # every trial's steps reuse the same memory (dendriteseg.heap)
 def finetune_on_labels(
     scans: list[UserScan],
     out: str | Path,

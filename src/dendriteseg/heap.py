@@ -5,8 +5,11 @@ MB. glibc's ``malloc`` serves every block above 32 MB (its largest mmap
 threshold) with a fresh ``mmap`` and unmaps it when freed, so each layer of
 each tile faults its output in anew, 4 KB at a time, zeroed by the kernel,
 which can take as long as the convolutions themselves
-(``benchmarks/inference.py`` measures a run with and without it). :func:`kept_heap`
-turns that off for the length of a run: blocks come from the heap and
+(``benchmarks/inference.py`` and ``benchmarks/train_throughput.py`` measure
+both ways side by side). :func:`kept_heap`
+turns that off for the length of a run (``segment``, a series, a Dask
+worker's block; and training: ``fit``, ``finetune_on_labels``,
+``adapt_to_scan``, whose steps allocate the same way): blocks come from the heap and
 stay there when freed (``mallopt(M_MMAP_MAX, 0)``, a high
 ``M_TRIM_THRESHOLD``), so the second tile reuses the first one's pages.
 The peak is the same; what the run freed goes back to the kernel when it
