@@ -4,20 +4,21 @@ A network's activations on a large tile are tensors of tens to hundreds of
 MB. glibc's ``malloc`` serves every block above 32 MB (its largest mmap
 threshold) with a fresh ``mmap`` and unmaps it when freed, so each layer of
 each tile faults its output in anew, 4 KB at a time, zeroed by the kernel,
-which can take as long as the convolutions themselves
-(``benchmarks/inference.py`` and ``benchmarks/train_throughput.py`` measure
-both ways side by side). :func:`kept_heap`
+which can take as long as the convolutions themselves. :func:`kept_heap`
 turns that off for the length of a run (``segment``, a series, a Dask
 worker's block; and training: ``fit``, ``finetune_on_labels``,
-``adapt_to_scan``, whose steps allocate the same way): blocks come from the heap and
-stay there when freed (``mallopt(M_MMAP_MAX, 0)``, a high
-``M_TRIM_THRESHOLD``), so the second tile reuses the first one's pages.
-The peak is the same; what the run freed goes back to the kernel when it
-ends (``malloc_trim``), and the settings return to glibc's defaults (the
+``adapt_to_scan``, whose steps allocate the same way): blocks come from the
+heap and stay there when freed (``mallopt(M_MMAP_MAX, 0)``, a high
+``M_TRIM_THRESHOLD``), so the next tile reuses the last one's pages. The
+peak can be somewhat higher (a freed block is not always the size the next
+one needs); what the run freed goes back to the kernel when it ends
+(``malloc_trim``), and the settings return to glibc's defaults (the mmap
 threshold that glibc would otherwise have raised on its own stays where it
-was). Elsewhere (macOS, Windows, musl) it does nothing, and so it does where
-the environment sets ``DENDRITESEG_KEEP_HEAP=0`` (for a process that must
-not hold more memory between its tiles than glibc would).
+was). ``benchmarks/inference.py`` and ``benchmarks/train_throughput.py``
+measure time and memory both ways side by side. Elsewhere (macOS, Windows,
+musl) it does nothing, and so it does where the environment sets
+``DENDRITESEG_KEEP_HEAP=0`` (for a process that must not hold more memory
+between its tiles than glibc would).
 """
 
 from __future__ import annotations
