@@ -7,8 +7,10 @@
    checkout has it, else a synthetic 1260 x 1260 slice): the defaults
    (``auto``) against the binning they choose forced (each the faster of two
    runs: the first of a new shape pays one-off kernel set-up), the probe's own time
-   against the final pass, and the per-voxel rate at ``scale=1`` against a
-   ``32 x Y x X`` volume's (``--rate-side``, default 852).
+   against the final pass, with and without its coarsest look (which the run
+   takes over where it chose that binning), and the per-voxel rate at
+   ``scale=1`` (network voxels, each flip a pass) against a ``32 x Y x X``
+   volume's (``--rate-side``, default 852).
 3. The probe's share of a whole run on a ``--deep`` volume (default
    250 x 852 x 852; ``--deep 0`` skips it): the probe (``choose_scale``)
    timed alone against the run at the binning it chose.
@@ -51,14 +53,22 @@ def best_of_two(fn, *args, **kwargs):
 
 
 def probe_seconds(image: np.ndarray, model: str):
-    """The probe alone, as ``segment`` runs it: its seconds and choice."""
+    """The probe alone, as ``segment`` runs it: its seconds and choice, and the seconds of its coarsest
+    look alone (the look a run at that binning takes over from the probe where it covered whole planes)."""
+    from dendriteseg.infer.scale_choice import candidates_for, probe_logits, probe_plan
     from dendriteseg.infer.segment import window_for_volume
 
     vol = as_volume(image if image.ndim == 3 else image[None])
     region = sample_region_for(vol, "auto")
     predictor = resolve_predictor(model, precision="fp32", compile=False)
     window = window_for_volume(sample_slices(vol), predictor, region)
-    return timed(choose_scale, vol, predictor, window, region)
+    seconds, choice = timed(choose_scale, vol, predictor, window, region)
+    scales = candidates_for(vol.shape)
+    depth, _ = probe_plan(vol.shape, int(predictor.tile_depth or 1), scales)
+    z0 = (vol.shape[0] - depth) // 2
+    slab = np.asarray(vol.read(z0, z0 + depth), np.float32)
+    coarse, _ = timed(probe_logits, slab, predictor, window, max(scales))
+    return seconds, choice, coarse
 
 
 def iou(pred: np.ndarray, label: np.ndarray) -> float:
@@ -90,21 +100,27 @@ def slice_part(args) -> None:
     ta, auto = best_of_two(segment, image, args.model, precision="fp32", compile=False)
     chosen = auto.scale.scale if auto.scale else 1
     tf, _ = best_of_two(segment, image, args.model, precision="fp32", compile=False, scale=chosen)
-    tp = min(probe_seconds(image, args.model)[0] for _ in range(2))
-    t1, _ = timed(segment, image, args.model, precision="fp32", compile=False, scale=1)
+    probes = [probe_seconds(image, args.model) for _ in range(2)]
+    tp, tc = min(p[0] for p in probes), min(p[2] for p in probes)
+    t1, first = timed(segment, image, args.model, precision="fp32", compile=False, scale=1)
     depth_z, side = (8, 192) if args.smoke else (32, args.rate_side)
     # simulating 32 slices of 852^2 takes longer than the whole benchmark: 8 simulated, repeated (the rate
     # does not depend on what the slices hold)
     made = make_scan((min(depth_z, 8), side, side), preset="moderate", rng=9002)["image"]
     deep = np.resize(np.asarray(made, np.float32), (depth_z, side, side))
-    td, _ = timed(segment, deep, args.model, precision="fp32", compile=False, scale=1)
+    td, run = timed(segment, deep, args.model, precision="fp32", compile=False, scale=1)
     depth = resolve_predictor(args.model).tile_depth or 1  # the 3D model sees a 2D image as this many slices
-    rate1 = image.size * depth / t1 / 1e6
-    rated = deep.size / td / 1e6
+    passes = [4 if result.flips else 1 for result in (first, run)]  # test-time flips: four passes a tile
+    rate1 = image.size * depth * passes[0] / t1 / 1e6
+    rated = deep.size * passes[1] / td / 1e6
     print(f"2. {name} {image.shape}, {args.model}, defaults (auto) chose scale {chosen}")
     print(f"   defaults:                 {ta:7.2f} s   x{ta / tf:.2f} of scale {chosen} forced (goal <= 1.5)")
     print(f"   scale {chosen} forced:         {tf:7.2f} s")
     print(f"   the probe alone:          {tp:7.2f} s   x{tp / tf:.2f} of the final pass")
+    print(
+        f"   less its coarsest look:   {tp - tc:7.2f} s   x{(tp - tc) / tf:.2f} (the look, {tc:.2f} s, "
+        f"is the run's where it chose that binning; defaults to the forced run: +{ta - tf:.2f} s)"
+    )
     print(f"   {auto.scale.describe() if auto.scale else 'scale 1'}")
     print(
         f"   scale 1: {t1:.2f} s, {rate1:.2f} M network voxels/s; "
@@ -118,7 +134,7 @@ def deep_part(args) -> None:
     # simulating 250 slices of 852^2 takes longer than the run it times: 32 simulated slices, repeated
     made = make_scan((min(shape[0], 32), *shape[1:]), preset="moderate", rng=9003)["image"]
     image = np.resize(np.asarray(made, np.float32), shape)
-    tp, choice = probe_seconds(image, args.model)
+    tp, choice, _ = probe_seconds(image, args.model)
     tr, _ = timed(segment, image, args.model, precision="fp32", compile=False, scale=choice.scale)
     size = "x".join(map(str, shape))
     print(f"3. {size} synthetic volume: probe {tp:.1f} s, run at scale {choice.scale} {tr:.1f} s")
