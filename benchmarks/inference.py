@@ -10,9 +10,7 @@ All in one run, on this machine, with the shipped default model (or --model):
 (c) peak RSS and peak anonymous memory (``RssAnon``, sampled: what a
     memory limit counts) of ``dendriteseg segment`` on a 250 x 852 x 852
     float32 volume and on one twice as deep (each in a fresh process,
-    streaming to Zarr); and the first again with glibc unmapping each
-    large block when freed (``DENDRITESEG_KEEP_HEAP=0``, as before
-    :mod:`dendriteseg.heap`): time and memory side by side.
+    streaming to Zarr).
 (d) the measured time for 852 x 852 x 250 against its floor: the model's
     FLOPs per voxel x voxels / the measured matmul peak of this CPU at the
     precision the run used (bf16 where the CPU has bf16 units, else fp32).
@@ -95,11 +93,11 @@ def anonymous_mb(pid: int) -> float:
     return float("nan")
 
 
-def child_peak_rss(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
-    """Run a command (with ``env`` added to the environment); return (seconds, its own peak RSS in MB
-    from wait4, its peak anonymous memory in MB sampled every 50 ms)."""
+def child_peak_rss(args: list[str]) -> tuple[float, float, float]:
+    """Run a command; return (seconds, its own peak RSS in MB from wait4, its peak anonymous memory in
+    MB sampled every 50 ms)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(args)
     peak_anon = 0.0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # this child's own usage, once it ends
@@ -255,7 +253,7 @@ def main() -> None:
         fpv = flops_per_voxel(model, (tile[0], plane, plane))  # the network as trained (eager ops counted)
         work = Path(args.work or tempfile.mkdtemp(prefix="dseg-bench-"))
         work.mkdir(parents=True, exist_ok=True)
-        rows, commands = [], []
+        rows = []
         for depth in (args.depth, 2 * args.depth):
             src = work / f"vol_{depth}.npy"
             if not src.exists():
@@ -265,7 +263,6 @@ def main() -> None:
             if args.model:
                 cmd += ["--model", str(model_path)]
             seconds, rss, anon = child_peak_rss(cmd)
-            commands.append(cmd)
             voxels = depth * args.plane**2
             rows.append((depth, seconds, rss, anon, voxels))
             print(
@@ -273,15 +270,6 @@ def main() -> None:
                 f"{seconds:.1f} s, peak RSS {rss:.0f} MB, peak anonymous {anon:.0f} MB",
                 flush=True,
             )
-        # the same run with glibc unmapping every large block when freed (dendriteseg.heap)
-        seconds, rss, anon = child_peak_rss(commands[0], {"DENDRITESEG_KEEP_HEAP": "0"})
-        print(
-            f"(c) {args.depth} x {args.plane} x {args.plane}, DENDRITESEG_KEEP_HEAP=0 (no kept heap): "
-            f"{seconds:.1f} s, peak RSS {rss:.0f} MB, peak anonymous {anon:.0f} MB; the kept heap is "
-            f"x{seconds / rows[0][1]:.2f} as fast, its peak anonymous memory x{rows[0][3] / anon:.2f}",
-            flush=True,
-        )
-        results["c_without_kept_heap"] = {"seconds": seconds, "peak_rss_mb": rss, "peak_anonymous_mb": anon}
         growth = rows[1][2] / rows[0][2] - 1
         anon_growth = rows[1][3] / rows[0][3] - 1
         print(

@@ -1,11 +1,10 @@
-"""kept_heap: within a run, a freed block's pages serve the next block (no fresh page faults)."""
+"""kept_heap: within a training run, a freed block's pages serve the next block (no fresh page faults)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from dendriteseg.heap import kept_heap
@@ -40,7 +39,7 @@ def mapped(floats):  # whether a block larger than any freed before is served by
 seen = [faults(), mapped(2**25)]
 with kept_heap() as kept:
     seen += [faults(), mapped(2**26)]
-    with kept_heap():  # nested (a series of runs): one setting
+    with kept_heap():  # nested (a search's trials): one setting
         pass
     seen.append(faults())  # still in force after the inner one left
 seen.append(mapped(2**27))  # glibc's defaults again
@@ -61,17 +60,3 @@ def test_within_a_run_freed_memory_is_reused_and_after_it_is_given_back():
     assert int(inside) <= pages // 4 and int(nested) <= pages // 4  # the pages of one before (all but
     # at most one of four: where the heap's free blocks lie depends on what else the process holds)
     assert (mapped_before, mapped_inside, mapped_after) == ("True", "False", "True")  # glibc's own again
-
-
-def test_segment_keeps_the_heap_only_while_it_runs():
-    from dendriteseg import heap
-    from dendriteseg.infer import segment
-
-    seen = []
-
-    def model(batch):
-        seen.append(heap._depth)
-        return batch - 0.5
-
-    segment(np.random.default_rng(0).random((5, 33, 34), dtype=np.float32), model, window=(0.0, 1.0))
-    assert seen and all(depth == 1 for depth in seen) and heap._depth == 0

@@ -1,24 +1,24 @@
-"""Keep freed memory for the next tile instead of giving it back to the kernel (Linux, glibc).
+"""Keep freed memory for the next training step instead of giving it back to the kernel (Linux, glibc).
 
-A network's activations on a large tile are tensors of tens to hundreds of
+A network's activations and gradients are blocks of tens to hundreds of
 MB. glibc's ``malloc`` serves every block above 32 MB (its largest mmap
 threshold) with a fresh ``mmap`` and unmaps it when freed, so each layer of
-each tile faults its output in anew, 4 KB at a time, zeroed by the kernel,
+each step faults its output in anew, 4 KB at a time, zeroed by the kernel,
 which can take as long as the convolutions themselves. :func:`kept_heap`
-turns that off for the length of a run (``segment``, a series, a Dask
-worker's block; and training: ``fit``, ``finetune_on_labels``,
-``adapt_to_scan``, whose steps allocate the same way): blocks come from the
-heap and stay there when freed (``mallopt(M_MMAP_MAX, 0)``, a high
-``M_TRIM_THRESHOLD``), so the next tile reuses the last one's pages. The
-peak can be somewhat higher (a freed block is not always the size the next
-one needs); what the run freed goes back to the kernel when it ends
-(``malloc_trim``), and the settings return to glibc's defaults (the mmap
-threshold that glibc would otherwise have raised on its own stays where it
-was). ``benchmarks/inference.py`` and ``benchmarks/train_throughput.py``
-measure time and memory both ways side by side. Elsewhere (macOS, Windows,
-musl) it does nothing, and so it does where the environment sets
-``DENDRITESEG_KEEP_HEAP=0`` (for a process that must not hold more memory
-between its tiles than glibc would).
+turns that off for the length of a training run (``fit``,
+``finetune_on_labels``, ``adapt_to_scan``): blocks come from the heap and
+stay there when freed (``mallopt(M_MMAP_MAX, 0)``, a high
+``M_TRIM_THRESHOLD``), so the next step reuses the last one's pages; what
+the run freed goes back to the kernel when it ends (``malloc_trim``), and
+the settings return to glibc's defaults (the mmap threshold that glibc
+would otherwise have raised on its own stays where it was).
+``benchmarks/train_throughput.py`` measures steps both ways side by side.
+
+Not used by ``segment``: a run's heap, never trimmed, grew with the depth of
+HDF5 and TIFF inputs (the reader's buffers and the network's blocks
+interleave), where inference must stay flat in depth. Elsewhere (macOS,
+Windows, musl) it does nothing, and so it does where the environment sets
+``DENDRITESEG_KEEP_HEAP=0``.
 """
 
 from __future__ import annotations

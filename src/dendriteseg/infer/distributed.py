@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError, require
-from dendriteseg.heap import kept_heap
 from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import REACH, hysteresis_labels
 from dendriteseg.infer.predictor import BinnedPredictor, flips, resolve_predictor, with_flips
@@ -92,7 +91,6 @@ def _predictor(model: Any, predictor_options: dict[str, Any]) -> Any:
     return with_flips(resolve_predictor(model, **options), flipped, 0)
 
 
-@kept_heap()  # as in segment: each tile reuses the memory of the tile before
 def _segment_block(
     spec: str,
     model: Any,

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.heap import kept_heap
 from dendriteseg.infer.edge_rim import EdgeRim
 from dendriteseg.infer.hysteresis import hysteresis_labels
 from dendriteseg.infer.predictor import (
@@ -99,7 +98,6 @@ def check_volume(volume: Volume) -> None:
         raise InputError(f"{volume.source}: cannot segment voxels of type {volume.dtype}")
 
 
-@kept_heap()  # every tile's activations reuse the memory of the tile before
 def segment(
     volume: Any,
     model: Any = None,

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from dendriteseg.errors import InputError
-from dendriteseg.heap import kept_heap
 from dendriteseg.infer.settings import InferenceSettings, settings_from
 from dendriteseg.io import parse_location, write_text_atomic
 from dendriteseg.io.location import split_key
@@ -109,7 +108,6 @@ def plan_series(specs: list[str], out_dir: str | Path, fmt: str = "tif") -> Seri
     return SeriesPlan(inputs, outputs)
 
 
-@kept_heap()  # one heap for the whole series: each volume reuses the memory of the one before
 def segment_series(
     specs: list[str],
     out_dir: str | Path,
