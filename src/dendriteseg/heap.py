@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -46,6 +47,7 @@ _lock = threading.Lock()
 _depth = 0
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     """The C library where it is glibc (which has ``mallopt`` and ``malloc_trim``), else None."""
     if not sys.platform.startswith("linux"):
@@ -60,9 +62,6 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
-_LIBC = _glibc()
-
-
 def _set(libc: ctypes.CDLL, mmap_max: int, trim_threshold: int) -> bool:
     return bool(libc.mallopt(M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
@@ -73,7 +72,7 @@ def kept_heap() -> Iterator[bool]:
     is in force (False where the C library is not glibc). Nested and concurrent uses share one setting:
     the outermost sets it and the last to leave restores glibc's defaults and trims."""
     global _depth
-    libc = _LIBC
+    libc = _glibc()  # loaded on first use, not at import
     if libc is None or os.environ.get(ENV, "1").strip() == "0":
         yield False
         return

@@ -259,12 +259,10 @@ def choose_scale(
         seen[s] = probabilities
     allowed = [s for s in scales if s == 1 or _keeps_what_it_finds(widths, s)]
     best = min(allowed, key=lambda s: (entropies[s], s))
-    if best != 1 and centre != (ys, xs):  # judged on the centre, where the unbinned look was
-        cy, cx = (slice(c.start - w.start, c.stop - w.start) for c, w in zip(centre, (ys, xs), strict=True))
-        inside = None if mask2d is None else mask2d[centre]
-        if mean_entropy(seen[best][:, cy, cx], inside) > (1 - MIN_GAIN) * entropies[1]:
-            best = 1
-    elif entropies[best] > (1 - MIN_GAIN) * entropies[1]:
+    # binning must beat the unbinned look where that look was: the centre (the whole crop where uncropped)
+    cy, cx = (slice(c.start - w.start, c.stop - w.start) for c, w in zip(centre, (ys, xs), strict=True))
+    inside = None if mask2d is None else mask2d[centre]
+    if mean_entropy(seen[best][:, cy, cx], inside) > (1 - MIN_GAIN) * entropies[1]:
         best = 1
     crop = None if not cropped else (ys.start, ys.stop, xs.start, xs.stop)
     reuse = logits.get(best) if whole and best in logits and logits[best].size <= REUSE_VOXELS else None
