@@ -10,7 +10,8 @@ All in one run, on this machine, with the shipped default model (or --model):
 (c) peak RSS and peak anonymous memory (``RssAnon``, sampled: what a
     memory limit counts) of ``dendriteseg segment`` on a 250 x 852 x 852
     float32 volume and on one twice as deep (each in a fresh process,
-    streaming to Zarr).
+    streaming to Zarr); then the first again with torch's huge-page advice
+    off (``THP_MEM_ALLOC_ENABLE=0``, see ``dendriteseg.heap``), side by side.
 (d) the measured time for 852 x 852 x 250 against its floor: the model's
     FLOPs per voxel x voxels / the measured matmul peak of this CPU at the
     precision the run used (bf16 where the CPU has bf16 units, else fp32).
@@ -93,11 +94,11 @@ def anonymous_mb(pid: int) -> float:
     return float("nan")
 
 
-def child_peak_rss(args: list[str]) -> tuple[float, float, float]:
-    """Run a command; return (seconds, its own peak RSS in MB from wait4, its peak anonymous memory in
-    MB sampled every 50 ms)."""
+def child_peak_rss(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Run a command (with ``env`` added to this environment); return (seconds, its own peak RSS in MB
+    from wait4, its peak anonymous memory in MB sampled every 50 ms)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args)
+    proc = subprocess.Popen(args, env={**os.environ, **(env or {})})
     peak_anon = 0.0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # this child's own usage, once it ends
@@ -270,6 +271,19 @@ def main() -> None:
                 f"{seconds:.1f} s, peak RSS {rss:.0f} MB, peak anonymous {anon:.0f} MB",
                 flush=True,
             )
+        # the first volume again without torch's huge-page advice (dendriteseg.heap): 4 KB page faults
+        depth = args.depth
+        cmd = segment_command(work / f"vol_{depth}.npy", work / f"seg_{depth}_4k.zarr", "--device", "cpu")
+        if args.model:
+            cmd += ["--model", str(model_path)]
+        plain_s, plain_rss, plain_anon = child_peak_rss(cmd, {"THP_MEM_ALLOC_ENABLE": "0"})
+        print(
+            f"(c) {depth} x {args.plane} x {args.plane} again with THP_MEM_ALLOC_ENABLE=0 (torch's huge-page "
+            f"advice off): {plain_s:.1f} s, peak RSS {plain_rss:.0f} MB, peak anonymous {plain_anon:.0f} MB; "
+            f"with it x{plain_s / rows[0][1]:.2f} faster, peak anonymous "
+            f"{100 * (rows[0][3] / plain_anon - 1):+.1f} %",
+            flush=True,
+        )
         growth = rows[1][2] / rows[0][2] - 1
         anon_growth = rows[1][3] / rows[0][3] - 1
         print(
@@ -293,6 +307,11 @@ def main() -> None:
         results["c"] = [
             {"depth": d, "seconds": s, "peak_rss_mb": r, "peak_anonymous_mb": a} for d, s, r, a, _ in rows
         ]
+        results["c_4k_pages"] = {
+            "seconds": plain_s,
+            "peak_rss_mb": plain_rss,
+            "peak_anonymous_mb": plain_anon,
+        }
         results["d"] = {
             "seconds": seconds,
             "precision": used,
