@@ -11,6 +11,10 @@ gives the seconds of each and their ratio, and the labelling step alone
 
 from __future__ import annotations
 
+import dendriteseg  # noqa: F401 - before torch, which reads its huge-page switch once (dendriteseg.heap)
+
+# isort: split
+
 import argparse
 import time
 

@@ -29,6 +29,10 @@ All in one run, on this machine, with the shipped default model (or --model):
 
 from __future__ import annotations
 
+import dendriteseg  # noqa: F401 - before torch, which reads its huge-page switch once (dendriteseg.heap)
+
+# isort: split
+
 import argparse
 import json
 import os

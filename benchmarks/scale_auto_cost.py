@@ -21,6 +21,10 @@
 
 from __future__ import annotations
 
+import dendriteseg  # noqa: F401 - before torch, which reads its huge-page switch once (dendriteseg.heap)
+
+# isort: split
+
 import argparse
 import time
 from pathlib import Path

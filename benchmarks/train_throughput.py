@@ -11,6 +11,10 @@ glibc's settings alone). Prints the bf16/fp32 and kept/fp32 ratios.
 
 from __future__ import annotations
 
+import dendriteseg  # noqa: F401 - before torch, which reads its huge-page switch once (dendriteseg.heap)
+
+# isort: split
+
 import argparse
 import contextlib
 import time

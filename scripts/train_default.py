@@ -35,6 +35,10 @@ run. The history of earlier models is in
 
 from __future__ import annotations
 
+import dendriteseg  # noqa: F401 - before torch, which reads its huge-page switch once (dendriteseg.heap)
+
+# isort: split
+
 import argparse
 import json
 import sys
