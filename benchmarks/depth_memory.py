@@ -6,13 +6,16 @@ the defaults (``--scale auto``, ``--sample-mask auto``, on the CPU) in a fresh p
 output of the same format, with ``torch.compile`` the same at both depths (``--compile``, default
 on): the defaults compile from 64 M voxels, so a shallow volume would run eager and a deep one
 compiled, and the compiler's own memory (a fixed cost, not one that grows with depth) would read
-as growth; ``--compile auto`` measures the defaults as they are. Printed per run: seconds, peak
+as growth; ``--compile auto`` measures the defaults as they are. Likewise the flips (``--tta``,
+default off at both depths): the defaults flip volumes up to 2^25 voxels, so a shallow volume
+would hold four passes' logits and a deep one one, and that would read as less growth than there
+is; off is what deep volumes run with by default. Printed per run: seconds, peak
 RSS and peak anonymous memory (``RssAnon``, sampled every 50 ms: what a scheduler's memory limit
 kills for; RSS also counts the input's memory-mapped file pages). Then per format the growth of
 each from the shallow to the deep volume (the goal: anonymous memory under 10 % growth).
 
     python benchmarks/depth_memory.py [--plane 852] [--depths 128,1000] [--formats tiff,zarr,h5,npy]
-        [--compile on|off|auto] [--work DIR] [--smoke]
+        [--compile on|off|auto] [--tta off|on|auto] [--work DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -87,6 +90,9 @@ def main() -> None:
     parser.add_argument(
         "--compile", default="on", choices=("on", "off", "auto"), help="torch.compile at both depths"
     )
+    parser.add_argument(
+        "--tta", default="off", choices=("on", "off", "auto"), help="in-plane flips at both depths"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny volumes (a check that it runs)")
     args = parser.parse_args()
     depths = tuple(int(d) for d in args.depths.split(","))
@@ -98,7 +104,8 @@ def main() -> None:
         parser.error(f"unknown formats {unknown}; choose from {sorted(SUFFIX)}")
     work = Path(args.work or tempfile.mkdtemp(prefix="dseg-depth-memory-"))
     work.mkdir(parents=True, exist_ok=True)
-    results = {"plane": plane, "depths": list(depths), "compile": compile_, "runs": []}
+    results = {"plane": plane, "depths": list(depths), "compile": compile_, "tta": args.tta, "runs": []}
+    flips = {"on": ["--tta"], "off": ["--no-tta"], "auto": []}[args.tta]
     try:
         for fmt in formats:
             rows = []
@@ -110,7 +117,7 @@ def main() -> None:
                 if out.is_dir():
                     shutil.rmtree(out)
                 out.unlink(missing_ok=True)
-                cmd = segment_command(src, out, "--device", "cpu", "--compile", compile_)
+                cmd = segment_command(src, out, "--device", "cpu", "--compile", compile_, *flips)
                 cmd[cmd.index("--scale") + 1] = "auto"  # the defaults, as a user runs them
                 if args.model:
                     cmd += ["--model", args.model]
@@ -127,7 +134,7 @@ def main() -> None:
             print(
                 f"{fmt:>4} {d0} -> {d1} slices: peak anonymous memory {100 * (anon1 / anon0 - 1):+.1f} %, "
                 f"peak RSS {100 * (rss1 / rss0 - 1):+.1f} % "
-                f"(compile {compile_}; goal: anonymous under +10 %)",
+                f"(compile {compile_}, flips {args.tta}; goal: anonymous under +10 %)",
                 flush=True,
             )
     finally:
