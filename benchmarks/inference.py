@@ -258,16 +258,14 @@ def main() -> None:
         fpv = flops_per_voxel(model, (tile[0], plane, plane))  # the network as trained (eager ops counted)
         work = Path(args.work or tempfile.mkdtemp(prefix="dseg-bench-"))
         work.mkdir(parents=True, exist_ok=True)
+        model_option = ["--model", str(model_path)] if args.model else []
         rows = []
         for depth in (args.depth, 2 * args.depth):
             src = work / f"vol_{depth}.npy"
             if not src.exists():
                 make_big_volume(src, depth, args.plane)
             out = work / f"seg_{depth}.zarr"
-            cmd = segment_command(src, out, "--device", "cpu")
-            if args.model:
-                cmd += ["--model", str(model_path)]
-            seconds, rss, anon = child_peak_rss(cmd)
+            seconds, rss, anon = child_peak_rss(segment_command(src, out, "--device", "cpu", *model_option))
             voxels = depth * args.plane**2
             rows.append((depth, seconds, rss, anon, voxels))
             print(
@@ -277,9 +275,9 @@ def main() -> None:
             )
         # the first volume again without torch's huge-page advice (dendriteseg.heap): 4 KB page faults
         depth = args.depth
-        cmd = segment_command(work / f"vol_{depth}.npy", work / f"seg_{depth}_4k.zarr", "--device", "cpu")
-        if args.model:
-            cmd += ["--model", str(model_path)]
+        cmd = segment_command(
+            work / f"vol_{depth}.npy", work / f"seg_{depth}_4k.zarr", "--device", "cpu", *model_option
+        )
         plain_s, plain_rss, plain_anon = child_peak_rss(cmd, {"THP_MEM_ALLOC_ENABLE": "0"})
         print(
             f"(c) {depth} x {args.plane} x {args.plane} again with THP_MEM_ALLOC_ENABLE=0 (torch's huge-page "

@@ -55,21 +55,18 @@ DEFAULT_TRIM_THRESHOLD = 128 * 1024
 KEPT_TRIM_THRESHOLD = 2**31 - 1  # the largest mallopt takes: in effect, no trimming during a run
 
 ENV = "DENDRITESEG_KEEP_HEAP"  # "0": leave glibc's settings alone
-TORCH_HUGE_PAGES = (
-    "THP_MEM_ALLOC_ENABLE"  # torch's switch (c10/core/alloc_cpu.cpp), read at its first allocation
-)
+# torch's switch (c10/core/alloc_cpu.cpp), read at its first allocation
+TORCH_HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"
 
 _lock = threading.Lock()
 _depth = 0
 
 
-def advise_huge_pages() -> bool:
+def advise_huge_pages() -> None:
     """Ask torch to advise huge pages for its large blocks (see the module notes), unless the
-    environment says otherwise; returns whether it will, as far as can be known (False once torch
-    is imported without it: torch has read the variable by then)."""
+    environment says otherwise or torch is imported already (it has read the switch by then)."""
     if TORCH_HUGE_PAGES not in os.environ and "torch" not in sys.modules:
         os.environ[TORCH_HUGE_PAGES] = "1"
-    return os.environ.get(TORCH_HUGE_PAGES, "0").strip() == "1"
 
 
 @functools.cache

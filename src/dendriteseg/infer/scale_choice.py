@@ -261,8 +261,8 @@ def choose_scale(
     best = min(allowed, key=lambda s: (entropies[s], s))
     # binning must beat the unbinned look where that look was: the centre (the whole crop where uncropped)
     cy, cx = (slice(c.start - w.start, c.stop - w.start) for c, w in zip(centre, (ys, xs), strict=True))
-    inside = None if mask2d is None else mask2d[centre]
-    if mean_entropy(seen[best][:, cy, cx], inside) > (1 - MIN_GAIN) * entropies[1]:
+    centre_inside = None if mask2d is None else mask2d[centre]
+    if mean_entropy(seen[best][:, cy, cx], centre_inside) > (1 - MIN_GAIN) * entropies[1]:
         best = 1
     crop = None if not cropped else (ys.start, ys.stop, xs.start, xs.stop)
     reuse = logits.get(best) if whole and best in logits and logits[best].size <= REUSE_VOXELS else None
