@@ -491,3 +491,22 @@ def test_training_keeps_the_heap_while_it_runs(manifest, tmp_path):
     depths = []
     train(tiny(manifest, tmp_path / "run", epochs=1), on_step=lambda s, t, r: depths.append(heap._depth))
     assert depths and all(depth >= 1 for depth in depths) and heap._depth == 0
+
+
+def test_epochs_validation_cannot_tell_apart_keep_the_one_trained_longest(manifest, tmp_path, monkeypatch):
+    import importlib
+
+    fit = importlib.import_module("dendriteseg.train.fit")  # the module (the package exports its function)
+    saturated = {"accuracy": 1.0, "iou": 1.0, "bf1": float("nan"), "bde": float("nan")}  # e.g. a few strokes
+    monkeypatch.setattr(fit, "validate", lambda *a, **k: dict(saturated))
+    train(tiny(manifest, tmp_path / "run", epochs=3))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [bool(r.get("best")) for r in log] == [True, True, True]
+    best, last = (tmp_path / "run" / f"{n}.safetensors" for n in ("best", "last"))
+    assert best.read_bytes() == last.read_bytes()
+    # a worse IoU, or the same IoU with a worse BDE, never replaces the best
+    assert not fit._better({"iou": 0.9, "bde": 1.0}, {"iou": 0.95, "bde": 2.0})
+    assert not fit._better({"iou": 0.9, "bde": 3.0}, {"iou": 0.9, "bde": 2.0})
+    assert fit._better({"iou": 0.9, "bde": 2.0}, {"iou": 0.9, "bde": 2.0})
+    assert fit._better({"iou": 0.9, "bde": 2.0}, {"iou": 0.9, "bde": float("nan")})
+    assert not fit._better({"iou": 0.9, "bde": float("nan")}, {"iou": 0.9, "bde": 2.0})

@@ -207,7 +207,9 @@ def test_finetune_searches_then_refits_the_winner_on_every_label(
         s.name for s in scans
     ]
     assert len(info.provenance["history"]) == refit["epochs"]
-    assert len(refits) == 1 and np.array_equal(refits[0][0][: scans[0].label.shape[0]], scans[0].label)
+    assert len(refits) == 1
+    trained, given = refits[0][0][: scans[0].label.shape[0]], scans[0].label
+    assert np.array_equal(trained[given != UNLABELLED], given[given != UNLABELLED])  # every label given
 
 
 def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
@@ -219,6 +221,7 @@ def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
     calls, train_on, scored = [], finetune.train_on, iter(range(10**6))
     monkeypatch.setattr(search, "objective_value", lambda scores: next(scored))  # the latest trial is best
     monkeypatch.setattr(finetune, "_beats", lambda scores, before: True)  # and every trial beats the start
+    monkeypatch.setattr(finetune, "ANCHOR_SURE", 0.5)  # every answer of the starting model is sure
 
     def spy(config, train, val, **kwargs):
         if not val:
@@ -260,7 +263,16 @@ def test_finetune_all_labels_trains_the_winner_on_every_label_for_the_time_left(
     assert sum(t["epochs_run"] for t in record["trials"]) + step["epochs"] == 14
     assert record["budget_epochs"] == 14 and record["budget_minutes"] is None
     assert len(info.provenance["history"]) == step["epochs"]
-    assert np.array_equal(labels[0][: scans[0].label.shape[0]], scans[0].label)  # held-out labels too
+    strokes = scans[0].label
+    trained = labels[0][: strokes.shape[0]]
+    painted = strokes != UNLABELLED
+    assert np.array_equal(trained[painted], strokes[painted])  # the held-out strokes too
+    # the gaps of the scribbled slices filled by the starting model's answers (sure of all: ANCHOR_SURE)
+    every = [LabelledVolume(s.name, s.image, s.label) for s in scans]
+    answers = finetune.partial_slice_answers(scans, model)
+    assert np.array_equal(trained, finetune.anchor_sparse_labels(every, scans, answers)[0].label)
+    partial = sorted(answers[0])
+    assert (trained[partial][~painted[partial]] != UNLABELLED).sum() > 0
 
 
 @pytest.mark.parametrize("arch,kind", [("unet2d", "labels"), ("unet3d", "scribbles")])
@@ -319,6 +331,20 @@ def test_one_labelled_slice_trains_the_plain_settings_without_a_search(scan_file
     improved = record["after"]["iou"] > record["before"]["iou"] + 1e-9
     assert record["kept"].startswith("trial") == improved
     assert record["kept"].startswith("the starting model") == (not improved)
+
+
+def test_the_search_leaves_its_share_of_the_budget_to_the_finish(scan_files, tmp_path, monkeypatch):
+    import dendriteseg.tune.finetune as finetune
+
+    monkeypatch.setattr(finetune, "_beats", lambda scores, before: True)  # the trial beats the start
+    folder, _ = scan_files
+    scans = [read_user_scan(folder / "img2d.tif", folder / "lab2d.tif")]  # one slice: the plain trial
+    out = tmp_path / "one.safetensors"
+    finetune_on_labels(scans, out, start=folder / "m2d.safetensors", epochs=2, budget="tiny")
+    record = load_model(out)[1].provenance["finetune"]
+    # the plain trial would train 2 epochs; the search has half the budget: 1, the finish the other
+    assert [t["epochs_run"] for t in record["trials"]] == [1] and record["trials"][0]["params"]["epochs"] == 2
+    assert record["on_every_label"]["epochs"] == 1 and "then trained on every label" in record["kept"]
 
 
 def test_finetune_command_line(scan_files, tmp_path, monkeypatch):
@@ -465,7 +491,7 @@ def test_the_start_is_the_2d_default_for_one_labelled_slice_and_the_3d_one_for_m
 
 
 def test_scribbled_slices_keep_the_starting_models_sure_answers_away_from_contradicting_strokes():
-    from dendriteseg.tune.finetune import ANCHOR_CLEARANCE, anchor_sparse_labels
+    from dendriteseg.tune.finetune import ANCHOR_CLEARANCE, anchor_sparse_labels, partial_slice_answers
     from dendriteseg.tune.labels import UserScan
 
     image = np.full((3, 45, 47), 0.8, np.float32)
@@ -486,7 +512,9 @@ def test_scribbled_slices_keep_the_starting_models_sure_answers_away_from_contra
     train_label = label.copy()
     train_label[1, 2:4, 40:42] = UNLABELLED
     train = [LabelledVolume("s", image, train_label), LabelledVolume("whole", image, scans[1].label)]
-    anchored, kept = anchor_sparse_labels(train, scans, model)
+    answers = partial_slice_answers(scans, model)
+    assert [sorted(a) for a in answers] == [[1], []]  # only the slice labelled in part
+    anchored, kept = anchor_sparse_labels(train, scans, answers)
     assert kept is train[1] and (anchored.label[[0, 2]] == UNLABELLED).all()  # only labelled slices
     filled = anchored.label[1]
     assert (filled[2:4, 40:42] == UNLABELLED).all() and filled[6, 41] == UNLABELLED  # nor what is held out
@@ -498,3 +526,22 @@ def test_scribbled_slices_keep_the_starting_models_sure_answers_away_from_contra
     near[34:36, 34:36] = False
     assert (filled[near] == UNLABELLED).all()  # not taught the answer the user contradicted
     assert filled[34 - 2 * ANCHOR_CLEARANCE, 34] == 0  # and sure of the rest beyond it
+    every = [LabelledVolume(s.name, s.image, s.label) for s in scans]  # the finish's: nothing held out
+    filled = anchor_sparse_labels(every, scans, answers)[0].label[1]
+    assert (filled[2:4, 40:42] == 0).all() and filled[6, 41] == 0  # the stroke and its gaps filled too
+    assert (filled[near] == UNLABELLED).all() and (filled[10:20, 10:20] == 1).all()
+
+
+def test_a_trials_epochs_that_score_alike_report_the_latest_as_best():
+    import optuna
+
+    from dendriteseg.tune.search import Deadline, epoch_reporter
+
+    trial = optuna.create_study(direction="maximize").ask()
+    callback, best = epoch_reporter(trial, Deadline(epochs=5), prune=False)
+    saturated = {"accuracy": 1.0, "iou": 1.0, "bf1": float("nan"), "bde": float("nan")}
+    for epoch in (1, 2, 3):
+        callback(epoch, {"val": dict(saturated)})
+    callback(4, {"val": {**saturated, "iou": 0.9}})
+    assert trial.user_attrs["best_epoch"] == 3 and trial.user_attrs["epochs_run"] == 4
+    assert best[0] > 1.0

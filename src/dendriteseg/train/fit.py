@@ -147,13 +147,20 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def _better(new: dict[str, float], best: dict[str, float] | None) -> bool:
+    """Whether a later epoch's validation ``new`` should replace the ``best`` so far: a higher IoU, or
+    the same IoU and a BDE no worse (validation that cannot tell two epochs apart, e.g. saturated on a
+    few strokes, keeps the one that has trained longer)."""
     if best is None:
         return True
     if math.isnan(new["iou"]):
         return False
     if math.isnan(best["iou"]) or new["iou"] > best["iou"] + 1e-6:
         return True
-    return abs(new["iou"] - best["iou"]) <= 1e-6 and new["bde"] < best["bde"]
+    if abs(new["iou"] - best["iou"]) > 1e-6:
+        return False
+    if math.isnan(new["bde"]) or math.isnan(best["bde"]):
+        return math.isnan(best["bde"])  # a BDE beats none; none ties none
+    return new["bde"] <= best["bde"]
 
 
 CHECKPOINT = "resume.safetensors"  # model, optimiser and run state in one file: one atomic rename

@@ -8,10 +8,13 @@ epochs, augmentation set and whether to freeze the encoder
 trials early. The first trial is a plain fine-tune (lr 3e-4, standard
 augmentations), so the search starts from a sensible point.
 
-The search has ``SEARCH_SHARE`` of the budget. The winner is the best trial
-on validation, unless the plain first trial is within one standard error
-of it (:mod:`dendriteseg.tune.select`: a few held-out labels favour the
-luckiest of several trials), and only if it beats the starting model.
+The search has ``SEARCH_SHARE`` of the budget: a trial still training when
+that share ends stops at the end of its epoch, keeping its best epoch (of
+epochs that validation scores alike, the latest), and the finish has the
+rest. The winner is the best trial on validation, unless the plain first
+trial is within one standard error of it (:mod:`dendriteseg.tune.select`:
+a few held-out labels favour the luckiest of several trials), and only if
+it beats the starting model.
 With labels in one slice only, nothing is searched: validation can hold
 out only tiles of that same slice, and those favour settings that fit the
 slice (higher learning rate, weaker augmentation) over ones that carry to
@@ -40,7 +43,8 @@ If no trial beats the starting model, the starting model is kept.
 
 Slices labelled only in part (scribbles) train with their gaps filled by the
 starting model's sure answers (:func:`anchor_sparse_labels`), away from the
-strokes that contradict it; validation judges by the strokes alone.
+strokes that contradict it, in the trials and in the finish on every label
+alike; validation judges by the strokes alone.
 
 The provenance records the labelled slices, the split (and how many voxels
 the starting model's answers filled), every trial and the chosen settings.
@@ -130,38 +134,52 @@ def starting_model(scans: list[UserScan], start: str | Path | None) -> Path:
     return resolve_model_path(start)
 
 
+def partial_slice_answers(scans: list[UserScan], parent: Any) -> list[dict[int, np.ndarray]]:
+    """Per scan, the starting model's probabilities on each slice labelled only in part (scribbles),
+    from ``ANCHOR_CONTEXT`` slices either side: what :func:`anchor_sparse_labels` fills gaps with."""
+    from dendriteseg.infer import segment
+
+    out = []
+    for scan in scans:
+        partial = [
+            z
+            for z in scan.labelled_slices
+            if (scan.label[z] != UNLABELLED).any() and (scan.label[z] == UNLABELLED).any()
+        ]
+        if not partial:
+            out.append({})
+            continue
+        z0 = max(0, min(partial) - ANCHOR_CONTEXT)
+        z1 = min(scan.image.shape[0], max(partial) + ANCHOR_CONTEXT + 1)
+        result = segment(scan.image[z0:z1], parent, probabilities=True, window=(0.0, 1.0), compile=False)
+        out.append({z: np.asarray(result.probabilities[z - z0], np.float32) for z in partial})
+    return out
+
+
 def anchor_sparse_labels(
-    train: list[LabelledVolume], scans: list[UserScan], parent: Any
+    volumes: list[LabelledVolume], scans: list[UserScan], answers: list[dict[int, np.ndarray]]
 ) -> list[LabelledVolume]:
-    """The training volumes of ``scans`` (:func:`~dendriteseg.tune.labels.split_labels`, same order),
-    each slice labelled only in part (scribbles) filled with the starting model's sure answers
-    (probability above ``ANCHOR_SURE`` or below 1 minus it), except within ``ANCHOR_CLEARANCE`` px of
-    a stroke that the model contradicts or that validation holds out. Validation keeps the strokes only.
+    """``volumes`` (one per scan of ``scans``, same order: the training split of
+    :func:`~dendriteseg.tune.labels.split_labels`, or every label) with each slice labelled only in
+    part (scribbles) filled with the starting model's sure ``answers`` (:func:`partial_slice_answers`:
+    probability above ``ANCHOR_SURE`` or below 1 minus it), except within ``ANCHOR_CLEARANCE`` px of a
+    stroke that the model contradicts or that ``volumes`` leave out (held out for validation).
 
     Strokes along the middle of arms and channels say nothing about where a boundary lies; trained on
     them alone, a model moves its boundaries where nobody painted, and comes out worse than it started
     (``benchmarks/few_shot.py --labels scribbles,corrections``). Filled in, the slice keeps what the
     model knew wherever the user did not say otherwise. Whole labels are left as they are.
     """
-    from dendriteseg.infer import segment
-
     out = []
-    for volume, scan in zip(train, scans, strict=True):
+    for volume, scan, sure_of in zip(volumes, scans, answers, strict=True):
         label = np.asarray(volume.label)
-        partial = [
-            z
-            for z in scan.labelled_slices
-            if (label[z] != UNLABELLED).any() and (scan.label[z] == UNLABELLED).any()
-        ]
+        partial = [z for z in sure_of if (label[z] != UNLABELLED).any()]
         if not partial:
             out.append(volume)
             continue
-        z0 = max(0, min(partial) - ANCHOR_CONTEXT)
-        z1 = min(scan.image.shape[0], max(partial) + ANCHOR_CONTEXT + 1)
-        result = segment(scan.image[z0:z1], parent, probabilities=True, window=(0.0, 1.0), compile=False)
         label = label.copy()
         for z in partial:
-            strokes, p = scan.label[z], np.asarray(result.probabilities[z - z0], np.float32)
+            strokes, p = scan.label[z], sure_of[z]
             held = (strokes != UNLABELLED) & (label[z] == UNLABELLED)
             contradicted = ((strokes == 1) & (p < 0.5)) | ((strokes == 0) & (p >= 0.5)) | held
             near = ndimage.distance_transform_edt(~contradicted) <= ANCHOR_CLEARANCE
@@ -243,7 +261,12 @@ def finetune_on_labels(
     base = _base_config(parent, scans, seed, precision)
     scans = [_pad_depth(s, base.patch[0]) for s in scans]
     train, val, split = split_labels(scans, depth=base.patch[0], seed=seed)
-    anchored = anchor_sparse_labels(train, scans, parent)
+    answers = partial_slice_answers(scans, parent)
+    anchored = anchor_sparse_labels(train, scans, answers)
+    # what the finish on every label trains on: the held-out strokes too, their gaps filled alike
+    every = anchor_sparse_labels(
+        [LabelledVolume(s.name, s.image, s.label, "exact") for s in scans], scans, answers
+    )
     filled = sum(int((a.label != t.label).sum()) for a, t in zip(anchored, train, strict=True))
     if filled:
         anchor = {"voxels": filled, "sure": ANCHOR_SURE, "clearance_px": ANCHOR_CLEARANCE}
@@ -259,17 +282,20 @@ def finetune_on_labels(
     with work_folder("finetune") as work:
         study = open_study(work, "finetune", seed=seed)
         _enqueue_plain(study, b)
-        run = _FinetuneSession(base, b, train, val, parent, Path(work), deadline, on_epoch, val_cost)
+        search_until = deadline.share(plan.search_share)  # no trial of the search trains past it
+        run = _FinetuneSession(
+            base, b, train, val, parent, Path(work), deadline, on_epoch, val_cost, search_until
+        )
         report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
         run_trials(
             study,
             run.search_objective() if plan.finish else run.plain_objective(),
             trials=(trials or UNTIL_BUDGET) if plan.searched else 1,
-            deadline=deadline.share(plan.search_share),
+            deadline=search_until,
             devices=devices,
             on_trial=report,
         )
-        kept, step = _finish(plan, study, run, before, scans, devices, report)
+        kept, step = _finish(plan, study, run, before, every, devices, report)
         record = {
             "from": str(parent),
             "images": [s.name for s in scans],
@@ -325,7 +351,7 @@ def _finish(
     study: optuna.Study,
     run: _FinetuneSession,
     before: dict[str, float],
-    scans: list[UserScan],
+    every: list[LabelledVolume],
     devices: list[str] | None,
     report: Any,
 ) -> tuple[_Kept, _EveryLabel | None]:
@@ -337,7 +363,7 @@ def _finish(
         kept = replace(kept, label=f"{kept.label} ({plan.note})")
     if plan.finish in ("all-labels", "refit") and kept.trial is not None:
         device = (devices or default_devices())[0]
-        step = _on_every_label(study, kept, run, scans, device, resume=plan.finish == "all-labels")
+        step = _on_every_label(study, kept, run, every, device, resume=plan.finish == "all-labels")
         if step is not None:
             return step.kept, step
     return kept, None
@@ -412,6 +438,7 @@ class _FinetuneSession:
     deadline: Deadline
     on_epoch: Callable[[float], None] | None
     val_cost: float = 0.0  # one validation, in the deadline's unit
+    search_until: Deadline | None = None  # the search's share of ``deadline`` (default: all of it)
     selections: list[dict[str, Any]] = field(default_factory=list)  # each choice of a trial to go on with
 
     def report_used(self) -> None:
@@ -425,7 +452,7 @@ class _FinetuneSession:
 
     def search_objective(self) -> Callable[[optuna.Trial, str], float]:
         """A trial of the search: settings from the fine-tune space, ASHA may stop it after any epoch."""
-        return self._objective(prune=True, run_for={}, parent=self.parent)
+        return self._objective(prune=True, run_for={}, parent=self.parent, until=self.search_until)
 
     def plain_objective(self) -> Callable[[optuna.Trial, str], float]:
         """The plain alternative (``search=False``): the first trial's settings at a constant learning
@@ -439,8 +466,12 @@ class _FinetuneSession:
         return self._objective(prune=False, run_for={"epochs": epochs}, parent=parent)
 
     def _objective(
-        self, *, prune: bool, run_for: dict[str, Any], parent: Path
+        self, *, prune: bool, run_for: dict[str, Any], parent: Path, until: Deadline | None = None
     ) -> Callable[[optuna.Trial, str], float]:
+        """Trials that train from ``parent``, each stopped where ``until`` (default: the whole
+        budget) passes: a trial of the search leaves the rest of the budget to the finish."""
+        until = until or self.deadline
+
         def objective(trial: optuna.Trial, device: str) -> float:
             settings = {**finetune_space(trial, self.b, freeze=True), **run_for}
             if not prune:
@@ -459,7 +490,7 @@ class _FinetuneSession:
                 )
 
             path, score = train_trial(
-                trial, self.deadline, Path(config.out), fit, prune=prune, on_epoch=self.report_used
+                trial, until, Path(config.out), fit, prune=prune, on_epoch=self.report_used
             )
             trial.set_user_attr("model", str(path))
             return score
@@ -634,7 +665,7 @@ def _on_every_label(
     study: optuna.Study,
     kept: _Kept,
     run: _FinetuneSession,
-    scans: list[UserScan],
+    everything: list[LabelledVolume],
     device: str,
     *,
     resume: bool,
@@ -660,8 +691,6 @@ def _on_every_label(
     config = run.base.replace(
         **settings, steps_per_epoch=run.b.steps_per_epoch, device=device, out=str(run.work / "every_label")
     )
-    everything = [LabelledVolume(s.name, s.image, s.label, "exact") for s in scans]
-
     ran = [0]
 
     def stop(epoch: int, record: dict[str, Any]) -> None:

@@ -128,8 +128,8 @@ def epoch_reporter(
 ) -> tuple[Callable[[int, dict[str, Any]], None], list[float]]:
     """A training ``on_epoch`` callback for a trial, and a one-item list holding its best score.
 
-    After each epoch it keeps the best score (:func:`objective_value`) and
-    its validation scores (user attribute ``scores``), records the epochs
+    After each epoch it keeps the best score (:func:`objective_value`; of
+    equal ones, the latest) and its validation scores (user attribute ``scores``), records the epochs
     run, reports to ASHA (with ``prune``) and raises :class:`OutOfTime` once
     ``deadline`` has passed.
     """
@@ -137,7 +137,7 @@ def epoch_reporter(
 
     def callback(epoch: int, record: dict[str, Any]) -> None:
         value = objective_value(record["val"])
-        if value > best[0]:
+        if value >= best[0]:  # a tie goes to the epoch that has trained longer (as train.fit keeps it)
             best[0] = value
             trial.set_user_attr("scores", dict(record["val"]))
             trial.set_user_attr("best_epoch", epoch)
