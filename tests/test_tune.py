@@ -545,3 +545,23 @@ def test_a_trials_epochs_that_score_alike_report_the_latest_as_best():
     callback(4, {"val": {**saturated, "iou": 0.9}})
     assert trial.user_attrs["best_epoch"] == 3 and trial.user_attrs["epochs_run"] == 4
     assert best[0] > 1.0
+
+
+def test_a_trial_stops_at_the_epoch_end_nearest_its_deadline(monkeypatch):
+    import optuna
+
+    import dendriteseg.tune.search as search
+
+    now = [0.0]  # the budget's clock, in seconds
+    monkeypatch.setattr(search.time, "monotonic", lambda: now[0])
+    deadline = search.Deadline(10.0)
+    trial = optuna.create_study(direction="maximize").ask()
+    callback, _ = search.epoch_reporter(trial, deadline, prune=False)
+    scores = {"accuracy": 0.9, "iou": 0.5, "bf1": 0.5, "bde": 1.0}
+    now[0] = 4.0
+    callback(1, {"val": scores})  # 4 s an epoch, 6 s left: another fits
+    now[0] = 7.5
+    callback(2, {"val": scores})  # 3.5 s an epoch, 2.5 s left: the next ends nearer the deadline (at 11 s)
+    now[0] = 9.5
+    with pytest.raises(search.OutOfTime):  # 2 s an epoch, 0.5 s left: stopping here is nearer
+        callback(3, {"val": scores})

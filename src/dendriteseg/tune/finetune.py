@@ -190,6 +190,26 @@ def anchor_sparse_labels(
     return out
 
 
+def _filled_labels(
+    train: list[LabelledVolume], scans: list[UserScan], parent: Path, split: dict[str, Any]
+) -> tuple[list[LabelledVolume], list[LabelledVolume], dict[str, Any]]:
+    """The training split and every label (what the finish on every label trains on, the held-out
+    strokes included), scribbled slices filled alike (:func:`anchor_sparse_labels`); the split with
+    how many training voxels the starting model's answers filled."""
+    answers = partial_slice_answers(scans, parent)
+    anchored = anchor_sparse_labels(train, scans, answers)
+    every = anchor_sparse_labels(
+        [LabelledVolume(s.name, s.image, s.label, "exact") for s in scans], scans, answers
+    )
+    filled = sum(int((a.label != t.label).sum()) for a, t in zip(anchored, train, strict=True))
+    if filled:
+        split = {
+            **split,
+            "anchored": {"voxels": filled, "sure": ANCHOR_SURE, "clearance_px": ANCHOR_CLEARANCE},
+        }
+    return anchored, every, split
+
+
 def _pad_depth(scan: UserScan, depth: int) -> UserScan:
     """A scan thinner than a 3D model's patches, reflect-padded along z (padding unlabelled)."""
     if scan.image.shape[0] >= depth:
@@ -261,17 +281,7 @@ def finetune_on_labels(
     base = _base_config(parent, scans, seed, precision)
     scans = [_pad_depth(s, base.patch[0]) for s in scans]
     train, val, split = split_labels(scans, depth=base.patch[0], seed=seed)
-    answers = partial_slice_answers(scans, parent)
-    anchored = anchor_sparse_labels(train, scans, answers)
-    # what the finish on every label trains on: the held-out strokes too, their gaps filled alike
-    every = anchor_sparse_labels(
-        [LabelledVolume(s.name, s.image, s.label, "exact") for s in scans], scans, answers
-    )
-    filled = sum(int((a.label != t.label).sum()) for a, t in zip(anchored, train, strict=True))
-    if filled:
-        anchor = {"voxels": filled, "sure": ANCHOR_SURE, "clearance_px": ANCHOR_CLEARANCE}
-        split = {**split, "anchored": anchor}
-    train = anchored
+    train, every, split = _filled_labels(train, scans, parent, split)
     model, info = load_model(parent)
     started = time.monotonic()
     before = validate(model, val, depth=base.patch[0], device="auto", precision="auto")
@@ -677,7 +687,7 @@ def _on_every_label(
     per_epoch = run.per_epoch([t for t in study.trials if t.state in DONE])
     if per_epoch is None:
         return None
-    fits = int(run.deadline.left() // per_epoch)
+    fits = round(run.deadline.left() / per_epoch)  # the epoch end nearest the budget's, as trials stop
     settings = finetune_space(optuna.trial.FixedTrial(dict(winner.params)), run.b, freeze=True)
     if resume:
         parent, wanted = Path(winner.user_attrs["model"]), fits

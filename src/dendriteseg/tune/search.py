@@ -131,9 +131,11 @@ def epoch_reporter(
     After each epoch it keeps the best score (:func:`objective_value`; of
     equal ones, the latest) and its validation scores (user attribute ``scores``), records the epochs
     run, reports to ASHA (with ``prune``) and raises :class:`OutOfTime` once
-    ``deadline`` has passed.
+    ``deadline`` is nearer than half an epoch (the last one's cost): a trial
+    ends at the epoch end nearest its deadline, not at the first one past it.
     """
     best = [-math.inf]
+    last = [deadline.now()]
 
     def callback(epoch: int, record: dict[str, Any]) -> None:
         value = objective_value(record["val"])
@@ -147,7 +149,9 @@ def epoch_reporter(
             on_epoch()
         if prune:
             report_epoch(trial, epoch, value)
-        if deadline.passed():
+        cost = 1.0 if deadline.unit == "epochs" else deadline.now() - last[0]  # of this epoch
+        last[0] = deadline.now()
+        if deadline.left() < cost / 2:
             raise OutOfTime
 
     return callback, best
