@@ -565,3 +565,18 @@ def test_a_trial_stops_at_the_epoch_end_nearest_its_deadline(monkeypatch):
     now[0] = 9.5
     with pytest.raises(search.OutOfTime):  # 2 s an epoch, 0.5 s left: stopping here is nearer
         callback(3, {"val": scores})
+
+
+def test_no_trial_starts_after_one_the_budget_stopped():
+    import optuna
+
+    from dendriteseg.tune.search import Deadline, run_trials
+
+    study = optuna.create_study(direction="maximize")
+
+    def objective(trial, device):
+        trial.set_user_attr("stopped_by_budget", trial.number == 1)  # ended at the epoch end nearest it
+        return 0.5
+
+    run_trials(study, objective, trials=5, deadline=Deadline(3600.0), devices=["cpu"])
+    assert len(study.trials) == 2

@@ -217,7 +217,9 @@ def run_trials(
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial:
             on_trial(trial)
-        if finished(study) >= trials or (deadline is not None and deadline.passed()):
+        # a trial the budget stopped ended at the epoch end nearest it: no time for another's first epoch
+        spent = deadline is not None and (deadline.passed() or trial.user_attrs.get("stopped_by_budget"))
+        if finished(study) >= trials or spent:
             study.stop()
 
     remaining = trials - finished(study)
