@@ -8,10 +8,10 @@ epochs, augmentation set and whether to freeze the encoder
 trials early. The first trial is a plain fine-tune (lr 3e-4, standard
 augmentations), so the search starts from a sensible point.
 
-The search has ``SEARCH_SHARE`` of the budget: a trial still training when
-that share ends stops at the end of its epoch, keeping its best epoch (of
-epochs that validation scores alike, the latest), and the finish has the
-rest. The winner is the best trial on validation, unless the plain first
+The search has ``SEARCH_SHARE`` of the budget: a trial still training as
+that share ends stops at the epoch end nearest it, keeping its best epoch
+(of epochs that validation scores alike, the latest), and the finish has
+the rest. The winner is the best trial on validation, unless the plain first
 trial is within one standard error of it (:mod:`dendriteseg.tune.select`:
 a few held-out labels favour the luckiest of several trials), and only if
 it beats the starting model.
@@ -141,11 +141,7 @@ def partial_slice_answers(scans: list[UserScan], parent: Any) -> list[dict[int, 
 
     out = []
     for scan in scans:
-        partial = [
-            z
-            for z in scan.labelled_slices
-            if (scan.label[z] != UNLABELLED).any() and (scan.label[z] == UNLABELLED).any()
-        ]
+        partial = [z for z in scan.labelled_slices if (scan.label[z] == UNLABELLED).any()]
         if not partial:
             out.append({})
             continue
@@ -292,9 +288,9 @@ def finetune_on_labels(
     with work_folder("finetune") as work:
         study = open_study(work, "finetune", seed=seed)
         _enqueue_plain(study, b)
-        search_until = deadline.share(plan.search_share)  # no trial of the search trains past it
+        search_until = deadline.share(plan.search_share)  # trials stop at the epoch end nearest it
         run = _FinetuneSession(
-            base, b, train, val, parent, Path(work), deadline, on_epoch, val_cost, search_until
+            base, b, train, val, parent, Path(work), deadline, search_until, on_epoch, val_cost
         )
         report = (lambda t: on_trial(describe_trial(t))) if on_trial else None
         run_trials(
@@ -446,9 +442,9 @@ class _FinetuneSession:
     parent: Path
     work: Path
     deadline: Deadline
+    search_until: Deadline  # the search's share of ``deadline``
     on_epoch: Callable[[float], None] | None
     val_cost: float = 0.0  # one validation, in the deadline's unit
-    search_until: Deadline | None = None  # the search's share of ``deadline`` (default: all of it)
     selections: list[dict[str, Any]] = field(default_factory=list)  # each choice of a trial to go on with
 
     def report_used(self) -> None:
@@ -467,20 +463,18 @@ class _FinetuneSession:
     def plain_objective(self) -> Callable[[optuna.Trial, str], float]:
         """The plain alternative (``search=False``): the first trial's settings at a constant learning
         rate, never stopped by ASHA, for as many epochs as the budget allows."""
-        return self._objective(
-            prune=False, run_for={"epochs": UNTIL_BUDGET, "lr_schedule": "constant"}, parent=self.parent
-        )
+        run_for = {"epochs": UNTIL_BUDGET, "lr_schedule": "constant"}
+        return self._objective(prune=False, run_for=run_for, parent=self.parent, until=self.deadline)
 
     def continuation_objective(self, parent: Path, epochs: int) -> Callable[[optuna.Trial, str], float]:
         """The winner's continuation: its settings, exactly ``epochs`` more from its checkpoint ``parent``."""
-        return self._objective(prune=False, run_for={"epochs": epochs}, parent=parent)
+        return self._objective(prune=False, run_for={"epochs": epochs}, parent=parent, until=self.deadline)
 
     def _objective(
-        self, *, prune: bool, run_for: dict[str, Any], parent: Path, until: Deadline | None = None
+        self, *, prune: bool, run_for: dict[str, Any], parent: Path, until: Deadline
     ) -> Callable[[optuna.Trial, str], float]:
-        """Trials that train from ``parent``, each stopped where ``until`` (default: the whole
-        budget) passes: a trial of the search leaves the rest of the budget to the finish."""
-        until = until or self.deadline
+        """Trials that train from ``parent``, each stopped at the epoch end nearest ``until``: a trial
+        of the search leaves the rest of the budget to the finish."""
 
         def objective(trial: optuna.Trial, device: str) -> float:
             settings = {**finetune_space(trial, self.b, freeze=True), **run_for}
