@@ -726,7 +726,7 @@ def _on_every_label(
     if not path.is_file():
         return None
     how = "then trained" if resume else "refit"
-    label = f"{kept.label}, {how} on every label ({ran[0]} epochs)"
+    label = f"{kept.label}, {how} on every label ({ran[0]} epoch{'' if ran[0] == 1 else 's'})"
     return _EveryLabel(replace(kept, path=path, label=label), ran[0], record)
 
 
