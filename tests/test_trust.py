@@ -9,7 +9,7 @@ import pytest
 
 from dendriteseg.infer import segment
 from dendriteseg.infer.hysteresis import logit
-from dendriteseg.infer.trust import TrustMeter, finetune_command, reasons_for, trust_report
+from dendriteseg.infer.trust import GreyPhases, TrustMeter, finetune_command, reasons_for, trust_report
 
 CALM = {
     "dendrite_share": 0.1,
@@ -62,7 +62,7 @@ def test_label_next_names_the_most_uncertain_slices_spread_over_the_depth() -> N
     assert len(chosen) == 3 and {2, 9} <= set(chosen) and 3 not in chosen  # 3 is too close to 2
     assert all(abs(a - b) >= depth // 4 for a, b in zip(chosen, chosen[1:], strict=False))
     report = trust_report(
-        meter, suggested=(0.0, 0.0), source="scan.tif", output="seg.tif", model="m.safetensors"
+        meter, suggested=GreyPhases(0.0, 0.0), source="scan.tif", output="seg.tif", model="m.safetensors"
     )
     assert report.label_next == chosen
     assert report.finetune_command == finetune_command("scan.tif", "seg.tif", chosen, "m.safetensors")
@@ -91,3 +91,31 @@ def test_segment_reports_an_unsure_network_as_low(tmp_path) -> None:
     logits[:, 12:16, 12:16] = logit(0.99)  # now it is sure of a core: the piece stays, the report is ok
     sure = segment(volume, model, **common)
     assert sure.labels.sum() == 6 * 400 and not any("unsure" in r for r in sure.trust.reasons)
+
+
+@pytest.mark.parametrize("pore_called,fires", [(False, False), (True, True)])
+def test_calling_more_than_the_dark_phase_counts_only_where_the_dark_phase_is_called(
+    pore_called: bool, fires: bool
+) -> None:
+    """A pore (darker than any solid) is the grey levels' only dark mode; the network calls a quarter
+    of the slice elsewhere. Leaving the pore alone, it calls another phase than the histogram's dark
+    one: no opinion. Calling the pore too, it calls ten times the dark phase: low."""
+    gen = np.random.default_rng(3)
+    volume = (0.8 + 0.02 * gen.standard_normal((4, 61, 63))).astype(np.float32)
+    yy, xx = np.mgrid[:61, :63]
+    pore = np.hypot(yy - 15, xx - 15) < 6
+    volume[:, pore] = 0.05
+    called = np.zeros((61, 63), bool)
+    called[35:55] = True
+    if pore_called:
+        called |= np.hypot(yy - 15, xx - 15) < 9
+    logits = np.where(called, 8.0, -8.0).astype(np.float32)
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(logits, batch.shape).copy()
+
+    result = segment(volume, model, window=(0.0, 1.0), sample_mask="none", scale=1, tile=(4, 61, 63))
+    m = result.trust.measures
+    assert 0 < m["histogram_share"] < 0.05 and m["dendrite_share"] > 0.25  # the dark mode is the pore
+    assert m["histogram_dark_called"] == pytest.approx(1.0 if pore_called else 0.0, abs=0.05)
+    assert any("grey levels suggest" in r for r in result.trust.reasons) == fires

@@ -43,7 +43,7 @@ from dendriteseg.infer.settings import (
 )
 from dendriteseg.infer.stream import iter_logits, plan_tiling, sigmoid
 from dendriteseg.infer.tiling import Tiling
-from dendriteseg.infer.trust import TrustMeter, TrustReport, suggested_share, trust_report
+from dendriteseg.infer.trust import HISTOGRAM_SLICES, TrustMeter, TrustReport, suggested_share, trust_report
 from dendriteseg.io import Location, SliceStack, Volume, VolumeWriter, as_volume, write_text_atomic
 from dendriteseg.io.outputs import check_distinct, check_target, resolve_output
 from dendriteseg.models.files import DEFAULT_MODEL_2D, default_model_name
@@ -158,7 +158,9 @@ def segment(
         region = sample_region_for(vol, settings.sample_mask)
         model, model_name = _default_for(model, image2d, vol.source)
         single, predictor = _predictors(model, settings, vol, image2d)
-        sample = sample_slices(vol)  # read once: the window and the trust report's histogram
+        sample = sample_slices(
+            vol, HISTOGRAM_SLICES
+        )  # read once: the window and the trust report's histogram
         window = settings.window or window_for_volume(sample, predictor, region)
         probe = probe_predictor(vol, single, predictor)
         scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=probe)

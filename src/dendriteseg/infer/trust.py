@@ -25,7 +25,11 @@ they stream out (inside the sample region where there is one) and
   dendrites, or noise, drops much of it, and may then label nothing at all.
 * ``histogram``: the share of dark phase the grey levels inside the sample
   suggest (Otsu's split where the histogram has two clear modes, none where
-  it has one) against the share called.
+  it has one) against the share called. Calling far more than the dark
+  phase counts only where the dark phase is what the network calls: a
+  small dark mode it leaves alone is another phase (pores, common in
+  castings, are darker than any solid) and says nothing about how much
+  dendrite there is.
 
 Each measure has a limit (module constants); past any of them, ``trust`` is
 "low" and ``reasons`` says which and by how much. The limits were set on
@@ -42,10 +46,12 @@ import math
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage
+
+from dendriteseg.preprocess import evenly_spaced
 
 EDGE_BAND = 0.06  # of the region's radius: the band along its edge
 EDGE_RATIO = 2.0  # dendrite share in the edge band over the share further in
@@ -59,9 +65,11 @@ UNSURE_MIN = 0.0005  # ... where they are at least this share of the region
 HISTOGRAM_BIMODAL = 0.75  # Otsu's between-class share of the variance above which there are two phases
 HISTOGRAM_RATIO = 3.0  # called / suggested (either way) beyond this ...
 HISTOGRAM_MIN_GAP = 0.05  # ... and apart by at least this share of the region
+HISTOGRAM_DARK_CALLED = 0.5  # calling more than the dark phase counts where this share of it is called
 LABEL_NEXT = 3
 ENTROPY_SIDE = 256  # the entropy is measured on about this many pixels a side of each slice
 SPECK_SLICES = 16  # slices whose pieces are counted
+HISTOGRAM_SLICES = 16  # slices the histogram is measured on: those segment reads for its window
 
 
 @dataclass
@@ -112,6 +120,8 @@ class TrustMeter:
         self.small_pieces = 0
         self.small_voxels = 0
         self._bands: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.histogram_slices = [int(z) for z in evenly_spaced(depth, HISTOGRAM_SLICES)]
+        self._called_on: dict[int, np.ndarray] = {}  # what was called there, at the histogram's stride
 
     def _zones(self, z: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The region, its edge band and its interior for slice ``z``."""
@@ -161,6 +171,8 @@ class TrustMeter:
             self.voxels[z] = float(zones[0])
             self.band += (np.count_nonzero(called & band), zones[1])
             self.interior += (np.count_nonzero(called & interior), zones[2])
+            if z in self.histogram_slices:
+                self._called_on[z] = called[::stride, ::stride].copy()
             if z in self.speck_slices:
                 pieces, count = ndimage.label(called)
                 if count:
@@ -186,6 +198,16 @@ class TrustMeter:
             "unsure_share": self.dropped / max(self.voxels.sum(), 1.0),
         }
 
+    def called_share_of(self, dark: np.ndarray | None) -> float:
+        """The share of ``dark`` (one mask per slice of ``histogram_slices`` at the histogram's
+        stride: :class:`GreyPhases`' dark phase) that was called dendrite; NaN where there is none."""
+        if dark is None or len(dark) != len(self.histogram_slices) or not dark.any():
+            return float("nan")
+        called = [self._called_on.get(z) for z in self.histogram_slices]
+        if any(c is None or c.shape != d.shape for c, d in zip(called, dark, strict=True)):
+            return float("nan")
+        return float(np.count_nonzero(np.stack(called) & dark) / np.count_nonzero(dark))
+
     def label_next(self, count: int = LABEL_NEXT) -> list[int]:
         """Up to ``count`` slices, most uncertain first, at least a ``count``-th of the depth apart."""
         per_slice = self.entropy / np.maximum(self.inside, 1.0)
@@ -199,36 +221,47 @@ class TrustMeter:
         return sorted(chosen)
 
 
-def suggested_share(slices: np.ndarray, inside: np.ndarray | None) -> tuple[float, float]:
-    """The dark-phase share the grey levels inside the sample suggest, and how bimodal they are
-    (Otsu's between-class share of the variance, 0..1); the share is 0 where there is one phase."""
+class GreyPhases(NamedTuple):
+    """What the grey levels inside the sample say (:func:`suggested_share`)."""
+
+    share: float  # of dark phase; 0 where there is one phase
+    bimodality: float  # Otsu's between-class share of the variance, 0..1
+    dark: np.ndarray | None = None  # where the dark phase is, per slice, at every stride-th pixel
+
+
+def suggested_share(slices: np.ndarray, inside: np.ndarray | None) -> GreyPhases:
+    """The dark-phase share the grey levels inside the sample suggest, how bimodal they are, and
+    where that phase is (on ``slices``, every ``stride``-th pixel as :meth:`TrustMeter.add` samples
+    them); the share is 0 and the place None where there is one phase."""
     from skimage.filters import threshold_otsu
 
     slices = np.asarray(slices, np.float32)
     stride = max(1, int(round(max(slices.shape[1:]) / ENTROPY_SIDE)))  # about 256 pixels a side suffice
     smooth = ndimage.gaussian_filter(np.nan_to_num(slices[:, ::stride, ::stride]), (0, 1.0, 1.0))
+    within = np.ones(smooth.shape, bool)
     if inside is not None and inside.ndim == 2:
-        values = smooth[:, inside[::stride, ::stride]]
-    else:
-        values = smooth.reshape(len(smooth), -1)
-    values = values[np.isfinite(values)].ravel()
+        within[:] = inside[::stride, ::stride]
+    values = smooth[within]
     if values.size < 100 or values.std() == 0:
-        return 0.0, 0.0
-    values = np.clip(values, *np.percentile(values, (0.5, 99.5)))
+        return GreyPhases(0.0, 0.0)
+    low, high = np.percentile(values, (0.5, 99.5))
+    values = np.clip(values, low, high)
     t = threshold_otsu(values)
     dark, bright = values[values <= t], values[values > t]
     if dark.size == 0 or bright.size == 0:
-        return 0.0, 0.0
+        return GreyPhases(0.0, 0.0)
     w = dark.size / values.size
     between = w * (1 - w) * (bright.mean() - dark.mean()) ** 2
     bimodal = float(between / values.var())
-    return (w if bimodal >= HISTOGRAM_BIMODAL else 0.0), bimodal
+    if bimodal < HISTOGRAM_BIMODAL:
+        return GreyPhases(0.0, bimodal)
+    return GreyPhases(w, bimodal, within & (np.clip(smooth, low, high) <= t))
 
 
 def trust_report(
     meter: TrustMeter,
     *,
-    suggested: tuple[float, float],
+    suggested: GreyPhases,
     region: Any = None,
     source: str = "IMAGE",
     output: str | None = None,
@@ -236,8 +269,10 @@ def trust_report(
 ) -> TrustReport:
     """The verdict on a run from what ``meter`` saw and the ``suggested`` share (see the module notes)."""
     m = meter.measures()
-    share, bimodal = suggested
-    m.update(histogram_share=share, histogram_bimodality=bimodal)
+    m.update(histogram_share=suggested.share, histogram_bimodality=suggested.bimodality)
+    dark_called = meter.called_share_of(suggested.dark)
+    if not math.isnan(dark_called):  # JSON has no NaN: absent where there is no dark phase
+        m["histogram_dark_called"] = dark_called
     reasons = reasons_for(m)
     slices = meter.label_next()
     return TrustReport(
@@ -273,11 +308,9 @@ def reasons_for(m: dict[str, float]) -> list[str]:
             f"({100 * m['unsure_share']:.2f} % of the sample; faint dendrites or noise)"
         )
     called, share = m["dendrite_share"], m["histogram_share"]
-    if (
-        share > 0
-        and abs(called - share) >= HISTOGRAM_MIN_GAP
-        and (called > HISTOGRAM_RATIO * share or share > HISTOGRAM_RATIO * called)
-    ):
+    dark_called = m.get("histogram_dark_called", 1.0)  # absent from measures saved before it existed
+    more = called > HISTOGRAM_RATIO * share and not dark_called < HISTOGRAM_DARK_CALLED  # NaN: unknown
+    if share > 0 and abs(called - share) >= HISTOGRAM_MIN_GAP and (more or share > HISTOGRAM_RATIO * called):
         reasons.append(
             f"{100 * called:.1f} % called dendrite where the grey levels suggest {100 * share:.1f} %"
         )
