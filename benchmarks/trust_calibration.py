@@ -8,6 +8,10 @@ none of them from a dataset it trained on (seeds 9100 and up):
 * ``band``: 2D slices with a dark edge line, a grainy band and a constant
   or dark exterior around the sample (as real Al-Zn reconstructions are);
 * ``faint``: the solid 3-5 % darker than the melt;
+* ``weak``: the solid 10 % darker (the pores, darker than any solid, are
+  then the grey levels' only clear dark mode);
+* ``rings``: broad rings and arcs as strong as the dendrite contrast
+  (``real_like.py``'s row);
 * ``melt``: no solid at all (right when at most 0.05 % is called dendrite);
 * ``other`` / ``unseen``: the image-domain generator and the skeleton
   generator of ``other_generator.py`` and ``unseen_generator.py``;
@@ -37,6 +41,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
 from other_generator import other_scan  # noqa: E402
+from real_like import broad_rings  # noqa: E402
 from unseen_generator import unseen_scan  # noqa: E402
 
 from dendriteseg.infer import segment  # noqa: E402
@@ -88,6 +93,10 @@ def cases(count: int, size: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
         out.append(("faint", s["image"], s["label"]))
         s = make_scan(shape, preset="moderate", rng=9500 + i, solid_ratio=1.0, solid_ratio_spread=0.0)
         out.append(("melt", s["image"], np.zeros_like(s["label"])))
+        s = make_scan(shape, preset="moderate", rng=9800 + i, solid_ratio=0.9, solid_ratio_spread=0.0)
+        out.append(("weak", s["image"], s["label"]))
+        s = make_scan(shape, preset="moderate", rng=9900 + i)
+        out.append(("rings", *broad_rings(s["image"], s["label"], i, np.random.default_rng(9900 + i))))
         image, label, _ = other_scan(shape, 9600, i)
         out.append(("other", image, label))
         image, label, _ = unseen_scan(shape, 9700, i)
