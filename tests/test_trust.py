@@ -33,6 +33,7 @@ CALM = {
         ({"small_blob_share": 0.5, "pieces": 40.0}, "specks"),
         ({"hysteresis_dropped_share": 0.5, "unsure_share": 0.01}, "unsure"),
         ({"dendrite_share": 0.4, "histogram_share": 0.1}, "grey levels suggest"),
+        ({"ring_share": 0.3}, "whole circles about the rotation axis"),
     ],
 )
 def test_each_reason_fires_past_its_limit_only(change: dict, word: str) -> None:
@@ -119,3 +120,27 @@ def test_calling_more_than_the_dark_phase_counts_only_where_the_dark_phase_is_ca
     assert 0 < m["histogram_share"] < 0.05 and m["dendrite_share"] > 0.25  # the dark mode is the pore
     assert m["histogram_dark_called"] == pytest.approx(1.0 if pore_called else 0.0, abs=0.05)
     assert any("grey levels suggest" in r for r in result.trust.reasons) == fires
+
+
+@pytest.mark.parametrize("called,ring", [("annulus", True), ("arms", False), ("mostly solid", False)])
+def test_dendrite_on_whole_circles_about_the_axis_is_a_ring_artefact(called: str, ring: bool) -> None:
+    """An annulus about the slice centre (a broad ring as dark as the solid) is named; arms crossing
+    the same radii are not, nor a sample so solid that every circle is full."""
+    shape = (3, 91, 95)
+    yy, xx = np.mgrid[: shape[1], : shape[2]]
+    r = np.hypot(yy - (shape[1] - 1) / 2, xx - (shape[2] - 1) / 2)
+    region = r < 44
+    blob = np.hypot(yy - 30, xx - 60) < 6
+    mask = {
+        "annulus": ((r > 25) & (r < 33)) | blob,
+        "arms": ((np.abs(yy - 45) < 4) | (np.abs(xx - 47) < 4)) | blob,
+        "mostly solid": r < 40,
+    }[called] & region
+    labels = np.broadcast_to(mask, shape).astype(np.uint8)
+    meter = TrustMeter(shape[0], region)
+    meter.add(0, np.where(labels > 0, 8.0, -8.0).astype(np.float32), labels)
+    m = meter.measures()
+    assert (m["ring_share"] > 0.5) == (called != "arms")  # every circle of the solid one is full ...
+    assert (m["dendrite_share"] > 0.8) == (called == "mostly solid")  # ... and it is mostly solid
+    reasons = reasons_for({**m, "histogram_share": 0.0, "histogram_bimodality": 0.0})
+    assert any("whole circles" in text for text in reasons) == ring

@@ -23,6 +23,13 @@ they stream out (inside the sample region where there is one) and
   hysteresis (:mod:`dendriteseg.infer.hysteresis`) dropped as unsure. A
   model sure of the dendrite it finds drops little; one that half sees faint
   dendrites, or noise, drops much of it, and may then label nothing at all.
+* ``rings``: the share of called dendrite (on the slices the specks are
+  counted on) lying on whole circles about the slice's centre, the
+  rotation axis of a reconstruction: circles of at least ``RING_MIN_RADIUS``
+  of the region's radius, called all the way round (``RING_FULL``). Broad
+  ring artefacts as dark as the solid come out as such; dendrites do not
+  close circles about the axis, unless the sample is mostly solid (then
+  every circle is full, and the measure says nothing: ``RING_MAX_SHARE``).
 * ``histogram``: the share of dark phase the grey levels inside the sample
   suggest (Otsu's split where the histogram has two clear modes, none where
   it has one) against the share called. Calling far more than the dark
@@ -62,6 +69,10 @@ SMALL_SHARE = 0.25  # share of the called dendrite in specks
 SMALL_MIN_PIECES = 20  # ... counted only where there are at least this many pieces
 UNSURE_SHARE = 0.15  # share of the voxels above 0.5 that hysteresis dropped ...
 UNSURE_MIN = 0.0005  # ... where they are at least this share of the region
+RING_SHARE = 0.1  # share of the called dendrite on whole circles about the axis ...
+RING_MAX_SHARE = 0.8  # ... counted where less than this share of the region is called
+RING_FULL = 0.9  # share of a circle (inside the region) called: a whole circle
+RING_MIN_RADIUS = 0.15  # of the region's radius: smaller circles are closed by any dendrite there
 HISTOGRAM_BIMODAL = 0.75  # Otsu's between-class share of the variance above which there are two phases
 HISTOGRAM_RATIO = 3.0  # called / suggested (either way) beyond this ...
 HISTOGRAM_MIN_GAP = 0.05  # ... and apart by at least this share of the region
@@ -113,6 +124,8 @@ class TrustMeter:
             int(z) for z in np.unique(np.linspace(0, depth - 1, min(depth, SPECK_SLICES)).round())
         }
         self.speck_dendrite = 0
+        self.ring_dendrite = 0  # called voxels on whole circles about the axis (speck slices, strided)
+        self.ring_called = 0  # called voxels on those slices, strided
         self._counts: dict[int, tuple[int, int, int]] = {}
         self.band = np.zeros(2)  # dendrite, voxels in the edge band
         self.interior = np.zeros(2)  # dendrite, voxels further in
@@ -174,6 +187,9 @@ class TrustMeter:
             if z in self.histogram_slices:
                 self._called_on[z] = called[::stride, ::stride].copy()
             if z in self.speck_slices:
+                on_circles, strided = _on_whole_circles(called[::stride, ::stride], mask[::stride, ::stride])
+                self.ring_dendrite += on_circles
+                self.ring_called += strided
                 pieces, count = ndimage.label(called)
                 if count:
                     sizes = np.bincount(pieces.ravel())[1:]
@@ -193,6 +209,7 @@ class TrustMeter:
             "edge_band_share": float(band),
             "interior_share": float(interior),
             "small_blob_share": self.small_voxels / self.speck_dendrite if self.speck_dendrite else 0.0,
+            "ring_share": self.ring_dendrite / self.ring_called if self.ring_called else 0.0,
             "pieces": float(self.pieces),
             "hysteresis_dropped_share": self.dropped / max(called + self.dropped, 1.0),
             "unsure_share": self.dropped / max(self.voxels.sum(), 1.0),
@@ -227,6 +244,28 @@ class GreyPhases(NamedTuple):
     share: float  # of dark phase; 0 where there is one phase
     bimodality: float  # Otsu's between-class share of the variance, 0..1
     dark: np.ndarray | None = None  # where the dark phase is, per slice, at every stride-th pixel
+
+
+def _on_whole_circles(called: np.ndarray, inside: np.ndarray) -> tuple[int, int]:
+    """Of ``called`` inside ``inside`` (one slice): the pixels on whole circles about the slice's
+    centre (see ``rings`` in the module notes), and all of them."""
+    ny, nx = called.shape
+    yy, xx = np.ogrid[:ny, :nx]
+    radius = np.hypot(yy - (ny - 1) / 2, xx - (nx - 1) / 2).round().astype(np.intp)
+    counted = called & inside
+    total = int(np.count_nonzero(counted))
+    if not total:
+        return 0, 0
+    per_circle = np.bincount(radius[inside], minlength=int(radius.max()) + 1)
+    on_circle = np.bincount(radius[counted], minlength=len(per_circle))
+    r = np.arange(len(per_circle))
+    region_radius = math.sqrt(np.count_nonzero(inside) / math.pi)
+    whole = (
+        (r >= RING_MIN_RADIUS * region_radius)
+        & (per_circle >= math.pi * r)  # at least half of the circle lies inside the region
+        & (on_circle >= RING_FULL * np.maximum(per_circle, 1))
+    )
+    return int(on_circle[whole].sum()), total
 
 
 def suggested_share(slices: np.ndarray, inside: np.ndarray | None) -> GreyPhases:
@@ -308,6 +347,12 @@ def reasons_for(m: dict[str, float]) -> list[str]:
             f"({100 * m['unsure_share']:.2f} % of the sample; faint dendrites or noise)"
         )
     called, share = m["dendrite_share"], m["histogram_share"]
+    ring = m.get("ring_share", 0.0)  # absent from measures saved before it existed
+    if ring >= RING_SHARE and called < RING_MAX_SHARE:
+        reasons.append(
+            f"{100 * ring:.0f} % of the dendrite on whole circles about the rotation axis "
+            "(ring artefacts taken for dendrite)"
+        )
     dark_called = m.get("histogram_dark_called", 1.0)  # absent from measures saved before it existed
     more = called > HISTOGRAM_RATIO * share and not dark_called < HISTOGRAM_DARK_CALLED  # NaN: unknown
     if share > 0 and abs(called - share) >= HISTOGRAM_MIN_GAP and (more or share > HISTOGRAM_RATIO * called):
