@@ -24,10 +24,13 @@ and over a quarter of the rest), side by side:
 
 Scores are IoU (pooled over voxels), BF1 and BDE on the slices nobody
 labelled, via :func:`dendriteseg.scoring.score_model`; the last lines give
-each method's mean and its IoU gain over ``before``.
+each method's mean and its IoU gain over ``before``. With ``--errors``, each
+cell also gives where the errors lie: the pixels missed and called in
+excess within 2 px of the true boundary (in the slice's plane) and beyond.
 
     python benchmarks/few_shot.py [--model unet3d_default] [--minutes 5] [--scans 2] [--counts 1,3,8]
         [--labels whole,scribbles] [--finish all-labels|continue|refit] [--methods fixed,searched]
+        [--errors]
 """
 
 from __future__ import annotations
@@ -49,9 +52,27 @@ from dendriteseg.scoring import score_model
 from dendriteseg.tune.finetune import finetune_on_labels
 from dendriteseg.tune.labels import UserScan
 
+NEAR = 2  # px from the true boundary: a boundary error; further: a piece missed or made up
+
 
 def _scores(model, image: np.ndarray, truth: np.ndarray) -> dict:
-    return score_model(model, [(image, truth)], window=(0.0, 1.0), precision="fp32").mean
+    scored = score_model(model, [(image, truth)], window=(0.0, 1.0), precision="fp32", keep_labels=True)
+    return {**scored.mean, **boundary_errors(scored.labels[0], truth)}
+
+
+def boundary_errors(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """Pixels missed and called in excess within ``NEAR`` px of the true boundary (in each slice's
+    plane) and beyond, over the slices ``truth`` labels."""
+    out = dict.fromkeys(("missed_near", "excess_near", "missed_far", "excess_far"), 0)
+    for p, t in zip(pred, truth, strict=True):
+        if (t == UNLABELLED).all():
+            continue
+        solid = t == 1
+        near = np.where(solid, ndimage.distance_transform_edt(solid), ndimage.distance_transform_edt(~solid))
+        for kind, wrong in (("missed", solid & (p == 0)), ("excess", ~solid & (p == 1))):
+            out[f"{kind}_near"] += int(np.count_nonzero(wrong & (near <= NEAR)))
+            out[f"{kind}_far"] += int(np.count_nonzero(wrong & (near > NEAR)))
+    return out
 
 
 def _strokes(out: np.ndarray, region: np.ndarray, value: int, gen: np.random.Generator, share: float) -> None:
@@ -114,7 +135,7 @@ def _fine_tunes(
         else:
             train_label[z] = corrections(label[z], before.labels[0][z], gen)
     scan = UserScan(f"scan{i}", image, train_label, False)
-    cells, kept = {"before": before.mean}, []
+    cells, kept = {"before": {**before.mean, **boundary_errors(before.labels[0], truth)}}, []
     with tempfile.TemporaryDirectory() as work:
         for method in methods:
             out = Path(work) / f"{method}.safetensors"
@@ -149,12 +170,16 @@ def main() -> None:
     parser.add_argument("--methods", default="fixed,searched", help="which fine-tunes to run (default both)")
     parser.add_argument("--budget", default="cpu", help="trial sizes: cpu, paper or tiny")
     parser.add_argument(
+        "--errors", action="store_true", help="where the errors lie: near the true boundary or beyond"
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="tiny data, under a minute: a check that it runs"
     )
     args = parser.parse_args()
     if args.smoke:
         args.minutes, args.scans, args.counts, args.shape, args.methods = 0.1, 1, "1", "8,64,64", "fixed"
         args.labels = "whole,scribbles,corrections"
+        args.errors = True
         args.budget = "tiny"
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,6 +205,15 @@ def main() -> None:
             + "".join(f"{c['iou']:>10.3f} /{c['bf1']:6.3f} /{c['bde']:6.2f}" for c in cells.values()),
             flush=True,
         )
+        if args.errors:
+            print(
+                "            missed / excess px, near the boundary | beyond: "
+                + "; ".join(
+                    f"{m} {c['missed_near']} / {c['excess_near']} | {c['missed_far']} / {c['excess_far']}"
+                    for m, c in cells.items()
+                ),
+                flush=True,
+            )
         print("            " + "; ".join(kept), flush=True)
     for (kind, m), scores in rows.items():
         base = np.mean([r["iou"] for r in rows[kind, "before"]])

@@ -158,9 +158,7 @@ def segment(
         region = sample_region_for(vol, settings.sample_mask)
         model, model_name = _default_for(model, image2d, vol.source)
         single, predictor = _predictors(model, settings, vol, image2d)
-        sample = sample_slices(
-            vol, HISTOGRAM_SLICES
-        )  # read once: the window and the trust report's histogram
+        sample = sample_slices(vol, HISTOGRAM_SLICES)  # read once: the window, the trust histogram
         window = settings.window or window_for_volume(sample, predictor, region)
         probe = probe_predictor(vol, single, predictor)
         scaled, choice = predictor_at_scale(vol, predictor, settings.scale, window, region, probe=probe)
