@@ -120,9 +120,7 @@ class TrustMeter:
         self.voxels = np.zeros(depth)  # per slice: voxels inside the region
         self.dendrite = np.zeros(depth)
         self.dropped = 0  # voxels above 0.5 inside the region that hysteresis left unlabelled
-        self.speck_slices = {
-            int(z) for z in np.unique(np.linspace(0, depth - 1, min(depth, SPECK_SLICES)).round())
-        }
+        self.speck_slices = {int(z) for z in evenly_spaced(depth, SPECK_SLICES)}
         self.speck_dendrite = 0
         self.ring_dendrite = 0  # called voxels on whole circles about the axis (speck slices, strided)
         self.ring_called = 0  # called voxels on those slices, strided
@@ -353,8 +351,8 @@ def reasons_for(m: dict[str, float]) -> list[str]:
             f"{100 * ring:.0f} % of the dendrite on whole circles about the rotation axis "
             "(ring artefacts taken for dendrite)"
         )
-    dark_called = m.get("histogram_dark_called", 1.0)  # absent from measures saved before it existed
-    more = called > HISTOGRAM_RATIO * share and not dark_called < HISTOGRAM_DARK_CALLED  # NaN: unknown
+    dark_called = m.get("histogram_dark_called", 1.0)  # absent: no dark phase, or saved before it existed
+    more = called > HISTOGRAM_RATIO * share and dark_called >= HISTOGRAM_DARK_CALLED
     if share > 0 and abs(called - share) >= HISTOGRAM_MIN_GAP and (more or share > HISTOGRAM_RATIO * called):
         reasons.append(
             f"{100 * called:.1f} % called dendrite where the grey levels suggest {100 * share:.1f} %"
