@@ -958,3 +958,16 @@ def segment_result(**fields):
 
     base = dict(shape=(2, 8, 8), seconds=1.0, dendrite_fraction=0.1, tile=(1, 8, 8), work_ratio=1.0)
     return SegmentResult(**base, window=(0.0, 1.0), **fields)
+
+
+def test_the_run_line_gives_the_share_of_the_volume_and_of_the_sample_region():
+    from dendriteseg.infer.run import SegmentRun
+    from dendriteseg.infer.trust import TrustReport
+    from dendriteseg.sample_region import SampleRegion
+
+    verdict = TrustReport("ok", [], [1], "dendriteseg finetune ...", measures={"dendrite_share": 0.25})
+    region = SampleRegion(np.eye(8, dtype=bool), "given")
+    with_region = SegmentRun("out.tif", result=segment_result(trust=verdict, sample_region=region)).describe()
+    assert "dendrite 10.00 % of the volume (25.00 % of the sample region)" in with_region
+    without = SegmentRun("out.tif", result=segment_result(trust=verdict)).describe()
+    assert "dendrite 10.00 % of the volume," in without and "sample region" not in without

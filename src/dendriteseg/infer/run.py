@@ -47,11 +47,15 @@ class SegmentRun:
             done = sum(r["status"] == "done" for r in self.rows)
             return f"{done} segmented, {len(self.rows) - done} already done; summary {self.summary}"
         r = self.result
+        in_region = r.trust.measures.get("dendrite_share") if r.trust and r.sample_region else None
         return (
             f"wrote {self.output}"
             + (f" ({Path(r.model).stem})" if r.model else "")
             + f": {'x'.join(str(s) for s in r.shape)}, "
-            f"dendrite {100 * r.dendrite_fraction:.2f} %, "
+            f"dendrite {100 * r.dendrite_fraction:.2f} % of the volume"
+            + (f" ({100 * in_region:.2f} % of the sample region)" if in_region is not None else "")
+            + ", "
+            f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
             f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
             f"{r.seconds:.1f} s ({r.voxels_per_second / 1e6:.2f} Mvoxels/s)"
             + ("; averaged over 4 in-plane flips" if r.flips else "")
