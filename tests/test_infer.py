@@ -968,6 +968,8 @@ def test_the_run_line_gives_the_share_of_the_volume_and_of_the_sample_region():
     verdict = TrustReport("ok", [], [1], "dendriteseg finetune ...", measures={"dendrite_share": 0.25})
     region = SampleRegion(np.eye(8, dtype=bool), "given")
     with_region = SegmentRun("out.tif", result=segment_result(trust=verdict, sample_region=region)).describe()
-    assert "dendrite 10.00 % of the volume (25.00 % of the sample region)" in with_region
+    shares = "dendrite 10.00 % of the volume (25.00 % of the sample region), grey window 0 to 1, "
+    assert shares in with_region
+    assert with_region.count("grey window") == 1
     without = SegmentRun("out.tif", result=segment_result(trust=verdict)).describe()
     assert "dendrite 10.00 % of the volume," in without and "sample region" not in without

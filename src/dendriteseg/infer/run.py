@@ -54,9 +54,7 @@ class SegmentRun:
             + f": {'x'.join(str(s) for s in r.shape)}, "
             f"dendrite {100 * r.dendrite_fraction:.2f} % of the volume"
             + (f" ({100 * in_region:.2f} % of the sample region)" if in_region is not None else "")
-            + ", "
-            f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
-            f"grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
+            + f", grey window {r.window[0]:.4g} to {r.window[1]:.4g}, "
             f"{r.seconds:.1f} s ({r.voxels_per_second / 1e6:.2f} Mvoxels/s)"
             + ("; averaged over 4 in-plane flips" if r.flips else "")
             + (f"; {r.sample_region.describe()}" if r.sample_region is not None else "")
