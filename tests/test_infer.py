@@ -375,6 +375,7 @@ def test_series_skips_finished_and_summarises(scans, tmp_path, model_file):
     assert summary[0].startswith("input,output,status,shape,seconds") and len(summary) == 4
     table = list(csv.DictReader(summary))
     assert all(float(r["dendrite_fraction"]) >= 0 and r["scale"] == "1" for r in table)  # small: never binned
+    assert all(r["trust"] in ("ok", "low") and (r["trust"] == "low") == bool(r["reasons"]) for r in table)
 
 
 def test_a_series_is_segmented_at_the_binning_its_first_volume_chose(tmp_path):

@@ -40,6 +40,7 @@ SUMMARY_FIELDS = [
     "scale",
     "flips",
     "trust",
+    "reasons",
     "label_next",
 ]
 
@@ -197,6 +198,7 @@ def segment_series(
                 "scale": settings.scale,
                 "flips": "on" if result.flips else "off",
                 "trust": result.trust.trust if result.trust else "",
+                "reasons": "; ".join(result.trust.reasons) if result.trust else "",
                 "label_next": " ".join(str(z) for z in result.trust.label_next) if result.trust else "",
             }
         )
