@@ -47,11 +47,13 @@ def test_a_ball_of_radius_20(ball, tmp_path):
     assert values["components"] == 1 and values["components_touching_edge"] == 0
     assert values["units"]["interface_area"] == "um^2" and values["units"]["mean_curvature"] == "1/um"
     assert values["interface_area_per_volume"] == pytest.approx(values["interface_area"] / 56**3)
+    assert values["voxel_size_from"] == "given" and "voxel size" not in result.stderr
     hist = values["mean_curvature_histogram"]
     assert len(hist["area"]) == len(hist["bin_edges"]) - 1  # the 1st to 99th percentile of the curvature
     assert 0.95 * values["interface_area"] < sum(hist["area"]) <= values["interface_area"]
     result = runner.invoke(app, ["mesh", str(tmp_path / "ball.tif"), "-o", str(tmp_path / "ball.stl")])
     assert result.exit_code == 0, result.stderr
+    assert "no voxel size in the file and none given (--voxel-size): 1 um assumed" in result.stderr
     import trimesh
 
     mesh = trimesh.load(tmp_path / "ball.stl")
@@ -134,3 +136,16 @@ def test_the_png_shows_a_surface(ball, tmp_path):
 
     picture = matplotlib.image.imread(path)
     assert picture.shape[0] > 300 and picture[..., :3].std() > 0.05  # not blank
+
+
+def test_analyze_says_when_it_assumes_the_voxel_size(ball, tmp_path):
+    write_volume(tmp_path / "ball.tif", ball)
+    out = tmp_path / "ball.json"
+    result = runner.invoke(app, ["analyze", str(tmp_path / "ball.tif"), "--no-arms", "--json", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert f"{tmp_path / 'ball.tif'}: no voxel size in the file and none given" in result.stderr
+    assert json.loads(out.read_text())["voxel_size_from"].startswith("assumed: 1 um")
+    write_volume(tmp_path / "sized.tif", ball, voxel_size=(0.65, 0.65, 0.65))
+    result = runner.invoke(app, ["analyze", str(tmp_path / "sized.tif"), "--no-arms", "--json", str(out)])
+    assert result.exit_code == 0 and "voxel size" not in result.stderr
+    assert json.loads(out.read_text())["voxel_size_from"] == "the file's"

@@ -10,6 +10,8 @@ from typer import Option as Opt
 
 from dendriteseg.cli.common import _fail, _say, _table, command
 
+UNKNOWN_SIZE = "{}: no voxel size in the file and none given (--voxel-size): 1 um assumed, lengths in voxels"
+
 
 def _voxel_size(text: str | None) -> float | tuple[float, ...] | None:
     if not text:
@@ -43,6 +45,8 @@ def mesh(
     with open_volume(labels) as volume:
         solid = as_binary_labels(volume.read(), volume.source)
         size = _voxel_size(voxel_size) or volume.voxel_size
+    if size is None:
+        _say(UNKNOWN_SIZE.format(labels), err=True)
     surface = surface_mesh(solid, size, smooth=smooth, decimate=decimate, largest=largest)
     write_mesh(surface, out)
     m = surface.mesh
@@ -80,5 +84,7 @@ def analyze(
         _table("evolution", columns, quantities.series_table(result))
     else:
         result = quantities.analyze_labels(labels[0], size, arms=arms)
+        if result["voxel_size_from"] == quantities.ASSUMED_VOXEL:
+            _say(UNKNOWN_SIZE.format(labels[0]), err=True)
         _table(labels[0], ("quantity", "value", "unit"), quantities.analysis_table(result))
     quantities.write_results(result, json_path=json_path, csv_path=csv, plot_path=plot)

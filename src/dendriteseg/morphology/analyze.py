@@ -26,6 +26,7 @@ from scipy import ndimage
 from dendriteseg.errors import InputError
 from dendriteseg.morphology.surface import _spacing, surface_mesh
 
+ASSUMED_VOXEL = "assumed: 1 um (none given, none in the file)"
 UNITS = {
     "solid_fraction": "1",
     "solid_volume": "um^3",
@@ -115,12 +116,14 @@ def analyze_labels(
         if volume.ndim != 3:
             raise InputError(f"{volume.source}: analysis needs a (z, y, x) volume, got shape {volume.shape}")
         solid = as_binary_labels(volume.read(), volume.source).astype(bool)
+        known = "given" if voxel_size is not None else "the file's" if volume.voxel_size else None
         voxel_size = voxel_size if voxel_size is not None else volume.voxel_size
     spacing = _spacing(voxel_size)
     voxel = float(np.prod(spacing))
     box = solid.size * voxel
     result: dict[str, Any] = {
         "voxel_size_um": list(spacing),
+        "voxel_size_from": known or ASSUMED_VOXEL,
         "solid_fraction": float(solid.mean()),
         "solid_volume": float(solid.sum() * voxel),
     }
