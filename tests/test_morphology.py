@@ -126,6 +126,9 @@ def test_a_jump_is_flagged(ball, tmp_path):
         write_volume(tmp_path / f"t{t}.npy", (zz**2 + yy**2 + xx**2 <= (8 + grow) ** 2).astype(np.uint8))
     rows = analyze_series([str(tmp_path / "t*.npy")], jump=0.05)
     assert [bool(r["flag"]) for r in rows] == [False, False, True, False, False]
+    assert all(r["voxel_size_from"].startswith("assumed: 1 um") for r in rows)  # .npy holds none
+    said = runner.invoke(app, ["analyze", str(tmp_path / "t*.npy"), "--series", "--no-arms"]).stderr
+    assert f"{tmp_path / 't0.npy'} and 4 more: no voxel size in the file and none given" in said
 
 
 def test_the_png_shows_a_surface(ball, tmp_path):

@@ -80,6 +80,10 @@ def analyze(
     if series or len(labels) > 1 or any(ch in "".join(labels) for ch in "*?["):
         progress = lambda i, n, spec: _say(f"- {spec} ({i + 1}/{n})", err=True)  # noqa: E731
         result = quantities.analyze_series(labels, size, jump=jump, on_volume=progress)
+        assumed = [r["input"] for r in result if r["voxel_size_from"] == quantities.ASSUMED_VOXEL]
+        if assumed:
+            more = f" and {len(assumed) - 1} more" if len(assumed) > 1 else ""
+            _say(UNKNOWN_SIZE.format(assumed[0] + more), err=True)
         columns = (quantities.SERIES_FIELDS[0], *quantities.SERIES_FIELDS[2:])
         _table("evolution", columns, quantities.series_table(result))
     else:

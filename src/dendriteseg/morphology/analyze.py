@@ -168,7 +168,13 @@ def analyze_series(
             on_volume(t, len(inputs), spec)
         values = analyze_labels(spec, voxel_size, arms=arms)
         rows.append(
-            {"time_index": t, "input": spec, **{k: values.get(k) for k in SERIES_FIELDS[2:6]}, "flag": ""}
+            {
+                "time_index": t,
+                "input": spec,
+                **{k: values.get(k) for k in SERIES_FIELDS[2:6]},
+                "flag": "",
+                "voxel_size_from": values["voxel_size_from"],
+            }
         )
     fractions = [r["solid_fraction"] for r in rows]
     for t, row in enumerate(rows):
