@@ -45,10 +45,10 @@ def mesh(
     with open_volume(labels) as volume:
         solid = as_binary_labels(volume.read(), volume.source)
         size = _voxel_size(voxel_size) or volume.voxel_size
-    if size is None:
-        _say(UNKNOWN_SIZE.format(labels), err=True)
     surface = surface_mesh(solid, size, smooth=smooth, decimate=decimate, largest=largest)
     write_mesh(surface, out)
+    if size is None:  # said once the options are known good: bad input gets its one line alone
+        _say(UNKNOWN_SIZE.format(labels), err=True)
     m = surface.mesh
     _say(
         f"wrote {out}: {len(m.faces):,} faces, closed: {m.is_watertight}, enclosed volume {m.volume:.4g} um^3"
