@@ -13,6 +13,13 @@ from dendriteseg.cli.common import _fail, _say, _table, command
 UNKNOWN_SIZE = "{}: no voxel size in the file and none given (--voxel-size): 1 um assumed, lengths in voxels"
 
 
+def _say_assumed(names: list[str]) -> None:
+    """Say that 1 um was assumed for ``names`` (the first, and how many more), if any."""
+    if names:
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        _say(UNKNOWN_SIZE.format(names[0] + more), err=True)
+
+
 def _voxel_size(text: str | None) -> float | tuple[float, ...] | None:
     if not text:
         return None
@@ -47,8 +54,7 @@ def mesh(
         size = _voxel_size(voxel_size) or volume.voxel_size
     surface = surface_mesh(solid, size, smooth=smooth, decimate=decimate, largest=largest)
     write_mesh(surface, out)
-    if size is None:  # said once the options are known good: bad input gets its one line alone
-        _say(UNKNOWN_SIZE.format(labels), err=True)
+    _say_assumed([labels] if size is None else [])  # once the options are known good: bad input gets one line
     m = surface.mesh
     _say(
         f"wrote {out}: {len(m.faces):,} faces, closed: {m.is_watertight}, enclosed volume {m.volume:.4g} um^3"
@@ -80,15 +86,11 @@ def analyze(
     if series or len(labels) > 1 or any(ch in "".join(labels) for ch in "*?["):
         progress = lambda i, n, spec: _say(f"- {spec} ({i + 1}/{n})", err=True)  # noqa: E731
         result = quantities.analyze_series(labels, size, jump=jump, on_volume=progress)
-        assumed = [r["input"] for r in result if r["voxel_size_from"] == quantities.ASSUMED_VOXEL]
-        if assumed:
-            more = f" and {len(assumed) - 1} more" if len(assumed) > 1 else ""
-            _say(UNKNOWN_SIZE.format(assumed[0] + more), err=True)
+        _say_assumed([r["input"] for r in result if r["voxel_size_from"] == quantities.ASSUMED_VOXEL])
         columns = (quantities.SERIES_FIELDS[0], *quantities.SERIES_FIELDS[2:])
         _table("evolution", columns, quantities.series_table(result))
     else:
         result = quantities.analyze_labels(labels[0], size, arms=arms)
-        if result["voxel_size_from"] == quantities.ASSUMED_VOXEL:
-            _say(UNKNOWN_SIZE.format(labels[0]), err=True)
+        _say_assumed(labels[:1] if result["voxel_size_from"] == quantities.ASSUMED_VOXEL else [])
         _table(labels[0], ("quantity", "value", "unit"), quantities.analysis_table(result))
     quantities.write_results(result, json_path=json_path, csv_path=csv, plot_path=plot)

@@ -116,7 +116,7 @@ def analyze_labels(
         if volume.ndim != 3:
             raise InputError(f"{volume.source}: analysis needs a (z, y, x) volume, got shape {volume.shape}")
         solid = as_binary_labels(volume.read(), volume.source).astype(bool)
-        known = "given" if voxel_size is not None else "the file's" if volume.voxel_size else None
+        known = "given" if voxel_size is not None else "the file's" if volume.voxel_size is not None else None
         voxel_size = voxel_size if voxel_size is not None else volume.voxel_size
     spacing = _spacing(voxel_size)
     voxel = float(np.prod(spacing))
