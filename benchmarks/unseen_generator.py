@@ -22,6 +22,7 @@ each model's IoU as a ratio of the first model's.
 
     python benchmarks/unseen_generator.py [--scans 8] [--shape 24,160,160] [--seed 0] [MODEL ...] [--smoke]
     python benchmarks/unseen_generator.py --air 0.2,0.4   # air near the solid's grey level
+    python benchmarks/unseen_generator.py --early --shape 24,320,320  # one small thin dendrite, large melt
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ from scipy.spatial.transform import Rotation
 
 
 def skeleton_dendrites(
-    shape: tuple[int, int, int], gen: np.random.Generator
+    shape: tuple[int, int, int], gen: np.random.Generator, early: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Distance to the nearest skeleton voxel and that voxel's radius, on ``shape``."""
+    """Distance to the nearest skeleton voxel and that voxel's radius, on ``shape``.
+
+    ``early``: one small dendrite with thin arms near the middle (the first scans of a series).
+    """
     size = float(min(shape[1:]))
     skeleton = np.zeros(shape, bool)
     radius = np.zeros(shape, np.float32)
@@ -51,12 +55,18 @@ def skeleton_dendrites(
         skeleton[tuple(idx[keep].T)] = True
         radius[tuple(idx[keep].T)] = np.maximum(radius[tuple(idx[keep].T)], taper[keep])
 
-    for _ in range(int(gen.integers(3, 9))):
+    count, lengths, thick, spacing_range, place = (
+        (1, (0.08, 0.16), (0.006, 0.012), (0.02, 0.04), (0.4, 0.6))
+        if early
+        else (int(gen.integers(3, 9)), (0.25, 0.5), (0.02, 0.05), (0.05, 0.1), (0.25, 0.75))
+    )
+    for _ in range(count):
         frame = Rotation.random(random_state=gen).as_matrix()
-        centre = np.array([gen.uniform(0, shape[0])] + [gen.uniform(0.25, 0.75) * s for s in shape[1:]])
-        primary_length = gen.uniform(0.25, 0.5) * size
-        r1 = gen.uniform(0.02, 0.05) * size
-        spacing = gen.uniform(0.05, 0.1) * size
+        z = gen.uniform(0.3, 0.7) * shape[0] if early else gen.uniform(0, shape[0])
+        centre = np.array([z] + [gen.uniform(*place) * s for s in shape[1:]])
+        primary_length = gen.uniform(*lengths) * size
+        r1 = gen.uniform(*thick) * size
+        spacing = gen.uniform(*spacing_range) * size
         for axis in range(3):
             for sign in (-1.0, 1.0):
                 direction = sign * frame[:, axis]
@@ -79,12 +89,17 @@ def _down(volume: np.ndarray) -> np.ndarray:
 
 
 def unseen_scan(
-    shape: tuple[int, int, int], seed: int, index: int, air: tuple[float, float] = (-0.02, 0.1)
+    shape: tuple[int, int, int],
+    seed: int,
+    index: int,
+    air: tuple[float, float] = (-0.02, 0.1),
+    early: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """One float32 image, its label and a short description of its settings (melt 1, air in ``air``)."""
+    """One float32 image, its label and a short description of its settings (melt 1, air in ``air``);
+    ``early``: one small thin dendrite in a large melt."""
     gen = np.random.default_rng([seed, index, 3])
     nz, ny, nx = shape
-    distance, radius = skeleton_dendrites((2 * nz, 2 * ny, 2 * nx), gen)
+    distance, radius = skeleton_dendrites((2 * nz, 2 * ny, 2 * nx), gen, early)
     start, end, mid = (_down((distance < s * radius).astype(np.float32)) for s in (0.9, 1.0, 0.95))
     yy, xx = np.mgrid[:ny, :nx].astype(np.float32)
     r_sample = gen.uniform(0.3, 0.46) * min(ny, nx)
@@ -130,13 +145,16 @@ def main() -> None:
             default="-0.02,0.1",
             help="range of the air's grey level (melt = 1), e.g. 0.2,0.4: air near the solid",
         )
+        parser.add_argument(
+            "--early", action="store_true", help="one small dendrite with thin arms in a large melt"
+        )
 
     args, shape = parse_args(__doc__.splitlines()[0], air_option)
     air = tuple(float(a) for a in args.air.split(","))
-    scans = [unseen_scan(shape, args.seed, i, air) for i in range(args.scans)]
+    scans = [unseen_scan(shape, args.seed, i, air, args.early) for i in range(args.scans)]
     print(
-        f"{args.scans} scans of {shape} from the skeleton generator (seed {args.seed}, air {air}); "
-        "IoU per scan"
+        f"{args.scans} scans of {shape} from the skeleton generator (seed {args.seed}, air {air}"
+        f"{', early growth' if args.early else ''}); IoU per scan"
     )
     compare(args.models, scans)
 

@@ -780,8 +780,14 @@ def test_scale_auto_bins_where_the_network_is_surest_and_only_large_slices():
 
 def test_scale_auto_does_not_bin_away_thin_arms():
     """A network much surer binned (as on a scan far finer than its training) still stays at full
-    resolution where its dendrite, binned, is too thin to bin (the width rule); a block is not."""
-    from dendriteseg.infer.scale_choice import WIDTH_PER_BIN, dendrite_width
+    resolution where its dendrite, binned, is too thin to bin (the width rule), or where binned it calls
+    blobs around arms found thin unbinned (the share rule); a block is not."""
+    from dendriteseg.infer.scale_choice import (
+        MIN_UNBINNED_SHARE,
+        WIDTH_PER_BIN,
+        dendrite_width,
+        unbinned_share,
+    )
 
     def surer_binned(batch):
         return (0.5 - batch) * (40.0 if batch.shape[-1] < 200 else 2.0)  # binned tiles are 100 px
@@ -797,6 +803,26 @@ def test_scale_auto_does_not_bin_away_thin_arms():
     block[:, 40:160, 40:160] = 0.3
     assert segment(block, surer_binned, **options).scale.scale == 2
     assert np.isnan(dendrite_width(np.zeros((1, 20, 20))))  # nothing found
+
+    from scipy import ndimage
+
+    def haloed_binned(batch):  # binned, a sure blob around each arm, wide enough to pass binned
+        if batch.shape[-1] >= 200:
+            return (0.5 - batch) * 2.0
+        return (0.5 - ndimage.minimum_filter(batch, size=(1,) * (batch.ndim - 2) + (7, 7))) * 40.0
+
+    thinner = np.full((2, 200, 200), 0.7, np.float32)
+    for x in range(25, 180, 25):
+        thinner[:, 20:180, x : x + 4] = 0.3  # arms 4 px wide
+    choice = segment(thinner, haloed_binned, **options).scale
+    assert choice.widths[2] >= WIDTH_PER_BIN * 2 and choice.entropies[2] < 0.5 * choice.entropies[1]
+    assert choice.shares[2] < MIN_UNBINNED_SHARE  # binned, blobs several times the arms found unbinned
+    assert choice.scale == 1 and "share of it found unbinned 2: 0." in choice.describe()
+    assert segment(block, haloed_binned, **options).scale.scale == 2
+    assert np.isnan(unbinned_share(np.ones((1, 4, 4)), np.zeros((1, 4, 4))))  # the binning calls nothing
+    binned, unbinned, mask = np.zeros((1, 4, 4)), np.zeros((1, 4, 4)), np.ones((4, 4), bool)
+    binned[0, :2], unbinned[0, 0], mask[1] = 1.0, 1.0, False
+    assert unbinned_share(unbinned, binned) == 0.5 and unbinned_share(unbinned, binned, mask) == 1.0
     bar = np.zeros((1, 40, 40))
     bar[0, 10:30, 15:21] = 1.0
     assert 5 <= dendrite_width(bar) <= 7

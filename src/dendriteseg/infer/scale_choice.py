@@ -23,6 +23,14 @@ so do small or faint dendrites only a little wider (``benchmarks/real_like.py``,
 rows under 1 % solid and faint); arms tens of pixels wide, binned 4 x, keep
 their shape but round their tips, which the next coarser binning that the
 width allows (3 x) keeps sharper (``benchmarks/scale_auto_cost.py``).
+The binned look alone can be fooled: around a thin arm the binned network
+may call a blob wide enough to pass (one small thin dendrite in a large
+melt: ``benchmarks/unseen_generator.py --early``). So the probes'
+segmentations are compared too: of the dendrite a binning calls, the
+unbinned look must call at least ``MIN_UNBINNED_SHARE`` in the same place
+(:func:`unbinned_share`). A binning that sees a large dendrite better finds
+it where the unbinned look finds it, holes and texture aside; one that
+draws blobs around thin arms calls several times what is there.
 
 The probe's cost is bounded (:func:`probe_plan`): the coarsest binning sees
 the whole probe; where whole planes at every binning would cost more than
@@ -64,6 +72,7 @@ MIN_BINNED_SIDE = 96  # pixels a side left after binning: the shipped models' tr
 PROBE_DEPTH = 8  # central slices segmented per candidate
 MIN_GAIN = 0.05  # relative drop in mean entropy that a binning must bring over none
 WIDTH_PER_BIN = 4.5  # a binning s needs dendrite at least this many times s pixels wide (measured binned)
+MIN_UNBINNED_SHARE = 0.5  # and the unbinned look must call at least this share of the dendrite it calls
 SPECK = 12  # pixels (x binning^2): pieces this small are noise, not arms, and are not measured
 PROBE_SHARE = 0.1  # the most of a run at the coarsest binning the probe may cost before it is cropped
 MIN_CROP = 288  # pixels a side: the smallest crop the finer binnings are probed on within the bound (3 x 96)
@@ -82,6 +91,7 @@ class ScaleChoice:
     scale: int
     entropies: dict[int, float] = field(default_factory=dict)
     widths: dict[int, float] = field(default_factory=dict)
+    shares: dict[int, float] = field(default_factory=dict)  # per binning: :func:`unbinned_share`
     crop: tuple[int, int, int, int] | None = None  # (y0, y1, x0, x1) the binnings were compared on
     logits: np.ndarray | None = field(default=None, repr=False)  # the probe's, at ``scale``, when
     # the probe was the whole volume (default tiles): a run with those tiles reuses them
@@ -90,11 +100,14 @@ class ScaleChoice:
         measured = ", ".join(f"{s}: {h:.4f}" for s, h in self.entropies.items())
         widths = ", ".join(f"{s}: {w:.0f} px" for s, w in self.widths.items() if np.isfinite(w))
         widths = widths or "none"
+        shares = "".join(f", {s}: {v:.2f}" for s, v in self.shares.items() if np.isfinite(v))
+        shares = f"; share of it found unbinned{shares[1:]}" if shares else ""
         where = "" if self.crop is None else " in y {}:{}, x {}:{}".format(*self.crop)
         if not self.entropies:
             return f"scale {self.scale} (auto; planes too small to bin, nothing probed)"
         return (
-            f"scale {self.scale} (auto; mean entropy per binning{where} {measured}; dendrite widths {widths})"
+            f"scale {self.scale} (auto; mean entropy per binning{where} {measured}; dendrite widths {widths}"
+            f"{shares})"
         )
 
 
@@ -205,12 +218,25 @@ def _centre(ys: slice, xs: slice, side: int) -> tuple[slice, slice]:
     return out[0], out[1]
 
 
-def _keeps_what_it_finds(widths: dict[int, float], scale: int) -> bool:
-    """A binning keeps its dendrite wide enough to bin (module notes), or there is none to keep
-    (none at the binning nor at full resolution: nothing is lost)."""
+def unbinned_share(unbinned: np.ndarray, binned: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Of the dendrite a binning calls (probabilities ``binned`` > 0.5, inside ``mask`` (y, x) where
+    given), the share that the unbinned look (``unbinned``, the same window) calls too; NaN where the
+    binning calls none."""
+    called = binned > 0.5
+    if mask is not None:
+        called &= np.broadcast_to(mask, called.shape[-2:])
+    if not called.any():
+        return float("nan")
+    return float((called & (unbinned > 0.5)).sum() / called.sum())
+
+
+def _keeps_what_it_finds(widths: dict[int, float], shares: dict[int, float], scale: int) -> bool:
+    """A binning keeps its dendrite wide enough to bin and does not inflate what the unbinned look
+    finds (module notes); or there is none to keep (none at the binning nor at full resolution)."""
     if np.isnan(widths[scale]):
         return bool(np.isnan(widths[1]))
-    return widths[scale] >= WIDTH_PER_BIN * scale
+    inflates = np.isfinite(shares[scale]) and shares[scale] < MIN_UNBINNED_SHARE
+    return widths[scale] >= WIDTH_PER_BIN * scale and not inflates
 
 
 def choose_scale(
@@ -257,16 +283,17 @@ def choose_scale(
         entropies[s] = mean_entropy(probabilities, inside)
         widths[s] = dendrite_width(probabilities, inside, s)
         seen[s] = probabilities
-    allowed = [s for s in scales if s == 1 or _keeps_what_it_finds(widths, s)]
-    best = min(allowed, key=lambda s: (entropies[s], s))
-    # binning must beat the unbinned look where that look was: the centre (the whole crop where uncropped)
     cy, cx = (slice(c.start - w.start, c.stop - w.start) for c, w in zip(centre, (ys, xs), strict=True))
     centre_inside = None if mask2d is None else mask2d[centre]
+    shares = {s: unbinned_share(seen[1], seen[s][:, cy, cx], centre_inside) for s in scales if s > 1}
+    allowed = [s for s in scales if s == 1 or _keeps_what_it_finds(widths, shares, s)]
+    best = min(allowed, key=lambda s: (entropies[s], s))
+    # binning must beat the unbinned look where that look was: the centre (the whole crop where uncropped)
     if mean_entropy(seen[best][:, cy, cx], centre_inside) > (1 - MIN_GAIN) * entropies[1]:
         best = 1
     crop = None if not cropped else (ys.start, ys.stop, xs.start, xs.stop)
     reuse = logits.get(best) if whole and best in logits and logits[best].size <= REUSE_VOXELS else None
-    choice = ScaleChoice(best, entropies, widths, crop=crop, logits=reuse)
+    choice = ScaleChoice(best, entropies, widths, shares, crop=crop, logits=reuse)
     log.info("%s: %s", volume.source, choice.describe())
     return choice
 
