@@ -72,7 +72,7 @@ MIN_BINNED_SIDE = 96  # pixels a side left after binning: the shipped models' tr
 PROBE_DEPTH = 8  # central slices segmented per candidate
 MIN_GAIN = 0.05  # relative drop in mean entropy that a binning must bring over none
 WIDTH_PER_BIN = 4.5  # a binning s needs dendrite at least this many times s pixels wide (measured binned)
-MIN_UNBINNED_SHARE = 0.6  # and the unbinned look must call at least this share of the dendrite it calls
+MIN_UNBINNED_SHARE = 0.6  # and the unbinned look must call this share of what it calls, in the same place
 SPECK = 12  # pixels (x binning^2): pieces this small are noise, not arms, and are not measured
 PROBE_SHARE = 0.1  # the most of a run at the coarsest binning the probe may cost before it is cropped
 MIN_CROP = 288  # pixels a side: the smallest crop the finer binnings are probed on within the bound (3 x 96)
@@ -85,13 +85,14 @@ REUSE_VOXELS = 64 * 2**20  # logits kept for the run when the probe is the whole
 
 @dataclass
 class ScaleChoice:
-    """The binning chosen, and what was measured at each candidate: the mean entropy (nats per voxel)
-    and the median width (px) of the confident dendrite (NaN where there is none)."""
+    """The binning chosen, and what was measured at each candidate: the mean entropy (nats per voxel),
+    the median width (px) of the confident dendrite (NaN where there is none) and, per binning, the
+    share of its dendrite that the unbinned look finds too (:func:`unbinned_share`)."""
 
     scale: int
     entropies: dict[int, float] = field(default_factory=dict)
     widths: dict[int, float] = field(default_factory=dict)
-    shares: dict[int, float] = field(default_factory=dict)  # per binning: :func:`unbinned_share`
+    shares: dict[int, float] = field(default_factory=dict)
     crop: tuple[int, int, int, int] | None = None  # (y0, y1, x0, x1) the binnings were compared on
     logits: np.ndarray | None = field(default=None, repr=False)  # the probe's, at ``scale``, when
     # the probe was the whole volume (default tiles): a run with those tiles reuses them
