@@ -55,9 +55,10 @@ from dendriteseg.tune.labels import UserScan
 NEAR = 2  # px from the true boundary: a boundary error; further: a piece missed or made up
 
 
-def _scores(model, image: np.ndarray, truth: np.ndarray) -> dict:
+def _scores(model, image: np.ndarray, truth: np.ndarray) -> tuple[dict, np.ndarray]:
+    """A cell's scores (the mean scores and :func:`boundary_errors`) and the labels they were made from."""
     scored = score_model(model, [(image, truth)], window=(0.0, 1.0), precision="fp32", keep_labels=True)
-    return {**scored.mean, **boundary_errors(scored.labels[0], truth)}
+    return {**scored.mean, **boundary_errors(scored.labels[0], truth)}, scored.labels[0]
 
 
 def boundary_errors(pred: np.ndarray, truth: np.ndarray) -> dict:
@@ -126,16 +127,16 @@ def _fine_tunes(
     gen = np.random.default_rng([args.seed, i, count])
     truth = label.copy()
     truth[chosen] = UNLABELLED  # scored only where nobody labelled
-    before = score_model(args.model, [(image, truth)], window=(0.0, 1.0), precision="fp32", keep_labels=True)
+    before, before_labels = _scores(args.model, image, truth)
     for z in chosen:
         if kind == "whole":
             train_label[z] = label[z]
         elif kind == "scribbles":
             train_label[z] = scribbles(label[z], gen)
         else:
-            train_label[z] = corrections(label[z], before.labels[0][z], gen)
+            train_label[z] = corrections(label[z], before_labels[z], gen)
     scan = UserScan(f"scan{i}", image, train_label, False)
-    cells, kept = {"before": {**before.mean, **boundary_errors(before.labels[0], truth)}}, []
+    cells, kept = {"before": before}, []
     with tempfile.TemporaryDirectory() as work:
         for method in methods:
             out = Path(work) / f"{method}.safetensors"
@@ -148,7 +149,7 @@ def _fine_tunes(
                 finish=args.finish,
                 budget=args.budget,
             )
-            cells[method] = _scores(out, image, truth)
+            cells[method] = _scores(out, image, truth)[0]
             selection = read_model_info(out).provenance["finetune"].get("selections")
             kept.append(f"{method}: kept {run.kept} {run.chosen} of {len(run.trials)} trial(s); {selection}")
     return cells, kept

@@ -116,14 +116,15 @@ def analyze_labels(
         if volume.ndim != 3:
             raise InputError(f"{volume.source}: analysis needs a (z, y, x) volume, got shape {volume.shape}")
         solid = as_binary_labels(volume.read(), volume.source).astype(bool)
-        known = "given" if voxel_size is not None else "the file's" if volume.voxel_size is not None else None
+        in_file = volume.voxel_size is not None
+        size_from = "given" if voxel_size is not None else "the file's" if in_file else ASSUMED_VOXEL
         voxel_size = voxel_size if voxel_size is not None else volume.voxel_size
     spacing = _spacing(voxel_size)
     voxel = float(np.prod(spacing))
     box = solid.size * voxel
     result: dict[str, Any] = {
         "voxel_size_um": list(spacing),
-        "voxel_size_from": known or ASSUMED_VOXEL,
+        "voxel_size_from": size_from,
         "solid_fraction": float(solid.mean()),
         "solid_volume": float(solid.sum() * voxel),
     }
